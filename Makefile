@@ -1,0 +1,136 @@
+# komd: communication daemon for SCADA, energy and industrial telemetry.
+# Targets: all run check asan fuzz bench install clean deps
+
+PREFIX     ?= /usr/local
+SYSCONFDIR ?= $(PREFIX)/etc
+SBINDIR    ?= $(PREFIX)/sbin
+BINDIR     ?= $(PREFIX)/bin
+MANDIR     ?= $(PREFIX)/share/man
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+DESTDIR    ?=
+VERSION    := 0.1.0
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := libevent libevent_openssl libconfig libsystemd openssl
+# snprintf truncation of status and log text is deliberate, so -Wno-format-truncation.
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Werror -Wno-format-truncation
+CFLAGS  ?= -O2 -g
+ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
+	-DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' -Idaemon -Iprotocols
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+LDLIBS   = $(PKG_LIBS) -lm
+
+# Debian packages the build and the tests need (the deps step installs what is missing).
+DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
+	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev
+
+CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps run check test unit integ asan fuzz bench install clean
+
+all: deps $(BUILD)/komd $(BUILD)/komctl
+
+# Install missing Debian packages once per machine (stamp in the build dir).
+deps: $(BUILD)/.deps
+$(BUILD)/.deps:
+	@mkdir -p $(BUILD)
+	@missing=""; for p in $(DEB_PKGS); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing missing Debian packages:$$missing"; \
+		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing || exit 1; \
+	fi
+	@touch $@
+
+$(BUILD)/%.o: %.c $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+$(BUILD)/libkomd.a: $(CORE_OBJS)
+	ar rcs $@ $^
+
+$(BUILD)/komd: $(BUILD)/daemon/main.o $(BUILD)/libkomd.a
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(BUILD)/komctl: $(BUILD)/daemon/komctl.o
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^
+
+$(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libkomd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+run: all
+	$(BUILD)/komd -f -c conf/komd.conf
+
+# All tests: unit programs, then integration tests against a fresh komd each.
+check: test
+	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
+
+# The unit and integration tests alone (no fuzzing).
+test: all $(UNIT_BINS)
+	@tests/run-tests $(BUILD)
+
+unit: all $(UNIT_BINS)
+	@tests/run-tests --unit $(BUILD)
+
+integ: all
+	@tests/run-tests --integ $(BUILD)
+
+# libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
+FUZZ_SECONDS ?= 60
+CHECK_FUZZ_SECONDS ?= 20
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
+CODEC_SRCS := $(wildcard protocols/*_codec.c)
+FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocols -Idaemon
+
+build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) $(BUILD)/.deps
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS)
+
+fuzz: $(FUZZ_BINS)
+	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \
+		mkdir -p build-fuzz/corpus-$$n; \
+		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+			2>build-fuzz/$$n.log || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
+		grep -E 'stat::number_of_executed_units' build-fuzz/$$n.log; \
+	done
+
+# The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
+asan:
+	$(MAKE) BUILD=build-asan CC=clang \
+		CFLAGS="-O1 -g -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all" \
+		LDFLAGS="-fsanitize=address,undefined" test
+
+install: all
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+		$(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(UNITDIR) \
+		$(DESTDIR)$(SYSCONFDIR)/komd/komd.conf.d
+	install -m 0755 $(BUILD)/komd $(DESTDIR)$(SBINDIR)/komd
+	install -m 0755 $(BUILD)/komctl $(DESTDIR)$(BINDIR)/komctl
+	install -m 0644 man/komctl.1 $(DESTDIR)$(MANDIR)/man1/komctl.1
+	install -m 0644 man/komd.conf.5 $(DESTDIR)$(MANDIR)/man5/komd.conf.5
+	install -m 0644 man/komd.8 $(DESTDIR)$(MANDIR)/man8/komd.8
+	sed -e 's|@SBINDIR@|$(SBINDIR)|g' -e 's|@BINDIR@|$(BINDIR)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' \
+		systemd/komd.service > $(DESTDIR)$(UNITDIR)/komd.service
+	chmod 0644 $(DESTDIR)$(UNITDIR)/komd.service
+	install -d $(DESTDIR)$(SYSUSERSDIR)
+	install -m 0644 systemd/komd.sysusers $(DESTDIR)$(SYSUSERSDIR)/komd.conf
+	[ -n "$(DESTDIR)" ] || systemd-sysusers $(SYSUSERSDIR)/komd.conf
+	[ -e $(DESTDIR)$(SYSCONFDIR)/komd/komd.conf ] || \
+		install -m 0640 $(if $(DESTDIR),,-g komd) conf/komd.conf $(DESTDIR)$(SYSCONFDIR)/komd/komd.conf
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

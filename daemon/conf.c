@@ -1,0 +1,1584 @@
+/* conf.c: reads komd.conf (libconfig 1.5 syntax, with @include) and the drop-in files of
+ * komd.conf.d/, validates every section against its schema table (and the protocol's own
+ * tables), and returns the configuration as plain data. It collects every error as
+ * "FILE:LINE: message" instead of stopping at the first, and it never touches the
+ * running daemon: reload builds a complete new config and only then swaps it in. */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conf.h"
+#include "log.h"
+#include "proto.h"
+
+#define CONF_DROPIN_DIR "komd.conf.d"
+#define CONF_APPDIR "#APPDIR#"
+
+/* ---- schema tables ---- */
+
+static const char *const conf_log_levels[] = { "error", "warning", "info", "debug", NULL };
+static const char *const conf_line_types[] = { "tcp", "tcp-redundant", NULL };
+static const char *const conf_tag_types[] = { "bool", "dpi", "int", "float", "string", "time", NULL };
+static const char *const conf_tag_dirs[] = { "in", "out", "inout", NULL };
+
+const struct conf_key conf_global_keys[] = {
+	{ .name = "appdir", .type = CK_VALUE, .off = offsetof(struct config, appdir),
+	  .help = "string: the application directory, substituted for #APPDIR# in every string; "
+	  "default: the directory of the main file" },
+	{ .name = "control_socket", .type = CK_STRING, .def = "/run/komd/komd.sock",
+	  .off = offsetof(struct config, control_socket), .help = "path of the control socket (komctl)" },
+	{ .name = "log_level", .type = CK_CHOICE, .def = "info", .choices = conf_log_levels,
+	  .off = offsetof(struct config, log_level), .help = "least important messages logged" },
+	{ .name = "write_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
+	  .off = offsetof(struct config, write_timeout_ms),
+	  .help = "time a write routed to an acquiring station may take before it fails" },
+	{ .name = "lines", .type = CK_VALUE, .help = "list of line groups" },
+	{ .name = "tags", .type = CK_VALUE, .help = "list of memory tag groups" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_line_keys[] = {
+	{ .name = "name", .type = CK_STRING, .off = offsetof(struct line_conf, name),
+	  .help = "unique name of the line: letters, digits, '_', '.', '-'" },
+	{ .name = "type", .type = CK_CHOICE, .def = "tcp", .choices = conf_line_types,
+	  .off = offsetof(struct line_conf, type),
+	  .help = "tcp, or tcp-redundant for a client line with a backup" },
+	{ .name = "protocol", .type = CK_STRING, .off = offsetof(struct line_conf, protocol),
+	  .help = "protocol name; it decides whether the line is a client or a server" },
+	{ .name = "host", .type = CK_VALUE,
+	  .help = "string: host list; client lines: hosts to connect to (required); "
+	  "server lines: addresses to listen on (default \"*\")" },
+	{ .name = "port", .type = CK_INT, .min = 1, .max = 65535, .off = offsetof(struct line_conf, port),
+	  .help = "TCP port to connect to or listen on" },
+	{ .name = "line_number", .type = CK_INT, .min = 0, .max = 65535, .def = "0",
+	  .off = offsetof(struct line_conf, line_number), .help = "number of the line, for the protocol and for reports" },
+	{ .name = "enabled", .type = CK_BOOL, .def = "true", .off = offsetof(struct line_conf, enabled),
+	  .help = "false: the line is configured but not started" },
+	{ .name = "backup", .type = CK_VALUE, .help = "group: the backup path of a tcp-redundant line" },
+	{ .name = "tls", .type = CK_VALUE, .help = "group: TLS settings; the line uses TLS when present" },
+	{ .name = "connect_timeout", .type = CK_SECONDS, .min = 0.1, .max = 300, .def = "5",
+	  .off = offsetof(struct line_conf, connect_timeout_ms), .help = "time a TCP (and TLS) connect may take" },
+	{ .name = "reconnect_delay", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "1",
+	  .off = offsetof(struct line_conf, reconnect_delay_ms),
+	  .help = "first delay before connecting again; doubles after each failure" },
+	{ .name = "reconnect_max", .type = CK_SECONDS, .min = 0.1, .max = 86400, .def = "60",
+	  .off = offsetof(struct line_conf, reconnect_max_ms),
+	  .help = "longest delay between connection attempts; not less than reconnect_delay" },
+	{ .name = "max_clients", .type = CK_INT, .min = 1, .max = 1000000, .def = "1000",
+	  .off = offsetof(struct line_conf, max_clients), .help = "server lines: most clients connected at once" },
+	{ .name = "stations", .type = CK_VALUE, .help = "list of station groups" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_backup_keys[] = {
+	{ .name = "enabled", .type = CK_BOOL, .def = "true", .off = offsetof(struct line_conf, backup_enabled),
+	  .help = "false: the backup path is configured but not used" },
+	{ .name = "host", .type = CK_VALUE, .help = "string: host list of the backup path (required)" },
+	{ .name = "port", .type = CK_VALUE, .min = 1, .max = 65535, .off = offsetof(struct line_conf, backup_port),
+	  .help = "integer 1..65535: port of the backup path; default: the line's port" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_tls_keys[] = {
+	{ .name = "partner_certs", .type = CK_VALUE, .off = offsetof(struct tls_conf, partner_certs),
+	  .help = "string: comma-separated certificate files (PEM) that the partner's certificate must chain to" },
+	{ .name = "my_cert", .type = CK_VALUE, .off = offsetof(struct tls_conf, my_cert),
+	  .help = "string: our certificate file (PEM); needs my_key" },
+	{ .name = "my_key", .type = CK_VALUE, .off = offsetof(struct tls_conf, my_key),
+	  .help = "string: our private key file (PEM); needs my_cert" },
+	{ .name = "psk", .type = CK_VALUE, .off = offsetof(struct tls_conf, psk),
+	  .help = "string: pre-shared key as identity:hexkey" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_station_keys[] = {
+	{ .name = "name", .type = CK_STRING, .off = offsetof(struct station_conf, name),
+	  .help = "name of the station, unique within its line" },
+	{ .name = "address", .type = CK_VALUE, .off = offsetof(struct station_conf, address),
+	  .help = "integer or string: the station's protocol address; required unless simulation is true" },
+	{ .name = "period", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "0",
+	  .off = offsetof(struct station_conf, period_ms),
+	  .help = "polling period, aligned to the wall clock; 0: not set" },
+	{ .name = "offset", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "0",
+	  .off = offsetof(struct station_conf, offset_ms), .help = "offset of each poll within the period" },
+	{ .name = "delay", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "0",
+	  .off = offsetof(struct station_conf, delay_ms),
+	  .help = "polling: delay after the end of the previous request; excludes period; 0: not set" },
+	{ .name = "simulation", .type = CK_BOOL, .def = "false", .off = offsetof(struct station_conf, simulation),
+	  .help = "simulate the station's values instead of talking to a device (client lines)" },
+	{ .name = "tags", .type = CK_VALUE, .help = "list of tag groups" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_tag_keys[] = {
+	{ .name = "name", .type = CK_STRING, .off = offsetof(struct tag_conf, name),
+	  .help = "tag name: letters, digits, '_', '.', ':', '-'; at most 127 characters" },
+	{ .name = "address", .type = CK_VALUE, .off = offsetof(struct tag_conf, address),
+	  .help = "string: the tag's protocol address; required on stations unless simulated; not on memory tags" },
+	{ .name = "type", .type = CK_VALUE, .choices = conf_tag_types,
+	  .help = "bool, dpi, int, float, string or time; optional on serving stations" },
+	{ .name = "direction", .type = CK_CHOICE, .def = "in", .choices = conf_tag_dirs,
+	  .off = offsetof(struct tag_conf, dir), .help = "in, out or inout: may the value be written" },
+	{ .name = "initial", .type = CK_VALUE, .help = "memory tags: the value at start-up" },
+	{ .name = "description", .type = CK_VALUE, .off = offsetof(struct tag_conf, description),
+	  .help = "string: free text" },
+	{ .name = NULL, .type = CK_END },
+};
+
+/* ---- load context ---- */
+
+struct conf_ctx {
+	struct config *c;
+	struct conf_errors *errs;
+	const char *file;     /* interned: the file being read */
+	const char *readpath; /* as given to config_read_file (libconfig reports it so) */
+	const char *incdir;   /* libconfig names included files relative to it */
+	struct conf_loc *eloc; /* where each new error is, to sort them at the end */
+	int nerr0;            /* errors in errs before this load */
+};
+
+/* Start-up and reload only: running out of memory here is not worth a recovery path. */
+static void *
+conf_alloc(size_t n)
+{
+	void *p = calloc(1, n ? n : 1);
+
+	if (!p)
+		fatal("conf: calloc");
+	return p;
+}
+
+static char *
+conf_strdup(const char *s)
+{
+	char *p = strdup(s);
+
+	if (!p)
+		fatal("conf: strdup");
+	return p;
+}
+
+/* Grow *arr (of elements of size sz) to hold n + 1 elements. */
+static void
+conf_grow(void *arr, int n, size_t sz)
+{
+	void **pp = arr;
+	void *p = realloc(*pp, (size_t)(n + 1) * sz);
+
+	if (!p)
+		fatal("conf: realloc");
+	*pp = p;
+	memset((char *)p + (size_t)n * sz, 0, sz);
+}
+
+static const char *
+conf_intern(struct config *c, const char *name)
+{
+	for (int i = 0; i < c->nfiles; i++)
+		if (strcmp(c->files[i], name) == 0)
+			return c->files[i];
+	conf_grow(&c->files, c->nfiles, sizeof(char *));
+	c->files[c->nfiles] = conf_strdup(name);
+	return c->files[c->nfiles++];
+}
+
+/* libconfig 1.5 names an included file as written in @include, relative to the include
+ * directory; make it a name the user can open. */
+static const char *
+conf_file_of(struct conf_ctx *x, const char *raw)
+{
+	char buf[PATH_MAX];
+
+	if (!raw)
+		return x->file;
+	if (raw[0] == '/' || strcmp(raw, x->readpath) == 0 || !x->incdir || strcmp(x->incdir, ".") == 0)
+		return conf_intern(x->c, raw);
+	snprintf(buf, sizeof(buf), "%s/%s", x->incdir, raw);
+	return conf_intern(x->c, buf);
+}
+
+static void
+conf_loc_of(struct conf_ctx *x, const config_setting_t *s, struct conf_loc *loc)
+{
+	loc->file = conf_file_of(x, s ? config_setting_source_file(s) : NULL);
+	loc->line = s ? (int)config_setting_source_line(s) : 0;
+}
+
+static void __attribute__((format(printf, 4, 0)))
+conf_verrat(struct conf_ctx *x, const char *file, int line, const char *fmt, va_list ap)
+{
+	char msg[1024], *full;
+
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	if (asprintf(&full, "%s:%d: %s", file ? file : "?", line, msg) < 0)
+		fatal("conf: asprintf");
+	conf_grow(&x->errs->msg, x->errs->n, sizeof(char *));
+	conf_grow(&x->eloc, x->errs->n - x->nerr0, sizeof(*x->eloc));
+	x->eloc[x->errs->n - x->nerr0] = (struct conf_loc){ file, line };
+	x->errs->msg[x->errs->n++] = full;
+}
+
+static void __attribute__((format(printf, 3, 4)))
+conf_errloc(struct conf_ctx *x, const struct conf_loc *loc, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	conf_verrat(x, loc->file, loc->line, fmt, ap);
+	va_end(ap);
+}
+
+static void __attribute__((format(printf, 3, 4)))
+conf_err(struct conf_ctx *x, const config_setting_t *s, const char *fmt, ...)
+{
+	struct conf_loc loc;
+	va_list ap;
+
+	conf_loc_of(x, s, &loc);
+	va_start(ap, fmt);
+	conf_verrat(x, loc.file, loc.line, fmt, ap);
+	va_end(ap);
+}
+
+/* Replace every #APPDIR# in s by the appdir. */
+static char *
+conf_subst(struct conf_ctx *x, const char *s)
+{
+	const char *app = x->c->appdir ? x->c->appdir : "";
+	size_t al = strlen(app), kl = strlen(CONF_APPDIR), n = 0;
+	const char *p;
+	char *out, *o;
+
+	for (p = s; (p = strstr(p, CONF_APPDIR)); p += kl)
+		n++;
+	out = o = conf_alloc(strlen(s) + n * al + 1);
+	while ((p = strstr(s, CONF_APPDIR))) {
+		memcpy(o, s, (size_t)(p - s));
+		o += p - s;
+		memcpy(o, app, al);
+		o += al;
+		s = p + kl;
+	}
+	strcpy(o, s);
+	return out;
+}
+
+/* ---- generic schema validation ---- */
+
+static const struct conf_key *
+conf_key_find(const struct conf_key *keys, const char *name)
+{
+	for (; keys && keys->name; keys++)
+		if (strcmp(keys->name, name) == 0)
+			return keys;
+	return NULL;
+}
+
+static void
+conf_choice_list(const char *const *choices, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; choices && choices[i] && o < len; i++) {
+		int n = snprintf(buf + o, len - o, "%s%s", i ? ", " : "", choices[i]);
+		if (n < 0)
+			break;
+		o += (size_t)n;
+	}
+}
+
+static int
+conf_choice_index(const char *const *choices, const char *s)
+{
+	for (int i = 0; choices && choices[i]; i++)
+		if (strcmp(choices[i], s) == 0)
+			return i;
+	return -1;
+}
+
+static bool
+conf_has_range(const struct conf_key *k)
+{
+	return k->min < k->max;
+}
+
+/* Store one present setting s, checked against key k as type t, at base + k->off. */
+static int
+conf_key_set_as(struct conf_ctx *x, const config_setting_t *s, const struct conf_key *k, enum ck_type t, void *base)
+{
+	char *field = (char *)base + k->off;
+	int st = config_setting_type(s);
+	char list[256];
+
+	switch (t) {
+	case CK_BOOL:
+		if (st != CONFIG_TYPE_BOOL) {
+			conf_err(x, s, "'%s' must be a boolean (true or false)", k->name);
+			return -1;
+		}
+		*(bool *)field = config_setting_get_bool(s) != 0;
+		return 0;
+	case CK_INT: {
+		long long v;
+
+		if (st != CONFIG_TYPE_INT && st != CONFIG_TYPE_INT64) {
+			conf_err(x, s, "'%s' must be an integer", k->name);
+			return -1;
+		}
+		v = config_setting_get_int64(s);
+		if (conf_has_range(k) ? (v < k->min || v > k->max) : (v < INT_MIN || v > INT_MAX)) {
+			conf_err(x, s, "'%s' must be between %.15g and %.15g, not %lld", k->name,
+			    conf_has_range(k) ? k->min : INT_MIN, conf_has_range(k) ? k->max : INT_MAX, v);
+			return -1;
+		}
+		*(int *)field = (int)v;
+		return 0;
+	}
+	case CK_SECONDS: {
+		double v;
+
+		if (st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64)
+			v = (double)config_setting_get_int64(s);
+		else if (st == CONFIG_TYPE_FLOAT)
+			v = config_setting_get_float(s);
+		else {
+			conf_err(x, s, "'%s' must be a number of seconds", k->name);
+			return -1;
+		}
+		if (!isfinite(v) || (conf_has_range(k) && (v < k->min || v > k->max)) || v * 1000 > INT_MAX || v < 0) {
+			conf_err(x, s, "'%s' must be between %.15g and %.15g seconds, not %.15g", k->name,
+			    k->min, conf_has_range(k) ? k->max : INT_MAX / 1000.0, v);
+			return -1;
+		}
+		*(int *)field = (int)llround(v * 1000);
+		return 0;
+	}
+	case CK_STRING:
+		if (st != CONFIG_TYPE_STRING) {
+			conf_err(x, s, "'%s' must be a string", k->name);
+			return -1;
+		}
+		free(*(char **)field);
+		*(char **)field = conf_subst(x, config_setting_get_string(s));
+		return 0;
+	case CK_CHOICE: {
+		int i;
+
+		conf_choice_list(k->choices, list, sizeof(list));
+		if (st != CONFIG_TYPE_STRING) {
+			conf_err(x, s, "'%s' must be a string: one of %s", k->name, list);
+			return -1;
+		}
+		if ((i = conf_choice_index(k->choices, config_setting_get_string(s))) < 0) {
+			conf_err(x, s, "'%s' must be one of %s, not '%s'", k->name, list, config_setting_get_string(s));
+			return -1;
+		}
+		*(int *)field = i;
+		return 0;
+	}
+	case CK_VALUE:
+	case CK_END:
+		break;
+	}
+	return 0;
+}
+
+/* The default of k (as text in the table) into base + k->off. */
+static void
+conf_key_default(struct conf_ctx *x, const struct conf_key *k, void *base)
+{
+	char *field = (char *)base + k->off;
+
+	switch (k->type) {
+	case CK_BOOL:
+		*(bool *)field = strcmp(k->def, "true") == 0;
+		break;
+	case CK_INT:
+		*(int *)field = (int)strtol(k->def, NULL, 10);
+		break;
+	case CK_SECONDS:
+		*(int *)field = (int)llround(strtod(k->def, NULL) * 1000);
+		break;
+	case CK_STRING:
+		*(char **)field = conf_subst(x, k->def);
+		break;
+	case CK_CHOICE:
+		*(int *)field = conf_choice_index(k->choices, k->def);
+		break;
+	case CK_VALUE:
+	case CK_END:
+		break;
+	}
+}
+
+/* Validate group grp against the core table keys (into base) and the protocol's table
+ * pkeys (into pbase): unknown keys, types, ranges, defaults and required keys. CK_VALUE
+ * keys are only recognised; the section's own code reads them. what names the section
+ * in messages ("line 'plc1'"). Returns the number of errors. */
+static int
+conf_section(struct conf_ctx *x, const config_setting_t *grp, const struct conf_key *keys, void *base,
+    const struct conf_key *pkeys, void *pbase, const char *what)
+{
+	int nerr = 0, n = config_setting_length(grp);
+	const struct conf_key *tabs[2] = { keys, pkeys };
+	void *bases[2] = { base, pbase };
+
+	for (int i = 0; i < n; i++) {
+		const config_setting_t *m = config_setting_get_elem(grp, (unsigned)i);
+		const char *name = config_setting_name(m);
+		const struct conf_key *k;
+		void *b = base;
+
+		if (!(k = conf_key_find(keys, name)) && (k = conf_key_find(pkeys, name)))
+			b = pbase;
+		if (!k) {
+			conf_err(x, m, "unknown key '%s'%s%s", name, what ? " in " : "", what ? what : "");
+			nerr++;
+		} else if (k->type != CK_VALUE && conf_key_set_as(x, m, k, k->type, b) != 0)
+			nerr++;
+	}
+	for (int t = 0; t < 2; t++)
+		for (const struct conf_key *k = tabs[t]; k && k->name; k++) {
+			if (config_setting_get_member(grp, k->name))
+				continue;
+			if (t == 1 && conf_key_find(keys, k->name))
+				continue; /* the core's key of the same name wins */
+			if (k->def)
+				conf_key_default(x, k, bases[t]);
+			else if (k->type != CK_VALUE) {
+				conf_err(x, grp, "missing required key '%s'%s%s", k->name, what ? " in " : "", what ? what : "");
+				nerr++;
+			}
+		}
+	return nerr;
+}
+
+/* A CK_VALUE key whose value, when present, has a plain type t (optional keys without a
+ * default, and keys whose default depends on other keys). 1 set, 0 absent, -1 error. */
+static int
+conf_opt(struct conf_ctx *x, const config_setting_t *grp, const struct conf_key *keys, const char *name,
+    enum ck_type t, void *base)
+{
+	const config_setting_t *m = config_setting_get_member(grp, name);
+	const struct conf_key *k = conf_key_find(keys, name);
+
+	if (!m || !k)
+		return 0;
+	return conf_key_set_as(x, m, k, t, base) == 0 ? 1 : -1;
+}
+
+/* ---- fingerprint: canonical text of a setting tree ---- */
+
+struct conf_buf {
+	char *p;
+	size_t n, cap;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+conf_bprintf(struct conf_buf *b, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	for (;;) {
+		va_start(ap, fmt);
+		n = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+		va_end(ap);
+		if (n < 0)
+			fatal("conf: vsnprintf");
+		if (b->p && b->n + (size_t)n < b->cap) {
+			b->n += (size_t)n;
+			return;
+		}
+		b->cap = (b->cap + (size_t)n + 1) * 2;
+		if (!(b->p = realloc(b->p, b->cap)))
+			fatal("conf: realloc");
+	}
+}
+
+static void
+conf_bquote(struct conf_buf *b, const char *s)
+{
+	conf_bprintf(b, "\"");
+	for (; *s; s++) {
+		if (*s == '"' || *s == '\\')
+			conf_bprintf(b, "\\%c", *s);
+		else
+			conf_bprintf(b, "%c", *s);
+	}
+	conf_bprintf(b, "\"");
+}
+
+static int
+conf_cmp_name(const void *a, const void *b)
+{
+	const config_setting_t *const *x = a, *const *y = b;
+
+	return strcmp(config_setting_name(*x), config_setting_name(*y));
+}
+
+/* Groups list their members sorted by name, so that moving a key is not a change. */
+static void
+conf_fp(struct conf_ctx *x, struct conf_buf *b, const config_setting_t *s)
+{
+	int n = config_setting_length(s);
+
+	switch (config_setting_type(s)) {
+	case CONFIG_TYPE_GROUP: {
+		const config_setting_t **m = conf_alloc((size_t)n * sizeof(*m));
+
+		for (int i = 0; i < n; i++)
+			m[i] = config_setting_get_elem(s, (unsigned)i);
+		qsort(m, (size_t)n, sizeof(*m), conf_cmp_name);
+		conf_bprintf(b, "{");
+		for (int i = 0; i < n; i++) {
+			conf_bprintf(b, "%s=", config_setting_name(m[i]));
+			conf_fp(x, b, m[i]);
+			conf_bprintf(b, ";");
+		}
+		conf_bprintf(b, "}");
+		free(m);
+		break;
+	}
+	case CONFIG_TYPE_LIST:
+	case CONFIG_TYPE_ARRAY:
+		conf_bprintf(b, config_setting_type(s) == CONFIG_TYPE_LIST ? "(" : "[");
+		for (int i = 0; i < n; i++) {
+			conf_bprintf(b, i ? "," : "");
+			conf_fp(x, b, config_setting_get_elem(s, (unsigned)i));
+		}
+		conf_bprintf(b, config_setting_type(s) == CONFIG_TYPE_LIST ? ")" : "]");
+		break;
+	case CONFIG_TYPE_INT:
+	case CONFIG_TYPE_INT64:
+		conf_bprintf(b, "%lld", config_setting_get_int64(s));
+		break;
+	case CONFIG_TYPE_FLOAT:
+		conf_bprintf(b, "%.17g", config_setting_get_float(s));
+		break;
+	case CONFIG_TYPE_BOOL:
+		conf_bprintf(b, "%s", config_setting_get_bool(s) ? "true" : "false");
+		break;
+	case CONFIG_TYPE_STRING: {
+		char *v = conf_subst(x, config_setting_get_string(s));
+
+		conf_bquote(b, v);
+		free(v);
+		break;
+	}
+	default:
+		conf_bprintf(b, "?");
+		break;
+	}
+}
+
+/* ---- host lists ---- */
+
+static bool
+conf_dns_name(const char *s)
+{
+	size_t len = strlen(s), label = 0;
+	bool alldigits = true;
+
+	if (len == 0 || len > 253)
+		return false;
+	for (size_t i = 0; i <= len; i++) {
+		char ch = s[i];
+
+		if (ch == '.' || ch == '\0') {
+			if (label == 0 || label > 63 || s[i - 1] == '-')
+				return false;
+			if (ch == '\0')
+				break;
+			label = 0;
+			alldigits = true;
+			continue;
+		}
+		if (!isalnum((unsigned char)ch) && ch != '-')
+			return false;
+		if (ch == '-' && label == 0)
+			return false;
+		if (!isdigit((unsigned char)ch))
+			alldigits = false;
+		label++;
+	}
+	/* a top-level label is never all digits: "1.2.3" is a broken address, not a name */
+	return !alldigits;
+}
+
+/* One entry (already trimmed, non-empty). */
+static int
+conf_host_entry(const char *e, bool listen, struct hostspec *h, char *err, size_t errlen)
+{
+	char lit[256];
+	unsigned char bin[16];
+	size_t len = strlen(e);
+
+	memset(h, 0, sizeof(*h));
+	if (strcmp(e, "*") == 0 || strcasecmp(e, "ALL") == 0 || strcmp(e, "[*]") == 0 || strcasecmp(e, "[ALL]") == 0) {
+		if (!listen) {
+			snprintf(err, errlen, "'%s': a wildcard is only for listening", e);
+			return -1;
+		}
+		h->wildcard = true;
+		h->family = e[0] == '[' ? AF_INET6 : AF_INET;
+		return 0;
+	}
+	if (e[0] == '[' || strchr(e, ':')) {
+		if (e[0] == '[') {
+			if (len < 3 || e[len - 1] != ']' || len - 2 >= sizeof(lit))
+				goto bad6;
+			memcpy(lit, e + 1, len - 2);
+			lit[len - 2] = '\0';
+		} else if (len < sizeof(lit))
+			strcpy(lit, e);
+		else
+			goto bad6;
+		if (inet_pton(AF_INET6, lit, bin) != 1)
+			goto bad6;
+		h->family = AF_INET6;
+		inet_ntop(AF_INET6, bin, h->name, sizeof(h->name));
+		return 0;
+bad6:
+		snprintf(err, errlen, "'%s': not an IPv6 address", e);
+		return -1;
+	}
+	if (inet_pton(AF_INET, e, bin) == 1) {
+		h->family = AF_INET;
+		inet_ntop(AF_INET, bin, h->name, sizeof(h->name));
+		return 0;
+	}
+	if (listen) {
+		snprintf(err, errlen, "'%s': listen address must be an IP address, * or [*]", e);
+		return -1;
+	}
+	if (strspn(e, "0123456789.") == len) {
+		snprintf(err, errlen, "'%s': not an IPv4 address", e);
+		return -1;
+	}
+	if (!conf_dns_name(e)) {
+		snprintf(err, errlen, "'%s': not a valid host name", e);
+		return -1;
+	}
+	h->family = AF_UNSPEC;
+	snprintf(h->name, sizeof(h->name), "%s", e);
+	return 0;
+}
+
+int
+conf_parse_hostlist(const char *s, bool listen, struct hostlist *out, char *err, size_t errlen)
+{
+	const char *p = s;
+
+	memset(out, 0, sizeof(*out));
+	for (;;) {
+		const char *end = p + strcspn(p, ",;"), *a = p, *z = end;
+		char e[300];
+		struct hostspec h;
+
+		while (a < z && isspace((unsigned char)*a))
+			a++;
+		while (z > a && isspace((unsigned char)z[-1]))
+			z--;
+		if (a == z) {
+			snprintf(err, errlen, "empty entry in host list '%s'", s);
+			return -1;
+		}
+		if (out->n == CONF_MAX_HOSTS) {
+			snprintf(err, errlen, "more than %d hosts", CONF_MAX_HOSTS);
+			return -1;
+		}
+		if ((size_t)(z - a) >= sizeof(e)) {
+			snprintf(err, errlen, "host list entry too long");
+			return -1;
+		}
+		memcpy(e, a, (size_t)(z - a));
+		e[z - a] = '\0';
+		if (conf_host_entry(e, listen, &h, err, errlen) != 0)
+			return -1;
+		for (int i = 0; i < out->n; i++)
+			if (out->h[i].family == h.family && out->h[i].wildcard == h.wildcard &&
+			    strcasecmp(out->h[i].name, h.name) == 0) {
+				snprintf(err, errlen, "'%s' appears twice in the host list", e);
+				return -1;
+			}
+		out->h[out->n++] = h;
+		if (*end == '\0')
+			return 0;
+		p = end + 1;
+	}
+}
+
+char *
+hostspec_format(const struct hostspec *h, int port, char *buf, size_t len)
+{
+	if (h->wildcard)
+		snprintf(buf, len, "%s:%d", h->family == AF_INET6 ? "[*]" : "*", port);
+	else if (h->family == AF_INET6)
+		snprintf(buf, len, "[%s]:%d", h->name, port);
+	else
+		snprintf(buf, len, "%s:%d", h->name, port);
+	return buf;
+}
+
+/* ---- sections ---- */
+
+static bool
+conf_name_ok(const char *s, const char *extra, size_t max)
+{
+	size_t n = strlen(s);
+
+	if (n == 0 || n > max)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) && !strchr(extra, *s))
+			return false;
+	return true;
+}
+
+/* "line 'x'" for messages; just "line" while the name is unknown. */
+static void
+conf_what(char *buf, size_t len, const char *kind, const config_setting_t *grp)
+{
+	const char *name = NULL;
+
+	if (config_setting_lookup_string(grp, "name", &name) && name)
+		snprintf(buf, len, "%s '%s'", kind, name);
+	else
+		snprintf(buf, len, "%s", kind);
+}
+
+static bool
+conf_is_list(const config_setting_t *s)
+{
+	/* an empty list may be written () or [] */
+	return config_setting_type(s) == CONFIG_TYPE_LIST ||
+	    (config_setting_type(s) == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0);
+}
+
+static bool
+conf_serving(const struct line_conf *lc)
+{
+	return lc->ops && lc->ops->role == ROLE_SERVER;
+}
+
+static bool
+conf_acquiring(const struct line_conf *lc)
+{
+	return lc->ops && lc->ops->role == ROLE_CLIENT;
+}
+
+/* A libconfig value as the tag's type (memory tags' initial). */
+static int
+conf_initial(struct conf_ctx *x, const config_setting_t *s, struct tag_conf *tc)
+{
+	int st = config_setting_type(s);
+	char err[256];
+	long long i;
+
+	memset(&tc->initial, 0, sizeof(tc->initial));
+	tc->initial.type = tc->type;
+	if (st == CONFIG_TYPE_STRING) {
+		if (value_parse(tc->type, config_setting_get_string(s), &tc->initial, err, sizeof(err)) != 0) {
+			conf_err(x, s, "'initial': %s", err);
+			return -1;
+		}
+		tc->has_initial = true;
+		return 0;
+	}
+	switch (tc->type) {
+	case VT_BOOL:
+		if (st == CONFIG_TYPE_BOOL)
+			tc->initial.i = config_setting_get_bool(s) != 0;
+		else if ((st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64) && (i = config_setting_get_int64(s)) >= 0 && i <= 1)
+			tc->initial.i = i;
+		else
+			goto bad;
+		break;
+	case VT_DPI:
+		if ((st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64) && (i = config_setting_get_int64(s)) >= 0 && i <= 3)
+			tc->initial.i = i;
+		else
+			goto bad;
+		break;
+	case VT_INT:
+	case VT_TIME:
+		if (st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64)
+			tc->initial.i = config_setting_get_int64(s);
+		else if (st == CONFIG_TYPE_FLOAT && tc->type == VT_INT) {
+			double f = config_setting_get_float(s);
+
+			/* 5.0 fits an int; 5.5 and 1e30 do not */
+			if (f != floor(f) || f < -9.2e18 || f > 9.2e18)
+				goto bad;
+			tc->initial.i = (int64_t)f;
+		} else
+			goto bad;
+		break;
+	case VT_FLOAT:
+		if (st == CONFIG_TYPE_FLOAT)
+			tc->initial.f = config_setting_get_float(s);
+		else if (st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64)
+			tc->initial.f = (double)config_setting_get_int64(s);
+		else
+			goto bad;
+		break;
+	case VT_STRING:
+		goto bad;
+	}
+	tc->has_initial = true;
+	return 0;
+bad:
+	conf_err(x, s, "'initial' does not fit type %s", vtype_name(tc->type));
+	return -1;
+}
+
+/* One tag group; sc NULL for a memory tag. */
+static void
+conf_tag(struct conf_ctx *x, const struct line_conf *lc, struct station_conf *sc, const config_setting_t *grp)
+{
+	const struct proto_ops *ops = lc ? lc->ops : NULL;
+	const struct conf_key *pkeys = sc && ops ? ops->tag_keys : NULL;
+	const config_setting_t *m;
+	struct tag_conf tc;
+	char what[200];
+	int r;
+
+	memset(&tc, 0, sizeof(tc));
+	conf_loc_of(x, grp, &tc.loc);
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "each tag must be a group { ... }");
+		return;
+	}
+	conf_what(what, sizeof(what), "tag", grp);
+	if (pkeys)
+		tc.pconf = conf_alloc(ops->tag_conf_size);
+	conf_section(x, grp, conf_tag_keys, &tc, pkeys, tc.pconf, what);
+	if (tc.name && !conf_name_ok(tc.name, "_.:-", 127))
+		conf_err(x, config_setting_get_member(grp, "name"),
+		    "tag name '%s' must be 1..127 letters, digits, '_', '.', ':' or '-'", tc.name);
+
+	r = conf_opt(x, grp, conf_tag_keys, "address", CK_STRING, &tc);
+	if (r == 1 && !sc)
+		conf_err(x, config_setting_get_member(grp, "address"), "'address' is not allowed on memory tags");
+	else if (r == 0 && sc && !sc->simulation)
+		conf_err(x, grp, "missing required key 'address' in %s", what);
+
+	if ((m = config_setting_get_member(grp, "type"))) {
+		char list[128];
+
+		conf_choice_list(conf_tag_types, list, sizeof(list));
+		if (config_setting_type(m) != CONFIG_TYPE_STRING || vtype_parse(config_setting_get_string(m), &tc.type) != 0)
+			conf_err(x, m, "'type' must be one of %s", list);
+		else
+			tc.has_type = true;
+	} else if (!sc || !conf_serving(lc))
+		conf_err(x, grp, "missing required key 'type' in %s", what);
+
+	if ((m = config_setting_get_member(grp, "initial"))) {
+		if (sc)
+			conf_err(x, m, "'initial' is only allowed on memory tags");
+		else if (tc.has_type)
+			conf_initial(x, m, &tc);
+	}
+	conf_opt(x, grp, conf_tag_keys, "description", CK_STRING, &tc);
+
+	if (sc) {
+		conf_grow(&sc->tags, sc->ntags, sizeof(tc));
+		sc->tags[sc->ntags++] = tc;
+	} else {
+		conf_grow(&x->c->tags, x->c->ntags, sizeof(tc));
+		x->c->tags[x->c->ntags++] = tc;
+	}
+}
+
+static void
+conf_station(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp)
+{
+	const struct conf_key *pkeys = lc->ops ? lc->ops->station_keys : NULL;
+	const config_setting_t *m;
+	struct station_conf sc;
+	char what[200];
+
+	memset(&sc, 0, sizeof(sc));
+	conf_loc_of(x, grp, &sc.loc);
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "each station must be a group { ... }");
+		return;
+	}
+	conf_what(what, sizeof(what), "station", grp);
+	if (pkeys)
+		sc.pconf = conf_alloc(lc->ops->station_conf_size);
+	conf_section(x, grp, conf_station_keys, &sc, pkeys, sc.pconf, what);
+	if (sc.name && !conf_name_ok(sc.name, "_.-", 127))
+		conf_err(x, config_setting_get_member(grp, "name"),
+		    "station name '%s' must be 1..127 letters, digits, '_', '.' or '-'", sc.name);
+	for (int i = 0; sc.name && i < lc->nstations; i++)
+		if (lc->stations[i].name && strcmp(lc->stations[i].name, sc.name) == 0)
+			conf_errloc(x, &sc.loc, "station '%s' already defined in line '%s' at %s:%d", sc.name,
+			    lc->name ? lc->name : "", lc->stations[i].loc.file, lc->stations[i].loc.line);
+
+	if (sc.simulation && conf_serving(lc))
+		conf_err(x, config_setting_get_member(grp, "simulation"), "simulation is only for client protocols");
+
+	if ((m = config_setting_get_member(grp, "address"))) {
+		int st = config_setting_type(m);
+
+		if (st == CONFIG_TYPE_INT || st == CONFIG_TYPE_INT64) {
+			if (asprintf(&sc.address, "%lld", config_setting_get_int64(m)) < 0)
+				fatal("conf: asprintf");
+		} else if (st == CONFIG_TYPE_STRING)
+			sc.address = conf_strdup(config_setting_get_string(m));
+		else
+			conf_err(x, m, "'address' must be an integer or a string");
+	} else if (!sc.simulation)
+		conf_err(x, grp, "missing required key 'address' in %s", what);
+
+	if (sc.period_ms && sc.delay_ms)
+		conf_errloc(x, &sc.loc, "%s: 'period' and 'delay' exclude each other", what);
+	if (sc.offset_ms && !sc.period_ms)
+		conf_err(x, config_setting_get_member(grp, "offset"), "'offset' needs 'period'");
+	else if (sc.period_ms && sc.offset_ms >= sc.period_ms)
+		conf_err(x, config_setting_get_member(grp, "offset"), "'offset' must be less than 'period'");
+
+	if ((m = config_setting_get_member(grp, "tags"))) {
+		if (!conf_is_list(m))
+			conf_err(x, m, "'tags' must be a list of groups: ( { ... }, ... )");
+		else
+			for (int i = 0; i < config_setting_length(m); i++)
+				conf_tag(x, lc, &sc, config_setting_get_elem(m, (unsigned)i));
+	}
+	conf_grow(&lc->stations, lc->nstations, sizeof(sc));
+	lc->stations[lc->nstations++] = sc;
+}
+
+/* Files named in the tls group must be readable now, not at the first connect. */
+static void
+conf_tls_file(struct conf_ctx *x, const config_setting_t *grp, const char *key, const char *path)
+{
+	if (access(path, R_OK) != 0)
+		conf_err(x, config_setting_get_member(grp, key), "'%s': cannot read '%s': %s", key, path, strerror(errno));
+}
+
+static void
+conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, const char *lwhat)
+{
+	char what[240];
+	struct tls_conf *t = &lc->tls;
+
+	snprintf(what, sizeof(what), "tls of %s", lwhat);
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "'tls' must be a group { ... }");
+		return;
+	}
+	t->present = true;
+	conf_section(x, grp, conf_tls_keys, t, NULL, NULL, what);
+	for (const struct conf_key *k = conf_tls_keys; k->name; k++)
+		conf_opt(x, grp, conf_tls_keys, k->name, CK_STRING, t);
+	if (!!t->my_cert != !!t->my_key)
+		conf_err(x, grp, "%s: 'my_cert' and 'my_key' go together", what);
+	if (t->my_cert)
+		conf_tls_file(x, grp, "my_cert", t->my_cert);
+	if (t->my_key)
+		conf_tls_file(x, grp, "my_key", t->my_key);
+	if (t->partner_certs) {
+		char *list = conf_strdup(t->partner_certs), *save = NULL;
+
+		for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+			while (isspace((unsigned char)*f))
+				f++;
+			for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]); )
+				*--e = '\0';
+			if (*f == '\0')
+				conf_err(x, config_setting_get_member(grp, "partner_certs"),
+				    "'partner_certs': empty file name");
+			else
+				conf_tls_file(x, grp, "partner_certs", f);
+		}
+		free(list);
+	}
+}
+
+static void
+conf_backup(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, const char *lwhat)
+{
+	const config_setting_t *m;
+	char what[240], err[256];
+
+	snprintf(what, sizeof(what), "backup of %s", lwhat);
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "'backup' must be a group { ... }");
+		return;
+	}
+	lc->backup_present = true;
+	conf_section(x, grp, conf_backup_keys, lc, NULL, NULL, what);
+	if (conf_opt(x, grp, conf_backup_keys, "port", CK_INT, lc) == 0)
+		lc->backup_port = lc->port;
+	if (!(m = config_setting_get_member(grp, "host")))
+		conf_err(x, grp, "missing required key 'host' in %s", what);
+	else if (config_setting_type(m) != CONFIG_TYPE_STRING)
+		conf_err(x, m, "'host' must be a string");
+	else if (conf_parse_hostlist(config_setting_get_string(m), false, &lc->backup_hosts, err, sizeof(err)) != 0)
+		conf_err(x, m, "'host': %s", err);
+}
+
+static void
+conf_line(struct conf_ctx *x, const config_setting_t *grp)
+{
+	const config_setting_t *m;
+	struct line_conf lc;
+	char what[200], err[256];
+	const char *proto;
+	struct conf_buf fp = { 0 };
+
+	memset(&lc, 0, sizeof(lc));
+	conf_loc_of(x, grp, &lc.loc);
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "each line must be a group { ... }");
+		return;
+	}
+	conf_what(what, sizeof(what), "line", grp);
+
+	/* the protocol first: its table completes the line's schema */
+	if (config_setting_lookup_string(grp, "protocol", &proto) && !(lc.ops = proto_find(proto))) {
+		char list[512];
+		size_t o = 0;
+
+		list[0] = '\0';
+		for (int i = 0; proto_table[i] && o < sizeof(list); i++)
+			o += (size_t)snprintf(list + o, sizeof(list) - o, "%s%s", i ? ", " : "", proto_table[i]->name);
+		conf_err(x, config_setting_get_member(grp, "protocol"), "unknown protocol '%s' (known: %s)", proto, list);
+	}
+	if (lc.ops && lc.ops->line_keys)
+		lc.pconf = conf_alloc(lc.ops->line_conf_size);
+	conf_section(x, grp, conf_line_keys, &lc, lc.ops ? lc.ops->line_keys : NULL, lc.pconf, what);
+	if (lc.name && !conf_name_ok(lc.name, "_.-", SIZE_MAX))
+		conf_err(x, config_setting_get_member(grp, "name"),
+		    "line name '%s' must be letters, digits, '_', '.' or '-'", lc.name);
+
+	if ((m = config_setting_get_member(grp, "host"))) {
+		if (config_setting_type(m) != CONFIG_TYPE_STRING)
+			conf_err(x, m, "'host' must be a string");
+		else if (conf_parse_hostlist(config_setting_get_string(m), conf_serving(&lc), &lc.hosts, err, sizeof(err)) != 0)
+			conf_err(x, m, "'host': %s", err);
+	} else if (conf_serving(&lc))
+		conf_parse_hostlist("*", true, &lc.hosts, err, sizeof(err));
+	else if (lc.ops)
+		conf_err(x, grp, "missing required key 'host' in %s", what);
+
+	if (lc.reconnect_max_ms < lc.reconnect_delay_ms)
+		conf_err(x, config_setting_get_member(grp, "reconnect_max") ? config_setting_get_member(grp, "reconnect_max") : grp,
+		    "'reconnect_max' must not be less than 'reconnect_delay'");
+
+	if ((m = config_setting_get_member(grp, "backup"))) {
+		if (conf_serving(&lc))
+			conf_err(x, m, "a backup is only for client protocols");
+		else if (lc.type != LINE_TCP_REDUNDANT)
+			conf_err(x, m, "'backup' is only allowed when type is tcp-redundant");
+		else
+			conf_backup(x, &lc, m, what);
+	} else if (lc.type == LINE_TCP_REDUNDANT && conf_acquiring(&lc))
+		conf_err(x, grp, "%s: type tcp-redundant needs a backup group", what);
+	if (lc.type == LINE_TCP_REDUNDANT && conf_serving(&lc))
+		conf_err(x, config_setting_get_member(grp, "type"), "type tcp-redundant is only for client protocols");
+
+	if ((m = config_setting_get_member(grp, "tls")))
+		conf_tls(x, &lc, m, what);
+
+	if ((m = config_setting_get_member(grp, "stations"))) {
+		if (!conf_is_list(m))
+			conf_err(x, m, "'stations' must be a list of groups: ( { ... }, ... )");
+		else
+			for (int i = 0; i < config_setting_length(m); i++)
+				conf_station(x, &lc, config_setting_get_elem(m, (unsigned)i));
+	}
+
+	conf_fp(x, &fp, grp);
+	lc.fingerprint = fp.p;
+	conf_grow(&x->c->lines, x->c->nlines, sizeof(lc));
+	x->c->lines[x->c->nlines++] = lc;
+}
+
+/* lines and tags of one file's top level. */
+static void
+conf_lists(struct conf_ctx *x, const config_setting_t *root)
+{
+	const config_setting_t *m;
+
+	if ((m = config_setting_get_member(root, "lines"))) {
+		if (!conf_is_list(m))
+			conf_err(x, m, "'lines' must be a list of groups: ( { ... }, ... )");
+		else
+			for (int i = 0; i < config_setting_length(m); i++)
+				conf_line(x, config_setting_get_elem(m, (unsigned)i));
+	}
+	if ((m = config_setting_get_member(root, "tags"))) {
+		if (!conf_is_list(m))
+			conf_err(x, m, "'tags' must be a list of groups: ( { ... }, ... )");
+		else
+			for (int i = 0; i < config_setting_length(m); i++)
+				conf_tag(x, NULL, NULL, config_setting_get_elem(m, (unsigned)i));
+	}
+}
+
+/* Parse one file; NULL after reporting a syntax error. */
+static config_t *
+conf_read(struct conf_ctx *x, const char *path, const char *dir)
+{
+	config_t *cf = conf_alloc(sizeof(*cf));
+
+	config_init(cf);
+	config_set_include_dir(cf, dir);
+	x->readpath = path;
+	x->incdir = dir;
+	x->file = conf_intern(x->c, path);
+	errno = 0;
+	if (!config_read_file(cf, path)) {
+		const char *ef = config_error_file(cf);
+		int line = config_error_line(cf);
+		struct conf_loc loc = { conf_file_of(x, ef), line };
+
+		/* a missing main or drop-in file has no line; an @include that fails has one */
+		if (config_error_type(cf) == CONFIG_ERR_FILE_IO && line == 0)
+			conf_errloc(x, &loc, "cannot read: %s", strerror(errno ? errno : ENOENT));
+		else
+			conf_errloc(x, &loc, "%s", config_error_text(cf) ? config_error_text(cf) : "syntax error");
+		config_destroy(cf);
+		free(cf);
+		return NULL;
+	}
+	return cf;
+}
+
+/* The directory part of path ("." when there is none). */
+static char *
+conf_dirname(const char *path)
+{
+	const char *slash = strrchr(path, '/');
+
+	if (!slash)
+		return conf_strdup(".");
+	if (slash == path)
+		return conf_strdup("/");
+	return strndup(path, (size_t)(slash - path));
+}
+
+static void
+conf_main(struct conf_ctx *x, const char *path, const char *dir)
+{
+	config_t *cf = conf_read(x, path, dir);
+	const config_setting_t *root = cf ? config_root_setting(cf) : NULL, *m;
+	char abs[PATH_MAX];
+	struct config *c = x->c;
+
+	/* appdir first: every other string may contain #APPDIR# */
+	if (!realpath(dir, abs))
+		snprintf(abs, sizeof(abs), "%s", dir);
+	if (root && (m = config_setting_get_member(root, "appdir"))) {
+		if (config_setting_type(m) != CONFIG_TYPE_STRING)
+			conf_err(x, m, "'appdir' must be a string");
+		else if (config_setting_get_string(m)[0] == '/')
+			c->appdir = conf_strdup(config_setting_get_string(m));
+		else if (asprintf(&c->appdir, "%s/%s", abs, config_setting_get_string(m)) < 0)
+			fatal("conf: asprintf");
+	}
+	if (!c->appdir)
+		c->appdir = conf_strdup(abs);
+	if (root) {
+		conf_section(x, root, conf_global_keys, c, NULL, NULL, NULL);
+		conf_lists(x, root);
+	} else {
+		for (const struct conf_key *k = conf_global_keys; k->name; k++)
+			if (k->def)
+				conf_key_default(x, k, c);
+	}
+	if (cf) {
+		config_destroy(cf);
+		free(cf);
+	}
+}
+
+static int
+conf_cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Every *.conf of dir/komd.conf.d, in name order; each may hold only lines and tags. */
+static void
+conf_dropins(struct conf_ctx *x, const char *dir)
+{
+	char *ddir, **names = NULL;
+	int n = 0;
+	DIR *d;
+	struct dirent *de;
+
+	if (asprintf(&ddir, "%s/%s", dir, CONF_DROPIN_DIR) < 0)
+		fatal("conf: asprintf");
+	if (!(d = opendir(ddir))) {
+		if (errno != ENOENT) {
+			struct conf_loc loc = { conf_intern(x->c, ddir), 0 };
+
+			conf_errloc(x, &loc, "cannot read directory: %s", strerror(errno));
+		}
+		free(ddir);
+		return;
+	}
+	while ((de = readdir(d))) {
+		size_t len = strlen(de->d_name);
+
+		/* hidden files are editor and package-manager leftovers */
+		if (de->d_name[0] == '.' || len < 6 || strcmp(de->d_name + len - 5, ".conf") != 0)
+			continue;
+		conf_grow(&names, n, sizeof(char *));
+		names[n++] = conf_strdup(de->d_name);
+	}
+	closedir(d);
+	qsort(names, (size_t)n, sizeof(char *), conf_cmp_str);
+	for (int i = 0; i < n; i++) {
+		char *path;
+		config_t *cf;
+
+		if (asprintf(&path, "%s/%s", ddir, names[i]) < 0)
+			fatal("conf: asprintf");
+		if ((cf = conf_read(x, path, ddir))) {
+			const config_setting_t *root = config_root_setting(cf);
+
+			for (int k = 0; k < config_setting_length(root); k++) {
+				const config_setting_t *m = config_setting_get_elem(root, (unsigned)k);
+				const char *name = config_setting_name(m);
+
+				if (strcmp(name, "lines") != 0 && strcmp(name, "tags") != 0)
+					conf_err(x, m, "'%s' is not allowed in %s/ (only lines and tags)", name, CONF_DROPIN_DIR);
+			}
+			conf_lists(x, root);
+			config_destroy(cf);
+			free(cf);
+		}
+		free(path);
+		free(names[i]);
+	}
+	free(names);
+	free(ddir);
+}
+
+/* ---- cross checks, once every file is read ---- */
+
+struct conf_def {
+	const struct tag_conf *tc;
+	int fileidx;
+};
+
+static int
+conf_file_index(const struct config *c, const char *f)
+{
+	for (int i = 0; i < c->nfiles; i++)
+		if (c->files[i] == f)
+			return i;
+	return c->nfiles;
+}
+
+/* Definitions in reading order, so that the second one is the error. */
+static int
+conf_cmp_def(const void *a, const void *b)
+{
+	const struct conf_def *x = a, *y = b;
+
+	if (x->fileidx != y->fileidx)
+		return x->fileidx < y->fileidx ? -1 : 1;
+	if (x->tc->loc.line != y->tc->loc.line)
+		return x->tc->loc.line < y->tc->loc.line ? -1 : 1;
+	return 0;
+}
+
+static uint32_t
+conf_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
+
+/* Open-addressing index of tag definitions; cap is a power of two > 2 * entries. */
+struct conf_index {
+	const struct tag_conf **slot;
+	size_t cap;
+};
+
+static const struct tag_conf *
+conf_index_find(const struct conf_index *ix, const char *name)
+{
+	for (size_t i = conf_hash(name) & (ix->cap - 1); ix->slot[i]; i = (i + 1) & (ix->cap - 1))
+		if (strcmp(ix->slot[i]->name, name) == 0)
+			return ix->slot[i];
+	return NULL;
+}
+
+static void
+conf_index_add(struct conf_index *ix, const struct tag_conf *tc)
+{
+	size_t i = conf_hash(tc->name) & (ix->cap - 1);
+
+	while (ix->slot[i])
+		i = (i + 1) & (ix->cap - 1);
+	ix->slot[i] = tc;
+}
+
+static void
+conf_check(struct conf_ctx *x)
+{
+	struct config *c = x->c;
+	struct conf_def *defs;
+	struct conf_index ix = { NULL, 1 };
+	int ndefs = 0, total = c->ntags;
+	char err[512];
+
+	for (int i = 0; i < c->nlines; i++) {
+		const struct line_conf *lc = &c->lines[i];
+
+		for (int j = 0; j < i; j++)
+			if (lc->name && c->lines[j].name && strcmp(lc->name, c->lines[j].name) == 0) {
+				conf_errloc(x, &lc->loc, "line '%s' already defined at %s:%d", lc->name,
+				    c->lines[j].loc.file, c->lines[j].loc.line);
+				break;
+			}
+		for (int s = 0; s < lc->nstations; s++)
+			total += lc->stations[s].ntags;
+	}
+
+	defs = conf_alloc((size_t)total * sizeof(*defs));
+	for (int i = 0; i < c->nlines; i++)
+		for (int s = 0; conf_acquiring(&c->lines[i]) && s < c->lines[i].nstations; s++)
+			for (int t = 0; t < c->lines[i].stations[s].ntags; t++)
+				defs[ndefs++].tc = &c->lines[i].stations[s].tags[t];
+	for (int t = 0; t < c->ntags; t++)
+		defs[ndefs++].tc = &c->tags[t];
+	for (int i = 0; i < ndefs; i++)
+		defs[i].fileidx = conf_file_index(c, defs[i].tc->loc.file);
+	qsort(defs, (size_t)ndefs, sizeof(*defs), conf_cmp_def);
+
+	while (ix.cap < 2 * (size_t)ndefs + 2)
+		ix.cap <<= 1;
+	ix.slot = conf_alloc(ix.cap * sizeof(*ix.slot));
+	for (int i = 0; i < ndefs; i++) {
+		const struct tag_conf *tc = defs[i].tc, *first;
+
+		if (!tc->name)
+			continue;
+		if ((first = conf_index_find(&ix, tc->name)))
+			conf_errloc(x, &tc->loc, "tag '%s' already defined at %s:%d", tc->name, first->loc.file, first->loc.line);
+		else
+			conf_index_add(&ix, tc);
+	}
+
+	/* served tags take the type of the tag they serve; then the protocol's checks */
+	for (int i = 0; i < c->nlines; i++) {
+		struct line_conf *lc = &c->lines[i];
+
+		if (!lc->ops)
+			continue;
+		for (int s = 0; s < lc->nstations; s++) {
+			struct station_conf *sc = &lc->stations[s];
+
+			for (int t = 0; t < sc->ntags; t++) {
+				struct tag_conf *tc = &sc->tags[t];
+				const struct tag_conf *def;
+
+				if (!tc->name)
+					continue;
+				if (conf_serving(lc)) {
+					if (!(def = conf_index_find(&ix, tc->name))) {
+						conf_errloc(x, &tc->loc, "tag '%s' is not defined", tc->name);
+						continue;
+					}
+					if (!tc->has_type)
+						tc->type = def->type;
+					else if (tc->type != def->type) {
+						conf_errloc(x, &tc->loc, "tag '%s' is %s where it is defined at %s:%d, not %s",
+						    tc->name, vtype_name(def->type), def->loc.file, def->loc.line, vtype_name(tc->type));
+						continue;
+					}
+				}
+				err[0] = '\0';
+				if (lc->ops->check_tag && lc->ops->check_tag(sc, tc, err, sizeof(err)) != 0)
+					conf_errloc(x, &tc->loc, "tag '%s': %s", tc->name, err[0] ? err : "rejected by the protocol");
+			}
+			err[0] = '\0';
+			if (lc->ops->check_station && lc->ops->check_station(sc, err, sizeof(err)) != 0)
+				conf_errloc(x, &sc->loc, "station '%s': %s", sc->name ? sc->name : "",
+				    err[0] ? err : "rejected by the protocol");
+		}
+	}
+	free(ix.slot);
+	free(defs);
+}
+
+/* Errors in file order (files in reading order, then lines), whichever check found them. */
+struct conf_esort {
+	int fileidx, line, seq;
+	char *msg;
+};
+
+static int
+conf_cmp_err(const void *a, const void *b)
+{
+	const struct conf_esort *x = a, *y = b;
+
+	if (x->fileidx != y->fileidx)
+		return x->fileidx < y->fileidx ? -1 : 1;
+	if (x->line != y->line)
+		return x->line < y->line ? -1 : 1;
+	return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+static void
+conf_sort_errors(struct conf_ctx *x)
+{
+	int n = x->errs->n - x->nerr0;
+	struct conf_esort *e = conf_alloc((size_t)n * sizeof(*e));
+
+	for (int i = 0; i < n; i++) {
+		e[i].fileidx = conf_file_index(x->c, x->eloc[i].file);
+		e[i].line = x->eloc[i].line;
+		e[i].seq = i;
+		e[i].msg = x->errs->msg[x->nerr0 + i];
+	}
+	qsort(e, (size_t)n, sizeof(*e), conf_cmp_err);
+	for (int i = 0; i < n; i++)
+		x->errs->msg[x->nerr0 + i] = e[i].msg;
+	free(e);
+}
+
+struct config *
+conf_load(const char *path, struct conf_errors *errs)
+{
+	struct conf_ctx x;
+	char *dir = conf_dirname(path);
+
+	memset(&x, 0, sizeof(x));
+	x.errs = errs;
+	x.nerr0 = errs->n;
+	x.c = conf_alloc(sizeof(*x.c));
+	x.c->path = conf_strdup(path);
+	conf_main(&x, path, dir);
+	conf_dropins(&x, dir);
+	conf_check(&x);
+	free(dir);
+	conf_sort_errors(&x);
+	free(x.eloc);
+	if (errs->n != x.nerr0) {
+		conf_free(x.c);
+		return NULL;
+	}
+	return x.c;
+}
+
+/* ---- lookups and teardown ---- */
+
+const struct line_conf *
+conf_find_line(const struct config *c, const char *name)
+{
+	for (int i = 0; i < c->nlines; i++)
+		if (strcmp(c->lines[i].name, name) == 0)
+			return &c->lines[i];
+	return NULL;
+}
+
+const struct tag_conf *
+conf_find_tag(const struct config *c, const char *name)
+{
+	for (int t = 0; t < c->ntags; t++)
+		if (strcmp(c->tags[t].name, name) == 0)
+			return &c->tags[t];
+	for (int i = 0; i < c->nlines; i++)
+		for (int s = 0; conf_acquiring(&c->lines[i]) && s < c->lines[i].nstations; s++)
+			for (int t = 0; t < c->lines[i].stations[s].ntags; t++)
+				if (strcmp(c->lines[i].stations[s].tags[t].name, name) == 0)
+					return &c->lines[i].stations[s].tags[t];
+	return NULL;
+}
+
+/* The protocol's strings in pconf, then pconf itself. */
+static void
+conf_free_pconf(const struct conf_key *keys, void *pconf)
+{
+	for (; pconf && keys && keys->name; keys++)
+		if (keys->type == CK_STRING)
+			free(*(char **)((char *)pconf + keys->off));
+	free(pconf);
+}
+
+static void
+conf_free_tag(const struct proto_ops *ops, struct tag_conf *tc)
+{
+	free(tc->name);
+	free(tc->address);
+	free(tc->description);
+	value_clear(&tc->initial);
+	conf_free_pconf(ops ? ops->tag_keys : NULL, tc->pconf);
+}
+
+void
+conf_free(struct config *c)
+{
+	if (!c)
+		return;
+	for (int i = 0; i < c->nlines; i++) {
+		struct line_conf *lc = &c->lines[i];
+
+		for (int s = 0; s < lc->nstations; s++) {
+			struct station_conf *sc = &lc->stations[s];
+
+			for (int t = 0; t < sc->ntags; t++)
+				conf_free_tag(lc->ops, &sc->tags[t]);
+			free(sc->tags);
+			free(sc->name);
+			free(sc->address);
+			conf_free_pconf(lc->ops ? lc->ops->station_keys : NULL, sc->pconf);
+		}
+		free(lc->stations);
+		free(lc->name);
+		free(lc->protocol);
+		free(lc->tls.partner_certs);
+		free(lc->tls.my_cert);
+		free(lc->tls.my_key);
+		free(lc->tls.psk);
+		conf_free_pconf(lc->ops ? lc->ops->line_keys : NULL, lc->pconf);
+		free(lc->fingerprint);
+	}
+	free(c->lines);
+	for (int t = 0; t < c->ntags; t++)
+		conf_free_tag(NULL, &c->tags[t]);
+	free(c->tags);
+	for (int i = 0; i < c->nfiles; i++)
+		free(c->files[i]);
+	free(c->files);
+	free(c->path);
+	free(c->appdir);
+	free(c->control_socket);
+	free(c);
+}
+
+void
+conf_errors_clear(struct conf_errors *errs)
+{
+	for (int i = 0; i < errs->n; i++)
+		free(errs->msg[i]);
+	free(errs->msg);
+	errs->msg = NULL;
+	errs->n = 0;
+}

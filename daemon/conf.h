@@ -1,0 +1,162 @@
+/* conf.h: the configuration as plain data, read from libconfig files and validated
+ * against schema tables (conf.c). Nothing here touches the running daemon. */
+#ifndef KOMD_CONF_H
+#define KOMD_CONF_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include "value.h"
+
+#define CONF_MAX_HOSTS 8
+
+struct proto_ops;
+
+/* Where a setting came from, for "FILE:LINE: message". */
+struct conf_loc {
+	const char *file; /* interned, owned by struct config */
+	int line;
+};
+
+/* One entry of a host list. */
+struct hostspec {
+	char name[256];  /* IP literal without brackets, or DNS name; "" for a wildcard */
+	int family;      /* AF_INET / AF_INET6 for literals and wildcards, AF_UNSPEC for names */
+	bool wildcard;   /* listen on every interface of family */
+};
+
+struct hostlist {
+	int n;
+	struct hostspec h[CONF_MAX_HOSTS];
+};
+
+/* Parse "a, b; [::1]" (client: up to 8 hosts) or, with listen, listen addresses
+ * ("*", "ALL", "[*]", "[ALL]", literals). 0, or -1 with a message in err. */
+int conf_parse_hostlist(const char *s, bool listen, struct hostlist *out, char *err, size_t errlen);
+/* "[::1]:502" / "1.2.3.4:502" / "name:502" */
+char *hostspec_format(const struct hostspec *h, int port, char *buf, size_t len);
+
+/* Schema: one table per section; it validates, fills defaults and documents. */
+enum ck_type {
+	CK_END = 0,
+	CK_BOOL,     /* bool */
+	CK_INT,      /* int, within [min, max] */
+	CK_SECONDS,  /* int milliseconds; config gives seconds, int or float, within [min, max] seconds */
+	CK_STRING,   /* char * (strdup'ed; #APPDIR# substituted) */
+	CK_CHOICE,   /* int: index into choices[], config gives the string */
+	CK_VALUE,    /* handled by the section's own code (type-dependent values, lists, groups) */
+};
+
+struct conf_key {
+	const char *name;
+	enum ck_type type;
+	double min, max;
+	const char *def;            /* default as text (NULL: no default / not set) */
+	size_t off;                 /* offset in the section's struct */
+	const char *const *choices; /* CK_CHOICE: NULL-terminated */
+	const char *help;
+};
+
+/* Memory tags (top-level) and tags of stations. */
+enum tdir { TD_IN, TD_OUT, TD_INOUT };
+
+struct tag_conf {
+	struct conf_loc loc;
+	char *name;
+	char *address;       /* protocol address; NULL for memory tags */
+	enum vtype type;
+	bool has_type;       /* serving stations may omit the type: taken from the tag */
+	int dir;             /* enum tdir */
+	bool has_initial;
+	struct value initial; /* memory tags only */
+	char *description;
+	void *pconf;         /* the protocol's tag_keys, ops->tag_conf_size bytes */
+};
+
+struct station_conf {
+	struct conf_loc loc;
+	char *name;
+	char *address;       /* int or string in the file, kept as text */
+	int period_ms;       /* polling period, aligned to the wall clock; 0 unset */
+	int offset_ms;       /* offset of polls within the period */
+	int delay_ms;        /* or: delay after the previous request ends; 0 unset */
+	bool simulation;
+	void *pconf;         /* the protocol's station_keys */
+	struct tag_conf *tags;
+	int ntags;
+};
+
+enum line_type { LINE_TCP, LINE_TCP_REDUNDANT };
+
+struct tls_conf {
+	bool present;        /* a tls section was given */
+	char *partner_certs; /* comma-separated files */
+	char *my_cert;
+	char *my_key;
+	char *psk;
+};
+
+struct line_conf {
+	struct conf_loc loc;
+	char *name;
+	int type;            /* enum line_type */
+	char *protocol;
+	const struct proto_ops *ops;
+	struct hostlist hosts;
+	int port;
+	int line_number;
+	bool enabled;
+	bool backup_present;
+	bool backup_enabled;
+	struct hostlist backup_hosts;
+	int backup_port;
+	struct tls_conf tls;
+	int connect_timeout_ms;
+	int reconnect_delay_ms;
+	int reconnect_max_ms;
+	int max_clients;     /* server lines */
+	void *pconf;         /* the protocol's line_keys */
+	struct station_conf *stations;
+	int nstations;
+	char *fingerprint;   /* canonical text of the whole line section: equal text, equal line */
+};
+
+struct config {
+	char *path;          /* main file */
+	char *appdir;
+	char *control_socket;
+	int log_level;       /* enum log_level */
+	int write_timeout_ms;
+	struct line_conf *lines;
+	int nlines;
+	struct tag_conf *tags; /* memory tags */
+	int ntags;
+	char **files;        /* interned file names */
+	int nfiles;
+};
+
+/* Collected errors, each "FILE:LINE: message". */
+struct conf_errors {
+	char **msg;
+	int n;
+};
+
+/* Read path, its @includes and every *.conf in the komd.conf.d/ directory beside it (in
+ * name order), validate everything (schemas, protocol hooks, tag names, references).
+ * Returns the config, or NULL with every error in errs. */
+struct config *conf_load(const char *path, struct conf_errors *errs);
+void conf_free(struct config *c);
+void conf_errors_clear(struct conf_errors *errs);
+
+const struct line_conf *conf_find_line(const struct config *c, const char *name);
+/* Where is tag name defined (acquiring station's tag or memory tag); NULL if nowhere. */
+const struct tag_conf *conf_find_tag(const struct config *c, const char *name);
+
+/* The schema tables, exported for the man page generator and tests. */
+extern const struct conf_key conf_global_keys[];
+extern const struct conf_key conf_line_keys[];
+extern const struct conf_key conf_backup_keys[];
+extern const struct conf_key conf_tls_keys[];
+extern const struct conf_key conf_station_keys[];
+extern const struct conf_key conf_tag_keys[];
+
+#endif

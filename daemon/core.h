@@ -1,0 +1,230 @@
+/* core.h: the daemon's runtime objects (lines, paths, sessions, stations, tags) as the
+ * core modules share them. Protocols never include this; they use protocols/proto.h. */
+#ifndef KOMD_CORE_H
+#define KOMD_CORE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <event2/event.h>
+
+#include "conf.h"
+#include "log.h"
+#include "value.h"
+#include "proto.h"
+
+#ifndef TAILQ_FOREACH_SAFE
+#define TAILQ_FOREACH_SAFE(var, head, field, tvar) \
+	for ((var) = TAILQ_FIRST(head); (var) && ((tvar) = TAILQ_NEXT(var, field), 1); (var) = (tvar))
+#endif
+
+#define MAX_ENDPOINTS (2 * CONF_MAX_HOSTS)
+
+struct counters {
+	uint64_t bytes_in, bytes_out, frames_in, frames_out;
+	uint64_t connects, failovers, proto_errors, rejected;
+};
+
+/* The process-wide state the core modules share. */
+struct komd {
+	struct event_base *base;
+	struct evdns_base *dns;
+	struct config *conf;       /* the running configuration */
+	bool no_peer_verify;
+	bool stopping;
+	TAILQ_HEAD(, line) lines;
+};
+extern struct komd komd;
+
+struct ptimer {
+	struct event *ev;
+	ptimer_cb cb;
+	void *arg;
+	LIST_ENTRY(ptimer) link;
+};
+LIST_HEAD(ptimer_list, ptimer);
+
+/* A configuration shared by the lines that were built from it (kept lines outlive reloads). */
+struct confref {
+	struct config *conf;
+	int refs;
+};
+
+/* ---- tags (tags.c) ---- */
+struct tag {
+	char *name;
+	enum vtype type;
+	struct value v;
+	unsigned quality;
+	int64_t ts_src, ts_recv;     /* ms since the epoch; 0 unknown */
+	uint64_t updates;
+	struct stag *acq;            /* acquiring station's entry; NULL: memory tag */
+	TAILQ_HEAD(, stag) servers;  /* serving stations' entries */
+	bool mark;                   /* reload bookkeeping */
+	struct tag *hnext;           /* hash chain */
+};
+
+struct stag {
+	struct tag *tag;
+	struct station *st;
+	const struct tag_conf *tc;
+	void *priv;
+	bool serving;
+	TAILQ_ENTRY(stag) slink;
+};
+
+struct write_req {
+	struct tag *tag;
+	struct value v;
+	write_cb cb;                 /* NULL once answered or detached */
+	void *arg;
+	struct event *timeout;
+	bool with_acquirer;          /* the acquiring protocol still holds it */
+	bool in_call;                /* inside on_tag_write */
+	char what[160];              /* for the log: who asked */
+};
+
+void tags_init(void);
+struct tag *tag_find(const char *name);
+struct tag *tag_create(const char *name, enum vtype type);
+void tag_destroy(struct tag *t);
+void tag_foreach(void (*fn)(struct tag *t, void *arg), void *arg);
+size_t tag_count(void);
+/* A new value/quality from the acquirer (or komctl for memory tags); notifies servers. */
+void tag_set(struct tag *t, const struct value *v, unsigned quality, int64_t src_ms);
+void tag_set_quality(struct tag *t, unsigned quality);
+/* Route a write to the acquirer (or store it for a memory tag). */
+struct write_req *tag_write(struct tag *t, const struct value *v, write_cb cb, void *arg, const char *who);
+void tags_bind(struct stag *e, bool serving);
+void tags_unbind(struct stag *e);
+
+/* ---- lines, paths, sessions, stations (line.c, session.c, station.c) ---- */
+enum conn_state {
+	CS_STOPPED,      /* not started, or stopped */
+	CS_SIMULATED,    /* all stations simulated: nothing to connect */
+	CS_WAITING,      /* waiting before the next attempt (backoff) */
+	CS_RESOLVING,    /* asking DNS for the current host */
+	CS_CONNECTING,   /* TCP connect in progress */
+	CS_CONNECTED,    /* a session is up */
+	CS_LISTENING,    /* server line: accepting */
+};
+const char *conn_state_name(enum conn_state s);
+
+/* One endpoint a client path can try. */
+struct endpoint {
+	const struct hostspec *host;
+	int port;
+	enum path_kind kind;
+};
+
+/* A client connection slot: cycles through its endpoints and holds at most one session. */
+struct path {
+	struct line *line;
+	int idx;                     /* 0 primary (or the only one), 1 backup */
+	struct endpoint ep[MAX_ENDPOINTS];
+	int nep;
+	int cur;                     /* endpoint being tried */
+	int backoff_ms;
+	enum conn_state state;
+	struct event *timer;         /* connect timeout, or the wait before the next attempt */
+	struct evdns_getaddrinfo_request *dns;
+	struct bufferevent *bev;     /* connecting */
+	struct session *sess;        /* connected */
+	enum path_kind last_kind;
+	bool ever_connected;
+	char last_error[192];
+	char peer[128];
+};
+
+enum station_state { ST_STOPPED, ST_WAITING, ST_OK, ST_ERROR, ST_SIMULATED, ST_SERVING };
+
+struct station {
+	struct line *line;
+	const struct station_conf *sc;
+	void *priv;
+	struct stag *tags;
+	int ntags;
+	enum station_state state;
+	char last_error[192];
+	uint64_t polls, errors, writes;
+	struct ptimer *poll_timer;
+	struct ptimer *sim_timer;
+	struct ptimer_list timers;
+	bool polling;
+};
+
+struct session {
+	struct line *line;
+	struct path *path;           /* client sessions */
+	enum path_kind kind;
+	struct bufferevent *bev;
+	char peer[128];
+	void *priv;
+	struct ptimer_list timers;
+	bool closing;
+	int64_t since_ms;
+	TAILQ_ENTRY(session) link;
+};
+
+struct line {
+	struct line_conf *lc;
+	struct confref *cref;
+	const struct proto_ops *ops;
+	void *priv;
+	enum redund_policy policy;
+	bool server;
+	bool simulated;              /* every station simulated: no connection */
+	struct path paths[2];
+	int npaths;
+	struct evconnlistener *lst[CONF_MAX_HOSTS];
+	char lst_name[CONF_MAX_HOSTS][80];
+	int nlst;
+	struct event *accept_pause;
+	TAILQ_HEAD(, session) sessions;
+	int nsessions;
+	struct session *active;
+	struct station *stations;
+	int nstations;
+	struct counters cnt;
+	bool trace;
+	bool started;
+	char last_error[192];
+	TAILQ_ENTRY(line) link;
+};
+
+struct line *line_create(struct line_conf *lc, struct confref *cref);
+int line_start(struct line *l);
+void line_stop(struct line *l);      /* closes everything, keeps the object */
+void line_free(struct line *l);      /* stop first */
+struct line *line_find(const char *name);
+const char *line_state_text(const struct line *l, char *buf, size_t len);
+bool line_uses_tag(const struct line *l, const char *name);
+
+struct session *session_new(struct line *l, struct path *p, struct bufferevent *bev,
+    const char *peer, enum path_kind kind);
+void session_close_all(struct line *l, const char *reason);
+void ptimer_free_list(struct ptimer_list *list);
+
+int station_setup(struct station *st, struct line *l, const struct station_conf *sc);
+void station_start(struct station *st);
+void station_stop(struct station *st);
+void station_teardown(struct station *st);
+/* The line's data session came or went: start or stop polling, comm state. */
+void station_line_up(struct station *st);
+void station_line_down(struct station *st, const char *why);
+const char *station_state_name(enum station_state s);
+
+/* control.c, notify.c */
+int control_start(const char *path);
+void control_stop(void);
+void notify_ready(void);
+void notify_reloading(void);
+void notify_stopping(void);
+void notify_status(void);
+void notify_watchdog_start(void);
+void notify_watchdog_stop(void);
+
+/* main.c: reload the configuration; 0 applied, -1 refused (errors logged, into msg). */
+int komd_reload(char *msg, size_t msglen);
+
+#endif

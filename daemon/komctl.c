@@ -1,0 +1,154 @@
+/* komctl.c: the control tool. Sends one request over komd's control socket and prints the
+ * answer: "OK" then the body on stdout (exit 0), or "ERR message" on stderr (exit 1). */
+#include <errno.h>
+#include <getopt.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#define DEFAULT_SOCKET "/run/komd/komd.sock"
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: komctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+	    "commands:\n"
+	    "  status              every line and station: state, peer, counters\n"
+	    "  tags [GLOB]         tags with value, quality and timestamps\n"
+	    "  get TAG             one tag\n"
+	    "  set TAG VALUE       write a value (routed to the acquiring station)\n"
+	    "  trace LINE on|off   log each frame of a line in hex and decoded\n"
+	    "  reload              re-read the configuration\n"
+	    "socket: -s, else $KOMD_SOCKET, else %s\n", DEFAULT_SOCKET);
+}
+
+static int
+write_all(int fd, const char *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t w = write(fd, p, n);
+		if (w < 0 && errno == EINTR)
+			continue;
+		if (w <= 0)
+			return -1;
+		p += w;
+		n -= (size_t)w;
+	}
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "json", no_argument, NULL, 'j' },
+		{ "socket", required_argument, NULL, 's' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	const char *sock = getenv("KOMD_SOCKET");
+	struct sockaddr_un sun;
+	char req[8192], *resp = NULL;
+	size_t o = 0, rlen = 0, rcap = 0;
+	bool json = false;
+	int ch, fd;
+
+	while ((ch = getopt_long(argc, argv, "+s:jh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 's': sock = optarg; break;
+		case 'j': json = true; break;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind >= argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!sock || !*sock)
+		sock = DEFAULT_SOCKET;
+	o = (size_t)snprintf(req, sizeof(req), "%s", json ? "json" : "text");
+	for (int i = optind; i < argc; i++) {
+		if (strpbrk(argv[i], "\n\x1f")) {
+			fprintf(stderr, "komctl: argument %d contains a newline\n", i - optind + 1);
+			return 2;
+		}
+		if (strcmp(argv[i], "--json") == 0) {
+			/* allow --json after the command too */
+			memcpy(req, "json", 4);
+			continue;
+		}
+		o += (size_t)snprintf(req + o, sizeof(req) - o, "\x1f%s", argv[i]);
+		if (o >= sizeof(req) - 1) {
+			fprintf(stderr, "komctl: request too long\n");
+			return 2;
+		}
+	}
+	req[o++] = '\n';
+
+	memset(&sun, 0, sizeof(sun));
+	sun.sun_family = AF_UNIX;
+	if (strlen(sock) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "komctl: socket path too long: %s\n", sock);
+		return 1;
+	}
+	strcpy(sun.sun_path, sock);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0 ||
+	    connect(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0) {
+		fprintf(stderr, "komctl: cannot connect to komd at %s: %s\n", sock, strerror(errno));
+		return 1;
+	}
+	if (write_all(fd, req, o) != 0) {
+		fprintf(stderr, "komctl: write to %s: %s\n", sock, strerror(errno));
+		return 1;
+	}
+	for (;;) {
+		if (rcap - rlen < 65536) {
+			char *n = realloc(resp, rcap + 262144);
+			if (!n) {
+				fprintf(stderr, "komctl: out of memory\n");
+				return 1;
+			}
+			resp = n;
+			rcap += 262144;
+		}
+		ssize_t r = read(fd, resp + rlen, rcap - rlen - 1);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r < 0) {
+			fprintf(stderr, "komctl: read from %s: %s\n", sock, strerror(errno));
+			return 1;
+		}
+		if (r == 0)
+			break;
+		rlen += (size_t)r;
+	}
+	close(fd);
+	if (!resp || rlen == 0) {
+		fprintf(stderr, "komctl: komd closed the connection without an answer\n");
+		return 1;
+	}
+	resp[rlen] = '\0';
+	char *body = strchr(resp, '\n');
+	if (body)
+		*body++ = '\0';
+	if (strcmp(resp, "OK") == 0) {
+		if (body)
+			fputs(body, stdout);
+		free(resp);
+		return 0;
+	}
+	if (strncmp(resp, "ERR ", 4) == 0) {
+		fprintf(stderr, "komctl: %s\n", resp + 4);
+		if (body && *body)
+			fputs(body, stderr);
+	} else {
+		fprintf(stderr, "komctl: unexpected answer: %s\n", resp);
+	}
+	free(resp);
+	return 1;
+}

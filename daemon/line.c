@@ -1,0 +1,681 @@
+/* line.c: lines and their endpoints. Server lines listen and accept up to max_clients;
+ * client lines run one or two paths, each cycling through its hosts in order with a
+ * connect timeout, resolving names with evdns at every attempt, and backing off
+ * (doubling, with jitter, up to reconnect_max) after a full cycle fails. tcp-redundant
+ * lines use the policy the protocol chooses: alternate (one path: primary hosts, then
+ * backup hosts), parallel (two paths; the protocol picks the one carrying data) or dual
+ * (two independent sessions). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+#include <event2/bufferevent.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+#include <event2/listener.h>
+#include <event2/util.h>
+
+#include "core.h"
+
+struct komd komd; /* the process's shared state */
+
+void path_session_closed(struct path *p, const char *reason);
+static void path_attempt(struct path *p);
+
+const char *
+conn_state_name(enum conn_state s)
+{
+	static const char *const names[] = { "stopped", "simulated", "waiting", "resolving",
+		"connecting", "connected", "listening" };
+	return names[s];
+}
+
+static const char *
+kind_name(enum path_kind k)
+{
+	return k == PATH_BACKUP ? "backup" : "primary";
+}
+
+static void
+ms_to_tv(int ms, struct timeval *tv)
+{
+	tv->tv_sec = ms / 1000;
+	tv->tv_usec = (ms % 1000) * 1000;
+}
+
+/* ---- client paths ---- */
+
+static void
+path_timer_start(struct path *p, int ms)
+{
+	struct timeval tv;
+
+	ms_to_tv(ms, &tv);
+	evtimer_add(p->timer, &tv);
+}
+
+/* Abandon whatever attempt is in progress (DNS or connect). */
+static void
+path_abort_attempt(struct path *p)
+{
+	evtimer_del(p->timer);
+	if (p->dns) {
+		struct evdns_getaddrinfo_request *r = p->dns;
+		p->dns = NULL;
+		evdns_getaddrinfo_cancel(r);
+	}
+	if (p->bev) {
+		bufferevent_free(p->bev);
+		p->bev = NULL;
+	}
+}
+
+/* The current endpoint failed: try the next one, or back off after a full cycle. */
+static void
+path_failed(struct path *p, const char *err)
+{
+	struct line *l = p->line;
+	char ep[300];
+
+	path_abort_attempt(p);
+	hostspec_format(p->ep[p->cur].host, p->ep[p->cur].port, ep, sizeof(ep));
+	snprintf(p->last_error, sizeof(p->last_error), "%s (%s): %s", ep, kind_name(p->ep[p->cur].kind), err);
+	log_warnx("line %s: connect %s: %s", l->lc->name, ep, err);
+	if (++p->cur < p->nep) {
+		path_attempt(p);
+		return;
+	}
+	/* a full cycle failed: back off with +-20 % jitter */
+	int delay = p->backoff_ms;
+	int jitter = delay / 5;
+	if (jitter > 0)
+		delay += (int)(random() % (2 * jitter + 1)) - jitter;
+	if (delay < 1)
+		delay = 1;
+	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
+	p->cur = 0;
+	p->state = CS_WAITING;
+	log_info("line %s: all %d host%s failed, next attempt in %.1f s", l->lc->name, p->nep,
+	    p->nep > 1 ? "s" : "", delay / 1000.0);
+	path_timer_start(p, delay);
+}
+
+static void
+path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct path *p = arg;
+	struct line *l = p->line;
+	struct session *s;
+	int fd, on = 1;
+
+	if (!(what & BEV_EVENT_CONNECTED)) {
+		int err = EVUTIL_SOCKET_ERROR();
+		path_failed(p, err ? evutil_socket_error_to_string(err) : "connection failed");
+		return;
+	}
+	evtimer_del(p->timer);
+	p->bev = NULL;
+	fd = bufferevent_getfd(bev);
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	p->state = CS_CONNECTED;
+	p->backoff_ms = l->lc->reconnect_delay_ms;
+	l->cnt.connects++;
+	/* a failover: a change between primary and backup, or the backup from the start */
+	if (l->npaths == 1 && (p->ever_connected ? p->last_kind != p->ep[p->cur].kind :
+	    p->ep[p->cur].kind == PATH_BACKUP))
+		l->cnt.failovers++;
+	p->ever_connected = true;
+	p->last_kind = p->ep[p->cur].kind;
+	p->last_error[0] = '\0';
+	log_info("line %s: connected to %s via %s", l->lc->name, p->peer, kind_name(p->last_kind));
+	if ((s = session_new(l, p, bev, p->peer, p->last_kind)) == NULL) {
+		bufferevent_free(bev);
+		path_failed(p, "out of memory");
+		return;
+	}
+	p->sess = s;
+	if (l->policy == REDUND_ALTERNATE || l->npaths == 1) {
+		if (!s->closing && !l->active)
+			line_set_active_session(l, s);
+	}
+	notify_status();
+}
+
+static void
+path_connect(struct path *p, const struct sockaddr *sa, socklen_t salen)
+{
+	struct line *l = p->line;
+	char addr[INET6_ADDRSTRLEN];
+	const struct endpoint *ep = &p->ep[p->cur];
+
+	if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+	else
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+	if (ep->host->family == AF_UNSPEC)
+		snprintf(p->peer, sizeof(p->peer), "%s(%s%s%s):%d", ep->host->name,
+		    sa->sa_family == AF_INET6 ? "[" : "", addr, sa->sa_family == AF_INET6 ? "]" : "", ep->port);
+	else
+		snprintf(p->peer, sizeof(p->peer), "%s%s%s:%d", sa->sa_family == AF_INET6 ? "[" : "",
+		    addr, sa->sa_family == AF_INET6 ? "]" : "", ep->port);
+	p->bev = bufferevent_socket_new(komd.base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!p->bev) {
+		path_failed(p, "out of memory");
+		return;
+	}
+	bufferevent_setcb(p->bev, NULL, NULL, path_connect_event_cb, p);
+	p->state = CS_CONNECTING;
+	log_debug("line %s: connecting to %s", l->lc->name, p->peer);
+	if (bufferevent_socket_connect(p->bev, sa, (int)salen) != 0) {
+		int err = EVUTIL_SOCKET_ERROR();
+		path_failed(p, err ? evutil_socket_error_to_string(err) : "connect failed");
+	}
+}
+
+static void
+path_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
+{
+	struct path *p = arg;
+
+	if (result == EVUTIL_EAI_CANCEL)
+		return; /* path_abort_attempt cancelled us */
+	p->dns = NULL;
+	if (result != 0 || !res) {
+		char err[160];
+		snprintf(err, sizeof(err), "cannot resolve: %s", evutil_gai_strerror(result));
+		if (res)
+			evutil_freeaddrinfo(res);
+		path_failed(p, err);
+		return;
+	}
+	path_connect(p, res->ai_addr, res->ai_addrlen);
+	evutil_freeaddrinfo(res);
+}
+
+static void
+path_attempt(struct path *p)
+{
+	const struct endpoint *ep = &p->ep[p->cur];
+	struct line *l = p->line;
+
+	path_timer_start(p, l->lc->connect_timeout_ms);
+	if (ep->host->family == AF_UNSPEC) {
+		struct evutil_addrinfo hints;
+		struct evdns_getaddrinfo_request *r;
+		char port[8];
+
+		memset(&hints, 0, sizeof(hints));
+		hints.ai_family = AF_UNSPEC;
+		hints.ai_socktype = SOCK_STREAM;
+		hints.ai_protocol = IPPROTO_TCP;
+		snprintf(port, sizeof(port), "%d", ep->port);
+		p->state = CS_RESOLVING;
+		snprintf(p->peer, sizeof(p->peer), "%s:%d", ep->host->name, ep->port);
+		r = evdns_getaddrinfo(komd.dns, ep->host->name, port, &hints, path_dns_cb, p);
+		if (r && p->state == CS_RESOLVING && !p->bev)
+			p->dns = r;
+		return;
+	}
+	if (ep->host->family == AF_INET6) {
+		struct sockaddr_in6 sin6;
+		memset(&sin6, 0, sizeof(sin6));
+		sin6.sin6_family = AF_INET6;
+		sin6.sin6_port = htons((uint16_t)ep->port);
+		inet_pton(AF_INET6, ep->host->name, &sin6.sin6_addr);
+		path_connect(p, (struct sockaddr *)&sin6, sizeof(sin6));
+	} else {
+		struct sockaddr_in sin;
+		memset(&sin, 0, sizeof(sin));
+		sin.sin_family = AF_INET;
+		sin.sin_port = htons((uint16_t)ep->port);
+		inet_pton(AF_INET, ep->host->name, &sin.sin_addr);
+		path_connect(p, (struct sockaddr *)&sin, sizeof(sin));
+	}
+}
+
+static void
+path_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct path *p = arg;
+
+	(void)fd; (void)ev;
+	switch (p->state) {
+	case CS_WAITING:
+		path_attempt(p);
+		break;
+	case CS_RESOLVING:
+		path_failed(p, "timeout resolving the name");
+		break;
+	case CS_CONNECTING:
+		path_failed(p, "connect timeout");
+		break;
+	default:
+		break;
+	}
+}
+
+void
+path_session_closed(struct path *p, const char *reason)
+{
+	struct line *l = p->line;
+
+	p->sess = NULL;
+	snprintf(p->last_error, sizeof(p->last_error), "%s: %s", p->peer, reason);
+	if (!l->started)
+		return;
+	/* start again from the first host after reconnect_delay */
+	p->cur = 0;
+	p->state = CS_WAITING;
+	p->backoff_ms = l->lc->reconnect_delay_ms;
+	path_timer_start(p, l->lc->reconnect_delay_ms);
+	notify_status();
+}
+
+static void
+path_add(struct path *p, const struct hostlist *hl, int port, enum path_kind kind)
+{
+	for (int i = 0; i < hl->n && p->nep < MAX_ENDPOINTS; i++) {
+		p->ep[p->nep].host = &hl->h[i];
+		p->ep[p->nep].port = port;
+		p->ep[p->nep].kind = kind;
+		p->nep++;
+	}
+}
+
+/* ---- server lines ---- */
+
+static void
+line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
+{
+	struct line *l = arg;
+	struct bufferevent *bev;
+	char addr[INET6_ADDRSTRLEN], peer[128];
+	int on = 1;
+
+	(void)lst; (void)salen;
+	if (sa->sa_family == AF_INET6) {
+		inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, addr, sizeof(addr));
+		snprintf(peer, sizeof(peer), "[%s]:%d", addr, ntohs(((struct sockaddr_in6 *)sa)->sin6_port));
+	} else {
+		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
+		snprintf(peer, sizeof(peer), "%s:%d", addr, ntohs(((struct sockaddr_in *)sa)->sin_port));
+	}
+	if (l->nsessions >= l->lc->max_clients) {
+		l->cnt.rejected++;
+		log_warnx("line %s: %s: refused: max_clients %d reached", l->lc->name, peer, l->lc->max_clients);
+		evutil_closesocket(fd);
+		return;
+	}
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if ((bev = bufferevent_socket_new(komd.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+		log_warnx("line %s: %s: refused: out of memory", l->lc->name, peer);
+		evutil_closesocket(fd);
+		return;
+	}
+	l->cnt.connects++;
+	log_info("line %s: %s: accepted", l->lc->name, peer);
+	if (session_new(l, NULL, bev, peer, PATH_PRIMARY) == NULL) {
+		log_warnx("line %s: %s: refused: out of memory", l->lc->name, peer);
+		bufferevent_free(bev);
+	}
+}
+
+static void
+line_accept_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct line *l = arg;
+
+	(void)fd; (void)ev;
+	log_info("line %s: accepting again", l->lc->name);
+	for (int i = 0; i < l->nlst; i++)
+		evconnlistener_enable(l->lst[i]);
+}
+
+/* accept() failed: with EMFILE/ENFILE pause on a timer instead of spinning. */
+static void
+line_accept_error_cb(struct evconnlistener *lst, void *arg)
+{
+	struct line *l = arg;
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval tv = { 1, 0 };
+
+	(void)lst;
+	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
+		log_warnx("line %s: accept: %s; pausing for 1 s", l->lc->name, evutil_socket_error_to_string(err));
+		for (int i = 0; i < l->nlst; i++)
+			evconnlistener_disable(l->lst[i]);
+		evtimer_add(l->accept_pause, &tv);
+	} else {
+		log_warnx("line %s: accept: %s", l->lc->name, evutil_socket_error_to_string(err));
+	}
+}
+
+static int
+line_listen_one(struct line *l, const struct hostspec *h)
+{
+	struct sockaddr_storage ss;
+	socklen_t sslen;
+	int fd, on = 1;
+	int family = h->family == AF_INET6 ? AF_INET6 : AF_INET;
+	char name[300];
+
+	memset(&ss, 0, sizeof(ss));
+	if (family == AF_INET6) {
+		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)l->lc->port);
+		s6->sin6_addr = in6addr_any;
+		if (!h->wildcard && inet_pton(AF_INET6, h->name, &s6->sin6_addr) != 1)
+			return -1;
+		sslen = sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)l->lc->port);
+		s4->sin_addr.s_addr = htonl(INADDR_ANY);
+		if (!h->wildcard && inet_pton(AF_INET, h->name, &s4->sin_addr) != 1)
+			return -1;
+		sslen = sizeof(*s4);
+	}
+	hostspec_format(h, l->lc->port, name, sizeof(name));
+	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
+		log_warn("line %s: listen %s: socket", l->lc->name, name);
+		return -1;
+	}
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+	if (family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
+	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 511) != 0) {
+		snprintf(l->last_error, sizeof(l->last_error), "listen %s: %s", name, strerror(errno));
+		log_warn("line %s: listen %s", l->lc->name, name);
+		close(fd);
+		return -1;
+	}
+	l->lst[l->nlst] = evconnlistener_new(komd.base, line_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	if (!l->lst[l->nlst]) {
+		close(fd);
+		return -1;
+	}
+	evconnlistener_set_error_cb(l->lst[l->nlst], line_accept_error_cb);
+	snprintf(l->lst_name[l->nlst], sizeof(l->lst_name[0]), "%s", name);
+	l->nlst++;
+	log_info("line %s: listening on %s", l->lc->name, name);
+	return 0;
+}
+
+static void
+line_close_listeners(struct line *l)
+{
+	for (int i = 0; i < l->nlst; i++)
+		evconnlistener_free(l->lst[i]);
+	l->nlst = 0;
+}
+
+/* Binding failed (address in use, say): try again later, with the client back-off. */
+static void
+line_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct path *p = arg;
+	struct line *l = p->line;
+	int i;
+
+	(void)fd; (void)ev;
+	for (i = 0; i < l->lc->hosts.n; i++)
+		if (line_listen_one(l, &l->lc->hosts.h[i]) != 0)
+			break;
+	if (i == l->lc->hosts.n) {
+		p->state = CS_LISTENING;
+		l->last_error[0] = '\0';
+		return;
+	}
+	line_close_listeners(l);
+	p->state = CS_WAITING;
+	path_timer_start(p, p->backoff_ms);
+	log_info("line %s: listening again in %.1f s", l->lc->name, p->backoff_ms / 1000.0);
+	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
+}
+
+/* ---- lines ---- */
+
+struct line *
+line_create(struct line_conf *lc, struct confref *cref)
+{
+	struct line *l = calloc(1, sizeof(*l));
+	int i;
+
+	if (!l)
+		fatal("line_create");
+	l->lc = lc;
+	l->cref = cref;
+	cref->refs++;
+	l->ops = lc->ops;
+	l->server = l->ops->role == ROLE_SERVER;
+	l->policy = l->ops->line_redundancy ? l->ops->line_redundancy(lc) : l->ops->redundancy;
+	TAILQ_INIT(&l->sessions);
+	if (l->ops->line_size && (l->priv = calloc(1, l->ops->line_size)) == NULL)
+		fatal("line_create");
+	if ((l->accept_pause = evtimer_new(komd.base, line_accept_resume_cb, l)) == NULL)
+		fatal("line_create");
+
+	/* paths: the shape the redundancy policy asks for */
+	bool redundant = lc->type == LINE_TCP_REDUNDANT && lc->backup_present && lc->backup_enabled;
+	l->npaths = 1;
+	path_add(&l->paths[0], &lc->hosts, lc->port, PATH_PRIMARY);
+	if (redundant && l->policy == REDUND_ALTERNATE) {
+		path_add(&l->paths[0], &lc->backup_hosts, lc->backup_port, PATH_BACKUP);
+	} else if (redundant) {
+		l->npaths = 2;
+		path_add(&l->paths[1], &lc->backup_hosts, lc->backup_port, PATH_BACKUP);
+	}
+	for (i = 0; i < l->npaths; i++) {
+		struct path *p = &l->paths[i];
+		p->line = l;
+		p->idx = i;
+		p->backoff_ms = lc->reconnect_delay_ms;
+		if ((p->timer = evtimer_new(komd.base, l->server ? line_listen_retry_cb : path_timer_cb, p)) == NULL)
+			fatal("line_create");
+	}
+
+	if (l->ops->line_init && l->ops->line_init(l) != 0)
+		goto fail;
+	if (lc->nstations && (l->stations = calloc((size_t)lc->nstations, sizeof(*l->stations))) == NULL)
+		fatal("line_create");
+	l->simulated = !l->server && lc->nstations > 0;
+	for (i = 0; i < lc->nstations; i++) {
+		if (station_setup(&l->stations[i], l, &lc->stations[i]) != 0)
+			goto fail;
+		l->nstations++;
+		if (!lc->stations[i].simulation)
+			l->simulated = false;
+	}
+	return l;
+fail:
+	log_warnx("line %s: cannot be set up", lc->name);
+	line_free(l);
+	return NULL;
+}
+
+int
+line_start(struct line *l)
+{
+	int i;
+
+	if (l->started || !l->lc->enabled)
+		return 0;
+	l->started = true;
+	for (i = 0; i < l->nstations; i++)
+		station_start(&l->stations[i]);
+	if (l->server) {
+		for (i = 0; i < l->lc->hosts.n; i++)
+			if (line_listen_one(l, &l->lc->hosts.h[i]) != 0)
+				break;
+		if (i < l->lc->hosts.n) {
+			line_close_listeners(l);
+			l->paths[0].state = CS_WAITING;
+			path_timer_start(&l->paths[0], l->paths[0].backoff_ms);
+			return -1;
+		}
+		l->paths[0].state = CS_LISTENING;
+		return 0;
+	}
+	if (l->simulated) {
+		l->paths[0].state = CS_SIMULATED;
+		return 0;
+	}
+	for (i = 0; i < l->npaths; i++) {
+		l->paths[i].cur = 0;
+		path_attempt(&l->paths[i]);
+	}
+	return 0;
+}
+
+void
+line_stop(struct line *l)
+{
+	if (!l->started)
+		return;
+	l->started = false;
+	for (int i = 0; i < l->npaths; i++) {
+		path_abort_attempt(&l->paths[i]);
+		l->paths[i].state = CS_STOPPED;
+	}
+	evtimer_del(l->accept_pause);
+	line_close_listeners(l);
+	session_close_all(l, "line stopped");
+	for (int i = 0; i < l->nstations; i++)
+		station_stop(&l->stations[i]);
+}
+
+void
+line_free(struct line *l)
+{
+	line_stop(l);
+	for (int i = 0; i < l->nstations; i++)
+		station_teardown(&l->stations[i]);
+	free(l->stations);
+	if (l->ops->line_free)
+		l->ops->line_free(l);
+	for (int i = 0; i < 2; i++)
+		if (l->paths[i].timer)
+			event_free(l->paths[i].timer);
+	event_free(l->accept_pause);
+	free(l->priv);
+	if (--l->cref->refs == 0) {
+		conf_free(l->cref->conf);
+		free(l->cref);
+	}
+	free(l);
+}
+
+struct line *
+line_find(const char *name)
+{
+	struct line *l;
+
+	TAILQ_FOREACH(l, &komd.lines, link)
+		if (strcmp(l->lc->name, name) == 0)
+			return l;
+	return NULL;
+}
+
+bool
+line_uses_tag(const struct line *l, const char *name)
+{
+	for (int i = 0; i < l->nstations; i++)
+		for (int j = 0; j < l->stations[i].ntags; j++)
+			if (strcmp(l->stations[i].tags[j].tc->name, name) == 0)
+				return true;
+	return false;
+}
+
+/* One line of text: what the line is doing now. */
+const char *
+line_state_text(const struct line *l, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (!l->lc->enabled)
+		return snprintf(buf, len, "disabled"), buf;
+	if (!l->started)
+		return snprintf(buf, len, "stopped"), buf;
+	if (l->server) {
+		if (l->paths[0].state != CS_LISTENING)
+			return snprintf(buf, len, "waiting to listen (%s)", l->last_error), buf;
+		o += (size_t)snprintf(buf + o, len - o, "listening on");
+		for (int i = 0; i < l->nlst && o < len; i++)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? ", " : " ", l->lst_name[i]);
+		if (o < len)
+			snprintf(buf + o, len - o, "; %d client%s", l->nsessions, l->nsessions == 1 ? "" : "s");
+		return buf;
+	}
+	if (l->simulated)
+		return snprintf(buf, len, "simulated"), buf;
+	for (int i = 0; i < l->npaths && o < len; i++) {
+		const struct path *p = &l->paths[i];
+		const char *sep = i ? "; " : "";
+		switch (p->state) {
+		case CS_CONNECTED:
+			o += (size_t)snprintf(buf + o, len - o, "%sconnected to %s via %s%s", sep, p->peer,
+			    kind_name(p->last_kind), l->npaths > 1 && l->active == p->sess ? " (active)" : "");
+			break;
+		case CS_RESOLVING:
+		case CS_CONNECTING:
+			o += (size_t)snprintf(buf + o, len - o, "%s%s %s", sep, conn_state_name(p->state), p->peer);
+			break;
+		default:
+			o += (size_t)snprintf(buf + o, len - o, "%sdisconnected%s%s", sep,
+			    p->last_error[0] ? ": " : "", p->last_error);
+			break;
+		}
+	}
+	return buf;
+}
+
+/* ---- the protocol's view ---- */
+
+const struct line_conf *line_conf(const struct line *l) { return l->lc; }
+void *line_priv(const struct line *l) { return l->priv; }
+const char *line_name(const struct line *l) { return l->lc->name; }
+int line_nstations(const struct line *l) { return l->nstations; }
+struct station *line_station(const struct line *l, int i) { return &l->stations[i]; }
+struct session *line_active_session(const struct line *l) { return l->active; }
+
+void
+line_foreach_session(struct line *l, session_fn fn, void *arg)
+{
+	struct session *s, *next;
+
+	TAILQ_FOREACH_SAFE(s, &l->sessions, link, next)
+		if (!s->closing)
+			fn(s, arg);
+}
+
+void
+line_set_active_session(struct line *l, struct session *s)
+{
+	struct session *old = l->active;
+
+	if (s == old || (s && s->closing))
+		return;
+	l->active = s;
+	if (s && old && old->kind != s->kind)
+		l->cnt.failovers++;
+	if (s && l->npaths > 1)
+		log_info("line %s: data via %s %s", l->lc->name, kind_name(s->kind), s->peer);
+	if (s && !old) {
+		for (int i = 0; i < l->nstations; i++)
+			station_line_up(&l->stations[i]);
+	} else if (!s) {
+		char why[200];
+		snprintf(why, sizeof(why), "connection to %s lost", old ? old->peer : "?");
+		for (int i = 0; i < l->nstations; i++)
+			station_line_down(&l->stations[i], why);
+	}
+}

@@ -1,0 +1,320 @@
+/* main.c: komd's start-up, the configuration's life cycle (load, check, apply, reload as a
+ * difference), signals and shutdown. komd never forks: systemd supervises it. */
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <event2/dns.h>
+#include <event2/event.h>
+
+#include "core.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/komd/komd.conf"
+
+static struct confref *komd_cref; /* the running configuration */
+static const char *conf_path = DEFAULT_CONF;
+static bool opt_debug;
+
+static void
+usage(FILE *f)
+{
+	fprintf(f, "usage: komd [-f] [-c FILE] [-t] [-d] [-V] [-h] [/DC | --no-peer-verify]\n"
+	    "  -f                 foreground: timestamped logs on the terminal\n"
+	    "  -c FILE            configuration file (default %s)\n"
+	    "  -t                 check the configuration and exit\n"
+	    "  -d                 debug logging\n"
+	    "  -V                 print the version and exit\n"
+	    "  -h                 this help\n"
+	    "  /DC, --no-peer-verify\n"
+	    "                     do not verify partners' TLS certificates\n"
+	    "Control: komctl(1); configuration: komd.conf(5); more: komd(8).\n", DEFAULT_CONF);
+}
+
+/* Does line l still stand unchanged in the new configuration nc? */
+static bool
+line_unchanged(const struct line *l, const struct config *nc)
+{
+	const struct line_conf *nlc = conf_find_line(nc, l->lc->name);
+
+	if (!nlc || strcmp(nlc->fingerprint, l->lc->fingerprint) != 0)
+		return false;
+	for (int i = 0; i < l->nstations; i++)
+		for (int j = 0; j < l->stations[i].ntags; j++) {
+			const struct tag *t = l->stations[i].tags[j].tag;
+			const struct tag_conf *tc = conf_find_tag(nc, t->name);
+			if (!tc || tc->type != t->type)
+				return false;
+		}
+	return true;
+}
+
+static void
+tag_define(const struct tag_conf *tc, bool memory)
+{
+	struct tag *t = tag_find(tc->name);
+
+	if (t && t->type != tc->type) {
+		/* the type changed: every line that used it has been stopped and freed */
+		tag_destroy(t);
+		t = NULL;
+	}
+	if (!t) {
+		t = tag_create(tc->name, tc->type);
+		if (memory && tc->has_initial)
+			tag_set(t, &tc->initial, 0, time_now_ms());
+		else if (memory)
+			tag_set_quality(t, 0); /* a memory tag without an initial value: zero, good */
+	}
+	t->mark = true;
+}
+
+static void
+tag_sweep(struct tag *t, void *arg)
+{
+	(void)arg;
+	if (!t->mark && !t->acq && TAILQ_EMPTY(&t->servers))
+		tag_destroy(t);
+	else
+		t->mark = false;
+}
+
+/* Apply a validated configuration: keep unchanged lines, stop removed and changed ones,
+ * start new and changed ones. Returns a one-line summary in msg. */
+static void
+komd_apply(struct config *nc, char *msg, size_t msglen)
+{
+	struct confref *cref = calloc(1, sizeof(*cref));
+	struct line *l, *next;
+	TAILQ_HEAD(, line) kept;
+	int nkept = 0, nstopped = 0, nstarted = 0;
+
+	if (!cref)
+		fatal("apply");
+	cref->conf = nc;
+	cref->refs = 1;
+	TAILQ_INIT(&kept);
+	TAILQ_FOREACH_SAFE(l, &komd.lines, link, next) {
+		TAILQ_REMOVE(&komd.lines, l, link);
+		if (line_unchanged(l, nc)) {
+			TAILQ_INSERT_TAIL(&kept, l, link);
+			nkept++;
+		} else {
+			log_info("line %s: %s", l->lc->name, conf_find_line(nc, l->lc->name) ? "changed: restarting" : "removed: stopping");
+			line_free(l);
+			nstopped++;
+		}
+	}
+
+	/* the tag table: memory tags and tags of acquiring stations */
+	for (int i = 0; i < nc->ntags; i++)
+		tag_define(&nc->tags[i], true);
+	for (int i = 0; i < nc->nlines; i++) {
+		const struct line_conf *lc = &nc->lines[i];
+		if (lc->ops->role != ROLE_CLIENT)
+			continue;
+		for (int j = 0; j < lc->nstations; j++)
+			for (int k = 0; k < lc->stations[j].ntags; k++)
+				tag_define(&lc->stations[j].tags[k], false);
+	}
+	tag_foreach(tag_sweep, NULL);
+
+	komd.conf = nc;
+	if (!opt_debug)
+		log_setlevel((enum log_level)nc->log_level);
+
+	/* lines in the order of the file; kept ones as they are */
+	for (int i = 0; i < nc->nlines; i++) {
+		struct line_conf *lc = &nc->lines[i];
+		TAILQ_FOREACH(l, &kept, link)
+			if (strcmp(l->lc->name, lc->name) == 0)
+				break;
+		if (l) {
+			TAILQ_REMOVE(&kept, l, link);
+			TAILQ_INSERT_TAIL(&komd.lines, l, link);
+			continue;
+		}
+		if ((l = line_create(lc, cref)) == NULL)
+			continue;
+		TAILQ_INSERT_TAIL(&komd.lines, l, link);
+		line_start(l);
+		nstarted++;
+	}
+	if (komd_cref && --komd_cref->refs == 0) {
+		conf_free(komd_cref->conf);
+		free(komd_cref);
+	}
+	komd_cref = cref;
+	snprintf(msg, msglen, "configuration applied: %d line%s kept, %d stopped, %d started",
+	    nkept, nkept == 1 ? "" : "s", nstopped, nstarted);
+}
+
+int
+komd_reload(char *msg, size_t msglen)
+{
+	struct conf_errors errs = { 0 };
+	struct config *nc;
+	size_t o;
+
+	notify_reloading();
+	log_info("reloading %s", conf_path);
+	if ((nc = conf_load(conf_path, &errs)) == NULL) {
+		for (int i = 0; i < errs.n; i++)
+			log_err("%s", errs.msg[i]);
+		o = (size_t)snprintf(msg, msglen, "reload refused, nothing changed: %d error%s", errs.n,
+		    errs.n == 1 ? "" : "s");
+		for (int i = 0; i < errs.n && o < msglen; i++)
+			o += (size_t)snprintf(msg + o, msglen - o, "\n%s", errs.msg[i]);
+		log_warnx("reload refused, nothing changed: %d error%s", errs.n, errs.n == 1 ? "" : "s");
+		conf_errors_clear(&errs);
+		notify_ready();
+		return -1;
+	}
+	if (strcmp(nc->control_socket, komd.conf->control_socket) != 0)
+		log_warnx("control_socket changed: takes effect at the next start");
+	komd_apply(nc, msg, msglen);
+	log_info("%s", msg);
+	notify_ready();
+	return 0;
+}
+
+static void
+sighup_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	char msg[4096];
+
+	(void)sig; (void)ev; (void)arg;
+	komd_reload(msg, sizeof(msg));
+}
+
+static void
+sigterm_cb(evutil_socket_t sig, short ev, void *arg)
+{
+	struct line *l;
+
+	(void)ev; (void)arg;
+	if (komd.stopping)
+		return;
+	komd.stopping = true;
+	log_info("%s: stopping", sig == SIGINT ? "SIGINT" : "SIGTERM");
+	notify_stopping();
+	TAILQ_FOREACH(l, &komd.lines, link)
+		line_stop(l);
+	control_stop();
+	/* one more pass so that deferred frees run, then out */
+	event_base_loopexit(komd.base, NULL);
+}
+
+static void
+tag_free_cb(struct tag *t, void *arg)
+{
+	(void)arg;
+	tag_destroy(t);
+}
+
+int
+main(int argc, char **argv)
+{
+	static const struct option longopts[] = {
+		{ "no-peer-verify", no_argument, NULL, 'N' },
+		{ "help", no_argument, NULL, 'h' },
+		{ "version", no_argument, NULL, 'V' },
+		{ NULL, 0, NULL, 0 },
+	};
+	bool foreground = false, check = false;
+	struct conf_errors errs = { 0 };
+	struct config *conf;
+	struct event *ev_hup, *ev_term, *ev_int;
+	char msg[512];
+	int ch;
+
+	/* the original's spelling: /DC */
+	for (int i = 1; i < argc; i++)
+		if (strcmp(argv[i], "/DC") == 0 || strcasecmp(argv[i], "/dc") == 0)
+			argv[i] = "--no-peer-verify";
+	while ((ch = getopt_long(argc, argv, "fc:tdVh", longopts, NULL)) != -1) {
+		switch (ch) {
+		case 'f': foreground = true; break;
+		case 'c': conf_path = optarg; break;
+		case 't': check = true; break;
+		case 'd': opt_debug = true; break;
+		case 'N': komd.no_peer_verify = true; break;
+		case 'V': printf("komd %s\n", KOMD_VERSION); return 0;
+		case 'h': usage(stdout); return 0;
+		default: usage(stderr); return 2;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "komd: unexpected argument '%s'\n", argv[optind]);
+		usage(stderr);
+		return 2;
+	}
+	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+
+	if ((conf = conf_load(conf_path, &errs)) == NULL) {
+		for (int i = 0; i < errs.n; i++)
+			fprintf(stderr, "%s\n", errs.msg[i]);
+		if (!check)
+			fprintf(stderr, "komd: %d configuration error%s, not starting\n", errs.n, errs.n == 1 ? "" : "s");
+		conf_errors_clear(&errs);
+		return 1;
+	}
+	if (check) {
+		printf("configuration OK\n");
+		conf_free(conf);
+		return 0;
+	}
+
+	signal(SIGPIPE, SIG_IGN);
+	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+	if ((komd.base = event_base_new()) == NULL)
+		fatalx("event_base_new");
+	if ((komd.dns = evdns_base_new(komd.base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL &&
+	    (komd.dns = evdns_base_new(komd.base, 0)) == NULL)
+		fatalx("evdns_base_new");
+	TAILQ_INIT(&komd.lines);
+	tags_init();
+	log_info("komd %s starting with %s", KOMD_VERSION, conf_path);
+	if (komd.no_peer_verify)
+		log_warnx("partners' certificates will NOT be verified (/DC, --no-peer-verify)");
+
+	komd.conf = conf;
+	if (control_start(conf->control_socket) != 0)
+		fatalx("cannot open the control socket %s", conf->control_socket);
+	komd_apply(conf, msg, sizeof(msg));
+	log_info("%s", msg);
+
+	ev_hup = evsignal_new(komd.base, SIGHUP, sighup_cb, NULL);
+	ev_term = evsignal_new(komd.base, SIGTERM, sigterm_cb, NULL);
+	ev_int = evsignal_new(komd.base, SIGINT, sigterm_cb, NULL);
+	if (!ev_hup || !ev_term || !ev_int || event_add(ev_hup, NULL) || event_add(ev_term, NULL) ||
+	    event_add(ev_int, NULL))
+		fatalx("signal events");
+	notify_watchdog_start();
+	notify_ready();
+
+	event_base_dispatch(komd.base);
+
+	/* tidy up so that leak checkers see nothing */
+	struct line *l;
+	while ((l = TAILQ_FIRST(&komd.lines)) != NULL) {
+		TAILQ_REMOVE(&komd.lines, l, link);
+		line_free(l);
+	}
+	event_base_loop(komd.base, EVLOOP_NONBLOCK); /* run deferred session frees */
+	tag_foreach(tag_free_cb, NULL);
+	if (--komd_cref->refs == 0) {
+		conf_free(komd_cref->conf);
+		free(komd_cref);
+	}
+	event_free(ev_hup);
+	event_free(ev_term);
+	event_free(ev_int);
+	notify_watchdog_stop();
+	evdns_base_free(komd.dns, 1);
+	event_base_free(komd.base);
+	log_info("stopped");
+	return 0;
+}

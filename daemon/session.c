@@ -1,0 +1,242 @@
+/* session.c: one connection (accepted by a server line or made by a client path): its
+ * buffers, timers, counters, tracing and teardown. A session is closed in one place
+ * (session_close) and freed on the next loop pass, never inside its own callback. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+
+#include "core.h"
+
+static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+void path_session_closed(struct path *p, const char *reason); /* line.c */
+
+/* ---- timers ---- */
+
+static void
+ptimer_cb_shim(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ptimer *t = arg;
+
+	(void)fd; (void)ev;
+	t->cb(t->arg);
+}
+
+static struct ptimer *
+ptimer_new(struct ptimer_list *list, ptimer_cb cb, void *arg)
+{
+	struct ptimer *t = calloc(1, sizeof(*t));
+
+	if (!t)
+		return NULL;
+	if ((t->ev = evtimer_new(komd.base, ptimer_cb_shim, t)) == NULL) {
+		free(t);
+		return NULL;
+	}
+	t->cb = cb;
+	t->arg = arg;
+	LIST_INSERT_HEAD(list, t, link);
+	return t;
+}
+
+void
+ptimer_free_list(struct ptimer_list *list)
+{
+	struct ptimer *t;
+
+	while ((t = LIST_FIRST(list)) != NULL) {
+		LIST_REMOVE(t, link);
+		event_free(t->ev);
+		free(t);
+	}
+}
+
+struct ptimer *session_timer(struct session *s, ptimer_cb cb, void *arg) { return ptimer_new(&s->timers, cb, arg); }
+struct ptimer *station_timer(struct station *st, ptimer_cb cb, void *arg) { return ptimer_new(&st->timers, cb, arg); }
+
+void
+ptimer_start(struct ptimer *t, int ms)
+{
+	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
+
+	if (t)
+		evtimer_add(t->ev, &tv);
+}
+
+void ptimer_stop(struct ptimer *t) { if (t) evtimer_del(t->ev); }
+bool ptimer_pending(const struct ptimer *t) { return t && evtimer_pending(t->ev, NULL); }
+
+/* ---- sessions ---- */
+
+struct session *
+session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
+    enum path_kind kind)
+{
+	struct session *s = calloc(1, sizeof(*s));
+
+	if (!s)
+		return NULL;
+	if (l->ops->session_size && (s->priv = calloc(1, l->ops->session_size)) == NULL) {
+		free(s);
+		return NULL;
+	}
+	s->line = l;
+	s->path = p;
+	s->kind = kind;
+	s->bev = bev;
+	s->since_ms = time_now_ms();
+	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	LIST_INIT(&s->timers);
+	TAILQ_INSERT_TAIL(&l->sessions, s, link);
+	l->nsessions++;
+	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
+	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (l->ops->on_connect)
+		l->ops->on_connect(s);
+	return s;
+}
+
+static void
+session_free_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+
+	(void)fd; (void)ev;
+	if (s->bev)
+		bufferevent_free(s->bev);
+	free(s->priv);
+	free(s);
+}
+
+void
+session_close(struct session *s, const char *reason)
+{
+	struct line *l = s->line;
+
+	if (s->closing)
+		return;
+	s->closing = true;
+	log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
+	if (l->ops->on_close)
+		l->ops->on_close(s);
+	ptimer_free_list(&s->timers);
+	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
+	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
+	TAILQ_REMOVE(&l->sessions, s, link);
+	l->nsessions--;
+	if (l->active == s)
+		line_set_active_session(l, NULL);
+	if (s->path)
+		path_session_closed(s->path, reason);
+	/* freed after the callback that closed it returns */
+	if (event_base_once(komd.base, -1, EV_TIMEOUT, session_free_cb, s, NULL) != 0)
+		fatalx("event_base_once");
+}
+
+void
+session_close_all(struct line *l, const char *reason)
+{
+	struct session *s;
+
+	while ((s = TAILQ_FIRST(&l->sessions)) != NULL)
+		session_close(s, reason);
+}
+
+static void
+session_read_cb(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+	size_t before = evbuffer_get_length(in);
+
+	s->line->cnt.bytes_in += before;
+	if (!s->line->ops->on_read) {
+		evbuffer_drain(in, before);
+		return;
+	}
+	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
+		session_protocol_error(s, "frame rejected");
+}
+
+static void
+session_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+	char why[160];
+
+	(void)bev;
+	if (what & BEV_EVENT_EOF)
+		snprintf(why, sizeof(why), "connection closed by peer");
+	else if (what & BEV_EVENT_ERROR)
+		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	else if (what & BEV_EVENT_TIMEOUT)
+		snprintf(why, sizeof(why), "timeout");
+	else
+		return;
+	session_close(s, why);
+}
+
+void
+session_write(struct session *s, const void *data, size_t len)
+{
+	if (s->closing)
+		return;
+	s->line->cnt.bytes_out += len;
+	if (bufferevent_write(s->bev, data, len) != 0)
+		session_close(s, "write failed: out of memory");
+}
+
+void
+session_count_frame(struct session *s, bool out)
+{
+	if (out)
+		s->line->cnt.frames_out++;
+	else
+		s->line->cnt.frames_in++;
+}
+
+bool session_tracing(const struct session *s) { return s->line->trace; }
+
+void
+session_trace(struct session *s, bool out, const void *frame, size_t len, const char *decoded)
+{
+	char hex[3 * 64 + 8];
+	const uint8_t *b = frame;
+	size_t n = len < 64 ? len : 64, o = 0;
+
+	for (size_t i = 0; i < n; i++)
+		o += (size_t)snprintf(hex + o, sizeof(hex) - o, "%s%02x", i ? " " : "", b[i]);
+	if (n < len)
+		snprintf(hex + o, sizeof(hex) - o, " ...");
+	log_info("line %s: %s %s %s [%zu] %s | %s", s->line->lc->name, out ? "->" : "<-",
+	    s->peer, out ? "tx" : "rx", len, hex, decoded ? decoded : "");
+}
+
+void
+session_protocol_error(struct session *s, const char *fmt, ...)
+{
+	char msg[256], why[300];
+	va_list ap;
+
+	if (s->closing)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	s->line->cnt.proto_errors++;
+	log_warnx("line %s: %s: protocol error: %s", s->line->lc->name, s->peer, msg);
+	snprintf(why, sizeof(why), "protocol error: %s", msg);
+	snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: %s", s->peer, why);
+	session_close(s, why);
+}
+
+struct line *session_line(const struct session *s) { return s->line; }
+void *session_priv(const struct session *s) { return s->priv; }
+const char *session_peer(const struct session *s) { return s->peer; }
+enum path_kind session_path(const struct session *s) { return s->kind; }

@@ -1,0 +1,461 @@
+/* value.c: typed tag values, their text form (for komctl, the config and text protocols)
+ * and their JSON form. Times are ISO 8601 (RFC 3339 profile) in UTC with milliseconds. */
+#include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "log.h"
+#include "value.h"
+
+static const char *const vtype_names[] = { "bool", "dpi", "int", "float", "string", "time" };
+static const char *const dpi_names[] = { "intermediate", "off", "on", "faulty" };
+
+const char *
+vtype_name(enum vtype t)
+{
+	if ((unsigned)t >= sizeof(vtype_names) / sizeof(vtype_names[0]))
+		return "?";
+	return vtype_names[t];
+}
+
+int
+vtype_parse(const char *s, enum vtype *out)
+{
+	for (size_t i = 0; i < sizeof(vtype_names) / sizeof(vtype_names[0]); i++)
+		if (strcmp(s, vtype_names[i]) == 0) {
+			*out = (enum vtype)i;
+			return 0;
+		}
+	return -1;
+}
+
+/* Copy text without surrounding white space into buf; -1 when it does not fit. */
+static int
+value_trim(const char *text, char *buf, size_t len)
+{
+	size_t n;
+
+	while (isspace((unsigned char)*text))
+		text++;
+	n = strlen(text);
+	while (n > 0 && isspace((unsigned char)text[n - 1]))
+		n--;
+	if (n >= len)
+		return -1;
+	memcpy(buf, text, n);
+	buf[n] = '\0';
+	return 0;
+}
+
+static int
+value_parse_int(const char *s, int64_t *out)
+{
+	char *end;
+	long long v;
+
+	if (*s == '\0')
+		return -1;
+	errno = 0;
+	/* base 10 only: a leading zero must not silently mean octal */
+	v = strtoll(s, &end, 10);
+	if (errno != 0 || *end != '\0')
+		return -1;
+	*out = v;
+	return 0;
+}
+
+/* Exactly n decimal digits at s. */
+static int
+value_digits(const char *s, int n, int *out)
+{
+	int v = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	*out = v;
+	return 0;
+}
+
+/* "YYYY-MM-DDTHH:MM:SS[.fff...](Z|+hh:mm|-hh:mm)"; no zone means UTC. */
+static int
+value_parse_iso(const char *s, int64_t *out)
+{
+	struct tm tm;
+	int y, mo, d, h, mi, sec, ms = 0, off = 0;
+	time_t t;
+
+	if (strlen(s) < 19 || value_digits(s, 4, &y) || s[4] != '-' || value_digits(s + 5, 2, &mo) ||
+	    s[7] != '-' || value_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
+	    value_digits(s + 11, 2, &h) || s[13] != ':' || value_digits(s + 14, 2, &mi) || s[16] != ':' ||
+	    value_digits(s + 17, 2, &sec))
+		return -1;
+	s += 19;
+	if (*s == '.' || *s == ',') {
+		int scale = 100;
+
+		s++;
+		if (!isdigit((unsigned char)*s))
+			return -1;
+		/* keep milliseconds, drop finer digits */
+		for (; isdigit((unsigned char)*s); s++, scale /= 10)
+			ms += (*s - '0') * scale;
+	}
+	if (*s == 'Z' || *s == 'z') {
+		s++;
+	} else if (*s == '+' || *s == '-') {
+		int oh, om, sign = *s == '-' ? -1 : 1;
+
+		s++;
+		if (value_digits(s, 2, &oh))
+			return -1;
+		s += 2;
+		if (*s == ':')
+			s++;
+		if (value_digits(s, 2, &om))
+			return -1;
+		s += 2;
+		if (oh > 23 || om > 59)
+			return -1;
+		off = sign * (oh * 60 + om) * 60;
+	}
+	if (*s != '\0')
+		return -1;
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+		return -1;
+	memset(&tm, 0, sizeof(tm));
+	tm.tm_year = y - 1900;
+	tm.tm_mon = mo - 1;
+	tm.tm_mday = d;
+	tm.tm_hour = h;
+	tm.tm_min = mi;
+	tm.tm_sec = sec;
+	t = timegm(&tm);
+	/* timegm normalises 31 February into March: reject dates that moved */
+	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
+		return -1;
+	*out = ((int64_t)t - off) * 1000 + ms;
+	return 0;
+}
+
+int
+value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen)
+{
+	char s[128];
+	int64_t i;
+
+	memset(v, 0, sizeof(*v));
+	v->type = t;
+	if (t == VT_STRING) {
+		/* strings are taken as they are, spaces included */
+		if (!(v->s = strdup(text))) {
+			snprintf(err, errlen, "out of memory");
+			return -1;
+		}
+		return 0;
+	}
+	if (value_trim(text, s, sizeof(s)) != 0) {
+		snprintf(err, errlen, "value too long for type %s", vtype_name(t));
+		return -1;
+	}
+	switch (t) {
+	case VT_BOOL:
+		if (strcmp(s, "1") == 0 || strcasecmp(s, "true") == 0 || strcasecmp(s, "on") == 0)
+			v->i = 1;
+		else if (strcmp(s, "0") == 0 || strcasecmp(s, "false") == 0 || strcasecmp(s, "off") == 0)
+			v->i = 0;
+		else
+			goto bad;
+		return 0;
+	case VT_DPI:
+		if (s[0] >= '0' && s[0] <= '3' && s[1] == '\0') {
+			v->i = s[0] - '0';
+			return 0;
+		}
+		for (int k = 0; k < 4; k++)
+			if (strcasecmp(s, dpi_names[k]) == 0) {
+				v->i = k;
+				return 0;
+			}
+		goto bad;
+	case VT_INT:
+		if (value_parse_int(s, &v->i) != 0)
+			goto bad;
+		return 0;
+	case VT_FLOAT: {
+		char *end;
+
+		if (s[0] == '\0')
+			goto bad;
+		errno = 0;
+		v->f = strtod(s, &end);
+		/* underflow to a tiny number is fine; overflow is not */
+		if (*end != '\0' || (errno == ERANGE && isinf(v->f)))
+			goto bad;
+		return 0;
+	}
+	case VT_TIME:
+		if (value_parse_int(s, &i) == 0 || value_parse_iso(s, &i) == 0) {
+			v->i = i;
+			return 0;
+		}
+		goto bad;
+	case VT_STRING:
+		break;
+	}
+bad:
+	switch (t) {
+	case VT_BOOL:
+		snprintf(err, errlen, "'%s' is not a bool (0, 1, true, false, on, off)", s);
+		break;
+	case VT_DPI:
+		snprintf(err, errlen, "'%s' is not a dpi (0..3, intermediate, off, on, faulty)", s);
+		break;
+	case VT_INT:
+		snprintf(err, errlen, "'%s' is not a 64-bit integer", s);
+		break;
+	case VT_FLOAT:
+		snprintf(err, errlen, "'%s' is not a number", s);
+		break;
+	case VT_TIME:
+		snprintf(err, errlen, "'%s' is not a time (ms since the epoch or ISO 8601 like 2026-11-23T10:00:00.123Z)", s);
+		break;
+	default:
+		snprintf(err, errlen, "bad value");
+		break;
+	}
+	v->i = 0;
+	return -1;
+}
+
+/* Shortest text that reads back as the same double. */
+static void
+value_format_double(double f, char *buf, size_t len)
+{
+	snprintf(buf, len, "%.15g", f);
+	if (strtod(buf, NULL) != f)
+		snprintf(buf, len, "%.17g", f);
+}
+
+char *
+value_format(const struct value *v, char *buf, size_t len)
+{
+	if (len == 0)
+		return buf;
+	switch (v->type) {
+	case VT_BOOL:
+		snprintf(buf, len, "%s", v->i ? "true" : "false");
+		break;
+	case VT_DPI:
+		snprintf(buf, len, "%s", v->i >= 0 && v->i <= 3 ? dpi_names[v->i] : "faulty");
+		break;
+	case VT_INT:
+		snprintf(buf, len, "%" PRId64, v->i);
+		break;
+	case VT_FLOAT:
+		value_format_double(v->f, buf, len);
+		break;
+	case VT_STRING:
+		snprintf(buf, len, "%s", v->s ? v->s : "");
+		break;
+	case VT_TIME:
+		/* time_format's "-" for 0 is for display only; a value must read back */
+		if (v->i == 0)
+			snprintf(buf, len, "1970-01-01T00:00:00.000Z");
+		else
+			time_format(v->i, buf, len);
+		break;
+	default:
+		snprintf(buf, len, "?");
+		break;
+	}
+	return buf;
+}
+
+/* JSON string literal of s into buf (truncated, but always a closed literal). */
+static void
+value_json_string(const char *s, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	if (len < 3) {
+		if (len)
+			buf[0] = '\0';
+		return;
+	}
+	buf[o++] = '"';
+	for (; *s; s++) {
+		unsigned char c = (unsigned char)*s;
+		char esc[8];
+		size_t n;
+
+		if (c == '"' || c == '\\') {
+			esc[0] = '\\';
+			esc[1] = (char)c;
+			n = 2;
+		} else if (c == '\n') {
+			memcpy(esc, "\\n", n = 2);
+		} else if (c == '\r') {
+			memcpy(esc, "\\r", n = 2);
+		} else if (c == '\t') {
+			memcpy(esc, "\\t", n = 2);
+		} else if (c < 0x20 || c == 0x7f) {
+			snprintf(esc, sizeof(esc), "\\u%04x", c);
+			n = 6;
+		} else {
+			esc[0] = (char)c;
+			n = 1;
+		}
+		if (o + n + 2 > len)
+			break;
+		memcpy(buf + o, esc, n);
+		o += n;
+	}
+	buf[o++] = '"';
+	buf[o] = '\0';
+}
+
+char *
+value_format_json(const struct value *v, char *buf, size_t len)
+{
+	char t[40];
+
+	if (len == 0)
+		return buf;
+	switch (v->type) {
+	case VT_BOOL:
+	case VT_INT:
+		value_format(v, buf, len);
+		break;
+	case VT_FLOAT:
+		/* JSON has no NaN or infinity */
+		if (!isfinite(v->f))
+			snprintf(buf, len, "null");
+		else
+			value_format_double(v->f, buf, len);
+		break;
+	case VT_DPI:
+	case VT_TIME:
+		value_json_string(value_format(v, t, sizeof(t)), buf, len);
+		break;
+	case VT_STRING:
+		value_json_string(v->s ? v->s : "", buf, len);
+		break;
+	default:
+		snprintf(buf, len, "null");
+		break;
+	}
+	return buf;
+}
+
+void
+value_copy(struct value *dst, const struct value *src)
+{
+	*dst = *src;
+	if (src->type == VT_STRING) {
+		/* no error path for the callers: a copy that cannot be made is a broken machine */
+		if (!(dst->s = strdup(src->s ? src->s : "")))
+			fatal("value_copy");
+	}
+}
+
+void
+value_clear(struct value *v)
+{
+	if (v->type == VT_STRING)
+		free(v->s);
+	v->s = NULL;
+	v->i = 0;
+}
+
+bool
+value_equal(const struct value *a, const struct value *b)
+{
+	if (a->type != b->type)
+		return false;
+	switch (a->type) {
+	case VT_FLOAT:
+		/* NaN equals NaN here: repeating NaN is not a change */
+		if (isnan(a->f) && isnan(b->f))
+			return true;
+		return a->f == b->f;
+	case VT_STRING:
+		return strcmp(a->s ? a->s : "", b->s ? b->s : "") == 0;
+	default:
+		return a->i == b->i;
+	}
+}
+
+char *
+quality_format(unsigned q, char *buf, size_t len)
+{
+	static const struct { unsigned bit; const char *name; } qn[] = {
+		{ Q_INVALID, "IV" }, { Q_NOTTOPICAL, "NT" }, { Q_SUBSTITUTED, "SB" },
+		{ Q_BLOCKED, "BL" }, { Q_OVERFLOW, "OV" },
+	};
+	size_t o = 0;
+
+	if (len == 0)
+		return buf;
+	buf[0] = '\0';
+	if ((q & 0x1f) == 0) {
+		snprintf(buf, len, "good");
+		return buf;
+	}
+	for (size_t i = 0; i < sizeof(qn) / sizeof(qn[0]); i++) {
+		if (!(q & qn[i].bit))
+			continue;
+		int n = snprintf(buf + o, len - o, "%s%s", o ? "," : "", qn[i].name);
+		if (n < 0 || (size_t)n >= len - o)
+			break;
+		o += (size_t)n;
+	}
+	return buf;
+}
+
+char *
+time_format(int64_t ms, char *buf, size_t len)
+{
+	struct tm tm;
+	time_t t;
+	int64_t sec, frac;
+
+	if (len == 0)
+		return buf;
+	if (ms == 0) {
+		snprintf(buf, len, "-");
+		return buf;
+	}
+	/* floor division, so times before 1970 keep a positive millisecond part */
+	sec = ms / 1000;
+	frac = ms % 1000;
+	if (frac < 0) {
+		frac += 1000;
+		sec--;
+	}
+	t = (time_t)sec;
+	if (!gmtime_r(&t, &tm)) {
+		snprintf(buf, len, "%" PRId64, ms);
+		return buf;
+	}
+	snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
+	    tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)frac);
+	return buf;
+}
+
+int64_t
+time_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}

@@ -1,0 +1,47 @@
+/* value.h: typed tag values (the six value types of a tag) and their text form. */
+#ifndef KOMD_VALUE_H
+#define KOMD_VALUE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum vtype { VT_BOOL, VT_DPI, VT_INT, VT_FLOAT, VT_STRING, VT_TIME };
+
+/* bool: i 0/1; dpi (double point): i 0 intermediate, 1 off, 2 on, 3 faulty;
+ * int: i; float: f; string: s (owned, NUL-terminated); time: i, ms since the epoch (UTC). */
+struct value {
+	enum vtype type;
+	union {
+		int64_t i;
+		double f;
+		char *s;
+	};
+};
+
+/* Quality bits, as IEC 60870-5-101 7.2.6.3 names them. */
+#define Q_INVALID     0x01 /* IV */
+#define Q_NOTTOPICAL  0x02 /* NT */
+#define Q_SUBSTITUTED 0x04 /* SB */
+#define Q_BLOCKED     0x08 /* BL */
+#define Q_OVERFLOW    0x10 /* OV */
+
+const char *vtype_name(enum vtype t);
+int vtype_parse(const char *s, enum vtype *out); /* 0 / -1 */
+
+/* Parse text as type t into v (v->s allocated for strings). 0, or -1 with err. */
+int value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen);
+/* Format v as text (strings unquoted unless json). Returns buf. */
+char *value_format(const struct value *v, char *buf, size_t len);
+/* JSON form: numbers, true/false, quoted strings, time as ISO 8601 string. */
+char *value_format_json(const struct value *v, char *buf, size_t len);
+void value_copy(struct value *dst, const struct value *src); /* dst must be cleared */
+void value_clear(struct value *v);
+bool value_equal(const struct value *a, const struct value *b);
+/* Quality as text: "good" or a list like "IV,NT". */
+char *quality_format(unsigned q, char *buf, size_t len);
+/* Milliseconds since the epoch as ISO 8601 UTC with milliseconds; "-" for 0. */
+char *time_format(int64_t ms, char *buf, size_t len);
+int64_t time_now_ms(void);
+
+#endif

@@ -1,0 +1,438 @@
+/* komtext.c: the komtext-client and komtext-server protocols (frames in komtext_codec.c).
+ * Server: sends every served tag on connect and on each change, answers SET by routing the
+ * write to the tag's acquirer and PING with PONG. Client: applies VAL frames to the tags
+ * of its stations (by address), polls each station with PING (period/delay), and sends
+ * writes as SET, completing them on ACK/NAK. The line key `redundancy` selects the
+ * policy of tcp-redundant lines, so that tests can exercise all three. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "proto.h"
+#include "komtext_codec.h"
+
+struct kt_line_conf {
+	int redundancy; /* enum redund_policy */
+};
+
+static const char *const kt_redundancy_choices[] = { "alternate", "parallel", "dual", NULL };
+
+static const struct conf_key kt_line_keys[] = {
+	{ .name = "redundancy", .type = CK_CHOICE, .def = "alternate", .choices = kt_redundancy_choices,
+	  .off = offsetof(struct kt_line_conf, redundancy),
+	  .help = "policy of a tcp-redundant komtext line: alternate, parallel or dual" },
+	{ .name = NULL, .type = CK_END },
+};
+
+/* One write in flight: SET sent (client) or routed to the tag's acquirer (server). */
+struct kt_pending {
+	struct kt_pending *next;
+	uint32_t id;
+	struct write_req *req;     /* client: the request to answer */
+	struct session *s;         /* server: where to answer */
+	struct kt_session *ks;
+};
+
+struct kt_session {
+	struct kt_pending *pending;
+	uint32_t next_id;
+};
+
+static enum redund_policy
+kt_line_redundancy(const struct line_conf *lc)
+{
+	const struct kt_line_conf *c = lc->pconf;
+	return c ? (enum redund_policy)c->redundancy : REDUND_ALTERNATE;
+}
+
+static int
+kt_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen)
+{
+	(void)sc;
+	if (!tc->address)
+		return 0;
+	if (tc->address[0] == '\0' || strlen(tc->address) > 64 || strpbrk(tc->address, " \t\r\n")) {
+		snprintf(err, errlen, "komtext address must be 1..64 characters without spaces");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+kt_send(struct session *s, const struct komtext_msg *m)
+{
+	char buf[KOMTEXT_MAX_FRAME + 1];
+	int n = komtext_format(m, buf, sizeof(buf));
+
+	if (n < 0) {
+		log_debug("line %s: %s: frame too long, not sent", line_name(session_line(s)), session_peer(s));
+		return;
+	}
+	session_write(s, buf, (size_t)n);
+	session_count_frame(s, true);
+	if (session_tracing(s)) {
+		buf[n - 1] = '\0';
+		session_trace(s, true, buf, (size_t)n, buf);
+	}
+}
+
+/* Value text safe for one frame: control characters become '?'. */
+static void
+kt_value_text(const struct value *v, char *buf, size_t len)
+{
+	value_format(v, buf, len);
+	for (char *p = buf; *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
+}
+
+/* ---- server ---- */
+
+static void
+kt_send_val(struct session *s, struct stag *t)
+{
+	struct komtext_msg m = { .kind = KT_VAL };
+	const struct tag_conf *tc = stag_conf(t);
+
+	snprintf(m.addr, sizeof(m.addr), "%s", tc->address ? tc->address : stag_name(t));
+	m.quality = stag_quality(t);
+	m.src_ms = stag_time_source(t);
+	kt_value_text(stag_value(t), m.text, sizeof(m.text));
+	kt_send(s, &m);
+}
+
+static void
+kt_server_connect(struct session *s)
+{
+	struct line *l = session_line(s);
+
+	for (int i = 0; i < line_nstations(l); i++) {
+		struct station *st = line_station(l, i);
+		for (int j = 0; j < station_ntags(st); j++)
+			kt_send_val(s, station_stag(st, j));
+	}
+}
+
+static void
+kt_send_val_cb(struct session *s, void *arg)
+{
+	kt_send_val(s, arg);
+}
+
+static void
+kt_server_tag_change(struct stag *t)
+{
+	line_foreach_session(station_line(stag_station(t)), kt_send_val_cb, t);
+}
+
+static struct stag *
+kt_find(struct line *l, const char *addr)
+{
+	for (int i = 0; i < line_nstations(l); i++) {
+		struct station *st = line_station(l, i);
+		for (int j = 0; j < station_ntags(st); j++) {
+			struct stag *t = station_stag(st, j);
+			const struct tag_conf *tc = stag_conf(t);
+			if (strcmp(tc->address ? tc->address : stag_name(t), addr) == 0)
+				return t;
+		}
+	}
+	return NULL;
+}
+
+static void
+kt_pending_unlink(struct kt_session *ks, struct kt_pending *p)
+{
+	for (struct kt_pending **pp = &ks->pending; *pp; pp = &(*pp)->next)
+		if (*pp == p) {
+			*pp = p->next;
+			return;
+		}
+}
+
+static void
+kt_server_write_cb(void *arg, int status, const char *msg)
+{
+	struct kt_pending *p = arg;
+	struct komtext_msg m = { .kind = status == 0 ? KT_ACK : KT_NAK, .id = p->id };
+
+	snprintf(m.text, sizeof(m.text), "%s", msg ? msg : "failed");
+	kt_pending_unlink(p->ks, p);
+	kt_send(p->s, &m);
+	free(p);
+}
+
+static void
+kt_nak(struct session *s, uint32_t id, const char *why)
+{
+	struct komtext_msg m = { .kind = KT_NAK, .id = id };
+
+	snprintf(m.text, sizeof(m.text), "%s", why);
+	kt_send(s, &m);
+}
+
+static int
+kt_server_frame(struct session *s, const struct komtext_msg *m)
+{
+	struct kt_session *ks = session_priv(s);
+	struct line *l = session_line(s);
+	struct komtext_msg r = { .kind = KT_PONG, .id = m->id };
+	struct stag *t;
+	struct value v;
+	char err[128];
+
+	switch (m->kind) {
+	case KT_PING:
+		kt_send(s, &r);
+		return 0;
+	case KT_SET:
+		if ((t = kt_find(l, m->addr)) == NULL) {
+			kt_nak(s, m->id, "unknown address");
+			return 0;
+		}
+		if (value_parse(stag_type(t), m->text, &v, err, sizeof(err)) != 0) {
+			kt_nak(s, m->id, err);
+			return 0;
+		}
+		struct kt_pending *p = calloc(1, sizeof(*p));
+		if (!p) {
+			value_clear(&v);
+			kt_nak(s, m->id, "out of memory");
+			return 0;
+		}
+		p->id = m->id;
+		p->s = s;
+		p->ks = ks;
+		p->next = ks->pending;
+		ks->pending = p;
+		/* answered at once (memory tag, say): the callback freed p already */
+		struct write_req *req = stag_write(t, &v, kt_server_write_cb, p);
+		if (req)
+			p->req = req;
+		value_clear(&v);
+		return 0;
+	default:
+		session_protocol_error(s, "unexpected frame from a client");
+		return -1;
+	}
+}
+
+/* ---- client ---- */
+
+static void
+kt_client_connect(struct session *s)
+{
+	struct line *l = session_line(s);
+
+	/* parallel and dual: the first session up carries data until it fails */
+	if (!line_active_session(l))
+		line_set_active_session(l, s);
+}
+
+static void
+kt_other_cb(struct session *s, void *arg)
+{
+	struct session **found = arg;
+	if (!*found)
+		*found = s;
+}
+
+static int
+kt_client_frame(struct session *s, const struct komtext_msg *m)
+{
+	struct kt_session *ks = session_priv(s);
+	struct line *l = session_line(s);
+	const struct kt_line_conf *c = line_conf(l)->pconf;
+	struct kt_pending *p;
+
+	switch (m->kind) {
+	case KT_VAL:
+		/* on a parallel line only the active session carries data */
+		if (s != line_active_session(l) && c->redundancy != REDUND_DUAL)
+			return 0;
+		for (int i = 0; i < line_nstations(l); i++) {
+			struct station *st = line_station(l, i);
+			for (int j = 0; j < station_ntags(st); j++) {
+				struct stag *t = station_stag(st, j);
+				const struct tag_conf *tc = stag_conf(t);
+				struct value v;
+				char err[128];
+
+				if (!tc->address || strcmp(tc->address, m->addr) != 0)
+					continue;
+				if (value_parse(stag_type(t), m->text, &v, err, sizeof(err)) != 0) {
+					log_warnx("line %s: %s: station %s: tag %s: bad value '%s': %s", line_name(l),
+					    session_peer(s), station_name(st), stag_name(t), m->text, err);
+					station_count_error(st);
+					continue;
+				}
+				stag_update(t, &v, m->quality, m->src_ms);
+				value_clear(&v);
+			}
+		}
+		return 0;
+	case KT_PONG:
+		if (m->id < (uint32_t)line_nstations(l)) {
+			struct station *st = line_station(l, (int)m->id);
+			station_set_comm(st, true, NULL);
+			station_poll_done(st);
+		}
+		return 0;
+	case KT_ACK:
+	case KT_NAK:
+		for (p = ks->pending; p; p = p->next)
+			if (p->id == m->id)
+				break;
+		if (!p) {
+			log_warnx("line %s: %s: answer to unknown write %u dropped", line_name(l), session_peer(s), m->id);
+			return 0;
+		}
+		kt_pending_unlink(ks, p);
+		write_done(p->req, m->kind == KT_ACK ? 0 : -1, m->kind == KT_ACK ? "ok" : m->text);
+		free(p);
+		return 0;
+	default:
+		session_protocol_error(s, "unexpected frame from a server");
+		return -1;
+	}
+}
+
+static void
+kt_client_poll(struct station *st)
+{
+	struct line *l = station_line(st);
+	struct session *s = line_active_session(l);
+	struct komtext_msg m = { .kind = KT_PING };
+
+	if (!s)
+		return;
+	for (int i = 0; i < line_nstations(l); i++)
+		if (line_station(l, i) == st)
+			m.id = (uint32_t)i;
+	kt_send(s, &m);
+}
+
+static void
+kt_client_write(struct stag *t, struct write_req *req)
+{
+	struct line *l = station_line(stag_station(t));
+	struct session *s = line_active_session(l);
+	struct kt_session *ks;
+	struct kt_pending *p;
+	struct komtext_msg m = { .kind = KT_SET };
+
+	if (!s) {
+		write_done(req, -1, "not connected");
+		return;
+	}
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		write_done(req, -1, "out of memory");
+		return;
+	}
+	ks = session_priv(s);
+	p->id = m.id = ks->next_id++;
+	p->req = req;
+	p->ks = ks;
+	p->next = ks->pending;
+	ks->pending = p;
+	snprintf(m.addr, sizeof(m.addr), "%s", stag_conf(t)->address);
+	kt_value_text(write_req_value(req), m.text, sizeof(m.text));
+	kt_send(s, &m);
+}
+
+/* ---- common ---- */
+
+static int
+kt_read(struct session *s, struct evbuffer *in, bool server)
+{
+	for (;;) {
+		size_t len = evbuffer_get_length(in), flen;
+		size_t want = len < KOMTEXT_MAX_FRAME ? len : KOMTEXT_MAX_FRAME;
+		const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)want);
+		struct komtext_msg m;
+		char err[128];
+		int r;
+
+		if (len == 0)
+			return 0;
+		if ((r = komtext_frame(buf, want, &flen)) == 0)
+			return 0;
+		if (r < 0) {
+			session_protocol_error(s, "not a komtext frame (control byte or over %d bytes)", KOMTEXT_MAX_FRAME);
+			return -1;
+		}
+		session_count_frame(s, false);
+		if (session_tracing(s)) {
+			char text[KOMTEXT_MAX_FRAME + 1];
+			memcpy(text, buf, flen - 1);
+			text[flen - 1] = '\0';
+			session_trace(s, false, buf, flen, text);
+		}
+		if (komtext_parse((const char *)buf, flen - 1, &m, err, sizeof(err)) != 0) {
+			session_protocol_error(s, "%s", err);
+			return -1;
+		}
+		evbuffer_drain(in, flen);
+		if ((server ? kt_server_frame(s, &m) : kt_client_frame(s, &m)) != 0)
+			return -1;
+	}
+}
+
+static int kt_server_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, true); }
+static int kt_client_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, false); }
+
+static void
+kt_close(struct session *s)
+{
+	struct kt_session *ks = session_priv(s);
+	struct line *l = session_line(s);
+	struct kt_pending *p;
+
+	while ((p = ks->pending) != NULL) {
+		ks->pending = p->next;
+		if (p->s)
+			write_req_detach(p->req); /* server: nobody left to answer */
+		else
+			write_done(p->req, -1, "connection lost");
+		free(p);
+	}
+	/* client, parallel or dual: the other session takes over at once */
+	if (line_active_session(l) == s) {
+		struct session *other = NULL;
+		line_foreach_session(l, kt_other_cb, &other);
+		if (other == s)
+			other = NULL;
+		if (other)
+			line_set_active_session(l, other);
+	}
+}
+
+const struct proto_ops komtext_client_ops = {
+	.name = "komtext-client",
+	.role = ROLE_CLIENT,
+	.redundancy = REDUND_ALTERNATE,
+	.line_redundancy = kt_line_redundancy,
+	.line_keys = kt_line_keys,
+	.line_conf_size = sizeof(struct kt_line_conf),
+	.check_tag = kt_check_tag,
+	.session_size = sizeof(struct kt_session),
+	.on_connect = kt_client_connect,
+	.on_read = kt_client_read,
+	.on_close = kt_close,
+	.on_poll = kt_client_poll,
+	.on_tag_write = kt_client_write,
+};
+
+const struct proto_ops komtext_server_ops = {
+	.name = "komtext-server",
+	.role = ROLE_SERVER,
+	.redundancy = REDUND_ALTERNATE,
+	.line_keys = kt_line_keys,
+	.line_conf_size = sizeof(struct kt_line_conf),
+	.check_tag = kt_check_tag,
+	.session_size = sizeof(struct kt_session),
+	.on_connect = kt_server_connect,
+	.on_read = kt_server_read,
+	.on_close = kt_close,
+	.on_tag_change = kt_server_tag_change,
+};

@@ -1,0 +1,153 @@
+/* proto.h: the interface between the core and a protocol; the only header a protocol
+ * includes. A protocol is one `struct proto_ops` entry in protocols/registry.c plus a
+ * pure codec. It sees sessions, input buffers, timers, stations and tags; the core
+ * owns sockets, TLS, DNS, host cycling and failover, and never names a protocol. */
+#ifndef KOMD_PROTO_H
+#define KOMD_PROTO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <event2/buffer.h>
+
+#include "../daemon/conf.h"
+#include "../daemon/log.h"
+#include "../daemon/value.h"
+
+struct session;  /* one connection */
+struct line;     /* one configured line */
+struct station;  /* one device on a line */
+struct stag;     /* one tag as a station sees it (acquired or served) */
+struct write_req;
+struct ptimer;
+
+enum proto_role { ROLE_CLIENT, ROLE_SERVER };
+
+/* How a tcp-redundant line uses its backup (the core implements all three). */
+enum redund_policy {
+	REDUND_ALTERNATE, /* one connection: primary hosts, then backup hosts */
+	REDUND_PARALLEL,  /* two connections; the protocol chooses the one that carries data */
+	REDUND_DUAL,      /* two independent sessions, one per device */
+};
+
+enum path_kind { PATH_PRIMARY, PATH_BACKUP };
+
+struct proto_ops {
+	const char *name;
+	enum proto_role role;
+	enum redund_policy redundancy;
+	/* Optional: the policy from the line's own settings (overrides .redundancy). */
+	enum redund_policy (*line_redundancy)(const struct line_conf *lc);
+
+	/* Protocol keys of each section (CK_END-terminated) and the sizes of the structs they
+	 * fill (line_conf->pconf, station_conf->pconf, tag_conf->pconf). */
+	const struct conf_key *line_keys, *station_keys, *tag_keys;
+	size_t line_conf_size, station_conf_size, tag_conf_size;
+
+	/* Load-time checks, stateless: 0, or -1 with a message (the core adds file:line). */
+	int (*check_station)(const struct station_conf *sc, char *err, size_t errlen);
+	int (*check_tag)(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen);
+
+	/* Private state, zeroed by the core: protocol_priv() of each object. */
+	size_t line_size, station_size, stag_size, session_size;
+
+	/* Life cycle; every hook is optional. *_init return 0 or -1 (start-up of that line fails). */
+	int (*line_init)(struct line *l);
+	void (*line_free)(struct line *l);
+	int (*station_init)(struct station *st);
+	void (*station_free)(struct station *st);
+
+	void (*on_connect)(struct session *s);
+	/* Consume complete frames from in; return 0, or -1 after session_protocol_error(). */
+	int (*on_read)(struct session *s, struct evbuffer *in);
+	/* The session is going away (any reason); release what refers to it. */
+	void (*on_close)(struct session *s);
+	/* Client: time for station st to poll (period/offset or delay, see station_poll_done). */
+	void (*on_poll)(struct station *st);
+	/* Server: a tag this station serves has a new value or quality. */
+	void (*on_tag_change)(struct stag *t);
+	/* Client: write a value to the device; call write_done(req) exactly once, now or later. */
+	void (*on_tag_write)(struct stag *t, struct write_req *req);
+};
+
+/* Registry (protocols/registry.c). */
+const struct proto_ops *proto_find(const char *name);
+extern const struct proto_ops *const proto_table[];
+
+/* --- sessions --- */
+struct line *session_line(const struct session *s);
+void *session_priv(const struct session *s);
+const char *session_peer(const struct session *s);   /* "10.0.0.5:502" */
+enum path_kind session_path(const struct session *s);
+void session_write(struct session *s, const void *data, size_t len);
+/* Count one frame in or out (bytes are counted by the core). */
+void session_count_frame(struct session *s, bool out);
+/* Trace on for this session's line? Then log one frame: hex and the decoded text. */
+bool session_tracing(const struct session *s);
+void session_trace(struct session *s, bool out, const void *frame, size_t len, const char *decoded);
+/* Log "line L: PEER: protocol error: ...", count it, and close the session. */
+void session_protocol_error(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+/* Close after the current callback returns; on_close is called. */
+void session_close(struct session *s, const char *reason);
+
+/* Timers belong to a session (freed with it) or to a station (freed with it). */
+typedef void (*ptimer_cb)(void *arg);
+struct ptimer *session_timer(struct session *s, ptimer_cb cb, void *arg);
+struct ptimer *station_timer(struct station *st, ptimer_cb cb, void *arg);
+void ptimer_start(struct ptimer *t, int ms);
+void ptimer_stop(struct ptimer *t);
+bool ptimer_pending(const struct ptimer *t);
+
+/* --- lines --- */
+const struct line_conf *line_conf(const struct line *l);
+void *line_priv(const struct line *l);
+const char *line_name(const struct line *l);
+int line_nstations(const struct line *l);
+struct station *line_station(const struct line *l, int i);
+/* Sessions currently connected (server: accepted clients; client: one or two). */
+typedef void (*session_fn)(struct session *s, void *arg);
+void line_foreach_session(struct line *l, session_fn fn, void *arg);
+/* Client lines: the session that carries data. The core sets it for alternate lines;
+ * on parallel lines the protocol sets it. NULL when none. */
+struct session *line_active_session(const struct line *l);
+void line_set_active_session(struct line *l, struct session *s);
+
+/* --- stations --- */
+const struct station_conf *station_conf(const struct station *st);
+void *station_priv(const struct station *st);
+struct line *station_line(const struct station *st);
+const char *station_name(const struct station *st);
+int station_ntags(const struct station *st);
+struct stag *station_stag(const struct station *st, int i);
+/* Client stations: communication ok or lost. Lost makes its acquired tags invalid. */
+void station_set_comm(struct station *st, bool ok, const char *why);
+/* Polling in delay mode: the request has ended; schedule the next poll. */
+void station_poll_done(struct station *st);
+void station_count_error(struct station *st);
+
+/* --- tags, as a station sees them --- */
+const struct tag_conf *stag_conf(const struct stag *t);
+void *stag_priv(const struct stag *t);
+struct station *stag_station(const struct stag *t);
+const char *stag_name(const struct stag *t);
+enum vtype stag_type(const struct stag *t);
+/* Acquiring station: a new value from the device (src_ms 0: no source time). */
+void stag_update(struct stag *t, const struct value *v, unsigned quality, int64_t src_ms);
+/* Acquiring station: only the quality changed (e.g. invalid). */
+void stag_set_quality(struct stag *t, unsigned quality);
+/* Serving station: the tag's current state. */
+const struct value *stag_value(const struct stag *t);
+unsigned stag_quality(const struct stag *t);
+int64_t stag_time_source(const struct stag *t);
+
+/* Writes. A serving station (or komctl) asks; the acquiring station answers. */
+typedef void (*write_cb)(void *arg, int status, const char *msg); /* status 0 ok, -1 failed */
+/* Route a write of v to the tag behind served stag t; cb is called exactly once, unless
+ * detached first. Returns a handle for write_req_detach (NULL when already answered). */
+struct write_req *stag_write(struct stag *t, const struct value *v, write_cb cb, void *arg);
+void write_req_detach(struct write_req *r);
+const struct value *write_req_value(const struct write_req *r);
+/* The acquiring protocol's answer: status 0 ok, -1 failed with msg. */
+void write_done(struct write_req *r, int status, const char *msg);
+
+#endif
