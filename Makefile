@@ -15,7 +15,7 @@ CC      ?= cc
 BUILD   ?= build
 PKGS    := libevent libevent_openssl libconfig libsystemd openssl
 # snprintf truncation of status and log text is deliberate, so -Wno-format-truncation.
-WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Werror -Wno-format-truncation
+WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Werror -Wno-format-truncation -Wno-unknown-warning-option
 CFLAGS  ?= -O2 -g
 ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
 	-DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' -Idaemon -Iprotocols

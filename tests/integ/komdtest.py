@@ -178,10 +178,20 @@ class Komd:
         return self
 
     def __exit__(self, *exc):
-        self.stop()
-        if exc[0] is not None:
+        rc, _ = self.stop()
+        try:
+            if exc[0] is None and self.proc:
+                # every komd must end cleanly: exit 0, no sanitizer report (make asan)
+                check(rc == 0, "komd exited with %s" % rc)
+                check(not re.search(r"ERROR: (Address|Leak)Sanitizer|runtime error:", self.log()),
+                      "sanitizer report in komd's log")
+        except TestFailure:
             print("---- komd log ----\n" + self.log() + "\n------------------")
-        subprocess.run(["rm", "-rf", self.dir])
+            raise
+        finally:
+            if exc[0] is not None:
+                print("---- komd log ----\n" + self.log() + "\n------------------")
+            subprocess.run(["rm", "-rf", self.dir])
 
 
 def run_komd(*args, conf=None, timeout=10):
