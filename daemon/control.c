@@ -415,6 +415,26 @@ ctl_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *s
 	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
+static void
+ctl_resume_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	(void)fd; (void)ev; (void)arg;
+	if (ctl_lst)
+		evconnlistener_enable(ctl_lst);
+}
+
+/* accept() failed (EMFILE, say): pause for a second instead of spinning. */
+static void
+ctl_accept_error_cb(struct evconnlistener *lst, void *arg)
+{
+	struct timeval tv = { 1, 0 };
+
+	(void)arg;
+	log_warnx("control socket: accept: %s; pausing for 1 s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	evconnlistener_disable(lst);
+	event_base_once(komd.base, -1, EV_TIMEOUT, ctl_resume_cb, NULL, &tv);
+}
+
 int
 control_start(const char *path)
 {
@@ -441,6 +461,7 @@ control_start(const char *path)
 		log_warn("control socket %s", path);
 		return -1;
 	}
+	evconnlistener_set_error_cb(ctl_lst, ctl_accept_error_cb);
 	chmod(path, 0660);
 	log_info("control socket %s", path);
 	return 0;
