@@ -139,11 +139,11 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 		path_failed(p, "out of memory");
 		return;
 	}
+	if (s->closing)
+		return; /* the protocol refused it in on_connect; the path is already waiting */
 	p->sess = s;
-	if (l->policy == REDUND_ALTERNATE || l->npaths == 1) {
-		if (!s->closing && !l->active)
-			line_set_active_session(l, s);
-	}
+	if ((l->policy == REDUND_ALTERNATE || l->npaths == 1) && !l->active)
+		line_set_active_session(l, s);
 	notify_status();
 }
 

@@ -1,0 +1,470 @@
+#!/usr/bin/python3
+"""core_bench: start-up time and memory of the core komd daemon.
+
+Run from the repository root:  /usr/bin/python3 tests/bench/core_bench.py
+Binaries: $KOMD_BUILD/komd and $KOMD_BUILD/komctl (default build/).
+
+Measures, each with a fresh komd in a temporary directory:
+  1. an idle komd with no lines (the baseline RSS and start-up time);
+  2. 1,000 komtext-client lines, all connecting to one listening socket of the bench that
+     accepts and never sends: time until the control socket answers and until every
+     line's path reports "connected"; VmRSS/VmHWM idle once they are;
+  3. 1,000 komtext-server lines, each listening on its own port: time until the control
+     socket answers and until every line has its listener;
+  4. one komtext-server line (max_clients 20000) serving one memory tag, with 10,000 TCP
+     connections from the bench: time until komd reports 10,000 sessions, and RSS.
+
+Readiness is always polled (komctl, with a 10 ms wait between polls) under a deadline;
+every komd and temporary directory is cleaned up on exit. Exit status 1 when a
+measurement could not be taken (or a komd did not exit cleanly).
+"""
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
+KOMD = os.path.join(BUILD, "komd")
+KOMCTL = os.path.join(BUILD, "komctl")
+
+NLINES = 1000
+NCONNS = 10000
+POLL = 0.01  # seconds between polls
+
+
+class BenchError(Exception):
+    pass
+
+
+def pause(seconds=POLL):
+    """A short wait between two polls (not a synchronisation)."""
+    select.select([], [], [], seconds)
+
+
+def poll(pred, timeout, what):
+    """Call pred until it returns a true value; raise BenchError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
+        pause()
+
+
+def raise_nofile(want=65536):
+    """Raise our RLIMIT_NOFILE (komd inherits it); return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for lim in ((max(want, hard), max(want, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def proc_mem(pid):
+    """VmRSS, VmHWM and RssAnon of a process, in kB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def free_ports(n):
+    """n distinct TCP ports free on 127.0.0.1 right now (held together, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Sink:
+    """A listening socket that accepts every connection, keeps it open and never sends."""
+
+    def __init__(self):
+        self.lsock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(4096)
+        self.port = self.lsock.getsockname()[1]
+        self.conns = []
+        self.t_last = None  # monotonic time of the latest accept
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while True:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            self.conns.append(c)
+            self.t_last = time.monotonic()
+
+    def close(self):
+        try:
+            self.lsock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.lsock.close()
+        self.thread.join(5)
+        for c in self.conns:
+            c.close()
+        self.conns = []
+
+
+class Komd:
+    """One komd in the foreground, its log in a file of the bench's temporary directory."""
+
+    def __init__(self, workdir, name, conf_body):
+        self.dir = os.path.join(workdir, name)
+        os.mkdir(self.dir)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.conf = os.path.join(self.dir, "komd.conf")
+        self.logpath = os.path.join(self.dir, "komd.log")
+        with open(self.conf, "w") as f:
+            f.write('control_socket = "%s";\nlog_level = "warning";\n' % self.sock)
+            f.write(conf_body)
+        self.proc = None
+        self.t0 = None
+
+    def start(self):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("JOURNAL_STREAM", None)
+        self.log = open(self.logpath, "w")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def logtext(self, tail=20):
+        try:
+            with open(self.logpath) as f:
+                return "".join(f.readlines()[-tail:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
+
+    def status(self):
+        """komctl --json status, or None when the control socket does not answer (yet)."""
+        self.alive()
+        try:
+            r = subprocess.run([KOMCTL, "-s", self.sock, "--json", "status"], capture_output=True,
+                               text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def wait_ready(self, timeout=30):
+        """Seconds from start until the control socket answers; returns (seconds, status)."""
+        st = poll(self.status, timeout, "komd's control socket")
+        return time.monotonic() - self.t0, st
+
+    def mem(self):
+        self.alive()
+        return proc_mem(self.proc.pid)
+
+    def stop(self, timeout=10):
+        """SIGTERM; returns (exit code, seconds to exit)."""
+        if self.proc is None:
+            return None, 0.0
+        t = time.monotonic()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                return "killed after %d s" % timeout, time.monotonic() - t
+        self.log.close()
+        return self.proc.returncode, time.monotonic() - t
+
+
+def client_line(i, port):
+    return ('  { name = "c%d"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;\n'
+            '    stations = ( { name = "s"; address = 1; tags = (\n'
+            '      { name = "c%d.a"; address = "a"; type = "int"; },\n'
+            '      { name = "c%d.b"; address = "b"; type = "float"; },\n'
+            '      { name = "c%d.c"; address = "c"; type = "bool"; } ); } ); }'
+            % (i, port, i, i, i))
+
+
+def server_line(i, port):
+    return ('  { name = "srv%d"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d;\n'
+            '    stations = ( { name = "s"; address = "s"; tags = (\n'
+            '      { name = "m.v"; address = "v"; } ); } ); }' % (i, port))
+
+
+MEMTAG = 'tags = ( { name = "m.v"; type = "int"; initial = 1; } );\n'
+
+
+class Bench:
+    def __init__(self):
+        self.workdir = tempfile.mkdtemp(prefix="komd-bench-")
+        self.komds = []
+        self.results = {}
+        self.errors = []
+
+    def komd(self, name, body):
+        k = Komd(self.workdir, name, body)
+        self.komds.append(k)
+        return k
+
+    def finish(self, k):
+        rc, secs = k.stop()
+        self.komds.remove(k)
+        if rc != 0:
+            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc,
+                                                                       k.logtext()))
+        return secs
+
+    def cleanup(self):
+        for k in list(self.komds):
+            try:
+                k.stop()
+            except Exception:
+                pass
+        self.komds = []
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def step(self, fn):
+        print("-- %s" % fn.__doc__, flush=True)
+        try:
+            fn()
+        except BenchError as e:
+            self.errors.append("%s: %s" % (fn.__name__, e))
+            print("   FAILED: %s" % e, flush=True)
+
+    # ---- measurements ------------------------------------------------------------------
+
+    def baseline(self):
+        """idle komd with no lines"""
+        k = self.komd("baseline", "lines = ( );\n").start()
+        t_ctl, _ = k.wait_ready()
+        m = k.mem()
+        self.results["baseline"] = dict(t_ctl=t_ctl, mem=m, t_stop=self.finish(k))
+        print("   control socket %.3f s; VmRSS %d kB, VmHWM %d kB" % (t_ctl, m["VmRSS"], m["VmHWM"]),
+              flush=True)
+
+    def clients(self):
+        """1,000 komtext-client lines connecting to one idle listening socket"""
+        sink = Sink()
+        try:
+            body = "lines = (\n" + ",\n".join(client_line(i, sink.port) for i in range(NLINES)) + "\n);\n"
+            k = self.komd("clients", body).start()
+            t_ctl, _ = k.wait_ready()
+
+            def all_connected():
+                st = k.status()
+                if st is None:
+                    return None
+                lines = st["lines"]
+                n = sum(1 for l in lines if l["paths"] and l["paths"][0]["state"] == "connected")
+                return len(lines) == NLINES and n == NLINES
+            poll(all_connected, 60, "%d connected client lines" % NLINES)
+            t_conn = time.monotonic() - k.t0
+            if len(sink.conns) < NLINES:
+                raise BenchError("komd reports %d connected but the peer accepted only %d"
+                                 % (NLINES, len(sink.conns)))
+            t_peer = sink.t_last - k.t0
+            m = k.mem()
+            t_stop = self.finish(k)
+            self.results["clients"] = dict(t_ctl=t_ctl, t_conn=t_conn, t_peer=t_peer, mem=m, t_stop=t_stop)
+            print("   control socket %.3f s; all connected %.3f s (peer accepted the last at %.3f s);"
+                  " VmRSS %d kB, VmHWM %d kB; SIGTERM to exit %.3f s"
+                  % (t_ctl, t_conn, t_peer, m["VmRSS"], m["VmHWM"], t_stop), flush=True)
+        finally:
+            sink.close()
+
+    def servers(self):
+        """1,000 komtext-server lines, each listening on its own port"""
+        ports = free_ports(NLINES)
+        body = MEMTAG + "lines = (\n" + ",\n".join(server_line(i, p) for i, p in enumerate(ports)) + "\n);\n"
+        k = self.komd("servers", body).start()
+        t_ctl, _ = k.wait_ready()
+
+        def all_listening():
+            st = k.status()
+            if st is None:
+                return None
+            lines = st["lines"]
+            n = sum(1 for l in lines if l["listeners"])
+            return len(lines) == NLINES and n == NLINES
+        poll(all_listening, 60, "%d listening server lines" % NLINES)
+        t_listen = time.monotonic() - k.t0
+        # every port really accepts: connect to the first and the last one
+        for p in (ports[0], ports[-1]):
+            try:
+                socket.create_connection(("127.0.0.1", p), timeout=5).close()
+            except OSError as e:
+                raise BenchError("server line on port %d does not accept: %s" % (p, e))
+        m = k.mem()
+        t_stop = self.finish(k)
+        self.results["servers"] = dict(t_ctl=t_ctl, t_listen=t_listen, mem=m, t_stop=t_stop)
+        print("   control socket %.3f s; all listening %.3f s; VmRSS %d kB, VmHWM %d kB;"
+              " SIGTERM to exit %.3f s" % (t_ctl, t_listen, m["VmRSS"], m["VmHWM"], t_stop), flush=True)
+
+    def connections(self):
+        """one komtext-server line with 10,000 accepted connections"""
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile < NCONNS + 200:
+            raise BenchError("RLIMIT_NOFILE is %d; %d connections need more" % (nofile, NCONNS + 200))
+        port = free_ports(1)[0]
+        body = MEMTAG + ('lines = ( { name = "srv"; protocol = "komtext-server"; host = "127.0.0.1";'
+                         ' port = %d; max_clients = 20000;\n  stations = ( { name = "s"; address = "s";'
+                         ' tags = ( { name = "m.v"; address = "v"; } ); } ); } );\n' % port)
+        k = self.komd("conns", body).start()
+        conns = []
+        try:
+            k.wait_ready()
+            m0 = k.mem()
+            src = 1  # source address 127.0.0.src; the next one when ephemeral ports run out
+            t0 = time.monotonic()
+            deadline = t0 + 120
+            while len(conns) < NCONNS:
+                if time.monotonic() > deadline:
+                    raise BenchError("opened only %d connections in 120 s" % len(conns))
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.settimeout(10)
+                try:
+                    if src > 1:
+                        s.bind(("127.0.0.%d" % src, 0))
+                    s.connect(("127.0.0.1", port))
+                except OSError as e:
+                    s.close()
+                    if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) and src < 16:
+                        src += 1
+                        continue
+                    raise BenchError("connection %d: %s" % (len(conns) + 1, e))
+                conns.append(s)
+            t_open = time.monotonic() - t0
+
+            def sessions():
+                st = k.status()
+                if st is None:
+                    return None
+                return st["lines"][0]["sessions"] >= NCONNS
+            poll(sessions, 120, "%d sessions on the server line" % NCONNS)
+            t_sess = time.monotonic() - t0
+            st = k.status()
+            rejected = st["lines"][0]["counters"].get("rejected", 0)
+            m = k.mem()
+            for s in conns:
+                s.close()
+            conns = []
+            poll(lambda: (k.status() or {"lines": [{"sessions": -1}]})["lines"][0]["sessions"] == 0, 60,
+                 "all sessions closed")
+            t_close = time.monotonic() - t0 - t_sess
+            t_stop = self.finish(k)
+            self.results["conns"] = dict(m0=m0, mem=m, t_open=t_open, t_sess=t_sess, t_close=t_close,
+                                         src=src, rejected=rejected, t_stop=t_stop)
+            print("   RSS before %d kB; %d connections opened in %.3f s (source addresses used: %d),"
+                  " komd reports %d sessions at %.3f s; VmRSS %d kB, VmHWM %d kB; all closed in %.3f s;"
+                  " rejected %s" % (m0["VmRSS"], NCONNS, t_open, src, NCONNS, t_sess, m["VmRSS"],
+                                    m["VmHWM"], t_close, rejected), flush=True)
+        finally:
+            for s in conns:
+                s.close()
+
+    # ---- report ------------------------------------------------------------------------
+
+    def report(self):
+        r = self.results
+        print()
+        print("komd core benchmark (%s, %d cores, komd %s)" % (time.strftime("%Y-%m-%d"), os.cpu_count(), KOMD))
+        rows = []
+        b = r.get("baseline")
+        if b:
+            rows.append(("start, no lines", "control socket %.3f s" % b["t_ctl"]))
+            rows.append(("RSS idle, no lines (baseline)", "VmRSS %d kB, VmHWM %d kB"
+                         % (b["mem"]["VmRSS"], b["mem"]["VmHWM"])))
+        c = r.get("clients")
+        if c:
+            rows.append(("start %d client lines" % NLINES, "control socket %.3f s, all connected %.3f s"
+                         % (c["t_ctl"], c["t_conn"])))
+            rows.append(("RSS idle, %d connected client lines" % NLINES, "VmRSS %d kB, VmHWM %d kB"
+                         % (c["mem"]["VmRSS"], c["mem"]["VmHWM"])))
+            if b:
+                rows.append(("  per client line (RSS - baseline)", "%.1f kB"
+                             % ((c["mem"]["VmRSS"] - b["mem"]["VmRSS"]) / NLINES)))
+            rows.append(("stop %d client lines (SIGTERM)" % NLINES, "%.3f s" % c["t_stop"]))
+        s = r.get("servers")
+        if s:
+            rows.append(("start %d server lines" % NLINES, "control socket %.3f s, all listening %.3f s"
+                         % (s["t_ctl"], s["t_listen"])))
+            rows.append(("RSS idle, %d server lines" % NLINES, "VmRSS %d kB, VmHWM %d kB"
+                         % (s["mem"]["VmRSS"], s["mem"]["VmHWM"])))
+            if b:
+                rows.append(("  per server line (RSS - baseline)", "%.1f kB"
+                             % ((s["mem"]["VmRSS"] - b["mem"]["VmRSS"]) / NLINES)))
+        n = r.get("conns")
+        if n:
+            rows.append(("%d connections accepted" % NCONNS, "%.3f s (opened by the bench in %.3f s)"
+                         % (n["t_sess"], n["t_open"])))
+            rows.append(("RSS with %d connections" % NCONNS, "VmRSS %d kB, VmHWM %d kB"
+                         % (n["mem"]["VmRSS"], n["mem"]["VmHWM"])))
+            if b:
+                rows.append(("  per connection (RSS - baseline)/%d" % NCONNS, "%d bytes"
+                             % round((n["mem"]["VmRSS"] - b["mem"]["VmRSS"]) * 1024 / NCONNS)))
+            rows.append(("  per connection (RSS - same komd before)/%d" % NCONNS, "%d bytes"
+                         % round((n["mem"]["VmRSS"] - n["m0"]["VmRSS"]) * 1024 / NCONNS)))
+        w = max(len(a) for a, _ in rows) if rows else 0
+        for a, v in rows:
+            print("  %-*s  %s" % (w, a, v))
+
+
+def main():
+    for exe in (KOMD, KOMCTL):
+        if not os.access(exe, os.X_OK):
+            print("core_bench: %s not found; run make all (or set KOMD_BUILD)" % exe, file=sys.stderr)
+            return 1
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    nofile = raise_nofile()  # before any thread or komd: every komd inherits it
+    print("RLIMIT_NOFILE %d (bench and komd)" % nofile, flush=True)
+    b = Bench()
+    try:
+        for fn in (b.baseline, b.clients, b.servers, b.connections):
+            b.step(fn)
+        b.report()
+    finally:
+        b.cleanup()
+    if b.errors:
+        print("\ncore_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
+        for e in b.errors:
+            print("  " + e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
