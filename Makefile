@@ -85,6 +85,10 @@ unit: all $(UNIT_BINS)
 integ: all
 	@tests/run-tests --integ $(BUILD)
 
+# Benchmarks: komd and a peer side by side in one run (tests/bench/).
+bench: all
+	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/core_bench.py
+
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60
 CHECK_FUZZ_SECONDS ?= 20

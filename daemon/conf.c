@@ -31,6 +31,7 @@ static const char *const conf_log_levels[] = { "error", "warning", "info", "debu
 static const char *const conf_line_types[] = { "tcp", "tcp-redundant", NULL };
 static const char *const conf_tag_types[] = { "bool", "dpi", "int", "float", "string", "time", NULL };
 static const char *const conf_tag_dirs[] = { "in", "out", "inout", NULL };
+static const char *const conf_tls_versions[] = { "1.2", "1.3", NULL };
 
 const struct conf_key conf_global_keys[] = {
 	{ .name = "appdir", .type = CK_VALUE, .off = offsetof(struct config, appdir),
@@ -98,7 +99,22 @@ const struct conf_key conf_tls_keys[] = {
 	{ .name = "my_key", .type = CK_VALUE, .off = offsetof(struct tls_conf, my_key),
 	  .help = "string: our private key file (PEM); needs my_cert" },
 	{ .name = "psk", .type = CK_VALUE, .off = offsetof(struct tls_conf, psk),
-	  .help = "string: pre-shared key as identity:hexkey" },
+	  .help = "string: the pre-shared key, in hex or as \"text:...\" (PSK mode, when no certificate is "
+	  "set); in certificate mode the password of an encrypted my_key" },
+	{ .name = "psk_identity", .type = CK_STRING, .def = "Client_identity",
+	  .off = offsetof(struct tls_conf, psk_identity),
+	  .help = "PSK mode: the identity the client sends and the server expects" },
+	{ .name = "min_version", .type = CK_CHOICE, .def = "1.2", .choices = conf_tls_versions,
+	  .off = offsetof(struct tls_conf, min_version), .help = "lowest TLS version: 1.2 or 1.3" },
+	{ .name = "max_version", .type = CK_CHOICE, .def = "1.3", .choices = conf_tls_versions,
+	  .off = offsetof(struct tls_conf, max_version), .help = "highest TLS version: 1.2 or 1.3" },
+	{ .name = "ciphers", .type = CK_VALUE, .off = offsetof(struct tls_conf, ciphers),
+	  .help = "string: OpenSSL cipher list for TLS 1.2; default: OpenSSL's, or the PSK suites in PSK mode" },
+	{ .name = "ciphersuites", .type = CK_VALUE, .off = offsetof(struct tls_conf, ciphersuites),
+	  .help = "string: OpenSSL TLS 1.3 ciphersuites; default: OpenSSL's" },
+	{ .name = "verify_host", .type = CK_BOOL, .def = "true", .off = offsetof(struct tls_conf, verify_host),
+	  .help = "client lines: the partner's certificate must name the host dialled (DNS name, or IP "
+	  "address for an IP literal); false checks the chain only" },
 	{ .name = NULL, .type = CK_END },
 };
 
@@ -977,6 +993,7 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 {
 	char what[240];
 	struct tls_conf *t = &lc->tls;
+	const config_setting_t *m;
 
 	snprintf(what, sizeof(what), "tls of %s", lwhat);
 	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
@@ -986,9 +1003,36 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 	t->present = true;
 	conf_section(x, grp, conf_tls_keys, t, NULL, NULL, what);
 	for (const struct conf_key *k = conf_tls_keys; k->name; k++)
-		conf_opt(x, grp, conf_tls_keys, k->name, CK_STRING, t);
+		if (k->type == CK_VALUE)
+			conf_opt(x, grp, conf_tls_keys, k->name, CK_STRING, t);
+	conf_loc_of(x, grp, &t->loc);
+	t->loc_partner_certs = t->loc_my_cert = t->loc_my_key = t->loc_psk = t->loc;
+	if ((m = config_setting_get_member(grp, "partner_certs")))
+		conf_loc_of(x, m, &t->loc_partner_certs);
+	if ((m = config_setting_get_member(grp, "my_cert")))
+		conf_loc_of(x, m, &t->loc_my_cert);
+	if ((m = config_setting_get_member(grp, "my_key")))
+		conf_loc_of(x, m, &t->loc_my_key);
+	if ((m = config_setting_get_member(grp, "psk")))
+		conf_loc_of(x, m, &t->loc_psk);
 	if (!!t->my_cert != !!t->my_key)
 		conf_err(x, grp, "%s: 'my_cert' and 'my_key' go together", what);
+	if (t->min_version > t->max_version)
+		conf_err(x, grp, "%s: 'min_version' is above 'max_version'", what);
+	if (!t->my_cert && !t->partner_certs && !t->psk)
+		conf_err(x, grp, "%s: set 'partner_certs' and/or 'my_cert' and 'my_key' (certificates), "
+		    "or 'psk' (pre-shared key)", what);
+	if (t->psk && !t->my_cert && !t->partner_certs && strncmp(t->psk, "text:", 5) != 0) {
+		size_t n = strlen(t->psk);
+		bool hex = n > 0 && n % 2 == 0 && n <= 512;
+		for (size_t i = 0; hex && i < n; i++)
+			hex = isxdigit((unsigned char)t->psk[i]) != 0;
+		if (!hex)
+			conf_err(x, config_setting_get_member(grp, "psk"),
+			    "'psk' must be an even number of hex digits (at most 256 bytes), or \"text:...\"");
+	}
+	if (t->psk && strncmp(t->psk, "text:", 5) == 0 && (t->psk[5] == '\0' || strlen(t->psk + 5) > 256))
+		conf_err(x, config_setting_get_member(grp, "psk"), "'psk': text key must be 1..256 characters");
 	if (t->my_cert)
 		conf_tls_file(x, grp, "my_cert", t->my_cert);
 	if (t->my_key)
@@ -1557,6 +1601,9 @@ conf_free(struct config *c)
 		free(lc->tls.my_cert);
 		free(lc->tls.my_key);
 		free(lc->tls.psk);
+		free(lc->tls.psk_identity);
+		free(lc->tls.ciphers);
+		free(lc->tls.ciphersuites);
 		conf_free_pconf(lc->ops ? lc->ops->line_keys : NULL, lc->pconf);
 		free(lc->fingerprint);
 	}

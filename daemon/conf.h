@@ -87,12 +87,22 @@ struct station_conf {
 
 enum line_type { LINE_TCP, LINE_TCP_REDUNDANT };
 
+enum tls_version { TLSV_1_2, TLSV_1_3 };
+
 struct tls_conf {
 	bool present;        /* a tls section was given */
 	char *partner_certs; /* comma-separated files */
 	char *my_cert;
 	char *my_key;
-	char *psk;
+	char *psk;           /* PSK mode: hex or "text:..."; certificate mode: my_key's password */
+	char *psk_identity;
+	int min_version;     /* enum tls_version */
+	int max_version;
+	char *ciphers;       /* TLS 1.2 cipher list; NULL: OpenSSL's default (or the PSK suites) */
+	char *ciphersuites;  /* TLS 1.3 suites; NULL: OpenSSL's default */
+	bool verify_host;    /* client: the partner's certificate must name the host we dialled */
+	/* where each key was, for errors found when the files are loaded (tls.c) */
+	struct conf_loc loc, loc_partner_certs, loc_my_cert, loc_my_key, loc_psk;
 };
 
 struct line_conf {

@@ -398,7 +398,8 @@ line_listen_one(struct line *l, const struct hostspec *h)
 		close(fd);
 		return -1;
 	}
-	l->lst[l->nlst] = evconnlistener_new(komd.base, line_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, -1, fd);
+	/* backlog 0: the socket listens already (with 511; -1 would set 128 again) */
+	l->lst[l->nlst] = evconnlistener_new(komd.base, line_accept_cb, l, LEV_OPT_CLOSE_ON_FREE, 0, fd);
 	if (!l->lst[l->nlst]) {
 		close(fd);
 		return -1;

@@ -1,0 +1,440 @@
+/* tls.c: TLS contexts for lines. Certificate mode (partner_certs and/or my_cert + my_key,
+ * the key optionally encrypted with psk as its password) takes precedence over PSK mode
+ * (only psk: TLS 1.2 PSK cipher suites and TLS 1.3 external PSK through OpenSSL's PSK
+ * callbacks, identity psk_identity). Clients verify the server's chain against
+ * partner_certs (or the system's trust store without them) and its name or IP; servers
+ * with partner_certs require and verify a client certificate. /DC turns verification off
+ * (and every unverified partner is logged). */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/util.h>
+#include <sys/socket.h>
+
+#include "log.h"
+#include "proto.h"
+#include "tls.h"
+
+static char *
+tls_openssl_errors(char *buf, size_t len)
+{
+	unsigned long e;
+	size_t o = 0;
+
+	buf[0] = '\0';
+	while ((e = ERR_get_error()) != 0 && o < len) {
+		const char *r = ERR_reason_error_string(e);
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r ? r : "unknown error");
+	}
+	if (!buf[0])
+		snprintf(buf, len, "unknown OpenSSL error");
+	return buf;
+}
+
+int
+tls_days_left(time_t not_after)
+{
+	double d = difftime(not_after, time(NULL)) / 86400.0;
+	return d < 0 ? (int)d - 1 : (int)d;
+}
+
+static time_t
+asn1_to_time(const ASN1_TIME *t)
+{
+	struct tm tm;
+
+	if (ASN1_TIME_to_tm(t, &tm) != 1)
+		return 0;
+	return timegm(&tm);
+}
+
+static void
+tls_cert_record(struct line_tls *t, X509 *x, const char *file, const char *role)
+{
+	struct tls_cert_info *ci;
+	struct tls_cert_info *n = realloc(t->certs, (size_t)(t->ncerts + 1) * sizeof(*n));
+
+	if (!n)
+		return;
+	t->certs = n;
+	ci = &t->certs[t->ncerts++];
+	memset(ci, 0, sizeof(*ci));
+	snprintf(ci->file, sizeof(ci->file), "%s", file);
+	ci->role = role;
+	X509_NAME_oneline(X509_get_subject_name(x), ci->subject, sizeof(ci->subject));
+	X509_NAME_oneline(X509_get_issuer_name(x), ci->issuer, sizeof(ci->issuer));
+	ci->not_after = asn1_to_time(X509_get0_notAfter(x));
+}
+
+/* Read every certificate of a PEM file; -1 with err when there is none or one is expired. */
+static int
+tls_read_certs(struct line_tls *t, const char *file, const char *role, char *err, size_t errlen)
+{
+	FILE *f = fopen(file, "r");
+	X509 *x;
+	int n = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "%s: cannot read '%s': %s", role, file, strerror(errno));
+		return -1;
+	}
+	while ((x = PEM_read_X509(f, NULL, NULL, NULL)) != NULL) {
+		tls_cert_record(t, x, file, role);
+		n++;
+		if (X509_cmp_current_time(X509_get0_notAfter(x)) < 0) {
+			snprintf(err, errlen, "%s: certificate '%s' in '%s' expired %d days ago", role,
+			    t->certs[t->ncerts - 1].subject, file, -tls_days_left(t->certs[t->ncerts - 1].not_after));
+			X509_free(x);
+			fclose(f);
+			return -1;
+		}
+		if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
+			snprintf(err, errlen, "%s: certificate '%s' in '%s' is not valid yet", role,
+			    t->certs[t->ncerts - 1].subject, file);
+			X509_free(x);
+			fclose(f);
+			return -1;
+		}
+		X509_free(x);
+	}
+	fclose(f);
+	ERR_clear_error();
+	if (n == 0) {
+		snprintf(err, errlen, "%s: no PEM certificate in '%s'", role, file);
+		return -1;
+	}
+	return 0;
+}
+
+static int
+tls_password_cb(char *buf, int size, int rwflag, void *u)
+{
+	const char *pw = u;
+	int n;
+
+	(void)rwflag;
+	if (!pw)
+		return 0;
+	n = (int)strlen(pw);
+	if (n > size)
+		return 0;
+	memcpy(buf, pw, (size_t)n);
+	return n;
+}
+
+static unsigned int
+tls_psk_client_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_identity_len,
+    unsigned char *psk, unsigned int max_psk_len)
+{
+	const struct line_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+	(void)hint;
+	if (!t || strlen(t->identity) + 1 > max_identity_len || t->psk_len > max_psk_len)
+		return 0;
+	memcpy(identity, t->identity, strlen(t->identity) + 1);
+	memcpy(psk, t->psk, t->psk_len);
+	return (unsigned int)t->psk_len;
+}
+
+static unsigned int
+tls_psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned int max_psk_len)
+{
+	const struct line_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+
+	if (!t || !identity || strcmp(identity, t->identity) != 0 || t->psk_len > max_psk_len)
+		return 0; /* unknown identity: the handshake fails */
+	memcpy(psk, t->psk, t->psk_len);
+	return (unsigned int)t->psk_len;
+}
+
+/* With /DC: accept whatever the partner presents; the result is logged per connection. */
+static int
+tls_verify_none_cb(int ok, X509_STORE_CTX *ctx)
+{
+	(void)ok; (void)ctx;
+	return 1;
+}
+
+static int
+tls_parse_psk(struct line_tls *t, const char *psk, char *err, size_t errlen)
+{
+	if (strncmp(psk, "text:", 5) == 0) {
+		t->psk_len = strlen(psk + 5);
+		if (t->psk_len == 0 || t->psk_len > sizeof(t->psk)) {
+			snprintf(err, errlen, "psk: text key must be 1..%zu characters", sizeof(t->psk));
+			return -1;
+		}
+		memcpy(t->psk, psk + 5, t->psk_len);
+		return 0;
+	}
+	size_t n = strlen(psk);
+	if (n == 0 || n % 2 || n / 2 > sizeof(t->psk)) {
+		snprintf(err, errlen, "psk: must be an even number of hex digits (at most %zu bytes), or \"text:...\"",
+		    sizeof(t->psk));
+		return -1;
+	}
+	for (size_t i = 0; i < n; i += 2) {
+		char h[3] = { psk[i], psk[i + 1], 0 };
+		if (!isxdigit((unsigned char)h[0]) || !isxdigit((unsigned char)h[1])) {
+			snprintf(err, errlen, "psk: '%s' is not hex", h);
+			return -1;
+		}
+		t->psk[i / 2] = (unsigned char)strtoul(h, NULL, 16);
+	}
+	t->psk_len = n / 2;
+	return 0;
+}
+
+struct line_tls *
+tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, struct conf_loc *where)
+{
+	const struct tls_conf *c = &lc->tls;
+	struct line_tls *t = calloc(1, sizeof(*t));
+	static const int versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
+	char oerr[512];
+
+	if (!t) {
+		snprintf(err, errlen, "out of memory");
+		*where = c->loc;
+		return NULL;
+	}
+	*where = c->loc;
+	t->server = lc->ops && lc->ops->role == ROLE_SERVER;
+	t->psk_mode = !c->my_cert && !c->partner_certs && c->psk;
+	t->verify = !no_verify;
+	t->verify_host = c->verify_host;
+	snprintf(t->identity, sizeof(t->identity), "%s", c->psk_identity ? c->psk_identity : "Client_identity");
+	ERR_clear_error();
+	if ((t->ctx = SSL_CTX_new(t->server ? TLS_server_method() : TLS_client_method())) == NULL) {
+		snprintf(err, errlen, "cannot create a TLS context: %s", tls_openssl_errors(oerr, sizeof(oerr)));
+		goto fail;
+	}
+	SSL_CTX_set_app_data(t->ctx, t);
+	SSL_CTX_set_min_proto_version(t->ctx, versions[c->min_version]);
+	SSL_CTX_set_max_proto_version(t->ctx, versions[c->max_version]);
+	SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
+	if (c->ciphers ? !SSL_CTX_set_cipher_list(t->ctx, c->ciphers) :
+	    t->psk_mode && !SSL_CTX_set_cipher_list(t->ctx, "ECDHE-PSK:DHE-PSK:PSK")) {
+		snprintf(err, errlen, "ciphers: '%s': %s", c->ciphers ? c->ciphers : "PSK",
+		    tls_openssl_errors(oerr, sizeof(oerr)));
+		goto fail;
+	}
+	if (c->ciphersuites && !SSL_CTX_set_ciphersuites(t->ctx, c->ciphersuites)) {
+		snprintf(err, errlen, "ciphersuites: '%s': %s", c->ciphersuites, tls_openssl_errors(oerr, sizeof(oerr)));
+		goto fail;
+	}
+
+	if (t->psk_mode) {
+		*where = c->loc_psk;
+		if (tls_parse_psk(t, c->psk, err, errlen) != 0)
+			goto fail;
+		if (t->server)
+			SSL_CTX_set_psk_server_callback(t->ctx, tls_psk_server_cb);
+		else
+			SSL_CTX_set_psk_client_callback(t->ctx, tls_psk_client_cb);
+		return t;
+	}
+
+	/* certificate mode */
+	if (c->my_cert) {
+		*where = c->loc_my_cert;
+		if (tls_read_certs(t, c->my_cert, "my_cert", err, errlen) != 0)
+			goto fail;
+		if (SSL_CTX_use_certificate_chain_file(t->ctx, c->my_cert) != 1) {
+			snprintf(err, errlen, "my_cert: '%s': %s", c->my_cert, tls_openssl_errors(oerr, sizeof(oerr)));
+			goto fail;
+		}
+		*where = c->loc_my_key;
+		SSL_CTX_set_default_passwd_cb(t->ctx, tls_password_cb);
+		SSL_CTX_set_default_passwd_cb_userdata(t->ctx, c->psk);
+		if (SSL_CTX_use_PrivateKey_file(t->ctx, c->my_key, SSL_FILETYPE_PEM) != 1) {
+			snprintf(err, errlen, "my_key: '%s': %s%s", c->my_key, tls_openssl_errors(oerr, sizeof(oerr)),
+			    c->psk ? " (wrong password in psk?)" : " (encrypted? its password goes in psk)");
+			goto fail;
+		}
+		SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
+		if (SSL_CTX_check_private_key(t->ctx) != 1) {
+			snprintf(err, errlen, "my_key: '%s' does not match my_cert '%s'", c->my_key, c->my_cert);
+			goto fail;
+		}
+	}
+	if (c->partner_certs) {
+		char *list = strdup(c->partner_certs), *save = NULL;
+		STACK_OF(X509_NAME) *cas = t->server ? sk_X509_NAME_new_null() : NULL;
+
+		*where = c->loc_partner_certs;
+		if (!list) {
+			snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+			while (isspace((unsigned char)*f))
+				f++;
+			for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]);)
+				*--e = '\0';
+			if (tls_read_certs(t, f, "partner_certs", err, errlen) != 0 ||
+			    SSL_CTX_load_verify_locations(t->ctx, f, NULL) != 1) {
+				if (!err[0] || strstr(err, "partner_certs") != err)
+					snprintf(err, errlen, "partner_certs: '%s': %s", f, tls_openssl_errors(oerr, sizeof(oerr)));
+				free(list);
+				sk_X509_NAME_pop_free(cas, X509_NAME_free);
+				goto fail;
+			}
+			if (cas)
+				SSL_add_file_cert_subjects_to_stack(cas, f);
+		}
+		free(list);
+		if (cas)
+			SSL_CTX_set_client_CA_list(t->ctx, cas);
+	} else if (!t->server) {
+		/* no partner_certs on a client: the system's trust store (public brokers) */
+		SSL_CTX_set_default_verify_paths(t->ctx);
+	}
+	if (t->server) {
+		if (!c->my_cert) {
+			*where = c->loc;
+			snprintf(err, errlen, "a TLS server line needs my_cert and my_key (or psk alone)");
+			goto fail;
+		}
+		if (c->partner_certs)
+			SSL_CTX_set_verify(t->ctx, t->verify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT :
+			    SSL_VERIFY_PEER, t->verify ? NULL : tls_verify_none_cb);
+	} else {
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, t->verify ? NULL : tls_verify_none_cb);
+	}
+	ERR_clear_error();
+	return t;
+fail:
+	ERR_clear_error();
+	tls_free(t);
+	return NULL;
+}
+
+void
+tls_free(struct line_tls *t)
+{
+	if (!t)
+		return;
+	SSL_CTX_free(t->ctx);
+	free(t->certs);
+	OPENSSL_cleanse(t->psk, sizeof(t->psk));
+	free(t);
+}
+
+int
+tls_check_config(const struct config *c, struct conf_errors *errs)
+{
+	int n = 0;
+
+	for (int i = 0; i < c->nlines; i++) {
+		const struct line_conf *lc = &c->lines[i];
+		struct line_tls *t;
+		struct conf_loc where;
+		char err[768], *msg;
+
+		if (!lc->tls.present)
+			continue;
+		err[0] = '\0';
+		if ((t = tls_setup(lc, false, err, sizeof(err), &where)) != NULL) {
+			tls_free(t);
+			continue;
+		}
+		if (asprintf(&msg, "%s:%d: line '%s': tls: %s", where.file, where.line, lc->name, err) < 0)
+			continue;
+		char **nm = realloc(errs->msg, (size_t)(errs->n + 1) * sizeof(*nm));
+		if (!nm) {
+			free(msg);
+			continue;
+		}
+		errs->msg = nm;
+		errs->msg[errs->n++] = msg;
+		n++;
+	}
+	return n;
+}
+
+SSL *
+tls_ssl_new(const struct line_tls *t, const struct hostspec *host)
+{
+	SSL *ssl = SSL_new(t->ctx);
+
+	if (!ssl || t->server || !host)
+		return ssl;
+	if (host->family == AF_UNSPEC) {
+		/* a name: SNI (cloud brokers host many customers on one address) */
+		SSL_set_tlsext_host_name(ssl, host->name);
+		if (t->verify && t->verify_host && !t->psk_mode)
+			SSL_set1_host(ssl, host->name);
+	} else if (t->verify && t->verify_host && !t->psk_mode) {
+		X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(ssl), host->name);
+	}
+	return ssl;
+}
+
+char *
+tls_error_text(struct bufferevent *bev, char *buf, size_t len)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	unsigned long e;
+	size_t o = 0;
+	long vr;
+
+	buf[0] = '\0';
+	while ((e = bufferevent_get_openssl_error(bev)) != 0 && o < len) {
+		const char *r = ERR_reason_error_string(e);
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r ? r : "unknown error");
+	}
+	if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK && o < len)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ": " : "", X509_verify_cert_error_string(vr));
+	if (!buf[0]) {
+		int err = EVUTIL_SOCKET_ERROR();
+		snprintf(buf, len, "%s", err ? evutil_socket_error_to_string(err) : "connection closed during the handshake");
+	}
+	return buf;
+}
+
+bool
+tls_peer_verified(SSL *ssl)
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	return x && SSL_get_verify_result(ssl) == X509_V_OK;
+}
+
+char *
+tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
+{
+	X509 *x = SSL_get0_peer_certificate(ssl);
+	char subj[256] = "";
+
+	if (x)
+		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	if (t->psk_mode)
+		snprintf(buf, len, "%s %s, PSK identity %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl), t->identity);
+	else
+		snprintf(buf, len, "%s %s%s%s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		    x ? ", peer " : "", subj, x ? (tls_peer_verified(ssl) ? " (verified)" : " (NOT verified)") : "");
+	return buf;
+}
+
+int
+tls_warn_expiry(const struct line_tls *t, const char *line, int days)
+{
+	int n = 0;
+
+	for (int i = 0; t && i < t->ncerts; i++) {
+		int left = tls_days_left(t->certs[i].not_after);
+		if (left <= days) {
+			log_warnx("line %s: tls: %s certificate %s (%s) expires in %d day%s", line, t->certs[i].role,
+			    t->certs[i].subject, t->certs[i].file, left, left == 1 ? "" : "s");
+			n++;
+		}
+	}
+	return n;
+}

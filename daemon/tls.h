@@ -1,0 +1,56 @@
+/* tls.h: TLS for lines (OpenSSL 3 through libevent's bufferevent_openssl). Protocols
+ * never see it: a TLS session is a session like any other. */
+#ifndef KOMD_TLS_H
+#define KOMD_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <time.h>
+#include <openssl/ssl.h>
+
+#include "conf.h"
+
+/* A certificate komd uses or trusts, for komctl certs and expiry warnings. */
+struct tls_cert_info {
+	char file[256];
+	const char *role;       /* "my_cert" or "partner_certs" */
+	char subject[256];
+	char issuer[256];
+	time_t not_after;
+};
+
+/* One line's TLS context, rebuilt on every reload. */
+struct line_tls {
+	SSL_CTX *ctx;
+	bool server;
+	bool psk_mode;
+	bool verify;            /* verify the partner (false with /DC) */
+	bool verify_host;
+	unsigned char psk[256];
+	size_t psk_len;
+	char identity[128];
+	struct tls_cert_info *certs;
+	int ncerts;
+};
+
+/* Build the context for line lc: load and check every certificate and key. NULL with a
+ * message and the location of the offending key on failure. */
+struct line_tls *tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen,
+    struct conf_loc *where);
+void tls_free(struct line_tls *t);
+/* Check the TLS settings of every line of c (komd -t, and before a reload); errors are
+ * appended to errs as "FILE:LINE: message". Returns the number of errors. */
+int tls_check_config(const struct config *c, struct conf_errors *errs);
+/* A new SSL for one connection; client: SNI for names, host name/IP verification. */
+SSL *tls_ssl_new(const struct line_tls *t, const struct hostspec *host);
+/* Why did the handshake or connection on bev fail: OpenSSL's reasons, verify result. */
+char *tls_error_text(struct bufferevent *bev, char *buf, size_t len);
+/* "TLSv1.3 TLS_AES_256_GCM_SHA384, peer CN=..., verified" */
+char *tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len);
+/* Did the partner's certificate verify? (false also when none was sent) */
+bool tls_peer_verified(SSL *ssl);
+/* Warn about certificates expiring within days; returns how many. */
+int tls_warn_expiry(const struct line_tls *t, const char *line, int days);
+int tls_days_left(time_t not_after);
+
+#endif
