@@ -17,6 +17,7 @@
 #include <event2/listener.h>
 
 #include "core.h"
+#include "tls.h"
 
 #define CTL_MAX_REQUEST 8192
 #define CTL_MAX_ARGS 8
@@ -69,15 +70,60 @@ counters_json(struct evbuffer *b, const struct counters *k)
 {
 	evbuffer_add_printf(b, "{\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"frames_in\":%" PRIu64
 	    ",\"frames_out\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"failovers\":%" PRIu64
-	    ",\"protocol_errors\":%" PRIu64 ",\"rejected\":%" PRIu64 "}",
+	    ",\"protocol_errors\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"tls_failures\":%" PRIu64 "}",
 	    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
-	    k->proto_errors, k->rejected);
+	    k->proto_errors, k->rejected, k->tls_failures);
 }
 
 static const char *
 line_type_name(const struct line *l)
 {
 	return l->lc->type == LINE_TCP_REDUNDANT ? "tcp-redundant" : "tcp";
+}
+
+static const char *
+tls_mode(const struct line *l)
+{
+	return !l->tls ? "" : l->tls->psk_mode ? ", TLS PSK" : ", TLS";
+}
+
+/* Every certificate of every TLS line: subject, issuer, days to expiry. */
+static void
+ctl_certs(struct ctl_conn *c, struct evbuffer *b)
+{
+	struct line *l;
+	bool first = true;
+
+	if (c->json)
+		evbuffer_add_printf(b, "{\"certs\":[");
+	TAILQ_FOREACH(l, &komd.lines, link) {
+		if (!l->tls)
+			continue;
+		if (!c->json && l->tls->psk_mode)
+			evbuffer_add_printf(b, "line %s: PSK, identity %s, no certificates\n", l->lc->name, l->tls->identity);
+		for (int i = 0; i < l->tls->ncerts; i++) {
+			const struct tls_cert_info *ci = &l->tls->certs[i];
+			int days = tls_days_left(ci->not_after);
+			if (!c->json) {
+				evbuffer_add_printf(b, "line %s: %s %s\n  subject %s\n  issuer  %s\n  expires in %d day%s%s\n",
+				    l->lc->name, ci->role, ci->file, ci->subject, ci->issuer, days, days == 1 ? "" : "s",
+				    days <= 30 ? " (WARNING: within 30 days)" : "");
+				continue;
+			}
+			evbuffer_add_printf(b, "%s{\"line\":", first ? "" : ",");
+			first = false;
+			json_str(b, l->lc->name);
+			evbuffer_add_printf(b, ",\"role\":\"%s\",\"file\":", ci->role);
+			json_str(b, ci->file);
+			evbuffer_add_printf(b, ",\"subject\":");
+			json_str(b, ci->subject);
+			evbuffer_add_printf(b, ",\"issuer\":");
+			json_str(b, ci->issuer);
+			evbuffer_add_printf(b, ",\"days_left\":%d}", days);
+		}
+	}
+	if (c->json)
+		evbuffer_add_printf(b, "]}\n");
 }
 
 static const char *
@@ -101,13 +147,14 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 		const struct counters *k = &l->cnt;
 		line_state_text(l, state, sizeof(state));
 		if (!c->json) {
-			evbuffer_add_printf(b, "line %s (%s, %s%s%s): %s\n", l->lc->name, l->lc->protocol,
+			evbuffer_add_printf(b, "line %s (%s, %s%s%s%s): %s\n", l->lc->name, l->lc->protocol,
 			    line_type_name(l), l->lc->type == LINE_TCP_REDUNDANT ? " " : "",
-			    l->lc->type == LINE_TCP_REDUNDANT ? policy_name(l->policy) : "", state);
+			    l->lc->type == LINE_TCP_REDUNDANT ? policy_name(l->policy) : "", tls_mode(l), state);
 			evbuffer_add_printf(b, "  bytes in %" PRIu64 " out %" PRIu64 ", frames in %" PRIu64 " out %" PRIu64
-			    ", connects %" PRIu64 ", failovers %" PRIu64 ", protocol errors %" PRIu64 ", rejected %" PRIu64 "\n",
+			    ", connects %" PRIu64 ", failovers %" PRIu64 ", protocol errors %" PRIu64 ", rejected %" PRIu64
+			    ", tls failures %" PRIu64 "\n",
 			    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
-			    k->proto_errors, k->rejected);
+			    k->proto_errors, k->rejected, k->tls_failures);
 			if (l->last_error[0])
 				evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
 			for (int i = 0; i < l->nstations; i++) {
@@ -124,8 +171,9 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 		json_str(b, l->lc->name);
 		evbuffer_add_printf(b, ",\"protocol\":");
 		json_str(b, l->lc->protocol);
-		evbuffer_add_printf(b, ",\"type\":\"%s\",\"policy\":\"%s\",\"started\":%s,\"state\":",
-		    line_type_name(l), policy_name(l->policy), l->started ? "true" : "false");
+		evbuffer_add_printf(b, ",\"type\":\"%s\",\"policy\":\"%s\",\"tls\":\"%s\",\"started\":%s,\"state\":",
+		    line_type_name(l), policy_name(l->policy), l->tls ? (l->tls->psk_mode ? "psk" : "certificate") : "",
+		    l->started ? "true" : "false");
 		json_str(b, state);
 		evbuffer_add_printf(b, ",\"sessions\":%d,\"paths\":[", l->nsessions);
 		for (int i = 0; i < (l->server ? 0 : l->npaths); i++) {
@@ -328,6 +376,8 @@ ctl_run(struct ctl_conn *c, char **av, int ac)
 			else
 				evbuffer_add_printf(b, "line %s: trace %s\n", l->lc->name, av[2]);
 		}
+	} else if (strcmp(cmd, "certs") == 0 && ac == 1) {
+		ctl_certs(c, b);
 	} else if (strcmp(cmd, "reload") == 0 && ac == 1) {
 		char msg[1024];
 		if (komd_reload(msg, sizeof(msg)) != 0)
@@ -340,7 +390,7 @@ ctl_run(struct ctl_conn *c, char **av, int ac)
 			evbuffer_add_printf(b, "%s\n", msg);
 	} else {
 		snprintf(err, sizeof(err), "unknown command or wrong arguments: '%s' "
-		    "(status, tags [GLOB], get TAG, set TAG VALUE, trace LINE on|off, reload)", cmd);
+		    "(status, tags [GLOB], get TAG, set TAG VALUE, trace LINE on|off, certs, reload)", cmd);
 	}
 	ctl_finish(c, b, err[0] ? err : NULL);
 	evbuffer_free(b);

@@ -22,7 +22,7 @@
 
 struct counters {
 	uint64_t bytes_in, bytes_out, frames_in, frames_out;
-	uint64_t connects, failovers, proto_errors, rejected;
+	uint64_t connects, failovers, proto_errors, rejected, tls_failures;
 };
 
 /* The process-wide state the core modules share. */
@@ -105,6 +105,7 @@ enum conn_state {
 	CS_WAITING,      /* waiting before the next attempt (backoff) */
 	CS_RESOLVING,    /* asking DNS for the current host */
 	CS_CONNECTING,   /* TCP connect in progress */
+	CS_HANDSHAKE,    /* TLS handshake in progress */
 	CS_CONNECTED,    /* a session is up */
 	CS_LISTENING,    /* server line: accepting */
 };
@@ -162,6 +163,7 @@ struct session {
 	void *priv;
 	struct ptimer_list timers;
 	bool closing;
+	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
 	int64_t since_ms;
 	TAILQ_ENTRY(session) link;
 };
@@ -170,6 +172,7 @@ struct line {
 	struct line_conf *lc;
 	struct confref *cref;
 	const struct proto_ops *ops;
+	struct line_tls *tls;        /* NULL: plain TCP */
 	void *priv;
 	enum redund_policy policy;
 	bool server;
@@ -199,9 +202,12 @@ void line_free(struct line *l);      /* stop first */
 struct line *line_find(const char *name);
 const char *line_state_text(const struct line *l, char *buf, size_t len);
 bool line_uses_tag(const struct line *l, const char *name);
+/* Reload kept this line: load its certificates and keys again (new connections use them). */
+void line_tls_reload(struct line *l);
 
+/* handshaking: a TLS server session whose handshake is still running (on_connect later) */
 struct session *session_new(struct line *l, struct path *p, struct bufferevent *bev,
-    const char *peer, enum path_kind kind);
+    const char *peer, enum path_kind kind, bool handshaking);
 void session_close_all(struct line *l, const char *reason);
 void ptimer_free_list(struct ptimer_list *list);
 

@@ -22,6 +22,7 @@ usage(FILE *f)
 	    "  get TAG             one tag\n"
 	    "  set TAG VALUE       write a value (routed to the acquiring station)\n"
 	    "  trace LINE on|off   log each frame of a line in hex and decoded\n"
+	    "  certs               TLS certificates of every line: subject, issuer, days to expiry\n"
 	    "  reload              re-read the configuration\n"
 	    "socket: -s, else $KOMD_SOCKET, else %s\n", DEFAULT_SOCKET);
 }

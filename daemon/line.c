@@ -15,12 +15,14 @@
 #include <sys/socket.h>
 #include <unistd.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/util.h>
 
 #include "core.h"
+#include "tls.h"
 
 struct komd komd; /* the process's shared state */
 
@@ -31,7 +33,7 @@ const char *
 conn_state_name(enum conn_state s)
 {
 	static const char *const names[] = { "stopped", "simulated", "waiting", "resolving",
-		"connecting", "connected", "listening" };
+		"connecting", "handshaking", "connected", "listening" };
 	return names[s];
 }
 
@@ -115,14 +117,55 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 
 	if (!(what & BEV_EVENT_CONNECTED)) {
 		int err = EVUTIL_SOCKET_ERROR();
+		char why[512];
+
+		if (p->state == CS_HANDSHAKE) {
+			l->cnt.tls_failures++;
+			char reason[300];
+			tls_error_text(bev, reason, sizeof(reason));
+			snprintf(why, sizeof(why), "TLS handshake failed: %s", reason);
+			path_failed(p, why);
+			return;
+		}
 		path_failed(p, err ? evutil_socket_error_to_string(err) : "connection failed");
 		return;
 	}
 	evtimer_del(p->timer);
+	if (l->tls && p->state == CS_CONNECTING) {
+		/* TCP is up: the TLS handshake follows on the same socket, within connect_timeout */
+		SSL *ssl = tls_ssl_new(l->tls, p->ep[p->cur].host);
+		fd = bufferevent_getfd(bev);
+		bufferevent_setfd(bev, -1); /* keep the socket when the plain bufferevent goes */
+		bufferevent_free(bev);
+		p->bev = ssl ? bufferevent_openssl_socket_new(komd.base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+		    BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (!p->bev) {
+			if (ssl)
+				SSL_free(ssl);
+			evutil_closesocket(fd);
+			path_failed(p, "cannot start TLS: out of memory");
+			return;
+		}
+		bufferevent_openssl_set_allow_dirty_shutdown(p->bev, 1);
+		bufferevent_setcb(p->bev, NULL, NULL, path_connect_event_cb, p);
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
+		p->state = CS_HANDSHAKE;
+		path_timer_start(p, l->lc->connect_timeout_ms);
+		return;
+	}
 	p->bev = NULL;
 	fd = bufferevent_getfd(bev);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (l->tls) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+		char desc[512];
+		tls_describe(ssl, l->tls, desc, sizeof(desc));
+		log_info("line %s: %s: TLS established: %s", l->lc->name, p->peer, desc);
+		if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl))
+			log_warnx("line %s: %s: partner accepted UNVERIFIED (/DC): %s", l->lc->name, p->peer,
+			    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
+	}
 	p->state = CS_CONNECTED;
 	p->backoff_ms = l->lc->reconnect_delay_ms;
 	l->cnt.connects++;
@@ -134,7 +177,7 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	p->last_kind = p->ep[p->cur].kind;
 	p->last_error[0] = '\0';
 	log_info("line %s: connected to %s via %s", l->lc->name, p->peer, kind_name(p->last_kind));
-	if ((s = session_new(l, p, bev, p->peer, p->last_kind)) == NULL) {
+	if ((s = session_new(l, p, bev, p->peer, p->last_kind, false)) == NULL) {
 		bufferevent_free(bev);
 		path_failed(p, "out of memory");
 		return;
@@ -255,6 +298,10 @@ path_timer_cb(evutil_socket_t fd, short ev, void *arg)
 	case CS_CONNECTING:
 		path_failed(p, "connect timeout");
 		break;
+	case CS_HANDSHAKE:
+		p->line->cnt.tls_failures++;
+		path_failed(p, "TLS handshake failed: timeout");
+		break;
 	default:
 		break;
 	}
@@ -314,14 +361,25 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
-	if ((bev = bufferevent_socket_new(komd.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
+	if (l->tls) {
+		SSL *ssl = tls_ssl_new(l->tls, NULL);
+		bev = ssl ? bufferevent_openssl_socket_new(komd.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+		    BEV_OPT_CLOSE_ON_FREE) : NULL;
+		if (!bev && ssl)
+			SSL_free(ssl);
+		if (bev)
+			bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+	} else {
+		bev = bufferevent_socket_new(komd.base, fd, BEV_OPT_CLOSE_ON_FREE);
+	}
+	if (!bev) {
 		log_warnx("line %s: %s: refused: out of memory", l->lc->name, peer);
 		evutil_closesocket(fd);
 		return;
 	}
 	l->cnt.connects++;
-	log_info("line %s: %s: accepted", l->lc->name, peer);
-	if (session_new(l, NULL, bev, peer, PATH_PRIMARY) == NULL) {
+	log_info("line %s: %s: accepted%s", l->lc->name, peer, l->tls ? ", TLS handshake" : "");
+	if (session_new(l, NULL, bev, peer, PATH_PRIMARY, l->tls != NULL) == NULL) {
 		log_warnx("line %s: %s: refused: out of memory", l->lc->name, peer);
 		bufferevent_free(bev);
 	}
@@ -484,6 +542,15 @@ line_create(struct line_conf *lc, struct confref *cref)
 			fatal("line_create");
 	}
 
+	if (lc->tls.present) {
+		char err[768];
+		struct conf_loc where;
+		if ((l->tls = tls_setup(lc, komd.no_peer_verify, err, sizeof(err), &where)) == NULL) {
+			log_err("%s:%d: line %s: tls: %s", where.file, where.line, lc->name, err);
+			goto fail;
+		}
+		tls_warn_expiry(l->tls, lc->name, 30);
+	}
 	if (l->ops->line_init && l->ops->line_init(l) != 0)
 		goto fail;
 	if (lc->nstations && (l->stations = calloc((size_t)lc->nstations, sizeof(*l->stations))) == NULL)
@@ -567,6 +634,7 @@ line_free(struct line *l)
 		if (l->paths[i].timer)
 			event_free(l->paths[i].timer);
 	event_free(l->accept_pause);
+	tls_free(l->tls);
 	free(l->priv);
 	if (--l->cref->refs == 0) {
 		conf_free(l->cref->conf);
@@ -584,6 +652,26 @@ line_find(const char *name)
 		if (strcmp(l->lc->name, name) == 0)
 			return l;
 	return NULL;
+}
+
+void
+line_tls_reload(struct line *l)
+{
+	struct line_tls *t;
+	struct conf_loc where;
+	char err[768];
+
+	if (!l->lc->tls.present)
+		return;
+	if ((t = tls_setup(l->lc, komd.no_peer_verify, err, sizeof(err), &where)) == NULL) {
+		log_err("%s:%d: line %s: tls: %s; keeping the certificates loaded before", where.file, where.line,
+		    l->lc->name, err);
+		return;
+	}
+	/* SSL objects of existing connections hold their own reference to the old context */
+	tls_free(l->tls);
+	l->tls = t;
+	tls_warn_expiry(l->tls, l->lc->name, 30);
 }
 
 bool
@@ -628,6 +716,7 @@ line_state_text(const struct line *l, char *buf, size_t len)
 			break;
 		case CS_RESOLVING:
 		case CS_CONNECTING:
+		case CS_HANDSHAKE:
 			o += (size_t)snprintf(buf + o, len - o, "%s%s %s", sep, conn_state_name(p->state), p->peer);
 			break;
 		default:
@@ -654,7 +743,7 @@ line_foreach_session(struct line *l, session_fn fn, void *arg)
 	struct session *s, *next;
 
 	TAILQ_FOREACH_SAFE(s, &l->sessions, link, next)
-		if (!s->closing)
+		if (!s->closing && !s->handshaking)
 			fn(s, arg);
 }
 

@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "core.h"
+#include "tls.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/komd/komd.conf"
 
@@ -31,6 +32,31 @@ usage(FILE *f)
 	    "  /DC, --no-peer-verify\n"
 	    "                     do not verify partners' TLS certificates\n"
 	    "Control: komctl(1); configuration: komd.conf(5); more: komd(8).\n", DEFAULT_CONF);
+}
+
+/* The whole check of a configuration: the schema (conf.c), then every TLS certificate and
+ * key it names. NULL with every error in errs. */
+static struct config *
+komd_load(const char *path, struct conf_errors *errs)
+{
+	struct config *c = conf_load(path, errs);
+
+	if (c && tls_check_config(c, errs) > 0) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+/* Once a day: warn about certificates that expire within 30 days. */
+static void
+tls_expiry_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct line *l;
+
+	(void)fd; (void)ev; (void)arg;
+	TAILQ_FOREACH(l, &komd.lines, link)
+		tls_warn_expiry(l->tls, l->lc->name, 30);
 }
 
 /* Does line l still stand unchanged in the new configuration nc? */
@@ -100,6 +126,7 @@ komd_apply(struct config *nc, char *msg, size_t msglen)
 		TAILQ_REMOVE(&komd.lines, l, link);
 		if (line_unchanged(l, nc)) {
 			TAILQ_INSERT_TAIL(&kept, l, link);
+			line_tls_reload(l); /* certificates may have been renewed in place */
 			nkept++;
 		} else {
 			log_info("line %s: %s", l->lc->name, conf_find_line(nc, l->lc->name) ? "changed: restarting" : "removed: stopping");
@@ -160,7 +187,7 @@ komd_reload(char *msg, size_t msglen)
 
 	notify_reloading();
 	log_info("reloading %s", conf_path);
-	if ((nc = conf_load(conf_path, &errs)) == NULL) {
+	if ((nc = komd_load(conf_path, &errs)) == NULL) {
 		for (int i = 0; i < errs.n; i++)
 			log_err("%s", errs.msg[i]);
 		o = (size_t)snprintf(msg, msglen, "reload refused, nothing changed: %d error%s", errs.n,
@@ -226,7 +253,8 @@ main(int argc, char **argv)
 	bool foreground = false, check = false;
 	struct conf_errors errs = { 0 };
 	struct config *conf;
-	struct event *ev_hup, *ev_term, *ev_int;
+	struct event *ev_hup, *ev_term, *ev_int, *ev_expiry;
+	struct timeval day = { 86400, 0 };
 	char msg[512];
 	int ch;
 
@@ -253,7 +281,7 @@ main(int argc, char **argv)
 	}
 	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 
-	if ((conf = conf_load(conf_path, &errs)) == NULL) {
+	if ((conf = komd_load(conf_path, &errs)) == NULL) {
 		for (int i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (!check)
@@ -289,8 +317,9 @@ main(int argc, char **argv)
 	ev_hup = evsignal_new(komd.base, SIGHUP, sighup_cb, NULL);
 	ev_term = evsignal_new(komd.base, SIGTERM, sigterm_cb, NULL);
 	ev_int = evsignal_new(komd.base, SIGINT, sigterm_cb, NULL);
-	if (!ev_hup || !ev_term || !ev_int || event_add(ev_hup, NULL) || event_add(ev_term, NULL) ||
-	    event_add(ev_int, NULL))
+	ev_expiry = event_new(komd.base, -1, EV_PERSIST, tls_expiry_cb, NULL);
+	if (!ev_hup || !ev_term || !ev_int || !ev_expiry || event_add(ev_hup, NULL) || event_add(ev_term, NULL) ||
+	    event_add(ev_int, NULL) || event_add(ev_expiry, &day))
 		fatalx("signal events");
 	notify_watchdog_start();
 	notify_ready();
@@ -312,6 +341,7 @@ main(int argc, char **argv)
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
+	event_free(ev_expiry);
 	notify_watchdog_stop();
 	evdns_base_free(komd.dns, 1);
 	event_base_free(komd.base);

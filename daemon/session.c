@@ -9,9 +9,12 @@
 #include <string.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
 #include <event2/event.h>
 
 #include "core.h"
+#include "tls.h"
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
@@ -76,7 +79,7 @@ bool ptimer_pending(const struct ptimer *t) { return t && evtimer_pending(t->ev,
 
 struct session *
 session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
-    enum path_kind kind)
+    enum path_kind kind, bool handshaking)
 {
 	struct session *s = calloc(1, sizeof(*s));
 
@@ -95,8 +98,15 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	LIST_INIT(&s->timers);
 	TAILQ_INSERT_TAIL(&l->sessions, s, link);
 	l->nsessions++;
+	s->handshaking = handshaking;
 	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
 	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (handshaking) {
+		/* the handshake must finish within the line's connect_timeout */
+		struct timeval tv = { l->lc->connect_timeout_ms / 1000, (l->lc->connect_timeout_ms % 1000) * 1000 };
+		bufferevent_set_timeouts(bev, &tv, &tv);
+		return s;
+	}
 	if (l->ops->on_connect)
 		l->ops->on_connect(s);
 	return s;
@@ -122,9 +132,17 @@ session_close(struct session *s, const char *reason)
 	if (s->closing)
 		return;
 	s->closing = true;
-	log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
-	if (l->ops->on_close)
+	if (s->handshaking)
+		log_warnx("line %s: %s: TLS handshake failed: %s", l->lc->name, s->peer, reason);
+	else
+		log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
+	if (l->ops->on_close && !s->handshaking)
 		l->ops->on_close(s);
+	if (l->tls && !s->handshaking) {
+		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+		if (ssl)
+			SSL_shutdown(ssl); /* close_notify */
+	}
 	ptimer_free_list(&s->timers);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
@@ -164,15 +182,60 @@ session_read_cb(struct bufferevent *bev, void *arg)
 		session_protocol_error(s, "frame rejected");
 }
 
+/* TLS server side: the handshake is done; now the protocol may speak. */
+static void
+session_tls_ready(struct session *s)
+{
+	struct line *l = s->line;
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+	char desc[512];
+
+	s->handshaking = false;
+	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	tls_describe(ssl, l->tls, desc, sizeof(desc));
+	log_info("line %s: %s: TLS established: %s", l->lc->name, s->peer, desc);
+	if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl) && l->lc->tls.partner_certs)
+		log_warnx("line %s: %s: partner accepted UNVERIFIED (/DC): %s", l->lc->name, s->peer,
+		    SSL_get0_peer_certificate(ssl) ? X509_verify_cert_error_string(SSL_get_verify_result(ssl)) :
+		    "no certificate");
+	if (l->ops->on_connect)
+		l->ops->on_connect(s);
+}
+
 static void
 session_event_cb(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
-	char why[160];
+	char why[512];
 
-	(void)bev;
+	if (what & BEV_EVENT_CONNECTED) {
+		if (s->handshaking)
+			session_tls_ready(s);
+		return;
+	}
+	if (s->handshaking) {
+		s->line->cnt.tls_failures++;
+		if (what & BEV_EVENT_TIMEOUT)
+			snprintf(why, sizeof(why), "timeout");
+		else
+			tls_error_text(bev, why, sizeof(why));
+		snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: TLS handshake failed: %s", s->peer, why);
+		session_close(s, why);
+		return;
+	}
 	if (what & BEV_EVENT_EOF)
 		snprintf(why, sizeof(why), "connection closed by peer");
+	else if ((what & BEV_EVENT_ERROR) && s->line->tls) {
+		char reason[400];
+		/* a TLS alert after the handshake (TLS 1.3: the server refusing our certificate) */
+		if (tls_error_text(bev, reason, sizeof(reason))) {
+			s->line->cnt.tls_failures++;
+			log_warnx("line %s: %s: TLS error: %s", s->line->lc->name, s->peer, reason);
+			snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: TLS error: %s", s->peer, reason);
+			snprintf(why, sizeof(why), "TLS error: %s", reason);
+		} else
+			snprintf(why, sizeof(why), "%s", reason);
+	}
 	else if (what & BEV_EVENT_ERROR)
 		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	else if (what & BEV_EVENT_TIMEOUT)

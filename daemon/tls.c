@@ -22,6 +22,29 @@
 #include "proto.h"
 #include "tls.h"
 
+/* A line_tls lives as long as its SSL_CTX: connections made before a reload keep the
+ * context (and so the PSK and identity their callbacks read) until they close. */
+static int tls_ex_index = -1;
+
+static void
+tls_ex_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	struct line_tls *t = ptr;
+
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	if (!t)
+		return;
+	free(t->certs);
+	OPENSSL_cleanse(t->psk, sizeof(t->psk));
+	free(t);
+}
+
+static const struct line_tls *
+tls_of(SSL *ssl)
+{
+	return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ex_index);
+}
+
 static char *
 tls_openssl_errors(char *buf, size_t len)
 {
@@ -133,7 +156,7 @@ static unsigned int
 tls_psk_client_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_identity_len,
     unsigned char *psk, unsigned int max_psk_len)
 {
-	const struct line_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct line_tls *t = tls_of(ssl);
 
 	(void)hint;
 	if (!t || strlen(t->identity) + 1 > max_identity_len || t->psk_len > max_psk_len)
@@ -146,7 +169,7 @@ tls_psk_client_cb(SSL *ssl, const char *hint, char *identity, unsigned int max_i
 static unsigned int
 tls_psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned int max_psk_len)
 {
-	const struct line_tls *t = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+	const struct line_tls *t = tls_of(ssl);
 
 	if (!t || !identity || strcmp(identity, t->identity) != 0 || t->psk_len > max_psk_len)
 		return 0; /* unknown identity: the handshake fails */
@@ -216,7 +239,14 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 		snprintf(err, errlen, "cannot create a TLS context: %s", tls_openssl_errors(oerr, sizeof(oerr)));
 		goto fail;
 	}
-	SSL_CTX_set_app_data(t->ctx, t);
+	if (tls_ex_index < 0)
+		tls_ex_index = SSL_CTX_get_ex_new_index(0, NULL, NULL, NULL, tls_ex_free);
+	if (tls_ex_index < 0 || !SSL_CTX_set_ex_data(t->ctx, tls_ex_index, t)) {
+		SSL_CTX_free(t->ctx);
+		t->ctx = NULL;
+		snprintf(err, errlen, "cannot create a TLS context: ex_data");
+		goto fail;
+	}
 	SSL_CTX_set_min_proto_version(t->ctx, versions[c->min_version]);
 	SSL_CTX_set_max_proto_version(t->ctx, versions[c->max_version]);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
@@ -255,8 +285,14 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 		SSL_CTX_set_default_passwd_cb(t->ctx, tls_password_cb);
 		SSL_CTX_set_default_passwd_cb_userdata(t->ctx, c->psk);
 		if (SSL_CTX_use_PrivateKey_file(t->ctx, c->my_key, SSL_FILETYPE_PEM) != 1) {
-			snprintf(err, errlen, "my_key: '%s': %s%s", c->my_key, tls_openssl_errors(oerr, sizeof(oerr)),
-			    c->psk ? " (wrong password in psk?)" : " (encrypted? its password goes in psk)");
+			tls_openssl_errors(oerr, sizeof(oerr));
+			if (strstr(oerr, "mismatch"))
+				snprintf(err, errlen, "my_key: '%s' does not match my_cert '%s'", c->my_key, c->my_cert);
+			else if (strstr(oerr, "decrypt") || strstr(oerr, "password") || strstr(oerr, "unsupported"))
+				snprintf(err, errlen, "my_key: '%s': %s%s", c->my_key, oerr,
+				    c->psk ? " (wrong password in psk?)" : " (encrypted? its password goes in psk)");
+			else
+				snprintf(err, errlen, "my_key: '%s': %s", c->my_key, oerr);
 			goto fail;
 		}
 		SSL_CTX_set_default_passwd_cb_userdata(t->ctx, NULL);
@@ -322,10 +358,10 @@ tls_free(struct line_tls *t)
 {
 	if (!t)
 		return;
-	SSL_CTX_free(t->ctx);
-	free(t->certs);
-	OPENSSL_cleanse(t->psk, sizeof(t->psk));
-	free(t);
+	if (t->ctx)
+		SSL_CTX_free(t->ctx); /* frees t with the last reference (tls_ex_free) */
+	else
+		tls_ex_free(NULL, t, NULL, 0, 0, NULL);
 }
 
 int
@@ -378,7 +414,7 @@ tls_ssl_new(const struct line_tls *t, const struct hostspec *host)
 	return ssl;
 }
 
-char *
+bool
 tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
@@ -389,15 +425,17 @@ tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 	buf[0] = '\0';
 	while ((e = bufferevent_get_openssl_error(bev)) != 0 && o < len) {
 		const char *r = ERR_reason_error_string(e);
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r ? r : "unknown error");
+		if (r && !strstr(buf, r)) /* libevent also queues codes without a reason */
+			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r);
 	}
 	if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK && o < len)
 		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ": " : "", X509_verify_cert_error_string(vr));
 	if (!buf[0]) {
 		int err = EVUTIL_SOCKET_ERROR();
 		snprintf(buf, len, "%s", err ? evutil_socket_error_to_string(err) : "connection closed during the handshake");
+		return false;
 	}
-	return buf;
+	return true;
 }
 
 bool

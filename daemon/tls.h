@@ -43,8 +43,9 @@ void tls_free(struct line_tls *t);
 int tls_check_config(const struct config *c, struct conf_errors *errs);
 /* A new SSL for one connection; client: SNI for names, host name/IP verification. */
 SSL *tls_ssl_new(const struct line_tls *t, const struct hostspec *host);
-/* Why did the handshake or connection on bev fail: OpenSSL's reasons, verify result. */
-char *tls_error_text(struct bufferevent *bev, char *buf, size_t len);
+/* Why did the handshake or connection on bev fail: OpenSSL's reasons and the verify
+ * result (true), or the socket error (false). */
+bool tls_error_text(struct bufferevent *bev, char *buf, size_t len);
 /* "TLSv1.3 TLS_AES_256_GCM_SHA384, peer CN=..., verified" */
 char *tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len);
 /* Did the partner's certificate verify? (false also when none was sent) */

@@ -1,0 +1,75 @@
+"""Test certificates, made with the openssl tool at test time (never committed): a CA, a
+second (untrusted) CA, server and client certificates, an expired one, an encrypted key."""
+import os
+import subprocess
+
+
+def run(*args, cwd):
+    r = subprocess.run(list(args), cwd=cwd, capture_output=True, text=True)
+    if r.returncode != 0:
+        raise RuntimeError("%s: %s" % (" ".join(args), r.stderr))
+    return r.stdout
+
+
+def ca(d, name):
+    run("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-days", "3650", "-keyout", name + ".key", "-out", name + ".pem", "-subj", "/CN=%s" % name, cwd=d)
+
+
+def cert(d, name, issuer, san="DNS:localhost,IP:127.0.0.1,IP:::1", days="825", client=False):
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=%s" % name, cwd=d)
+    ext = os.path.join(d, name + ".ext")
+    with open(ext, "w") as f:
+        f.write("subjectAltName=%s\nextendedKeyUsage=%s\n" % (san, "clientAuth" if client else "serverAuth"))
+    run("openssl", "x509", "-req", "-in", name + ".csr", "-CA", issuer + ".pem", "-CAkey", issuer + ".key",
+        "-CAcreateserial", "-days", days, "-out", name + ".pem", "-extfile", ext, cwd=d)
+
+
+def expired(d, name, issuer):
+    """A certificate valid from 2020 to 2021 (openssl ca can set both dates)."""
+    run("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=%s" % name, cwd=d)
+    os.makedirs(os.path.join(d, "ca-db"), exist_ok=True)
+    open(os.path.join(d, "ca-db", "index.txt"), "w").close()
+    with open(os.path.join(d, "ca-db", "serial"), "w") as f:
+        f.write("1000\n")
+    with open(os.path.join(d, "ca.cnf"), "w") as f:
+        f.write("""[ca]
+default_ca = test
+[test]
+dir = %s/ca-db
+database = $dir/index.txt
+serial = $dir/serial
+new_certs_dir = $dir
+default_md = sha256
+policy = any
+copy_extensions = none
+x509_extensions = ext
+[any]
+commonName = supplied
+[ext]
+subjectAltName = DNS:localhost,IP:127.0.0.1
+""" % d)
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-cert", issuer + ".pem", "-keyfile", issuer + ".key",
+        "-in", name + ".csr", "-out", name + ".pem", "-startdate", "20200101000000Z",
+        "-enddate", "20210101000000Z", "-notext", cwd=d)
+
+
+def encrypt_key(d, name, password):
+    run("openssl", "pkey", "-in", name + ".key", "-aes256", "-passout", "pass:" + password,
+        "-out", name + ".enc.key", cwd=d)
+
+
+def make(d):
+    """Everything the TLS tests use, in directory d."""
+    ca(d, "ca")
+    ca(d, "otherca")
+    cert(d, "server", "ca")
+    cert(d, "server2", "ca")
+    cert(d, "client", "ca", san="DNS:client", client=True)
+    cert(d, "rogue", "otherca")
+    cert(d, "wrongname", "ca", san="DNS:elsewhere.example")
+    expired(d, "old", "ca")
+    encrypt_key(d, "server", "s3cret")
+    return d
