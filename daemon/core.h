@@ -61,6 +61,7 @@ struct tag {
 	struct stag *acq;            /* acquiring station's entry; NULL: memory tag */
 	TAILQ_HEAD(, stag) servers;  /* serving stations' entries */
 	bool mark;                   /* reload bookkeeping */
+	bool memory;                 /* defined as a memory tag (no acquiring station) */
 	struct tag *hnext;           /* hash chain */
 };
 
@@ -129,6 +130,9 @@ struct path {
 	enum conn_state state;
 	struct event *timer;         /* connect timeout, or the wait before the next attempt */
 	struct evdns_getaddrinfo_request *dns;
+	struct dns_ctx *dns_ctx;     /* the pending DNS request's link back to us */
+	struct evutil_addrinfo *ai;  /* the current name's addresses, and the next to try */
+	struct evutil_addrinfo *ai_next;
 	struct bufferevent *bev;     /* connecting */
 	struct session *sess;        /* connected */
 	enum path_kind last_kind;
@@ -152,6 +156,7 @@ struct station {
 	struct ptimer *sim_timer;
 	struct ptimer_list timers;
 	bool polling;
+	bool inited;                 /* the protocol's station_init succeeded */
 };
 
 struct session {
@@ -164,6 +169,7 @@ struct session {
 	struct ptimer_list timers;
 	bool closing;
 	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
+	size_t in_left;              /* input left unread by the protocol (counted already) */
 	int64_t since_ms;
 	TAILQ_ENTRY(session) link;
 };
@@ -191,6 +197,7 @@ struct line {
 	struct counters cnt;
 	bool trace;
 	bool started;
+	bool inited;                 /* the protocol's line_init succeeded */
 	char last_error[192];
 	TAILQ_ENTRY(line) link;
 };

@@ -26,8 +26,27 @@
 
 struct komd komd; /* the process's shared state */
 
-void path_session_closed(struct path *p, const char *reason);
+void path_session_closed(struct path *p, const char *reason, int64_t lived_ms);
 static void path_attempt(struct path *p);
+
+static void path_connect(struct path *p, const struct sockaddr *sa, socklen_t salen);
+
+/* A session that lived less than this did not prove the peer healthy: keep backing off. */
+#define PATH_STABLE_MS 10000
+
+/* A DNS request's link to its path: the path may move on (or be freed by a reload) before
+ * evdns answers, so the answer goes through this and finds p == NULL then. */
+struct dns_ctx {
+	struct path *p;
+};
+
+static void
+path_free_ai(struct path *p)
+{
+	if (p->ai)
+		evutil_freeaddrinfo(p->ai);
+	p->ai = p->ai_next = NULL;
+}
 
 const char *
 conn_state_name(enum conn_state s)
@@ -66,10 +85,13 @@ static void
 path_abort_attempt(struct path *p)
 {
 	evtimer_del(p->timer);
-	if (p->dns) {
+	if (p->dns_ctx) {
 		struct evdns_getaddrinfo_request *r = p->dns;
+		p->dns_ctx->p = NULL; /* a late answer finds no path */
+		p->dns_ctx = NULL;
 		p->dns = NULL;
-		evdns_getaddrinfo_cancel(r);
+		if (r)
+			evdns_getaddrinfo_cancel(r);
 	}
 	if (p->bev) {
 		bufferevent_free(p->bev);
@@ -87,7 +109,16 @@ path_failed(struct path *p, const char *err)
 	path_abort_attempt(p);
 	hostspec_format(p->ep[p->cur].host, p->ep[p->cur].port, ep, sizeof(ep));
 	snprintf(p->last_error, sizeof(p->last_error), "%s (%s): %s", ep, kind_name(p->ep[p->cur].kind), err);
-	log_warnx("line %s: connect %s: %s", l->lc->name, ep, err);
+	log_warnx("line %s: connect %s: %s", l->lc->name, p->ai ? p->peer : ep, err);
+	/* the name's next address first */
+	if (p->ai_next) {
+		struct evutil_addrinfo *a = p->ai_next;
+		p->ai_next = a->ai_next;
+		path_timer_start(p, l->lc->connect_timeout_ms);
+		path_connect(p, a->ai_addr, a->ai_addrlen);
+		return;
+	}
+	path_free_ai(p);
 	if (++p->cur < p->nep) {
 		path_attempt(p);
 		return;
@@ -154,6 +185,7 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	p->bev = NULL;
+	path_free_ai(p);
 	fd = bufferevent_getfd(bev);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
@@ -167,7 +199,6 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 			    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
 	}
 	p->state = CS_CONNECTED;
-	p->backoff_ms = l->lc->reconnect_delay_ms;
 	l->cnt.connects++;
 	/* a failover: a change between primary and backup, or the backup from the start */
 	if (l->npaths == 1 && (p->ever_connected ? p->last_kind != p->ep[p->cur].kind :
@@ -224,11 +255,17 @@ path_connect(struct path *p, const struct sockaddr *sa, socklen_t salen)
 static void
 path_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 {
-	struct path *p = arg;
+	struct dns_ctx *ctx = arg;
+	struct path *p = ctx->p;
 
-	if (result == EVUTIL_EAI_CANCEL)
-		return; /* path_abort_attempt cancelled us */
+	free(ctx);
+	if (!p || result == EVUTIL_EAI_CANCEL) {
+		if (res)
+			evutil_freeaddrinfo(res);
+		return; /* path_abort_attempt gave up on this request */
+	}
 	p->dns = NULL;
+	p->dns_ctx = NULL;
 	if (result != 0 || !res) {
 		char err[160];
 		snprintf(err, sizeof(err), "cannot resolve: %s", evutil_gai_strerror(result));
@@ -237,8 +274,10 @@ path_dns_cb(int result, struct evutil_addrinfo *res, void *arg)
 		path_failed(p, err);
 		return;
 	}
+	/* every address of the name is tried before the next host (path_failed) */
+	p->ai = res;
+	p->ai_next = res->ai_next;
 	path_connect(p, res->ai_addr, res->ai_addrlen);
-	evutil_freeaddrinfo(res);
 }
 
 static void
@@ -260,8 +299,16 @@ path_attempt(struct path *p)
 		snprintf(port, sizeof(port), "%d", ep->port);
 		p->state = CS_RESOLVING;
 		snprintf(p->peer, sizeof(p->peer), "%s:%d", ep->host->name, ep->port);
-		r = evdns_getaddrinfo(komd.dns, ep->host->name, port, &hints, path_dns_cb, p);
-		if (r && p->state == CS_RESOLVING && !p->bev)
+		struct dns_ctx *ctx = calloc(1, sizeof(*ctx));
+		if (!ctx) {
+			path_failed(p, "out of memory");
+			return;
+		}
+		ctx->p = p;
+		p->dns_ctx = ctx;
+		r = evdns_getaddrinfo(komd.dns, ep->host->name, port, &hints, path_dns_cb, ctx);
+		/* answered at once (the callback ran and freed ctx): r is NULL */
+		if (r && p->dns_ctx == ctx)
 			p->dns = r;
 		return;
 	}
@@ -308,19 +355,26 @@ path_timer_cb(evutil_socket_t fd, short ev, void *arg)
 }
 
 void
-path_session_closed(struct path *p, const char *reason)
+path_session_closed(struct path *p, const char *reason, int64_t lived_ms)
 {
 	struct line *l = p->line;
+	int delay;
 
 	p->sess = NULL;
 	snprintf(p->last_error, sizeof(p->last_error), "%s: %s", p->peer, reason);
 	if (!l->started)
 		return;
-	/* start again from the first host after reconnect_delay */
+	/* start again from the first host: soon after a session that lasted, with growing
+	 * delays after sessions that a peer accepted and dropped at once */
+	if (lived_ms >= PATH_STABLE_MS)
+		p->backoff_ms = l->lc->reconnect_delay_ms;
+	delay = p->backoff_ms;
+	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
 	p->cur = 0;
 	p->state = CS_WAITING;
-	p->backoff_ms = l->lc->reconnect_delay_ms;
-	path_timer_start(p, l->lc->reconnect_delay_ms);
+	if (delay > l->lc->reconnect_delay_ms)
+		log_info("line %s: next attempt in %.1f s", l->lc->name, delay / 1000.0);
+	path_timer_start(p, delay);
 	notify_status();
 }
 
@@ -553,6 +607,7 @@ line_create(struct line_conf *lc, struct confref *cref)
 	}
 	if (l->ops->line_init && l->ops->line_init(l) != 0)
 		goto fail;
+	l->inited = true;
 	if (lc->nstations && (l->stations = calloc((size_t)lc->nstations, sizeof(*l->stations))) == NULL)
 		fatal("line_create");
 	l->simulated = !l->server && lc->nstations > 0;
@@ -612,6 +667,7 @@ line_stop(struct line *l)
 	l->started = false;
 	for (int i = 0; i < l->npaths; i++) {
 		path_abort_attempt(&l->paths[i]);
+		path_free_ai(&l->paths[i]);
 		l->paths[i].state = CS_STOPPED;
 	}
 	evtimer_del(l->accept_pause);
@@ -628,7 +684,7 @@ line_free(struct line *l)
 	for (int i = 0; i < l->nstations; i++)
 		station_teardown(&l->stations[i]);
 	free(l->stations);
-	if (l->ops->line_free)
+	if (l->inited && l->ops->line_free)
 		l->ops->line_free(l);
 	for (int i = 0; i < 2; i++)
 		if (l->paths[i].timer)
@@ -736,6 +792,7 @@ const char *line_name(const struct line *l) { return l->lc->name; }
 int line_nstations(const struct line *l) { return l->nstations; }
 struct station *line_station(const struct line *l, int i) { return &l->stations[i]; }
 struct session *line_active_session(const struct line *l) { return l->active; }
+bool line_running(const struct line *l) { return l->started; }
 
 void
 line_foreach_session(struct line *l, session_fn fn, void *arg)
@@ -752,8 +809,8 @@ line_set_active_session(struct line *l, struct session *s)
 {
 	struct session *old = l->active;
 
-	if (s == old || (s && s->closing))
-		return;
+	if (s == old || (s && (s->closing || !l->started)))
+		return; /* a line being stopped does not fail over to a session about to close */
 	l->active = s;
 	if (s && old && old->kind != s->kind)
 		l->cnt.failovers++;

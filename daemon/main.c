@@ -87,13 +87,18 @@ tag_define(const struct tag_conf *tc, bool memory)
 		tag_destroy(t);
 		t = NULL;
 	}
-	if (!t) {
+	if (!t)
 		t = tag_create(tc->name, tc->type);
-		if (memory && tc->has_initial)
-			tag_set(t, &tc->initial, 0, time_now_ms());
-		else if (memory)
-			tag_set_quality(t, 0); /* a memory tag without an initial value: zero, good */
-	}
+	else if (t->memory == memory)
+		goto keep; /* same role: the value stays */
+	if (memory && tc->has_initial)
+		tag_set(t, &tc->initial, 0, time_now_ms());
+	else if (memory)
+		tag_set_quality(t, 0); /* a memory tag without an initial value: zero, good */
+	else
+		tag_set_quality(t, t->quality | Q_INVALID); /* now acquired: nothing known until the device says */
+	t->memory = memory;
+keep:
 	t->mark = true;
 }
 

@@ -16,9 +16,15 @@
 #include "core.h"
 #include "tls.h"
 
+/* A peer that does not read is dropped rather than allowed to grow our memory. */
+#define SESSION_MAX_OUTPUT (4u * 1024 * 1024)
+#define SESSION_WRITE_TIMEOUT_S 30
+
+static const struct timeval session_write_tv = { SESSION_WRITE_TIMEOUT_S, 0 };
+
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
-void path_session_closed(struct path *p, const char *reason); /* line.c */
+void path_session_closed(struct path *p, const char *reason, int64_t lived_ms); /* line.c */
 
 /* ---- timers ---- */
 
@@ -107,6 +113,7 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 		bufferevent_set_timeouts(bev, &tv, &tv);
 		return s;
 	}
+	bufferevent_set_timeouts(bev, NULL, &session_write_tv);
 	if (l->ops->on_connect)
 		l->ops->on_connect(s);
 	return s;
@@ -151,7 +158,7 @@ session_close(struct session *s, const char *reason)
 	if (l->active == s)
 		line_set_active_session(l, NULL);
 	if (s->path)
-		path_session_closed(s->path, reason);
+		path_session_closed(s->path, reason, time_now_ms() - s->since_ms);
 	/* freed after the callback that closed it returns */
 	if (event_base_once(komd.base, -1, EV_TIMEOUT, session_free_cb, s, NULL) != 0)
 		fatalx("event_base_once");
@@ -171,15 +178,18 @@ session_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	size_t before = evbuffer_get_length(in);
+	size_t len = evbuffer_get_length(in);
 
-	s->line->cnt.bytes_in += before;
+	/* count only what arrived since the last call: a partial frame stays in the buffer */
+	s->line->cnt.bytes_in += len - s->in_left;
 	if (!s->line->ops->on_read) {
-		evbuffer_drain(in, before);
+		evbuffer_drain(in, len);
+		s->in_left = 0;
 		return;
 	}
 	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");
+	s->in_left = s->closing ? 0 : evbuffer_get_length(in);
 }
 
 /* TLS server side: the handshake is done; now the protocol may speak. */
@@ -191,7 +201,7 @@ session_tls_ready(struct session *s)
 	char desc[512];
 
 	s->handshaking = false;
-	bufferevent_set_timeouts(s->bev, NULL, NULL);
+	bufferevent_set_timeouts(s->bev, NULL, &session_write_tv);
 	tls_describe(ssl, l->tls, desc, sizeof(desc));
 	log_info("line %s: %s: TLS established: %s", l->lc->name, s->peer, desc);
 	if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl) && l->lc->tls.partner_certs)
@@ -239,7 +249,7 @@ session_event_cb(struct bufferevent *bev, short what, void *arg)
 	else if (what & BEV_EVENT_ERROR)
 		snprintf(why, sizeof(why), "%s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 	else if (what & BEV_EVENT_TIMEOUT)
-		snprintf(why, sizeof(why), "timeout");
+		snprintf(why, sizeof(why), "peer not reading: nothing written for %d s", SESSION_WRITE_TIMEOUT_S);
 	else
 		return;
 	session_close(s, why);
@@ -250,6 +260,10 @@ session_write(struct session *s, const void *data, size_t len)
 {
 	if (s->closing)
 		return;
+	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SESSION_MAX_OUTPUT) {
+		session_close(s, "peer not reading: over 4 MiB queued");
+		return;
+	}
 	s->line->cnt.bytes_out += len;
 	if (bufferevent_write(s->bev, data, len) != 0)
 		session_close(s, "write failed: out of memory");

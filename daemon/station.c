@@ -44,16 +44,19 @@ station_setup(struct station *st, struct line *l, const struct station_conf *sc)
 	}
 	if (ops->station_init && ops->station_init(st) != 0) {
 		log_warnx("line %s: station %s: cannot be set up", l->lc->name, sc->name);
+		station_teardown(st); /* unbind its tags: nothing may point into it */
 		return -1;
 	}
+	st->inited = true;
 	return 0;
 }
 
 void
 station_teardown(struct station *st)
 {
-	if (st->line->ops->station_free)
+	if (st->inited && st->line->ops->station_free)
 		st->line->ops->station_free(st);
+	st->inited = false;
 	ptimer_free_list(&st->timers);
 	for (int i = 0; i < st->ntags; i++) {
 		tags_unbind(&st->tags[i]);
@@ -61,6 +64,9 @@ station_teardown(struct station *st)
 	}
 	free(st->tags);
 	free(st->priv);
+	st->tags = NULL;
+	st->priv = NULL;
+	st->ntags = 0;
 }
 
 static void

@@ -287,6 +287,7 @@ write_req_detach(struct write_req *r)
 }
 
 const struct value *write_req_value(const struct write_req *r) { return &r->v; }
+bool write_req_answered(const struct write_req *r) { return r->cb == NULL; }
 
 void
 write_done(struct write_req *r, int status, const char *msg)

@@ -2,8 +2,11 @@
  * Server: sends every served tag on connect and on each change, answers SET by routing the
  * write to the tag's acquirer and PING with PONG. Client: applies VAL frames to the tags
  * of its stations (by address), polls each station with PING (period/delay), and sends
- * writes as SET, completing them on ACK/NAK. The line key `redundancy` selects the
- * policy of tcp-redundant lines, so that tests can exercise all three. */
+ * writes as SET, completing them on ACK/NAK. A PING unanswered within the station's
+ * response_timeout puts the station into communication error. The line key `redundancy`
+ * selects the policy of tcp-redundant lines, so that tests can exercise all three; with
+ * dual, the values of both sessions are applied (two feeds of the same tags) while polls
+ * and writes go to the active one. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -37,6 +40,15 @@ struct kt_session {
 	struct kt_pending *pending;
 	uint32_t next_id;
 };
+
+/* Client station: the poll in flight. */
+struct kt_station {
+	struct ptimer *resp;       /* response_timeout of the outstanding PING */
+	struct session *waiting_on; /* where the PING went; NULL: none outstanding */
+};
+
+/* The longest value text a frame carries (VAL adds address, quality and time). */
+#define KT_MAX_VALUE 160
 
 static enum redund_policy
 kt_line_redundancy(const struct line_conf *lc)
@@ -98,6 +110,13 @@ kt_send_val(struct session *s, struct stag *t)
 	m.quality = stag_quality(t);
 	m.src_ms = stag_time_source(t);
 	kt_value_text(stag_value(t), m.text, sizeof(m.text));
+	if (strlen(m.text) > KT_MAX_VALUE) {
+		/* does not fit a frame: send what fits, flagged invalid and overflowed */
+		m.text[KT_MAX_VALUE] = '\0';
+		m.quality |= Q_INVALID | Q_OVERFLOW;
+		log_warnx("line %s: %s: tag %s: value longer than %d characters, sent truncated and invalid",
+		    line_name(session_line(s)), session_peer(s), stag_name(t), KT_MAX_VALUE);
+	}
 	kt_send(s, &m);
 }
 
@@ -190,6 +209,10 @@ kt_server_frame(struct session *s, const struct komtext_msg *m)
 			kt_nak(s, m->id, "unknown address");
 			return 0;
 		}
+		if (strlen(m->text) > KT_MAX_VALUE) {
+			kt_nak(s, m->id, "value too long for komtext");
+			return 0;
+		}
 		if (value_parse(stag_type(t), m->text, &v, err, sizeof(err)) != 0) {
 			kt_nak(s, m->id, err);
 			return 0;
@@ -274,6 +297,11 @@ kt_client_frame(struct session *s, const struct komtext_msg *m)
 	case KT_PONG:
 		if (m->id < (uint32_t)line_nstations(l)) {
 			struct station *st = line_station(l, (int)m->id);
+			struct kt_station *ks_st = station_priv(st);
+			if (ks_st->waiting_on != s)
+				return 0; /* late, or for a poll on another session: already handled */
+			ks_st->waiting_on = NULL;
+			ptimer_stop(ks_st->resp);
 			station_set_comm(st, true, NULL);
 			station_poll_done(st);
 		}
@@ -298,17 +326,43 @@ kt_client_frame(struct session *s, const struct komtext_msg *m)
 }
 
 static void
+kt_resp_timeout(void *arg)
+{
+	struct station *st = arg;
+	struct kt_station *ks_st = station_priv(st);
+	char why[80];
+
+	ks_st->waiting_on = NULL;
+	snprintf(why, sizeof(why), "no answer to a poll within %.1f s", station_conf(st)->response_timeout_ms / 1000.0);
+	station_set_comm(st, false, why);
+	station_poll_done(st); /* delay mode: the next poll */
+}
+
+static int
+kt_station_init(struct station *st)
+{
+	struct kt_station *ks_st = station_priv(st);
+
+	if ((ks_st->resp = station_timer(st, kt_resp_timeout, st)) == NULL)
+		return -1;
+	return 0;
+}
+
+static void
 kt_client_poll(struct station *st)
 {
 	struct line *l = station_line(st);
 	struct session *s = line_active_session(l);
+	struct kt_station *ks_st = station_priv(st);
 	struct komtext_msg m = { .kind = KT_PING };
 
-	if (!s)
-		return;
+	if (!s || ks_st->waiting_on)
+		return; /* a poll is still outstanding (period mode): its timeout decides */
 	for (int i = 0; i < line_nstations(l); i++)
 		if (line_station(l, i) == st)
 			m.id = (uint32_t)i;
+	ks_st->waiting_on = s;
+	ptimer_start(ks_st->resp, station_conf(st)->response_timeout_ms);
 	kt_send(s, &m);
 }
 
@@ -330,6 +384,16 @@ kt_client_write(struct stag *t, struct write_req *req)
 		return;
 	}
 	ks = session_priv(s);
+	/* writes the core has timed out already: give up on them now, they never return */
+	for (struct kt_pending **pp = &ks->pending; *pp;) {
+		struct kt_pending *old = *pp;
+		if (write_req_answered(old->req)) {
+			*pp = old->next;
+			write_done(old->req, -1, "no answer");
+			free(old);
+		} else
+			pp = &old->next;
+	}
 	p->id = m.id = ks->next_id++;
 	p->req = req;
 	p->ks = ks;
@@ -381,11 +445,11 @@ kt_read(struct session *s, struct evbuffer *in, bool server)
 static int kt_server_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, true); }
 static int kt_client_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, false); }
 
+/* Writes in flight on a closing session: a client fails them, a server detaches them. */
 static void
-kt_close(struct session *s)
+kt_close_pending(struct session *s)
 {
 	struct kt_session *ks = session_priv(s);
-	struct line *l = session_line(s);
 	struct kt_pending *p;
 
 	while ((p = ks->pending) != NULL) {
@@ -396,8 +460,32 @@ kt_close(struct session *s)
 			write_done(p->req, -1, "connection lost");
 		free(p);
 	}
-	/* client, parallel or dual: the other session takes over at once */
-	if (line_active_session(l) == s) {
+}
+
+static void
+kt_server_close(struct session *s)
+{
+	kt_close_pending(s);
+}
+
+static void
+kt_client_close(struct session *s)
+{
+	struct line *l = session_line(s);
+
+	kt_close_pending(s);
+	/* polls outstanding on this session will never be answered: poll again */
+	for (int i = 0; i < line_nstations(l); i++) {
+		struct station *st = line_station(l, i);
+		struct kt_station *ks_st = station_priv(st);
+		if (ks_st->waiting_on == s) {
+			ks_st->waiting_on = NULL;
+			ptimer_stop(ks_st->resp);
+			station_poll_done(st);
+		}
+	}
+	/* parallel or dual: the other session takes over at once */
+	if (line_active_session(l) == s && line_running(l)) {
 		struct session *other = NULL;
 		line_foreach_session(l, kt_other_cb, &other);
 		if (other == s)
@@ -416,9 +504,11 @@ const struct proto_ops komtext_client_ops = {
 	.line_conf_size = sizeof(struct kt_line_conf),
 	.check_tag = kt_check_tag,
 	.session_size = sizeof(struct kt_session),
+	.station_size = sizeof(struct kt_station),
+	.station_init = kt_station_init,
 	.on_connect = kt_client_connect,
 	.on_read = kt_client_read,
-	.on_close = kt_close,
+	.on_close = kt_client_close,
 	.on_poll = kt_client_poll,
 	.on_tag_write = kt_client_write,
 };
@@ -433,6 +523,6 @@ const struct proto_ops komtext_server_ops = {
 	.session_size = sizeof(struct kt_session),
 	.on_connect = kt_server_connect,
 	.on_read = kt_server_read,
-	.on_close = kt_close,
+	.on_close = kt_server_close,
 	.on_tag_change = kt_server_tag_change,
 };

@@ -149,5 +149,10 @@ void write_req_detach(struct write_req *r);
 const struct value *write_req_value(const struct write_req *r);
 /* The acquiring protocol's answer: status 0 ok, -1 failed with msg. */
 void write_done(struct write_req *r, int status, const char *msg);
+/* Was the requester answered already (the core's write timeout)? The acquirer may then
+ * give up on it: write_done is still required, and frees it. */
+bool write_req_answered(const struct write_req *r);
+/* Is the line running (false while it is being stopped)? */
+bool line_running(const struct line *l);
 
 #endif
