@@ -1293,7 +1293,8 @@ conf_dropins(struct conf_ctx *x, const char *dir)
 		names[n++] = conf_strdup(de->d_name);
 	}
 	closedir(d);
-	qsort(names, (size_t)n, sizeof(char *), conf_cmp_str);
+	if (n > 1) /* qsort(NULL, 0) is undefined */
+		qsort(names, (size_t)n, sizeof(char *), conf_cmp_str);
 	for (int i = 0; i < n; i++) {
 		char *path;
 		config_t *cf;

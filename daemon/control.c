@@ -285,7 +285,8 @@ ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob)
 	struct tag_list tl = { .glob = glob };
 
 	tag_foreach(tag_collect, &tl);
-	qsort(tl.v, tl.n, sizeof(*tl.v), tag_cmp);
+	if (tl.n > 1)
+		qsort(tl.v, tl.n, sizeof(*tl.v), tag_cmp);
 	if (c->json)
 		evbuffer_add_printf(b, "{\"tags\":[");
 	for (size_t i = 0; i < tl.n; i++) {
