@@ -264,6 +264,26 @@ def test_config_check_loads_certificates():
         shutil.rmtree(k.dir)
 
 
+def test_protocol_version_and_expiry_warning():
+    port = free_port()
+    srv = s_server(port, "-cert", p("server.pem"), "-key", p("server.key"), "-tls1_2")
+    with Komd(client_line(port, 'partner_certs = "%s"; min_version = "1.3";' % p("ca.pem"))).start() as k:
+        k.wait_log(r"line cli: connect 127\.0\.0\.1:%d: TLS handshake failed: .*(protocol version|unsupported protocol)"
+                   % port)
+    srv.stop()
+    srv = s_server(port, "-cert", p("server.pem"), "-key", p("server.key"), "-tls1_2")
+    with Komd(client_line(port, 'partner_certs = "%s"; max_version = "1.2";' % p("ca.pem"))).start() as k:
+        expect_data(k, srv, 15)
+        k.wait_log(r"TLS established: TLSv1\.2 ")
+    srv.stop()
+    # a certificate that expires in 10 days: a warning at start-up, and marked by komctl certs
+    sport = free_port()
+    tls = 'my_cert = "%s"; my_key = "%s";' % (p("soon.pem"), p("soon.key"))
+    with Komd(MEM + "lines = (%s);" % server_line(sport, tls)).start() as k:
+        k.wait_log(r"line srv: tls: my_cert certificate /CN=soon \(.*soon\.pem\) expires in (9|10) days")
+        check("WARNING: within 30 days" in k.ctl("certs")[1], "komctl certs marks it")
+
+
 def test_komctl_certs_and_reload_renewed():
     port = free_port()
     d = tempfile.mkdtemp(prefix="komd-renew-")
@@ -323,7 +343,8 @@ if __name__ == "__main__":
         main([test_client_one_way_and_mutual, test_client_rejects_untrusted_expired_wrong_name, test_dc_accepts_untrusted,
               test_cycles_past_a_failed_handshake, test_sni, test_psk_both_ways,
               test_certificates_take_precedence_over_psk, test_server_side_and_encrypted_key,
-              test_config_check_loads_certificates, test_komctl_certs_and_reload_renewed,
+              test_config_check_loads_certificates, test_protocol_version_and_expiry_warning,
+              test_komctl_certs_and_reload_renewed,
               test_komd_to_komd_redundant_failover])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)

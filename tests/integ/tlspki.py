@@ -71,5 +71,6 @@ def make(d):
     cert(d, "rogue", "otherca")
     cert(d, "wrongname", "ca", san="DNS:elsewhere.example")
     expired(d, "old", "ca")
+    cert(d, "soon", "ca", days="10")
     encrypt_key(d, "server", "s3cret")
     return d
