@@ -79,6 +79,16 @@ ptimer_start(struct ptimer *t, int ms)
 }
 
 void ptimer_stop(struct ptimer *t) { if (t) evtimer_del(t->ev); }
+
+void
+ptimer_free(struct ptimer *t)
+{
+	if (!t)
+		return;
+	LIST_REMOVE(t, link);
+	event_free(t->ev);
+	free(t);
+}
 bool ptimer_pending(const struct ptimer *t) { return t && evtimer_pending(t->ev, NULL); }
 
 /* ---- sessions ---- */

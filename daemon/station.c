@@ -226,12 +226,22 @@ struct stag *station_stag(const struct station *st, int i) { return &st->tags[i]
 void station_count_error(struct station *st) { st->errors++; }
 
 void
+station_note_error(struct station *st, const char *why)
+{
+	st->errors++;
+	if (strcmp(st->last_error, why) != 0)
+		log_warnx("line %s: station %s: %s", st->line->lc->name, st->sc->name, why);
+	snprintf(st->last_error, sizeof(st->last_error), "%s", why);
+}
+
+void
 station_set_comm(struct station *st, bool ok, const char *why)
 {
 	if (ok) {
-		if (st->state != ST_OK)
+		enum station_state good = st->line->server ? ST_SERVING : ST_OK;
+		if (st->state != good)
 			log_info("line %s: station %s: communication ok", st->line->lc->name, st->sc->name);
-		st->state = ST_OK;
+		st->state = good;
 		st->last_error[0] = '\0';
 		return;
 	}

@@ -95,6 +95,8 @@ typedef void (*ptimer_cb)(void *arg);
 struct ptimer *session_timer(struct session *s, ptimer_cb cb, void *arg);
 struct ptimer *station_timer(struct station *st, ptimer_cb cb, void *arg);
 void ptimer_start(struct ptimer *t, int ms);
+/* Free a timer before its session or station goes (for short-lived work, e.g. one request). */
+void ptimer_free(struct ptimer *t);
 void ptimer_stop(struct ptimer *t);
 bool ptimer_pending(const struct ptimer *t);
 
@@ -124,6 +126,9 @@ void station_set_comm(struct station *st, bool ok, const char *why);
 /* Polling in delay mode: the request has ended; schedule the next poll. */
 void station_poll_done(struct station *st);
 void station_count_error(struct station *st);
+/* An error that concerns only some of the station's tags (the protocol invalidates them):
+ * logged, counted and shown as the station's last error; its state does not change. */
+void station_note_error(struct station *st, const char *why);
 
 /* --- tags, as a station sees them --- */
 const struct tag_conf *stag_conf(const struct stag *t);

@@ -5,10 +5,13 @@
 #include "proto.h"
 
 extern const struct proto_ops komtext_client_ops, komtext_server_ops;
+extern const struct proto_ops modbus_client_ops, modbus_server_ops;
 
 const struct proto_ops *const proto_table[] = {
 	&komtext_client_ops,
 	&komtext_server_ops,
+	&modbus_client_ops,
+	&modbus_server_ops,
 	NULL,
 };
 
