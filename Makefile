@@ -24,13 +24,18 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) -lm
 
 # Debian packages the build and the tests need (the deps step installs what is missing).
+# Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark.
 DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
-	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev
+	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
+	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
+# Test peers and load generators linked against libraries we did not write (libmodbus).
+PEER_SRCS := $(wildcard tests/peers/*.c)
+PEER_BINS := $(PEER_SRCS:tests/peers/%.c=$(BUILD)/peers/%)
 
 .PHONY: all deps run check test unit integ asan fuzz bench install clean
 
@@ -46,6 +51,7 @@ $(BUILD)/.deps:
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing missing Debian packages:$$missing"; \
 		SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		echo "wireshark-common wireshark-common/install-setuid boolean false" | $$SUDO debconf-set-selections; \
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing || exit 1; \
 	fi
@@ -75,8 +81,13 @@ run: all
 check: test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
+$(BUILD)/peers/%: tests/peers/%.c $(BUILD)/.deps
+	@mkdir -p $(dir $@)
+	cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $$(pkg-config --cflags libmodbus) -o $@ $< \
+		$$(pkg-config --libs libmodbus)
+
 # The unit and integration tests alone (no fuzzing).
-test: all $(UNIT_BINS)
+test: all $(UNIT_BINS) $(PEER_BINS)
 	@tests/run-tests $(BUILD)
 
 unit: all $(UNIT_BINS)
@@ -86,12 +97,12 @@ integ: all
 	@tests/run-tests --integ $(BUILD)
 
 # Benchmarks: komd and a peer side by side in one run (tests/bench/).
-bench: all
+bench: all $(PEER_BINS)
 	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/core_bench.py
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60
-CHECK_FUZZ_SECONDS ?= 20
+CHECK_FUZZ_SECONDS ?= 60
 FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 CODEC_SRCS := $(wildcard protocols/*_codec.c)
