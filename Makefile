@@ -99,6 +99,8 @@ integ: all
 # Benchmarks: komd and a peer side by side in one run (tests/bench/).
 bench: all $(PEER_BINS)
 	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/core_bench.py
+	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/tls_bench.py
+	@if [ -e tests/bench/modbus_bench.py ]; then KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/modbus_bench.py; fi
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60

@@ -185,6 +185,7 @@ struct mb_cstation {
 	int norder;
 	int queued;               /* this poll's requests not yet answered */
 	bool failed;              /* this poll lost the unit */
+	bool lost;                /* the unit is not answering: polls send one probe, no retries */
 };
 
 struct mb_cline {
@@ -512,6 +513,7 @@ mb_station_lost(struct station *st, const char *why)
 	struct mb_cstation *cs = station_priv(st);
 
 	cs->failed = true;
+	cs->lost = true;
 	station_set_comm(st, false, why);
 	for (struct mb_txn **pp = &cl->queue; *pp;) {
 		struct mb_txn *t = *pp;
@@ -564,7 +566,7 @@ mb_txn_timeout(void *arg)
 	char why[160];
 
 	mb_unlink_inflight(t);
-	if (t->tries <= c->retries) {
+	if (t->tries <= c->retries && !cs->lost) {
 		/* again, with a new transaction id: a late answer to the old one is then stray */
 		mb_enqueue(l, t, true);
 		mb_pump(l);
@@ -700,8 +702,6 @@ mb_client_read(struct session *s, struct evbuffer *in)
 		if (r != 0) {
 			char why[240];
 			snprintf(why, sizeof(why), "unit %u: malformed response: %s", cs->unit, err);
-			session_count_frame(s, false);
-			station_count_error(t->st);
 			mb_txn_fail(t, why, false);
 		} else if (rs.exception) {
 			char why[240];
@@ -714,6 +714,7 @@ mb_client_read(struct session *s, struct evbuffer *in)
 				lost = false;
 			mb_txn_fail(t, why, lost);
 		} else if (t->plan >= 0) {
+			cs->lost = false;
 			mb_apply_read(t, &rs);
 			mb_poll_step(t->st);
 			mb_txn_free(t);
@@ -744,7 +745,9 @@ mb_client_poll(struct station *st)
 		station_poll_done(st);
 		return;
 	}
-	for (int i = 0; i < cs->nplan; i++) {
+	/* a unit that stopped answering gets one probe a poll, so that it cannot stall the
+	 * other units of the line for its whole poll; once it answers, it is polled in full */
+	for (int i = 0; i < (cs->lost ? 1 : cs->nplan); i++) {
 		struct mb_txn *t = mb_txn_new(st, i);
 		if (!t)
 			break;
