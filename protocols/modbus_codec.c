@@ -610,7 +610,7 @@ parse_dec(const char **p)
 int
 mb_parse_addr(const char *s, bool one_based, struct mb_addr *a, char *err, size_t errlen)
 {
-	const char *p = s;
+	const char *p = s, *digits;
 	long n, lo = one_based ? 1 : 0, hi = one_based ? 65536 : 65535;
 	bool typed = false;
 
@@ -656,23 +656,25 @@ mb_parse_addr(const char *s, bool one_based, struct mb_addr *a, char *err, size_
 	}
 	a->fn = (uint8_t)(*p - '0');
 	p += 2;
+	digits = p;
 	if ((n = parse_dec(&p)) < 0) {
 		seterr(err, errlen, "missing address");
 		return -1;
 	}
 	if (n < lo || n > hi) {
-		seterr(err, errlen, "address %ld out of range %ld..%ld", n, lo, hi);
+		/* quote the digits as written: a long run was capped while parsing */
+		seterr(err, errlen, "address %.*s out of range %ld..%ld", (int)(p - digits > 20 ? 20 : p - digits), digits, lo, hi);
 		return -1;
 	}
 	a->addr = (uint16_t)(n - lo);
 	if (*p == '.') {
-		p++;
+		digits = ++p;
 		if ((n = parse_dec(&p)) < 0) {
 			seterr(err, errlen, "missing bit");
 			return -1;
 		}
 		if (n > 15) {
-			seterr(err, errlen, "bit %ld out of range 0..15", n);
+			seterr(err, errlen, "bit %.*s out of range 0..15", (int)(p - digits > 20 ? 20 : p - digits), digits);
 			return -1;
 		}
 		a->bit = (int)n;
