@@ -41,9 +41,10 @@ PEER_BINS := $(PEER_SRCS:tests/peers/%.c=$(BUILD)/peers/%)
 
 all: deps $(BUILD)/komd $(BUILD)/komctl
 
-# Install missing Debian packages once per machine (stamp in the build dir).
+# Install missing Debian packages (stamp in the build dir; checked again when the
+# Makefile, and so perhaps the list, changes).
 deps: $(BUILD)/.deps
-$(BUILD)/.deps:
+$(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
 	@missing=""; for p in $(DEB_PKGS); do \
 		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
@@ -57,7 +58,7 @@ $(BUILD)/.deps:
 	fi
 	@touch $@
 
-$(BUILD)/%.o: %.c $(BUILD)/.deps
+$(BUILD)/%.o: %.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
@@ -81,7 +82,7 @@ run: all
 check: test
 	@$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=$(CHECK_FUZZ_SECONDS)
 
-$(BUILD)/peers/%: tests/peers/%.c $(BUILD)/.deps
+$(BUILD)/peers/%: tests/peers/%.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
 	cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $$(pkg-config --cflags libmodbus) -o $@ $< \
 		$$(pkg-config --libs libmodbus)
@@ -110,7 +111,7 @@ FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
 CODEC_SRCS := $(wildcard protocols/*_codec.c)
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocols -Idaemon
 
-build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) $(BUILD)/.deps
+build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS)
 
