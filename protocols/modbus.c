@@ -1228,6 +1228,28 @@ mb_reply_flush(struct session *s)
 	}
 }
 
+/* Is a request PDU cut short (fewer bytes than its function code's fixed part, or than
+ * its own byte count says)? Such a frame is malformed, not a request with a bad value. */
+static bool
+mb_truncated(const uint8_t *pdu, size_t plen)
+{
+	if (plen < 1)
+		return true;
+	switch (pdu[0]) {
+	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE: case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT:
+	case MB_FC_WRITE_COIL: case MB_FC_WRITE_REGISTER:
+		return plen < 5;
+	case MB_FC_WRITE_COILS: case MB_FC_WRITE_REGISTERS:
+		return plen < 6 || plen < 6 + (size_t)pdu[5];
+	case MB_FC_MASK_WRITE:
+		return plen < 7;
+	case MB_FC_READ_WRITE:
+		return plen < 10 || plen < 10 + (size_t)pdu[9];
+	default:
+		return false; /* unknown functions get "illegal function" */
+	}
+}
+
 /* One request: decode, route its writes, queue its answer. */
 static void
 mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu, size_t plen)
@@ -1341,6 +1363,11 @@ mb_server_read(struct session *s, struct evbuffer *in)
 		}
 		session_count_frame(s, false);
 		mb_trace_adu(s, false, buf, alen);
+		if (mb_truncated(buf + MB_MBAP_LEN, alen - MB_MBAP_LEN)) {
+			session_protocol_error(s, "truncated frame: function %u in %zu bytes", alen > MB_MBAP_LEN ?
+			    buf[MB_MBAP_LEN] : 0, alen - MB_MBAP_LEN);
+			return -1;
+		}
 		mb_server_request(s, &h, buf + MB_MBAP_LEN, alen - MB_MBAP_LEN);
 		if (evbuffer_drain(in, alen) != 0)
 			return -1;
