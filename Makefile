@@ -114,7 +114,7 @@ FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined 
 
 build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
-	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS)
+	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS) -lm
 
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \

@@ -512,6 +512,10 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 			seterr(err, errlen, "%s: response without byte count", name);
 			return -1;
 		}
+		if (want == 0) {
+			seterr(err, errlen, "%s: a quantity of 0 has no valid response", name);
+			return -1;
+		}
 		if (pdu[1] != want) {
 			seterr(err, errlen, "%s: byte count %u for a quantity of %u (expected %zu)", name,
 			    pdu[1], s->count, want);

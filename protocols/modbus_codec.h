@@ -46,8 +46,7 @@ enum mb_exception {
 	MB_EX_GATEWAY_TARGET = 0x0B,
 };
 
-/* "illegal data address" etc.; "exception 0x%02x" for unknown codes (static buffer-free:
- * returns a constant string, "unknown exception" for unknown codes). */
+/* "illegal data address" etc.; "unknown exception" for unknown codes (constant strings). */
 const char *mb_exception_name(int code);
 /* "read holding registers" etc.; "function N" is not returned: NULL for unknown codes. */
 const char *mb_fc_name(int fc);
@@ -185,8 +184,9 @@ char *mb_format_addr(const struct mb_addr *a, bool one_based, char *buf, size_t 
 bool mb_type_fits(const struct mb_addr *a, enum vtype vt);
 
 /* Registers (a->nregs of them, in protocol order) to a value of type vt (bool, int,
- * float; int from a float type rounds, float from an int type converts). For bits use
- * mb_bits_to_value. 0, or -1 with err (e.g. NaN into an int). */
+ * float; int from a float type rounds, float from an int type converts; a bit of a
+ * register gives 0/1; coils and discrete inputs are refused). 0, or -1 with err (e.g. NaN
+ * into an int). */
 int mb_regs_to_value(const struct mb_addr *a, const uint16_t *regs, enum vtype vt, struct value *v, char *err,
     size_t errlen);
 /* A value to a->nregs registers; -1 with err when it does not fit the type (70000 into

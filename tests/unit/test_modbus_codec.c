@@ -495,6 +495,11 @@ test_response_errors(void)
 	s.count = 25;
 	RS(-1, 0x01, 0x03, 0xCD, 0x6B, 0x05);
 
+	/* a quantity of 0 was never a valid request: no response matches it */
+	s = (struct mb_sent){ .fc = 4, .addr = 0, .count = 0 };
+	RS(-1, 0x04, 0x00);
+	CHECK_STR(err, "read input registers: a quantity of 0 has no valid response");
+
 	/* FC 23 answers with 2 * quantity read */
 	s = (struct mb_sent){ .fc = 23, .addr = 3, .count = 2 };
 	RS(0, 0x17, 0x04, 0x00, 0xFE, 0x0A, 0xCD);
