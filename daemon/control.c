@@ -159,10 +159,12 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 				evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
 			for (int i = 0; i < l->nstations; i++) {
 				const struct station *st = &l->stations[i];
-				evbuffer_add_printf(b, "  station %s [%s]: %s%s%s; %d tags, polls %" PRIu64
+				evbuffer_add_printf(b, "  station %s [%s]: %s%s%s%s; %d tags, polls %" PRIu64
 				    ", errors %" PRIu64 ", writes %" PRIu64 "\n", st->sc->name,
 				    st->sc->address ? st->sc->address : "-", station_state_name(st->state),
-				    st->last_error[0] ? ": " : "", st->last_error, st->ntags, st->polls, st->errors, st->writes);
+				    !st->last_error[0] ? "" : st->state == ST_ERROR ? ": " : " (last error: ", st->last_error,
+				    st->last_error[0] && st->state != ST_ERROR ? ")" : "", st->ntags, st->polls, st->errors,
+				    st->writes);
 			}
 			continue;
 		}

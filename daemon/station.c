@@ -242,7 +242,7 @@ station_set_comm(struct station *st, bool ok, const char *why)
 		if (st->state != good)
 			log_info("line %s: station %s: communication ok", st->line->lc->name, st->sc->name);
 		st->state = good;
-		st->last_error[0] = '\0';
+		/* last_error stays: errors of single requests (station_note_error) outlive the poll */
 		return;
 	}
 	st->errors++;

@@ -1273,8 +1273,8 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 		free(r);
 		return;
 	}
-	if (ex == 0 && !st)
-		ex = MB_EX_GATEWAY_TARGET;
+	if (!st)
+		ex = MB_EX_GATEWAY_TARGET; /* whatever it asks: no such unit behind this gateway */
 	if (st) {
 		struct mb_sstation *sst = station_priv(st);
 		const struct mb_station_conf *c = station_conf(st)->pconf;
@@ -1283,7 +1283,7 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 			station_set_comm(st, true, NULL);
 		}
 	}
-	if (ex == 0 && r->rq.data_len <= sizeof(r->rdata)) {
+	if (ex == 0 && r->rq.data_len > 0 && r->rq.data_len <= sizeof(r->rdata)) {
 		/* keep the request's data: the pdu goes with the input buffer */
 		memcpy(r->rdata, r->rq.data, r->rq.data_len);
 		r->rq.data = r->rdata;

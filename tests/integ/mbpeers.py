@@ -1,0 +1,358 @@
+"""mbpeers: Modbus TCP peers for komd's tests (test_modbus.py).
+
+PyServer   pymodbus 3.0's ModbusTcpServer with a ModbusSlaveContext datastore, in a
+           subprocess (this file run as a script), with the response manipulator of
+           pymodbus.server.reactive (ReactiveServer.manipulate_response: "delayed",
+           "error", "empty" responses), driven over stdin instead of its HTTP endpoint.
+           Writes into the datastore are reported on stdout with their function code.
+RawServer  a Modbus TCP server written here by hand (MBAP framing, raw sockets) that can
+           misbehave per unit: stay silent, answer an exception, answer with a stray
+           transaction id first, answer for the wrong unit, or hold answers until several
+           requests are pending (to observe pipelining).
+MbPeer     tests/peers/mbpeer (libmodbus) as a server in a subprocess; mbclient() runs it
+           as a client.
+Capture    tshark on the loopback.
+"""
+import json
+import os
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from komdtest import BUILD, WAIT, TestFailure  # noqa: E402
+
+PY = "/usr/bin/python3"
+
+
+class _Proc:
+    """A subprocess whose stdout lines are kept (and wake WAIT)."""
+
+    def __init__(self, argv, stdin=False):
+        self.out = []
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.PIPE if stdin else subprocess.DEVNULL, text=True, bufsize=1)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.out.append(line.rstrip("\n"))
+            WAIT.kick()
+        WAIT.kick()
+
+    def lines(self, prefix=""):
+        return [l for l in list(self.out) if l.startswith(prefix)]
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+class PyServer(_Proc):
+    """pymodbus server on 127.0.0.1:port for the given unit ids (100 of each table each)."""
+
+    def __init__(self, port, units=(1,)):
+        super().__init__([PY, os.path.abspath(__file__), "pyserver", str(port), ",".join(map(str, units))],
+                         stdin=True)
+        self.port = port
+        WAIT.until(lambda: self.lines("ready") or self.proc.poll() is not None, 10, "pymodbus server ready")
+        if not self.lines("ready"):
+            raise TestFailure("pymodbus server did not start: %s" % self.out)
+
+    def cmd(self, **kw):
+        n = len(self.lines("done"))
+        self.proc.stdin.write(json.dumps(kw) + "\n")
+        self.proc.stdin.flush()
+        WAIT.until(lambda: len(self.lines("done")) > n, 5, "pymodbus server command %s" % kw)
+
+    def set(self, unit, table, addr, values):
+        self.cmd(cmd="set", unit=unit, table=table, addr=addr, values=values)
+
+    def manip(self, **config):
+        """The reactive manipulator's configuration (response_type, delay_by, error_code,
+        clear_after); response_type "normal" turns it off."""
+        self.cmd(cmd="manip", config=config)
+
+    def writes(self):
+        """[(unit, fc, addr, values)] written into the datastore, in order."""
+        out = []
+        for l in self.lines("write "):
+            d = json.loads(l[6:])
+            out.append((d["unit"], d["fc"], d["addr"], d["values"]))
+        return out
+
+
+def _pyserver_main(port, units):
+    import asyncio
+    import logging
+    from pymodbus.datastore import ModbusServerContext, ModbusSlaveContext, ModbusSequentialDataBlock
+    from pymodbus.server.async_io import ModbusTcpServer
+    from pymodbus.server.reactive.main import ReactiveServer, DEFAULT_MANIPULATOR
+
+    logging.basicConfig(level=int(os.environ.get("PYSERVER_LOG", logging.CRITICAL)))
+
+    def out(s):
+        sys.stdout.write(s + "\n")
+        sys.stdout.flush()
+
+    class Slave(ModbusSlaveContext):
+        def __init__(self, unit, **kw):
+            super().__init__(**kw)
+            self.unit = unit
+
+        def setValues(self, fc_as_hex, address, values):
+            out("write " + json.dumps({"unit": self.unit, "fc": fc_as_hex, "addr": address,
+                                       "values": [int(v) for v in values]}))
+            super().setValues(fc_as_hex, address, values)
+
+    slaves = {}
+    for u in units:
+        slaves[u] = Slave(u, di=ModbusSequentialDataBlock(0, [0] * 100), co=ModbusSequentialDataBlock(0, [0] * 100),
+                          hr=ModbusSequentialDataBlock(0, [0] * 100), ir=ModbusSequentialDataBlock(0, [0] * 100),
+                          zero_mode=True)
+    context = ModbusServerContext(slaves=slaves, single=False)
+    fcs = {"co": 1, "di": 2, "hr": 3, "ir": 4}
+
+    async def run():
+        loop = asyncio.get_running_loop()
+        server = ModbusTcpServer(context, address=("127.0.0.1", port), allow_reuse_address=True)
+        # the reactive server's manipulator, without its HTTP endpoint (no web port needed)
+        rs = ReactiveServer("127.0.0.1", 0, server)
+        rs.update_manipulator_config(dict(DEFAULT_MANIPULATOR))
+        task = asyncio.create_task(server.serve_forever())
+        await server.serving
+        out("ready")
+
+        def on_cmd():
+            line = sys.stdin.readline()
+            if not line:
+                task.cancel()
+                return
+            c = json.loads(line)
+            if c["cmd"] == "set":
+                ModbusSlaveContext.setValues(slaves[c["unit"]], fcs[c["table"]], c["addr"], c["values"])
+            elif c["cmd"] == "manip":
+                cfg = dict(DEFAULT_MANIPULATOR)
+                cfg["clear_after"] = 0
+                cfg.update(c["config"])
+                rs.update_manipulator_config(cfg)
+            out("done")
+
+        loop.add_reader(sys.stdin.fileno(), on_cmd)
+        try:
+            await task
+        except asyncio.CancelledError:
+            pass
+
+    asyncio.run(run())
+
+
+class RawServer:
+    """A Modbus TCP server, framing by hand. units: {unit: mode}, mode one of
+    "normal" (answer FC 3/4 from regs, echo FC 5/6/16/22), "silent", ("exception", code),
+    "stray" (send an answer with another transaction id first), "wrong_unit" (answer as
+    unit + 1). hold=N: keep answers until N requests are pending (or hold_timeout passes)."""
+
+    def __init__(self, units, regs=None, hold=0, hold_timeout=2.0):
+        self.units = dict(units)
+        self.regs = regs if regs is not None else {}
+        self.hold, self.hold_timeout = hold, hold_timeout
+        self.requests = []          # (unit, tid, fc, addr, count)
+        self.max_pending = 0        # most requests received before an answer was sent
+        self.lock = threading.Lock()
+        self.conns = []
+        self.ls = socket.socket()
+        self.ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.ls.bind(("127.0.0.1", 0))
+        self.ls.listen(8)
+        self.port = self.ls.getsockname()[1]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                s, _ = self.ls.accept()
+            except OSError:
+                return
+            with self.lock:
+                self.conns.append(s)
+            threading.Thread(target=self._serve, args=(s,), daemon=True).start()
+            WAIT.kick()
+
+    def _answer(self, unit, tid, pdu):
+        fc = pdu[0]
+        mode = self.units.get(unit, "silent")
+        if mode == "silent":
+            return []
+        if isinstance(mode, tuple) and mode[0] == "exception":
+            return [struct.pack(">HHHBBB", tid, 0, 3, unit, fc | 0x80, mode[1])]
+        if fc in (3, 4):
+            addr, count = struct.unpack(">HH", pdu[1:5])
+            vals = [self.regs.get((unit, fc, addr + i), 0) for i in range(count)]
+            body = bytes([fc, 2 * count]) + b"".join(struct.pack(">H", v & 0xffff) for v in vals)
+        elif fc in (5, 6, 15, 16):
+            body = pdu[:5]
+            if fc == 6:
+                self.regs[(unit, 3, struct.unpack(">H", pdu[1:3])[0])] = struct.unpack(">H", pdu[3:5])[0]
+        elif fc == 22:
+            body = pdu[:7]
+        else:
+            body = bytes([fc | 0x80, 1])
+        out = []
+        if mode == "stray":
+            out.append(struct.pack(">HHHB", (tid + 5000) & 0xffff, 0, len(body) + 1, unit) + body)
+        if mode == "wrong_unit":
+            unit = (unit + 1) & 0xff
+        out.append(struct.pack(">HHHB", tid, 0, len(body) + 1, unit) + body)
+        return out
+
+    def _serve(self, s):
+        buf = b""
+        pending = []
+        first_at = None
+        s.settimeout(0.05)
+        while True:
+            try:
+                d = s.recv(4096)
+                if not d:
+                    break
+                buf += d
+            except socket.timeout:
+                pass
+            except OSError:
+                break
+            while len(buf) >= 7:
+                tid, pid, length, unit = struct.unpack(">HHHB", buf[:7])
+                if len(buf) < 6 + length:
+                    break
+                pdu = buf[7:6 + length]
+                buf = buf[6 + length:]
+                with self.lock:
+                    self.requests.append((unit, tid, pdu[0], struct.unpack(">H", pdu[1:3])[0],
+                                          struct.unpack(">H", pdu[3:5])[0]))
+                pending.append((unit, tid, pdu))
+                if first_at is None:
+                    first_at = time.monotonic()
+                WAIT.kick()
+            self.max_pending = max(self.max_pending, len(pending))
+            if pending and (len(pending) >= self.hold or time.monotonic() - first_at > self.hold_timeout):
+                try:
+                    for unit, tid, pdu in pending:
+                        for frame in self._answer(unit, tid, pdu):
+                            s.sendall(frame)
+                except OSError:
+                    break
+                pending = []
+                first_at = None
+        with self.lock:
+            if s in self.conns:
+                self.conns.remove(s)
+        s.close()
+        WAIT.kick()
+
+    def count(self, unit=None, fc=None):
+        with self.lock:
+            return len([r for r in self.requests if (unit is None or r[0] == unit) and (fc is None or r[2] == fc)])
+
+    def close(self):
+        try:
+            self.ls.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        self.ls.close()
+        with self.lock:
+            conns = list(self.conns)
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
+
+MBPEER = os.path.join(BUILD, "peers", "mbpeer")
+
+
+class MbPeer(_Proc):
+    """tests/peers/mbpeer server PORT TABLE:ADDR=VALUE ... (libmodbus)."""
+
+    def __init__(self, port, values=()):
+        if not os.path.exists(MBPEER):
+            raise TestFailure("%s is missing: make %s" % (MBPEER, os.path.relpath(MBPEER)))
+        super().__init__([MBPEER, "server", str(port)] + list(values))
+        WAIT.until(lambda: self.lines("listening") or self.proc.poll() is not None, 5, "mbpeer listening")
+        if not self.lines("listening"):
+            raise TestFailure("mbpeer did not start: %s" % self.out)
+
+
+def mbclient(port, unit, *ops):
+    """Run mbpeer as a client; its output lines."""
+    r = subprocess.run([MBPEER, "client", str(port), str(unit)] + list(ops), capture_output=True, text=True,
+                       timeout=30)
+    if r.returncode != 0:
+        raise TestFailure("mbpeer client failed (%d): %s %s" % (r.returncode, r.stdout, r.stderr))
+    return r.stdout.splitlines()
+
+
+class Capture:
+    """tshark -i lo -f 'tcp port N' -w FILE, from before the traffic until stop()."""
+
+    def __init__(self, port, path):
+        self.port, self.path = port, path
+        # -P: a summary line for each packet, so that we see when capturing has really begun
+        self.p = _Proc(["tshark", "-i", "lo", "-f", "tcp port %d" % port, "-w", path, "-P", "-l"])
+        WAIT.until(lambda: (os.path.exists(path) and any("Capturing on" in l for l in self.p.out))
+                   or self.p.proc.poll() is not None, 15, "tshark capturing")
+        if self.p.proc.poll() is not None:
+            raise TestFailure("tshark could not capture on lo: %s" % self.p.out)
+        # "Capturing on" comes before packets are really seen: probe the (still closed) port
+        # until tshark shows a packet of it (a SYN and its RST: no Modbus in them)
+        WAIT.until(self._probe, 15, "tshark seeing loopback packets")
+
+    def _probe(self, since=0):
+        if any(str(self.port) in l and "TCP" in l for l in self.p.out[since:]):
+            return True
+        s = socket.socket()
+        try:
+            s.connect(("127.0.0.1", self.port))
+        except OSError:
+            pass
+        s.close()
+        return False
+
+    def stop(self):
+        # tshark gets packets from dumpcap a little later: probe the port (closed again by now)
+        # and wait for that probe, so that everything before it is in the file
+        n = len(self.p.out)
+        WAIT.until(lambda: self._probe(n), 15, "tshark seeing the last packets")
+        self.p.proc.send_signal(signal.SIGINT)
+        try:
+            self.p.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.p.proc.kill()
+            self.p.proc.wait()
+
+    def read(self, display_filter, fields=("frame.number",)):
+        args = ["tshark", "-r", self.path, "-o", "mbtcp.tcp.port:%d" % self.port, "-Y", display_filter, "-T", "fields"]
+        for f in fields:
+            args += ["-e", f]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise TestFailure("tshark -r failed: %s" % r.stderr)
+        return [l for l in r.stdout.splitlines() if l.strip()]
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 4 and sys.argv[1] == "pyserver":
+        _pyserver_main(int(sys.argv[2]), [int(u) for u in sys.argv[3].split(",")])
+    else:
+        sys.exit("usage: mbpeers.py pyserver PORT UNIT,UNIT")
