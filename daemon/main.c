@@ -302,8 +302,12 @@ main(int argc, char **argv)
 
 	signal(SIGPIPE, SIG_IGN);
 	srandom((unsigned)time(NULL) ^ (unsigned)getpid());
-	if ((komd.base = event_base_new()) == NULL)
+	/* precise timers: libevent's default coarse clock rounds short poll delays up to 4 ms */
+	struct event_config *ecfg = event_config_new();
+	if (!ecfg || event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER) != 0 ||
+	    (komd.base = event_base_new_with_config(ecfg)) == NULL)
 		fatalx("event_base_new");
+	event_config_free(ecfg);
 	if ((komd.dns = evdns_base_new(komd.base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL &&
 	    (komd.dns = evdns_base_new(komd.base, 0)) == NULL)
 		fatalx("evdns_base_new");

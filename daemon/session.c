@@ -12,6 +12,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
 
 #include "core.h"
 #include "tls.h"
@@ -192,6 +195,12 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
+	if (s->path) {
+		/* a client acknowledges at once: with nothing left to send (the end of a poll) a
+		 * delayed ACK would hold the server's last answers for 40 ms (Nagle) */
+		int one = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
 	if (!s->line->ops->on_read) {
 		evbuffer_drain(in, len);
 		s->in_left = 0;
@@ -270,11 +279,25 @@ session_write(struct session *s, const void *data, size_t len)
 {
 	if (s->closing)
 		return;
-	if (evbuffer_get_length(bufferevent_get_output(s->bev)) > SESSION_MAX_OUTPUT) {
+	struct evbuffer *out = bufferevent_get_output(s->bev);
+	size_t queued = evbuffer_get_length(out);
+
+	if (queued > SESSION_MAX_OUTPUT) {
 		session_close(s, "peer not reading: over 4 MiB queued");
 		return;
 	}
 	s->line->cnt.bytes_out += len;
+	if (queued == 0 && !s->line->tls && !s->handshaking) {
+		/* nothing waiting: straight to the socket (an answer goes out now, without a loop
+		 * pass and two epoll_ctl calls); what does not fit is queued as usual */
+		ssize_t n = send(bufferevent_getfd(s->bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+		if (n == (ssize_t)len)
+			return;
+		if (n > 0) {
+			data = (const uint8_t *)data + n;
+			len -= (size_t)n;
+		}
+	}
 	if (bufferevent_write(s->bev, data, len) != 0)
 		session_close(s, "write failed: out of memory");
 }

@@ -1,0 +1,660 @@
+#!/usr/bin/python3
+"""modbus_bench: komd's Modbus TCP server and client against libmodbus, side by side.
+
+Run from the repository root:  /usr/bin/python3 tests/bench/modbus_bench.py
+Binaries: $KOMD_BUILD/komd, $KOMD_BUILD/komctl and the libmodbus peers
+$KOMD_BUILD/peers/mb_ref_server and $KOMD_BUILD/peers/mb_load (make all build/peers/...;
+`make bench` builds them). Peers (tests/peers/):
+  mb_ref_server  libmodbus's bandwidth-server pattern: modbus_tcp_listen, one select() over
+                 every connection, modbus_receive, modbus_reply; 65536 holding registers;
+  mb_load        `load`: N connections, a thread and a modbus_t each, reading 125 holding
+                 registers at 0 in a loop; `scan`: one connection reading registers
+                 0..9999 in requests of 125 in a loop. Rates from its elapsed time.
+
+Measures (goals from the issue in brackets):
+  1. server: requests/s of mb_load against a modbus-server line of komd (unit 1, 125 int
+     memory tags at "3.0".."3.124") and against mb_ref_server, with 1 and 32 connections,
+     ROUNDS runs of SECONDS each, alternately; the servers' CPU time a request
+     (/proc/PID/stat) too  [komd >= 1.5 x ref with 32, >= 1 x with 1];
+  2. client: registers/s komd acquires from mb_ref_server with one modbus-client line, one
+     station (unit 1, delay 0.001 s, the smallest delay) of 10,000 int tags at
+     "3.0".."3.9999" (80 requests of 125 a poll), with max_outstanding 1 and 8: the
+     station's polls counter (komctl status) over a WINDOW, times 10,000; against
+     `mb_load scan` over the same registers, ROUNDS rounds alternately
+     [>= 1 x with max_outstanding 1, >= 2 x with 8];
+  3. memory: VmRSS of komd with 10,000 idle TCP connections (no request) on a
+     modbus-server line (max_clients 20000), opened in batches of 64 (the accept queue is
+     128; a full queue drops SYNs, 1 s retransmissions)  [< 64 MiB].
+
+Readiness is always polled (komctl, or the peer's "listening" line, with a 10 ms wait
+between polls) under a deadline; every process and the temporary directory are cleaned up
+on exit. Exit status 1 when a measurement could not be taken (a peer or komd failed, a
+request failed, komd did not exit cleanly); a goal that is missed is reported, and is not
+a failure of the benchmark.
+"""
+import errno
+import json
+import os
+import resource
+import select
+import shutil
+import signal
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
+KOMD = os.path.join(BUILD, "komd")
+KOMCTL = os.path.join(BUILD, "komctl")
+REF_SERVER = os.path.join(BUILD, "peers", "mb_ref_server")
+LOAD = os.path.join(BUILD, "peers", "mb_load")
+
+ROUNDS = 3          # runs of each measurement, alternately komd and the reference
+SECONDS = 3.0       # one server-load run
+WINDOW = 3.0        # one client-polling window
+CONNS = (1, 32)     # load connections
+NREGS = 125         # registers a request
+SERVER_TAGS = 125   # memory tags komd serves at 3.0 .. 3.124
+CLIENT_REGS = 10000  # registers komd polls at 3.0 .. 3.9999
+OUTSTANDING = (1, 8)
+DIAG_OUTSTANDING = 8  # also against mb_ref_server with TCP_NODELAY (a diagnostic)
+NCONNS = 10000      # idle connections of the memory test
+BATCH = 64
+POLL = 0.01         # seconds between polls
+TICK = os.sysconf("SC_CLK_TCK")
+MIB = 1024 * 1024
+
+GOAL_SERVER = {1: 1.0, 32: 1.5}
+GOAL_CLIENT = {1: 1.0, 8: 2.0}
+GOAL_RSS_KB = 64 * 1024
+
+
+class BenchError(Exception):
+    pass
+
+
+def pause(seconds=POLL):
+    """A short wait between two polls (not a synchronisation)."""
+    select.select([], [], [], seconds)
+
+
+def poll(pred, timeout, what):
+    """Call pred until it returns a true value; raise BenchError after timeout seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = pred()
+        if v:
+            return v
+        if time.monotonic() >= deadline:
+            raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
+        pause()
+
+
+def raise_nofile(want=65536):
+    """Raise our RLIMIT_NOFILE (komd inherits it); return the soft limit in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    for lim in ((max(want, hard), max(want, hard)), (hard, hard)):
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
+            break
+        except (ValueError, OSError):
+            continue
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+
+
+def proc_mem(pid):
+    """VmRSS, VmHWM and RssAnon of a process, in kB."""
+    out = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            k, _, v = line.partition(":")
+            if k in ("VmRSS", "VmHWM", "RssAnon"):
+                out[k] = int(v.split()[0])
+    return out
+
+
+def proc_cpu(pid):
+    """utime + stime of a process, in seconds."""
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def free_ports(n):
+    """n distinct TCP ports free on 127.0.0.1 right now (held together, then released)."""
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            socks.append(s)
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float("nan")
+
+
+def read_holding(port, unit, addr, count, timeout=5):
+    """One FC 3 request on a fresh connection (Python sockets, no library): the registers."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(struct.pack(">HHHBBHH", 0x4242, 0, 6, unit, 3, addr, count))
+        want = 9 + 2 * count
+        buf = b""
+        while len(buf) < want:
+            b = s.recv(want - len(buf))
+            if not b:
+                raise BenchError("connection closed after %d bytes of a response" % len(buf))
+            buf += b
+            if len(buf) >= 9 and buf[7] & 0x80:
+                raise BenchError("exception %d to a read of %d at %d" % (buf[8], count, addr))
+    tid, pid, ln, u, fc, bc = struct.unpack(">HHHBBB", buf[:9])
+    if tid != 0x4242 or pid != 0 or u != unit or fc != 3 or bc != 2 * count:
+        raise BenchError("bad response header %r" % (buf[:9],))
+    return list(struct.unpack(">%dH" % count, buf[9:]))
+
+
+class Proc:
+    """A peer process with its output in a file of the bench's temporary directory."""
+
+    def __init__(self, workdir, name, args):
+        self.name = name
+        self.logpath = os.path.join(workdir, name + ".log")
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def logtext(self, tail=20):
+        try:
+            with open(self.logpath, errors="replace") as f:
+                return "".join(f.readlines()[-tail:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.logtext()))
+        return True
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+
+class Komd:
+    """One komd in the foreground, its log in a file of the bench's temporary directory."""
+
+    def __init__(self, workdir, name, conf_body):
+        self.dir = os.path.join(workdir, name)
+        os.mkdir(self.dir)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.conf = os.path.join(self.dir, "komd.conf")
+        self.logpath = os.path.join(self.dir, "komd.log")
+        with open(self.conf, "w") as f:
+            f.write('control_socket = "%s";\nlog_level = "warning";\n' % self.sock)
+            f.write(conf_body)
+        self.proc = None
+
+    def start(self):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("JOURNAL_STREAM", None)
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def logtext(self, tail=20):
+        try:
+            with open(self.logpath) as f:
+                return "".join(f.readlines()[-tail:])
+        except OSError:
+            return ""
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
+
+    def ctl(self, *args):
+        """komctl --json ARGS, parsed, or None when the control socket does not answer (yet)."""
+        self.alive()
+        try:
+            r = subprocess.run([KOMCTL, "-s", self.sock, "--json"] + list(args), capture_output=True,
+                               text=True, timeout=30)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def line0(self):
+        st = self.ctl("status")
+        return st["lines"][0] if st and st["lines"] else None
+
+    def mem(self):
+        self.alive()
+        return proc_mem(self.proc.pid)
+
+    def stop(self, timeout=10):
+        """SIGTERM; returns the exit code."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                self.log.close()
+                return "killed after %d s" % timeout
+        self.log.close()
+        return self.proc.returncode
+
+
+def server_conf(port, max_clients=1000):
+    """A modbus-server line on port: unit 1 serves SERVER_TAGS int memory tags at 3.0 ..."""
+    tags = ",\n".join('  { name = "m%d"; type = "int"; initial = %d; }' % (i, i) for i in range(SERVER_TAGS))
+    served = ",\n".join('      { name = "m%d"; address = "3.%d"; }' % (i, i) for i in range(SERVER_TAGS))
+    return ('tags = (\n%s\n);\n'
+            'lines = ( { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d;'
+            ' max_clients = %d;\n  stations = ( { name = "u1"; address = 1; tags = (\n%s\n); } ); } );\n'
+            % (tags, port, max_clients, served))
+
+
+def client_conf(port, outstanding):
+    """A modbus-client line to port: one station, unit 1, CLIENT_REGS int tags at 3.0 ...,
+    polled again 1 ms after each poll ends (delay 0 means "not set"; a period would count
+    polls that are skipped while the previous one runs)."""
+    tags = ",\n".join('      { name = "r%d"; address = "3.%d"; type = "int"; }' % (i, i)
+                      for i in range(CLIENT_REGS))
+    return ('lines = ( { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d;'
+            ' max_outstanding = %d;\n  stations = ( { name = "plc"; address = 1; delay = 0.001;'
+            ' response_timeout = 1; retries = 0; tags = (\n%s\n); } ); } );\n' % (port, outstanding, tags))
+
+
+LOAD_KEYS = ("requests", "scans", "registers", "errors", "elapsed", "req_per_s", "regs_per_s", "conns")
+
+
+def parse_load(out):
+    """The key=value line of mb_load."""
+    for line in out.splitlines():
+        if line.startswith("mode="):
+            kv = dict(f.split("=", 1) for f in line.split())
+            return {k: float(v) for k, v in kv.items() if k in LOAD_KEYS}
+    return None
+
+
+class Bench:
+    def __init__(self):
+        self.workdir = tempfile.mkdtemp(prefix="komd-mbbench-")
+        self.komds = []
+        self.procs = []
+        self.results = {}
+        self.errors = []
+        self.n = 0
+
+    def komd(self, name, body):
+        self.n += 1
+        k = Komd(self.workdir, "%s-%d" % (name, self.n), body)
+        self.komds.append(k)
+        return k
+
+    def finish(self, k):
+        rc = k.stop()
+        self.komds.remove(k)
+        if rc != 0:
+            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc, k.logtext()))
+
+    def ref_server(self, port, nodelay=False):
+        """mb_ref_server on port (65536 registers; TCP_NODELAY on its connections with nodelay),
+        once it says it listens."""
+        self.n += 1
+        pr = Proc(self.workdir, "mb_ref_server-%d" % self.n,
+                  [REF_SERVER, str(port), "65536"] + (["nodelay"] if nodelay else []))
+        self.procs.append(pr)
+
+        def listening():
+            pr.alive()
+            with open(pr.logpath) as f:
+                return "listening %d" % port in f.read()
+        poll(listening, 10, "mb_ref_server to listen")
+        return pr
+
+    def unproc(self, pr):
+        pr.stop()
+        if pr in self.procs:
+            self.procs.remove(pr)
+
+    def cleanup(self):
+        for pr in list(self.procs):
+            try:
+                pr.stop()
+            except Exception:
+                pass
+        for k in list(self.komds):
+            try:
+                k.stop()
+            except Exception:
+                pass
+        self.procs = []
+        self.komds = []
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def step(self, fn):
+        print("-- %s" % fn.__doc__, flush=True)
+        try:
+            fn()
+        except BenchError as e:
+            self.errors.append("%s: %s" % (fn.__name__, e))
+            print("   FAILED: %s" % e, flush=True)
+
+    def load(self, args, what):
+        """Run mb_load to completion; its parsed figures (BenchError unless all requests
+        succeeded)."""
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        try:
+            r = subprocess.run([LOAD] + [str(a) for a in args], capture_output=True, text=True,
+                               timeout=SECONDS + WINDOW + 60)
+        except subprocess.TimeoutExpired:
+            raise BenchError("mb_load (%s) did not finish" % what)
+        res = parse_load(r.stdout)
+        if r.returncode != 0 or res is None:
+            raise BenchError("mb_load (%s) exited with %d: %s%s" % (what, r.returncode, r.stdout, r.stderr))
+        if res["errors"]:
+            raise BenchError("mb_load (%s): %d of %d requests failed: %s" % (what, res["errors"], res["requests"],
+                                                                         r.stderr.strip()))
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        res["load_cpu"] = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+        return res
+
+    # ---- measurements ------------------------------------------------------------------
+
+    def server(self):
+        """server: mb_load (125 registers a request) against komd's modbus-server and mb_ref_server"""
+        pref, pkomd = free_ports(2)
+        ref = self.ref_server(pref)
+        k = self.komd("server", server_conf(pkomd)).start()
+        try:
+            poll(lambda: (k.line0() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
+            # both serve the same registers to unit 1: check one request each
+            want = list(range(SERVER_TAGS))
+            for name, port in (("komd", pkomd), ("mb_ref_server", pref)):
+                got = read_holding(port, 1, 0, NREGS)
+                if got != want[:NREGS]:
+                    raise BenchError("%s serves %r... at 3.0, not 0, 1, 2, ..." % (name, got[:5]))
+            frames0 = k.line0()["counters"]["frames_in"]
+            reqs_komd = 0
+            res = {}
+            for n in CONNS:
+                runs = {"komd": [], "ref": []}
+                for rnd in range(ROUNDS):
+                    order = (("ref", pref, ref.proc.pid), ("komd", pkomd, k.proc.pid))
+                    if rnd % 2:
+                        order = order[::-1]
+                    for name, port, pid in order:
+                        cpu0 = proc_cpu(pid)
+                        r = self.load(["load", "127.0.0.1", port, 1, n, SECONDS, NREGS, 0],
+                                      "%s, %d connections" % (name, n))
+                        r["cpu_us"] = (proc_cpu(pid) - cpu0) * 1e6 / r["requests"]
+                        r["cpu_share"] = (proc_cpu(pid) - cpu0) / r["elapsed"]
+                        r["load_us"] = r["load_cpu"] * 1e6 / r["requests"]
+                        runs[name].append(r)
+                        if name == "komd":
+                            reqs_komd += r["requests"]
+                        ref.alive()
+                        k.alive()
+                        print("   %2d connections, %-4s run %d: %9.0f requests/s, server CPU %.1f us a request"
+                              " (%.0f %% of a core), mb_load CPU %.1f us a request"
+                              % (n, name, rnd + 1, r["req_per_s"], r["cpu_us"], 100 * r["cpu_share"],
+                                 r["load_us"]), flush=True)
+                res[n] = {name: dict(rate=median([r["req_per_s"] for r in rs]),
+                                     cpu_us=median([r["cpu_us"] for r in rs]),
+                                     load_us=median([r["load_us"] for r in rs]),
+                                     cpu_share=median([r["cpu_share"] for r in rs]), runs=rs)
+                          for name, rs in runs.items()}
+                res[n]["ratio"] = res[n]["komd"]["rate"] / res[n]["ref"]["rate"]
+                # The load client shares the machine: even a server that cost nothing could not
+                # go past (cores / mb_load's CPU a request) when the CPUs are the limit.
+                res[n]["bound"] = os.cpu_count() * 1e6 / res[n]["komd"]["load_us"] / res[n]["ref"]["rate"]
+                print("   %2d connections: komd %.0f, mb_ref_server %.0f requests/s (medians): komd/ref %.2f"
+                      % (n, res[n]["komd"]["rate"], res[n]["ref"]["rate"], res[n]["ratio"]), flush=True)
+            # komd counted every request it was sent (the two checks above included)
+            frames = k.line0()["counters"]["frames_in"] - frames0
+            if frames < reqs_komd:
+                raise BenchError("komd counted %d frames in, mb_load made %d requests" % (frames, reqs_komd))
+            self.results["server"] = res
+        finally:
+            self.unproc(ref)
+        self.finish(k)
+
+    def client_window(self, port, outstanding):
+        """Start a komd polling mb_ref_server; its registers/s over WINDOW seconds."""
+        k = self.komd("client%d" % outstanding, client_conf(port, outstanding)).start()
+
+        def polling():
+            l = k.line0()
+            return l and l["stations"][0]["polls"] >= 3 and l["stations"][0]["state"] == "ok" and l
+        l0 = poll(polling, 60, "komd's station to poll (3 polls, state ok)")
+
+        def sample():
+            ta = time.monotonic()
+            l = k.line0()
+            tb = time.monotonic()
+            if l is None:
+                raise BenchError("komctl status did not answer")
+            return (ta + tb) / 2, l["stations"][0]
+        t0, s0 = sample()
+        while time.monotonic() < t0 + WINDOW:
+            pause(0.05)
+            k.alive()
+        t1, s1 = sample()
+        cpu = proc_cpu(k.proc.pid)
+        polls = s1["polls"] - s0["polls"]
+        errs = s1["errors"] - s0["errors"]
+        if errs or s1["state"] != "ok":
+            raise BenchError("komd's station had %d errors in the window (state %s: %s)"
+                             % (errs, s1["state"], s1["last_error"]))
+        if polls < 2:
+            raise BenchError("komd polled only %d times in %.1f s" % (polls, t1 - t0))
+        # the last register holds what the reference server put there
+        tag = k.ctl("get", "r%d" % (CLIENT_REGS - 1))
+        if not tag or tag["value"] != CLIENT_REGS - 1 or tag["invalid"]:
+            raise BenchError("tag r%d is %r, not %d" % (CLIENT_REGS - 1, tag, CLIENT_REGS - 1))
+        self.finish(k)
+        rate = polls * CLIENT_REGS / (t1 - t0)
+        del l0
+        return dict(rate=rate, polls=polls, secs=t1 - t0, ms_poll=(t1 - t0) * 1000 / polls, cpu=cpu)
+
+    def client(self):
+        """client: registers/s komd polls from mb_ref_server (10,000 registers, 80 requests) against mb_load scan"""
+        port, port_nd = free_ports(2)
+        ref = self.ref_server(port)
+        # a diagnostic, not a goal: the same server with TCP_NODELAY on its connections
+        ref_nd = self.ref_server(port_nd, nodelay=True)
+        try:
+            runs = {"ref": [], "nodelay": []}
+            for mo in OUTSTANDING:
+                runs[mo] = []
+            for rnd in range(ROUNDS):
+                r = self.load(["scan", "127.0.0.1", port, 1, WINDOW, CLIENT_REGS], "scan")
+                r["ms_poll"] = r["elapsed"] * 1000 / r["scans"]
+                runs["ref"].append(r["regs_per_s"])
+                print("   round %d: mb_load scan %9.0f registers/s (%.3f ms a scan of %d)"
+                      % (rnd + 1, r["regs_per_s"], r["ms_poll"], CLIENT_REGS), flush=True)
+                for mo in OUTSTANDING:
+                    c = self.client_window(port, mo)
+                    runs[mo].append(c["rate"])
+                    print("   round %d: komd max_outstanding %d: %9.0f registers/s (%d polls in %.3f s,"
+                          " %.3f ms a poll incl. the 1 ms delay)" % (rnd + 1, mo, c["rate"], c["polls"], c["secs"],
+                                                                     c["ms_poll"]), flush=True)
+                c = self.client_window(port_nd, DIAG_OUTSTANDING)
+                runs["nodelay"].append(c["rate"])
+                print("   round %d: komd max_outstanding %d, mb_ref_server nodelay (diagnostic): %9.0f registers/s"
+                      " (%.3f ms a poll)" % (rnd + 1, DIAG_OUTSTANDING, c["rate"], c["ms_poll"]), flush=True)
+                ref.alive()
+                ref_nd.alive()
+            res = {"ref": median(runs["ref"])}
+            for mo in OUTSTANDING:
+                res[mo] = dict(rate=median(runs[mo]), ratio=median(runs[mo]) / res["ref"])
+                print("   max_outstanding %d: komd %.0f, mb_load scan %.0f registers/s (medians): komd/ref %.2f"
+                      % (mo, res[mo]["rate"], res["ref"], res[mo]["ratio"]), flush=True)
+            res["nodelay"] = dict(rate=median(runs["nodelay"]), ratio=median(runs["nodelay"]) / res["ref"])
+            print("   diagnostic: komd max_outstanding %d against mb_ref_server nodelay %.0f registers/s: %.2f x"
+                  " mb_load scan" % (DIAG_OUTSTANDING, res["nodelay"]["rate"], res["nodelay"]["ratio"]), flush=True)
+            self.results["client"] = res
+        finally:
+            self.unproc(ref)
+            self.unproc(ref_nd)
+
+    def memory(self):
+        """memory: komd's modbus-server line with 10,000 idle connections"""
+        nofile = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+        if nofile < NCONNS + 200:
+            raise BenchError("RLIMIT_NOFILE is %d; %d connections need more" % (nofile, NCONNS + 200))
+        port = free_ports(1)[0]
+        k = self.komd("memory", server_conf(port, max_clients=2 * NCONNS)).start()
+        conns = []
+        try:
+            poll(lambda: (k.line0() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
+            m0 = k.mem()
+            src = 1  # source address 127.0.0.src; the next one when ephemeral ports run out
+            slow = 0
+            t0 = time.monotonic()
+            deadline = t0 + 120
+
+            def nsessions():
+                l = k.line0()
+                return l["sessions"] if l else -1
+            while len(conns) < NCONNS:
+                if time.monotonic() > deadline:
+                    raise BenchError("opened only %d connections in 120 s" % len(conns))
+                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+                s.settimeout(10)
+                tc = time.monotonic()
+                try:
+                    if src > 1:
+                        s.bind(("127.0.0.%d" % src, 0))
+                    s.connect(("127.0.0.1", port))
+                except OSError as e:
+                    s.close()
+                    if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) and src < 16:
+                        src += 1
+                        continue
+                    raise BenchError("connection %d: %s" % (len(conns) + 1, e))
+                if time.monotonic() - tc > 0.5:
+                    slow += 1
+                conns.append(s)
+                if len(conns) % BATCH == 0 and len(conns) < NCONNS:
+                    n = len(conns)
+                    poll(lambda: nsessions() >= n, 60, "komd to accept %d connections" % n)
+            poll(lambda: nsessions() >= NCONNS, 120, "%d sessions on the server line" % NCONNS)
+            t_sess = time.monotonic() - t0
+            m = k.mem()
+            # still serving: one request on one of the idle connections
+            got = read_holding(port, 1, 0, 4)
+            if got != [0, 1, 2, 3]:
+                raise BenchError("komd with %d connections serves %r at 3.0" % (NCONNS, got))
+            rejected = k.line0()["counters"].get("rejected", 0)
+            for s in conns:
+                s.close()
+            conns = []
+            poll(lambda: nsessions() == 0, 60, "all sessions closed")
+            self.finish(k)
+            self.results["memory"] = dict(m0=m0, mem=m, t_sess=t_sess, slow=slow, src=src, rejected=rejected)
+            print("   RSS before %d kB; %d sessions after %.3f s (connects retransmitted: %d, source addresses: %d);"
+                  " VmRSS %d kB, VmHWM %d kB, RssAnon %d kB; rejected %s"
+                  % (m0["VmRSS"], NCONNS, t_sess, slow, src, m["VmRSS"], m["VmHWM"], m["RssAnon"], rejected),
+                  flush=True)
+        finally:
+            for s in conns:
+                s.close()
+
+    # ---- report ------------------------------------------------------------------------
+
+    def report(self):
+        r = self.results
+        print()
+        print("komd Modbus benchmark (%s, %d cores, komd %s, %d rounds)"
+              % (time.strftime("%Y-%m-%d"), os.cpu_count(), KOMD, ROUNDS))
+        rows = []
+
+        def verdict(ok):
+            return "met" if ok else "MISSED"
+        s = r.get("server")
+        if s:
+            for n in CONNS:
+                x = s[n]
+                rows.append(("server, %d connection%s: requests/s" % (n, "" if n == 1 else "s"),
+                             "komd %.0f, ref %.0f: %.2f x (goal >= %.1f x: %s)"
+                             % (x["komd"]["rate"], x["ref"]["rate"], x["ratio"], GOAL_SERVER[n],
+                                verdict(x["ratio"] >= GOAL_SERVER[n]))))
+                rows.append(("  server CPU a request", "komd %.1f us (%.0f %% of a core), ref %.1f us (%.0f %%)"
+                             % (x["komd"]["cpu_us"], 100 * x["komd"]["cpu_share"], x["ref"]["cpu_us"],
+                                100 * x["ref"]["cpu_share"])))
+                rows.append(("  mb_load CPU a request",
+                             "against komd %.1f us, against ref %.1f us: a server costing nothing on %d cores"
+                             " could reach at most %.2f x ref" % (x["komd"]["load_us"], x["ref"]["load_us"],
+                                                                   os.cpu_count(), x["bound"])))
+        c = r.get("client")
+        if c:
+            for mo in OUTSTANDING:
+                rows.append(("client, max_outstanding %d: registers/s" % mo,
+                             "komd %.0f, mb_load scan %.0f: %.2f x (goal >= %.1f x: %s)"
+                             % (c[mo]["rate"], c["ref"], c[mo]["ratio"], GOAL_CLIENT[mo],
+                                verdict(c[mo]["ratio"] >= GOAL_CLIENT[mo]))))
+            rows.append(("  diagnostic: max_outstanding %d, ref server nodelay" % DIAG_OUTSTANDING,
+                         "komd %.0f: %.2f x mb_load scan (the server without Nagle's algorithm)"
+                         % (c["nodelay"]["rate"], c["nodelay"]["ratio"])))
+        m = r.get("memory")
+        if m:
+            rows.append(("RSS, %d idle Modbus connections" % NCONNS,
+                         "VmRSS %d kB = %.1f MiB (goal < 64 MiB: %s), VmHWM %d kB"
+                         % (m["mem"]["VmRSS"], m["mem"]["VmRSS"] / 1024, verdict(m["mem"]["VmRSS"] < GOAL_RSS_KB),
+                            m["mem"]["VmHWM"])))
+            rows.append(("  per connection (RSS - same komd before)", "%d bytes"
+                         % round((m["mem"]["VmRSS"] - m["m0"]["VmRSS"]) * 1024 / NCONNS)))
+        w = max(len(a) for a, _ in rows) if rows else 0
+        for a, v in rows:
+            print("  %-*s  %s" % (w, a, v))
+
+
+def main():
+    for exe in (KOMD, KOMCTL, REF_SERVER, LOAD):
+        if not os.access(exe, os.X_OK):
+            print("modbus_bench: %s not found; run make all build/peers/mb_ref_server build/peers/mb_load"
+                  " (or set KOMD_BUILD)" % exe, file=sys.stderr)
+            return 1
+    signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
+    nofile = raise_nofile()  # before any komd: every komd inherits it
+    print("RLIMIT_NOFILE %d (bench and komd)" % nofile, flush=True)
+    b = Bench()
+    try:
+        for fn in (b.server, b.client, b.memory):
+            b.step(fn)
+        b.report()
+    finally:
+        b.cleanup()
+    if b.errors:
+        print("\nmodbus_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
+        for e in b.errors:
+            print("  " + e, file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
