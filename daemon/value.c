@@ -459,3 +459,16 @@ time_now_ms(void)
 	clock_gettime(CLOCK_REALTIME, &ts);
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
+
+double
+value_float32_decimal(double f)
+{
+	char buf[32];
+
+	for (int prec = 6; prec <= 9; prec++) {
+		snprintf(buf, sizeof(buf), "%.*g", prec, f);
+		if ((float)strtod(buf, NULL) == (float)f)
+			return strtod(buf, NULL);
+	}
+	return f;
+}

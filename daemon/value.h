@@ -43,5 +43,8 @@ char *quality_format(unsigned q, char *buf, size_t len);
 /* Milliseconds since the epoch as ISO 8601 UTC with milliseconds; "-" for 0. */
 char *time_format(int64_t ms, char *buf, size_t len);
 int64_t time_now_ms(void);
+/* A float32 as the shortest decimal that is the same float32 (32.876, not the double
+ * 32.875999450683594 it widens to): what the device meant, as an operator reads it. */
+double value_float32_decimal(double f);
 
 #endif

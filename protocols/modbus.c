@@ -579,21 +579,6 @@ mb_txn_timeout(void *arg)
 	mb_pump(l);
 }
 
-/* A float32 as the shortest decimal that reads back as the same float32: 32.876, not
- * 32.875999450683594 (what the device meant, as an operator reads it). */
-static double
-mb_float32_decimal(double f)
-{
-	char buf[32];
-
-	for (int prec = 6; prec <= 9; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, f);
-		if ((float)strtod(buf, NULL) == (float)f)
-			return strtod(buf, NULL);
-	}
-	return f;
-}
-
 /* A read answered: the values of the request's tags. */
 static void
 mb_apply_read(struct mb_txn *t, const struct mb_response *rs)
@@ -626,7 +611,7 @@ mb_apply_read(struct mb_txn *t, const struct mb_response *rs)
 				continue;
 			}
 			if (v.type == VT_FLOAT && (a->type == MB_T_F32 || a->type == MB_T_F32S))
-				v.f = mb_float32_decimal(v.f);
+				v.f = value_float32_decimal(v.f);
 		}
 		stag_update(tag, &v, 0, now);
 	}
