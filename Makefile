@@ -30,12 +30,9 @@ DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
 	python3-scapy
 
-# IEC 104 is being written: not built until its protocol lands (see the notes).
-WIP_SRCS  := $(wildcard protocols/iec104*.c)
-CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) \
-	$(filter-out $(WIP_SRCS),$(wildcard protocols/*.c))
+CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
-UNIT_SRCS := $(filter-out tests/unit/test_iec104_codec.c,$(wildcard tests/unit/test_*.c))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Test peers and load generators linked against libraries we did not write (libmodbus).
 PEER_SRCS := $(wildcard tests/peers/*.c)
@@ -110,9 +107,9 @@ bench: all $(PEER_BINS)
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60
 CHECK_FUZZ_SECONDS ?= 60
-FUZZ_SRCS := $(filter-out tests/fuzz/fuzz_iec104.c,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
 FUZZ_BINS := $(FUZZ_SRCS:tests/fuzz/%.c=build-fuzz/%)
-CODEC_SRCS := $(filter-out $(WIP_SRCS),$(wildcard protocols/*_codec.c))
+CODEC_SRCS := $(wildcard protocols/*_codec.c)
 FUZZ_FLAGS := -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocols -Idaemon
 
 build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps

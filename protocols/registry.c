@@ -6,12 +6,15 @@
 
 extern const struct proto_ops komtext_client_ops, komtext_server_ops;
 extern const struct proto_ops modbus_client_ops, modbus_server_ops;
+extern const struct proto_ops iec104_client_ops, iec104_server_ops;
 
 const struct proto_ops *const proto_table[] = {
 	&komtext_client_ops,
 	&komtext_server_ops,
 	&modbus_client_ops,
 	&modbus_server_ops,
+	&iec104_client_ops,
+	&iec104_server_ops,
 	NULL,
 };
 
