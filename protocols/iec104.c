@@ -242,6 +242,7 @@ struct iec_tag {
 struct iec_msg {
 	struct iec_msg *next;
 	uint16_t ns;            /* when sent */
+	bool event;             /* server: a spontaneous event (requeued if unacknowledged) */
 	struct write_req *wr;   /* client command with cmdc 0: done when acknowledged */
 	size_t len;
 	uint8_t asdu[];
@@ -260,8 +261,19 @@ struct iec_group {
 	char addrs[512];        /* ",a,b," for lookup; "" the default group */
 };
 
+/* A command's reply (cmdc decides which) after the routed write's answer. */
+struct iec_srv_cmd {
+	struct iec_line *il;
+	struct write_req *req;  /* the routed write, until its answer */
+	struct session *s;      /* NULL when the session went */
+	struct iec_asdu a;      /* the command, to mirror */
+	int cmdc;
+	struct iec_srv_cmd *next;
+};
+
 struct iec_line {
 	struct iec_params prm;
+	struct iec_srv_cmd *pending;  /* server: commands routed, waiting for their answers */
 	struct iec_group *groups;
 	int ngroups;            /* the last is the default group */
 };
@@ -428,7 +440,7 @@ iec_flush(struct session *s)
 
 /* Queue encoded ASDU bytes for the session (sent at once when the window allows). */
 static int
-iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr)
+iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event)
 {
 	struct iec_sess *is = session_priv(s);
 	struct iec_msg *m;
@@ -436,6 +448,7 @@ iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_re
 	if (n == 0 || (m = msg_new(asdu, n)) == NULL)
 		return -1;
 	m->wr = wr;
+	m->event = event;
 	mq_push(&is->out, m, false);
 	iec_flush(s);
 	return 0;
@@ -446,7 +459,7 @@ iec_send_asdu(struct session *s, const struct iec_asdu *a, struct write_req *wr)
 {
 	uint8_t buf[IEC_MAX_ASDU];
 
-	return iec_send_bytes(s, buf, iec_asdu_encode(a, &lpriv(session_line(s))->prm, buf, sizeof(buf)), wr);
+	return iec_send_bytes(s, buf, iec_asdu_encode(a, &lpriv(session_line(s))->prm, buf, sizeof(buf)), wr, false);
 }
 
 static void iec_server_requeue(struct session *s);
@@ -607,7 +620,7 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 					uint8_t neg[IEC_MAX_ASDU];
 					memcpy(neg, ap->asdu, ap->asdu_len);
 					neg[2] = (uint8_t)((neg[2] & 0x80) | 0x40 | COT_UNKNOWN_TYPE);
-					iec_send_bytes(s, neg, ap->asdu_len, NULL);
+					iec_send_bytes(s, neg, ap->asdu_len, NULL, false);
 				}
 				return 0;
 			}
@@ -907,9 +920,16 @@ iec_line_free(struct line *l)
 {
 	struct iec_line *il = lpriv(l);
 
+	struct iec_srv_cmd *c;
+
 	for (int g = 0; g < il->ngroups; g++)
 		mq_clear(&il->groups[g].events);
 	free(il->groups);
+	while ((c = il->pending) != NULL) {
+		il->pending = c->next;
+		write_req_detach(c->req); /* its answer would find the line gone */
+		free(c);
+	}
 }
 
 /* "10.0.0.5:2404" or "[::1]:2404" -> ",10.0.0.5," */
@@ -1266,10 +1286,17 @@ iec_server_requeue(struct session *s)
 	struct iec_mq back = { .tail = &back.head };
 	struct iec_msg *m;
 
+	/* only events: answers to interrogations and commands belonged to that connection */
 	while ((m = mq_pop(&is->sent)) != NULL)
-		mq_push(&back, m, false);
+		if (m->event)
+			mq_push(&back, m, false);
+		else
+			free(m);
 	while ((m = mq_pop(&is->out)) != NULL)
-		mq_push(&back, m, false);
+		if (m->event)
+			mq_push(&back, m, false);
+		else
+			free(m);
 	if (!g) {
 		mq_clear(&back);
 		return;
@@ -1422,7 +1449,7 @@ iec_server_event(struct stag *t, uint8_t cot)
 		struct iec_msg *m;
 
 		if (grp->started) {
-			iec_send_bytes(grp->started, buf, n, NULL);
+			iec_send_bytes(grp->started, buf, n, NULL, cot == COT_SPONT);
 			continue;
 		}
 		if (cot != COT_SPONT)
@@ -1434,8 +1461,10 @@ iec_server_event(struct stag *t, uint8_t cot)
 				    "the next interrogation gives the current image", line_name(l), g + 1,
 				    lconf(l)->queue_size, (unsigned long long)grp->dropped);
 		}
-		if ((m = msg_new(buf, n)) != NULL)
+		if ((m = msg_new(buf, n)) != NULL) {
+			m->event = true;
 			mq_push(&grp->events, m, false);
+		}
 	}
 }
 
@@ -1501,15 +1530,7 @@ iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool 
 	free(a);
 }
 
-/* A command's reply (cmdc decides which) after the routed write's answer. */
-struct iec_srv_cmd {
-	struct session *s;      /* NULL when the session went */
-	struct iec_asdu a;      /* the command, to mirror */
-	int cmdc;
-	struct iec_srv_cmd *next;
-};
 
-static struct iec_srv_cmd *iec_pending_cmds; /* writes in flight, to detach on close */
 
 static void
 iec_server_cmd_cb(void *arg, int status, const char *msg)
@@ -1517,7 +1538,7 @@ iec_server_cmd_cb(void *arg, int status, const char *msg)
 	struct iec_srv_cmd *c = arg;
 
 	(void)msg;
-	for (struct iec_srv_cmd **pp = &iec_pending_cmds; *pp; pp = &(*pp)->next)
+	for (struct iec_srv_cmd **pp = &c->il->pending; *pp; pp = &(*pp)->next)
 		if (*pp == c) {
 			*pp = c->next;
 			break;
@@ -1639,13 +1660,17 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 		iec_negative(s, a, COT_ACTCON);
 		return;
 	}
+	c->il = lpriv(l);
 	c->s = s;
 	c->a = *a;
 	c->cmdc = sconf(st)->cmdc;
-	c->next = iec_pending_cmds;
-	iec_pending_cmds = c;
+	c->next = c->il->pending;
+	c->il->pending = c;
 	iec_obj_to_value(a->type, &a->obj[0], &v);
-	stag_write(t, &v, iec_server_cmd_cb, c);
+	/* answered at once (a memory tag): the callback freed c already */
+	struct write_req *req = stag_write(t, &v, iec_server_cmd_cb, c);
+	if (req)
+		c->req = req;
 }
 
 /* ---- the two protocols ---- */
@@ -1653,7 +1678,7 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 static void
 iec_server_close_cmds(struct session *s)
 {
-	for (struct iec_srv_cmd *c = iec_pending_cmds; c; c = c->next)
+	for (struct iec_srv_cmd *c = lpriv(session_line(s))->pending; c; c = c->next)
 		if (c->s == s)
 			c->s = NULL; /* the routed write goes on; its answer has nowhere to go */
 }
