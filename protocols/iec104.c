@@ -454,12 +454,27 @@ iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_re
 	return 0;
 }
 
+static struct station *iec_station_by_ca(struct line *l, uint16_t ca);
+
+/* The line's field sizes, with the time zone of the station with common address ca. */
+static struct iec_params
+iec_prm(struct line *l, uint16_t ca)
+{
+	struct iec_params p = lpriv(l)->prm;
+	struct station *st = iec_station_by_ca(l, ca);
+
+	if (st && station_conf(st)->pconf)
+		p.local_time = ((const struct iec_station_conf *)station_conf(st)->pconf)->time_zone == 1;
+	return p;
+}
+
 static int
 iec_send_asdu(struct session *s, const struct iec_asdu *a, struct write_req *wr)
 {
 	uint8_t buf[IEC_MAX_ASDU];
+	struct iec_params p = iec_prm(session_line(s), a->ca);
 
-	return iec_send_bytes(s, buf, iec_asdu_encode(a, &lpriv(session_line(s))->prm, buf, sizeof(buf)), wr, false);
+	return iec_send_bytes(s, buf, iec_asdu_encode(a, &p, buf, sizeof(buf)), wr, false);
 }
 
 static void iec_server_requeue(struct session *s);
@@ -612,7 +627,13 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 		{
 			struct iec_asdu a;
 			char err[160];
-			if (iec_asdu_decode(ap->asdu, ap->asdu_len, &il->prm, time_now_ms(), &a, err, sizeof(err)) != 0) {
+			/* the common address first: its station's time zone reads the time tags */
+			uint16_t ca = 0;
+			size_t at = 2 + il->prm.cot_len;
+			if (ap->asdu_len >= at + il->prm.ca_len)
+				ca = il->prm.ca_len == 2 ? (uint16_t)(ap->asdu[at] | ap->asdu[at + 1] << 8) : ap->asdu[at];
+			struct iec_params p = iec_prm(session_line(s), ca);
+			if (iec_asdu_decode(ap->asdu, ap->asdu_len, &p, time_now_ms(), &a, err, sizeof(err)) != 0) {
 				/* a valid APCI with an ASDU we cannot read: answer it when we can, else log */
 				log_warnx("line %s: %s: ASDU not understood: %s", line_name(session_line(s)), session_peer(s), err);
 				if (server && ap->asdu_len >= 3 && iec_type_name(ap->asdu[0]) == NULL) {
@@ -1442,7 +1463,8 @@ iec_server_event(struct stag *t, uint8_t cot)
 	if (it->ignore || !iec_is_monitor(it->type))
 		return;
 	iec_served_obj(t, &a.obj[0], sconf(st)->time_zone == 1);
-	if ((n = iec_asdu_encode(&a, &il->prm, buf, sizeof(buf))) == 0)
+	struct iec_params p = iec_prm(l, a.ca);
+	if ((n = iec_asdu_encode(&a, &p, buf, sizeof(buf))) == 0)
 		return;
 	for (int g = 0; g < il->ngroups; g++) {
 		struct iec_group *grp = &il->groups[g];
