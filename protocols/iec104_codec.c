@@ -27,41 +27,13 @@
 #include <strings.h>
 #include <time.h>
 
+#include "codec.h"
 #include "iec104_codec.h"
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)(p[0] | (unsigned)p[1] << 8);
-}
 
 static uint32_t
 get32(const uint8_t *p)
 {
 	return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 | (uint32_t)p[3] << 24;
-}
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)v;
-	p[1] = (uint8_t)(v >> 8);
 }
 
 static void
@@ -91,14 +63,14 @@ iec_apci_parse(const uint8_t *buf, size_t len, struct iec_apci *a, size_t *flen,
 	if (len < 1)
 		return 0;
 	if (buf[0] != IEC_START) {
-		seterr(err, errlen, "start octet 0x%02x, not 0x68 (104 5)", buf[0]);
+		codec_err(err, errlen, "start octet 0x%02x, not 0x68 (104 5)", buf[0]);
 		return -1;
 	}
 	if (len < 2)
 		return 0;
 	l = buf[1];
 	if (l < 4 || l > IEC_MAX_APDU - 2) {
-		seterr(err, errlen, "APDU length %u out of range 4..253 (104 5)", l);
+		codec_err(err, errlen, "APDU length %u out of range 4..253 (104 5)", l);
 		return -1;
 	}
 	if (len < (size_t)l + 2)
@@ -108,44 +80,44 @@ iec_apci_parse(const uint8_t *buf, size_t len, struct iec_apci *a, size_t *flen,
 	if ((c1 & 0x01) == 0) {
 		/* 5.1 I format: N(S) in octets 1-2, N(R) in octets 3-4, bit 1 of octet 3 is 0 */
 		if (c3 & 0x01) {
-			seterr(err, errlen, "I frame with bit 1 of control octet 3 set (104 5.1)");
+			codec_err(err, errlen, "I frame with bit 1 of control octet 3 set (104 5.1)");
 			return -1;
 		}
 		if (l == 4) {
-			seterr(err, errlen, "I frame without an ASDU (104 5.1)");
+			codec_err(err, errlen, "I frame without an ASDU (104 5.1)");
 			return -1;
 		}
 		a->format = IEC_I;
-		a->ns = (uint16_t)(get16(buf + 2) >> 1);
-		a->nr = (uint16_t)(get16(buf + 4) >> 1);
+		a->ns = (uint16_t)(get_le16(buf + 2) >> 1);
+		a->nr = (uint16_t)(get_le16(buf + 4) >> 1);
 		a->asdu = buf + IEC_APCI_LEN;
 		a->asdu_len = (size_t)l - 4;
 	} else if ((c1 & 0x03) == 0x01) {
 		/* 5.2 S format: octet 1 = 0000 0001, octet 2 = 0, N(R) in octets 3-4 */
 		if (l != 4) {
-			seterr(err, errlen, "S frame with length %u, not 4 (104 5.2)", l);
+			codec_err(err, errlen, "S frame with length %u, not 4 (104 5.2)", l);
 			return -1;
 		}
 		if (c1 != 0x01 || c2 != 0 || (c3 & 0x01)) {
-			seterr(err, errlen, "S frame with control octets %02x %02x %02x, not 01 00 xx with bit 1 clear (104 5.2)",
+			codec_err(err, errlen, "S frame with control octets %02x %02x %02x, not 01 00 xx with bit 1 clear (104 5.2)",
 			    c1, c2, c3);
 			return -1;
 		}
 		a->format = IEC_S;
-		a->nr = (uint16_t)(get16(buf + 4) >> 1);
+		a->nr = (uint16_t)(get_le16(buf + 4) >> 1);
 	} else {
 		/* 5.3 U format: exactly one of STARTDT, STOPDT, TESTFR act/con; octets 2-4 are 0 */
 		if (l != 4) {
-			seterr(err, errlen, "U frame with length %u, not 4 (104 5.3)", l);
+			codec_err(err, errlen, "U frame with length %u, not 4 (104 5.3)", l);
 			return -1;
 		}
 		fn = c1 & 0xfc;
 		if (fn != 0 && (fn & (fn - 1)) != 0) {
-			seterr(err, errlen, "U frame 0x%02x with more than one function (104 5.3)", c1);
+			codec_err(err, errlen, "U frame 0x%02x with more than one function (104 5.3)", c1);
 			return -1;
 		}
 		if (!u_known(c1) || c2 != 0 || c3 != 0 || c4 != 0) {
-			seterr(err, errlen, "unknown U frame %02x %02x %02x %02x (104 5.3)", c1, c2, c3, c4);
+			codec_err(err, errlen, "unknown U frame %02x %02x %02x %02x (104 5.3)", c1, c2, c3, c4);
 			return -1;
 		}
 		a->format = IEC_U;
@@ -175,7 +147,7 @@ iec_encode_s(uint8_t *out, uint16_t nr)
 	out[1] = 4;
 	out[2] = 0x01;
 	out[3] = 0;
-	put16(out + 4, (uint16_t)((nr & 0x7fff) << 1));
+	put_le16(out + 4, (uint16_t)((nr & 0x7fff) << 1));
 	return IEC_APCI_LEN;
 }
 
@@ -186,8 +158,8 @@ iec_encode_i(uint8_t *out, uint16_t ns, uint16_t nr, const uint8_t *asdu, size_t
 		return 0;
 	out[0] = IEC_START;
 	out[1] = (uint8_t)(asdu_len + 4);
-	put16(out + 2, (uint16_t)((ns & 0x7fff) << 1));
-	put16(out + 4, (uint16_t)((nr & 0x7fff) << 1));
+	put_le16(out + 2, (uint16_t)((ns & 0x7fff) << 1));
+	put_le16(out + 4, (uint16_t)((nr & 0x7fff) << 1));
 	memmove(out + IEC_APCI_LEN, asdu, asdu_len);
 	return IEC_APCI_LEN + asdu_len;
 }
@@ -394,7 +366,7 @@ iec_cp56_encode(uint8_t out[7], int64_t ms, bool local_time, bool invalid)
 		invalid = true;
 	}
 	wday = tm.tm_wday == 0 ? 7 : tm.tm_wday;        /* 1 Monday .. 7 Sunday */
-	put16(out, (uint16_t)(tm.tm_sec * 1000 + msec));
+	put_le16(out, (uint16_t)(tm.tm_sec * 1000 + msec));
 	out[2] = (uint8_t)(tm.tm_min | (invalid ? 0x80 : 0));
 	out[3] = (uint8_t)(tm.tm_hour | (local_time && tm.tm_isdst > 0 ? 0x80 : 0));
 	out[4] = (uint8_t)(tm.tm_mday | wday << 5);
@@ -405,7 +377,7 @@ iec_cp56_encode(uint8_t out[7], int64_t ms, bool local_time, bool invalid)
 int
 iec_cp56_decode(const uint8_t in[7], bool local_time, int64_t *ms, bool *invalid)
 {
-	unsigned msec = get16(in), min = in[2] & 0x3f, hour = in[3] & 0x1f, su = in[3] & 0x80;
+	unsigned msec = get_le16(in), min = in[2] & 0x3f, hour = in[3] & 0x1f, su = in[3] & 0x80;
 	unsigned mday = in[4] & 0x1f, mon = in[5] & 0x0f, year = in[6] & 0x7f;
 	struct tm tm, back;
 	time_t t;
@@ -454,7 +426,7 @@ iec_cp56_decode(const uint8_t in[7], bool local_time, int64_t *ms, bool *invalid
 static int
 cp24_decode(const uint8_t *in, bool local_time, int64_t now_ms, int64_t *ms, bool *invalid)
 {
-	unsigned msec = get16(in), min = in[2] & 0x3f;
+	unsigned msec = get_le16(in), min = in[2] & 0x3f;
 	struct tm tm;
 	int nmsec;
 	int64_t hour_start, t;
@@ -483,7 +455,7 @@ cp24_encode(uint8_t *out, int64_t ms, bool local_time, bool invalid)
 		msec = 0;
 		invalid = true;
 	}
-	put16(out, (uint16_t)(tm.tm_sec * 1000 + msec));
+	put_le16(out, (uint16_t)(tm.tm_sec * 1000 + msec));
 	out[2] = (uint8_t)(tm.tm_min | (invalid ? 0x80 : 0));
 }
 
@@ -493,7 +465,7 @@ cp24_encode(uint8_t *out, int64_t ms, bool local_time, bool invalid)
 static double
 nva_get(const uint8_t *p)
 {
-	return (int16_t)get16(p) / 32768.0;
+	return (int16_t)get_le16(p) / 32768.0;
 }
 
 static void
@@ -505,7 +477,7 @@ nva_put(uint8_t *p, double f)
 		x = x != x ? 0 : -32768.0;
 	if (x > 32767.0)
 		x = 32767.0;
-	put16(p, (uint16_t)(int16_t)lrint(x));
+	put_le16(p, (uint16_t)(int16_t)lrint(x));
 }
 
 static int16_t
@@ -564,7 +536,7 @@ decode_elem(const struct type_info *ti, const uint8_t *p, const struct iec_param
 		o->q = p[2] & 0xf1;
 		break;
 	case E_SVA_QDS:
-		o->v.i = (int16_t)get16(p);
+		o->v.i = (int16_t)get_le16(p);
 		o->q = p[2] & 0xf1;
 		break;
 	case E_R32_QDS:
@@ -579,13 +551,13 @@ decode_elem(const struct type_info *ti, const uint8_t *p, const struct iec_param
 	case E_SEP_CP16:
 		o->v.i = p[0] & 0x03;
 		o->q = p[0] & 0xf8;
-		o->elapsed_ms = get16(p + 1);
+		o->elapsed_ms = get_le16(p + 1);
 		break;
 	case E_SPE_QDP_CP16:
 	case E_OCI_QDP_CP16:
 		o->v.u = p[0] & (ti->elem == E_SPE_QDP_CP16 ? 0x3f : 0x0f);
 		o->q = p[1] & 0xf8;
-		o->elapsed_ms = get16(p + 2);
+		o->elapsed_ms = get_le16(p + 2);
 		break;
 	case E_SCD_QDS:
 		o->v.u = get32(p);
@@ -605,7 +577,7 @@ decode_elem(const struct type_info *ti, const uint8_t *p, const struct iec_param
 		o->v.f = nva_get(p);
 		goto qos;
 	case E_SVA_QOS:
-		o->v.i = (int16_t)get16(p);
+		o->v.i = (int16_t)get_le16(p);
 		goto qos;
 	case E_R32_QOS:
 		o->v.f = r32_get(p);
@@ -621,7 +593,7 @@ decode_elem(const struct type_info *ti, const uint8_t *p, const struct iec_param
 		o->qualifier = p[0];
 		break;
 	case E_TSC:
-		o->v.i = get16(p);
+		o->v.i = get_le16(p);
 		break;
 	case E_NONE:
 		break;
@@ -629,14 +601,14 @@ decode_elem(const struct type_info *ti, const uint8_t *p, const struct iec_param
 	if (ti->tag == T_CP24) {
 		o->has_time = true;
 		if (cp24_decode(tp, prm->local_time, now_ms, &o->time_ms, &o->time_invalid) == -1) {
-			seterr(err, errlen, "IOA %" PRIu32 ": bad CP24Time2a %02x %02x %02x (101 7.2.6.19)",
+			codec_err(err, errlen, "IOA %" PRIu32 ": bad CP24Time2a %02x %02x %02x (101 7.2.6.19)",
 			    o->ioa, tp[0], tp[1], tp[2]);
 			return -1;
 		}
 	} else if (ti->tag == T_CP56) {
 		o->has_time = true;
 		if (iec_cp56_decode(tp, prm->local_time, &o->time_ms, &o->time_invalid) == -1) {
-			seterr(err, errlen, "IOA %" PRIu32 ": bad CP56Time2a %02x %02x %02x %02x %02x %02x %02x (101 7.2.6.18)",
+			codec_err(err, errlen, "IOA %" PRIu32 ": bad CP56Time2a %02x %02x %02x %02x %02x %02x %02x (101 7.2.6.18)",
 			    o->ioa, tp[0], tp[1], tp[2], tp[3], tp[4], tp[5], tp[6]);
 			return -1;
 		}
@@ -669,26 +641,26 @@ iec_asdu_decode(const uint8_t *p, size_t len, const struct iec_params *prm, int6
 	int n;
 
 	if (!params_ok(prm)) {
-		seterr(err, errlen, "bad field sizes (COT 1-2, CA 1-2, IOA 1-3)");
+		codec_err(err, errlen, "bad field sizes (COT 1-2, CA 1-2, IOA 1-3)");
 		return -1;
 	}
 	hdr = dui_size(prm);
 	if (len < hdr) {
-		seterr(err, errlen, "ASDU of %zu octets, shorter than its %zu-octet header (101 7.1)", len, hdr);
+		codec_err(err, errlen, "ASDU of %zu octets, shorter than its %zu-octet header (101 7.1)", len, hdr);
 		return -1;
 	}
 	memset(a, 0, offsetof(struct iec_asdu, obj));
 	a->type = p[0];
 	ti = &types[a->type];
 	if (ti->elem == 0) {
-		seterr(err, errlen, "unknown type %u", a->type);
+		codec_err(err, errlen, "unknown type %u", a->type);
 		return -1;
 	}
 	/* 7.2.2 VSQ: SQ in bit 8, number 0..127 (0: no object) */
 	a->sq = (p[1] & 0x80) != 0;
 	n = p[1] & 0x7f;
 	if (n == 0) {
-		seterr(err, errlen, "%s: VSQ number 0 (101 7.2.2)", ti->name);
+		codec_err(err, errlen, "%s: VSQ number 0 (101 7.2.2)", ti->name);
 		return -1;
 	}
 	/* 7.2.3 COT: cause in bits 1-6, P/N bit 7, T bit 8; originator address with 2 octets */
@@ -697,11 +669,11 @@ iec_asdu_decode(const uint8_t *p, size_t len, const struct iec_params *prm, int6
 	a->test = (p[2] & 0x80) != 0;
 	a->oa = prm->cot_len == 2 ? p[3] : 0;
 	/* 7.2.4 common address */
-	a->ca = prm->ca_len == 2 ? get16(p + 2 + prm->cot_len) : p[2 + prm->cot_len];
+	a->ca = prm->ca_len == 2 ? get_le16(p + 2 + prm->cot_len) : p[2 + prm->cot_len];
 	esize = ti->vsize + tag_size(ti->tag);
 	want = a->sq ? hdr + prm->ioa_len + (size_t)n * esize : hdr + (size_t)n * (prm->ioa_len + esize);
 	if (len != want) {
-		seterr(err, errlen, "%s: %zu octets for %d object%s (SQ=%d), expected %zu (101 7.2.2)",
+		codec_err(err, errlen, "%s: %zu octets for %d object%s (SQ=%d), expected %zu (101 7.2.2)",
 		    ti->name, len, n, n == 1 ? "" : "s", a->sq, want);
 		return -1;
 	}
@@ -718,7 +690,7 @@ iec_asdu_decode(const uint8_t *p, size_t len, const struct iec_params *prm, int6
 		} else
 			o->ioa = a->obj[0].ioa + (uint32_t)k;
 		if (o->ioa > ioa_max(prm->ioa_len)) {
-			seterr(err, errlen, "%s: SQ=1 addresses %" PRIu32 "+%d beyond %u octets (101 7.2.2.1)",
+			codec_err(err, errlen, "%s: SQ=1 addresses %" PRIu32 "+%d beyond %u octets (101 7.2.2.1)",
 			    ti->name, a->obj[0].ioa, n - 1, prm->ioa_len);
 			return -1;
 		}
@@ -759,7 +731,7 @@ encode_elem(const struct type_info *ti, const struct iec_obj *o, const struct ie
 		p[2] = o->q & 0xf1;
 		break;
 	case E_SVA_QDS:
-		put16(p, (uint16_t)clamp16(o->v.i));
+		put_le16(p, (uint16_t)clamp16(o->v.i));
 		p[2] = o->q & 0xf1;
 		break;
 	case E_R32_QDS:
@@ -775,13 +747,13 @@ encode_elem(const struct type_info *ti, const struct iec_obj *o, const struct ie
 	}
 	case E_SEP_CP16:
 		p[0] = (uint8_t)((o->v.i & 0x03) | (o->q & 0xf8));
-		put16(p + 1, o->elapsed_ms);
+		put_le16(p + 1, o->elapsed_ms);
 		break;
 	case E_SPE_QDP_CP16:
 	case E_OCI_QDP_CP16:
 		p[0] = (uint8_t)(o->v.u & (ti->elem == E_SPE_QDP_CP16 ? 0x3f : 0x0f));
 		p[1] = o->q & 0xf8;
-		put16(p + 2, o->elapsed_ms);
+		put_le16(p + 2, o->elapsed_ms);
 		break;
 	case E_NVA:
 		nva_put(p, o->v.f);
@@ -796,7 +768,7 @@ encode_elem(const struct type_info *ti, const struct iec_obj *o, const struct ie
 		p[2] = (uint8_t)(se | (o->qu & 0x7f));
 		break;
 	case E_SVA_QOS:
-		put16(p, (uint16_t)clamp16(o->v.i));
+		put_le16(p, (uint16_t)clamp16(o->v.i));
 		p[2] = (uint8_t)(se | (o->qu & 0x7f));
 		break;
 	case E_R32_QOS:
@@ -810,7 +782,7 @@ encode_elem(const struct type_info *ti, const struct iec_obj *o, const struct ie
 		p[0] = o->qualifier;
 		break;
 	case E_TSC:
-		put16(p, (uint16_t)o->v.i);
+		put_le16(p, (uint16_t)o->v.i);
 		break;
 	case E_NONE:
 		break;
@@ -862,7 +834,7 @@ iec_asdu_encode(const struct iec_asdu *a, const struct iec_params *prm, uint8_t 
 	if (prm->cot_len == 2)
 		out[3] = a->oa;
 	if (prm->ca_len == 2)
-		put16(out + 2 + prm->cot_len, a->ca);
+		put_le16(out + 2 + prm->cot_len, a->ca);
 	else
 		out[2 + prm->cot_len] = (uint8_t)a->ca;
 	off = hdr;
@@ -1075,7 +1047,7 @@ iec_parse_ioa(const char *s, uint8_t ioa_len, uint32_t *ioa, bool *ignore, char 
 	uint32_t max;
 
 	if (ioa_len < 1 || ioa_len > 3) {
-		seterr(err, errlen, "IOA length %u, not 1..3", ioa_len);
+		codec_err(err, errlen, "IOA length %u, not 1..3", ioa_len);
 		return -1;
 	}
 	max = ioa_max(ioa_len);
@@ -1092,12 +1064,12 @@ iec_parse_ioa(const char *s, uint8_t ioa_len, uint32_t *ioa, bool *ignore, char 
 	while (end > p && (end[-1] == ' ' || end[-1] == '\t'))
 		end--;
 	if (p == end) {
-		seterr(err, errlen, "\"%s\": no information object address", s);
+		codec_err(err, errlen, "\"%s\": no information object address", s);
 		return -1;
 	}
 	if (*p == '#') {
 		if (parse_num(p + 1, end, 16, max, ioa) == -1) {
-			seterr(err, errlen, "\"%s\": not a hex IOA of at most %u octet%s", s, ioa_len,
+			codec_err(err, errlen, "\"%s\": not a hex IOA of at most %u octet%s", s, ioa_len,
 			    ioa_len == 1 ? "" : "s");
 			return -1;
 		}
@@ -1127,12 +1099,12 @@ iec_parse_ioa(const char *s, uint8_t ioa_len, uint32_t *ioa, bool *ignore, char 
 		*ioa = v;
 		return 0;
 	bad_octets:
-		seterr(err, errlen, "\"%s\": not %u comma-separated octets 0..255 (most significant first)",
+		codec_err(err, errlen, "\"%s\": not %u comma-separated octets 0..255 (most significant first)",
 		    s, ioa_len);
 		return -1;
 	}
 	if (parse_num(p, end, 10, max, ioa) == -1) {
-		seterr(err, errlen, "\"%s\": not an IOA 0..%" PRIu32 " (decimal, #hex or octets)", s, max);
+		codec_err(err, errlen, "\"%s\": not an IOA 0..%" PRIu32 " (decimal, #hex or octets)", s, max);
 		return -1;
 	}
 	return 0;

@@ -17,36 +17,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "codec.h"
 #include "modbus_codec.h"
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void
-seterr(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
-
-static uint16_t
-get16(const uint8_t *p)
-{
-	return (uint16_t)((unsigned)p[0] << 8 | p[1]);
-}
-
-static void
-put16(uint8_t *p, uint16_t v)
-{
-	p[0] = (uint8_t)(v >> 8);
-	p[1] = (uint8_t)v;
-}
 
 /* Clause 7, table of exception codes. */
 const char *
@@ -93,22 +65,22 @@ mb_frame(const uint8_t *buf, size_t len, struct mb_mbap *h, size_t *adu_len, cha
 	uint16_t pid, flen;
 
 	/* Reject a bad header as soon as its bytes are in: no point waiting for more. */
-	if (len >= 4 && (pid = get16(buf + 2)) != 0) {
-		seterr(err, errlen, "protocol id %u, not 0 (Modbus)", pid);
+	if (len >= 4 && (pid = get_be16(buf + 2)) != 0) {
+		codec_err(err, errlen, "protocol id %u, not 0 (Modbus)", pid);
 		return -1;
 	}
 	if (len < 6)
 		return 0;
-	flen = get16(buf + 4);
+	flen = get_be16(buf + 4);
 	/* unit id + a PDU of 1..253 bytes (application protocol 4.1) */
 	if (flen < 2 || flen > MB_MAX_PDU + 1) {
-		seterr(err, errlen, "MBAP length %u out of range 2..%d", flen, MB_MAX_PDU + 1);
+		codec_err(err, errlen, "MBAP length %u out of range 2..%d", flen, MB_MAX_PDU + 1);
 		return -1;
 	}
 	if (len < (size_t)6 + flen)
 		return 0;
 	if (h != NULL) {
-		h->tid = get16(buf);
+		h->tid = get_be16(buf);
 		h->pid = 0;
 		h->len = flen;
 		h->unit = buf[6];
@@ -122,9 +94,9 @@ mb_frame(const uint8_t *buf, size_t len, struct mb_mbap *h, size_t *adu_len, cha
 static size_t
 mbap(uint8_t *buf, uint16_t tid, uint8_t unit, size_t pdu_len)
 {
-	put16(buf, tid);
-	put16(buf + 2, 0);
-	put16(buf + 4, (uint16_t)(pdu_len + 1));
+	put_be16(buf, tid);
+	put_be16(buf + 2, 0);
+	put_be16(buf + 4, (uint16_t)(pdu_len + 1));
 	buf[6] = unit;
 	return MB_MBAP_LEN + pdu_len;
 }
@@ -181,8 +153,8 @@ mb_encode_read(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t fc, uint16_t ad
 	if (!range_ok(addr, count))
 		return 0;
 	p[0] = fc;
-	put16(p + 1, addr);
-	put16(p + 3, count);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, count);
 	return mbap(buf, tid, unit, 5);
 }
 
@@ -193,8 +165,8 @@ mb_encode_write_coil(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t addr, bo
 	uint8_t *p = buf + MB_MBAP_LEN;
 
 	p[0] = MB_FC_WRITE_COIL;
-	put16(p + 1, addr);
-	put16(p + 3, on ? 0xFF00 : 0x0000);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, on ? 0xFF00 : 0x0000);
 	return mbap(buf, tid, unit, 5);
 }
 
@@ -205,8 +177,8 @@ mb_encode_write_register(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t addr
 	uint8_t *p = buf + MB_MBAP_LEN;
 
 	p[0] = MB_FC_WRITE_REGISTER;
-	put16(p + 1, addr);
-	put16(p + 3, value);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, value);
 	return mbap(buf, tid, unit, 5);
 }
 
@@ -221,8 +193,8 @@ mb_encode_write_coils(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t addr, c
 	if (count < 1 || count > MB_MAX_WRITE_BITS || !range_ok(addr, count))
 		return 0;
 	p[0] = MB_FC_WRITE_COILS;
-	put16(p + 1, addr);
-	put16(p + 3, count);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, count);
 	n = pack_bits(p + 6, bits, count);
 	p[5] = (uint8_t)n;
 	return mbap(buf, tid, unit, 6 + n);
@@ -238,11 +210,11 @@ mb_encode_write_registers(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t add
 	if (count < 1 || count > MB_MAX_WRITE_REGS || !range_ok(addr, count))
 		return 0;
 	p[0] = MB_FC_WRITE_REGISTERS;
-	put16(p + 1, addr);
-	put16(p + 3, count);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, count);
 	p[5] = (uint8_t)(2 * count);
 	for (unsigned i = 0; i < count; i++)
-		put16(p + 6 + 2 * i, regs[i]);
+		put_be16(p + 6 + 2 * i, regs[i]);
 	return mbap(buf, tid, unit, 6 + 2 * (size_t)count);
 }
 
@@ -254,9 +226,9 @@ mb_encode_mask_write(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t addr, ui
 	uint8_t *p = buf + MB_MBAP_LEN;
 
 	p[0] = MB_FC_MASK_WRITE;
-	put16(p + 1, addr);
-	put16(p + 3, and_mask);
-	put16(p + 5, or_mask);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, and_mask);
+	put_be16(p + 5, or_mask);
 	return mbap(buf, tid, unit, 7);
 }
 
@@ -271,13 +243,13 @@ mb_encode_read_write(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t raddr, u
 	    wcount < 1 || wcount > MB_MAX_RW_WRITE_REGS || !range_ok(waddr, wcount))
 		return 0;
 	p[0] = MB_FC_READ_WRITE;
-	put16(p + 1, raddr);
-	put16(p + 3, rcount);
-	put16(p + 5, waddr);
-	put16(p + 7, wcount);
+	put_be16(p + 1, raddr);
+	put_be16(p + 3, rcount);
+	put_be16(p + 5, waddr);
+	put_be16(p + 7, wcount);
 	p[9] = (uint8_t)(2 * wcount);
 	for (unsigned i = 0; i < wcount; i++)
-		put16(p + 10 + 2 * i, wregs[i]);
+		put_be16(p + 10 + 2 * i, wregs[i]);
 	return mbap(buf, tid, unit, 10 + 2 * (size_t)wcount);
 }
 
@@ -300,8 +272,8 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		/* 6.1 .. 6.4: FC, address, quantity */
 		if (len != 5)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->count = get16(pdu + 3);
+		rq->addr = get_be16(pdu + 1);
+		rq->count = get_be16(pdu + 3);
 		if (rq->count < 1 ||
 		    rq->count > (is_bit_read(rq->fc) ? MB_MAX_READ_BITS : MB_MAX_READ_REGS))
 			return MB_EX_ILLEGAL_VALUE;
@@ -312,8 +284,8 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		/* 6.5: output value 0x0000 or 0xFF00, else exception 03 */
 		if (len != 5)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->value = get16(pdu + 3);
+		rq->addr = get_be16(pdu + 1);
+		rq->value = get_be16(pdu + 3);
 		rq->count = 1;
 		if (rq->value != 0xFF00 && rq->value != 0x0000)
 			return MB_EX_ILLEGAL_VALUE;
@@ -322,8 +294,8 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		/* 6.6: any register value */
 		if (len != 5)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->value = get16(pdu + 3);
+		rq->addr = get_be16(pdu + 1);
+		rq->value = get_be16(pdu + 3);
 		rq->count = 1;
 		return 0;
 	case MB_FC_WRITE_COILS:
@@ -331,8 +303,8 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		/* 6.11, 6.12: FC, address, quantity, byte count, data */
 		if (len < 6)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->count = get16(pdu + 3);
+		rq->addr = get_be16(pdu + 1);
+		rq->count = get_be16(pdu + 3);
 		bc = pdu[5];
 		if (rq->fc == MB_FC_WRITE_COILS) {
 			if (rq->count < 1 || rq->count > MB_MAX_WRITE_BITS ||
@@ -351,9 +323,9 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		/* 6.16: FC, reference address, AND mask, OR mask */
 		if (len != 7)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->and_mask = get16(pdu + 3);
-		rq->or_mask = get16(pdu + 5);
+		rq->addr = get_be16(pdu + 1);
+		rq->and_mask = get_be16(pdu + 3);
+		rq->or_mask = get_be16(pdu + 5);
 		rq->count = 1;
 		return 0;
 	case MB_FC_READ_WRITE:
@@ -361,10 +333,10 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		 * count, data */
 		if (len < 10)
 			return MB_EX_ILLEGAL_VALUE;
-		rq->addr = get16(pdu + 1);
-		rq->count = get16(pdu + 3);
-		rq->waddr = get16(pdu + 5);
-		rq->wcount = get16(pdu + 7);
+		rq->addr = get_be16(pdu + 1);
+		rq->count = get_be16(pdu + 3);
+		rq->waddr = get_be16(pdu + 5);
+		rq->wcount = get_be16(pdu + 7);
 		bc = pdu[9];
 		if (rq->count < 1 || rq->count > MB_MAX_RW_READ_REGS ||
 		    rq->wcount < 1 || rq->wcount > MB_MAX_RW_WRITE_REGS || bc != 2u * rq->wcount ||
@@ -422,7 +394,7 @@ mb_encode_read_regs_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t f
 	p[0] = fc;
 	p[1] = (uint8_t)(2 * count);
 	for (unsigned i = 0; i < count; i++)
-		put16(p + 2 + 2 * i, regs[i]);
+		put_be16(p + 2 + 2 * i, regs[i]);
 	return mbap(buf, tid, unit, 2 + 2 * (size_t)count);
 }
 
@@ -452,8 +424,8 @@ mb_encode_write_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t fc, u
 		return 0;
 	}
 	p[0] = fc;
-	put16(p + 1, addr);
-	put16(p + 3, value_or_count);
+	put_be16(p + 1, addr);
+	put_be16(p + 3, value_or_count);
 	return mbap(buf, tid, unit, 5);
 }
 
@@ -474,26 +446,26 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 
 	memset(rs, 0, sizeof(*rs));
 	if (name == NULL) {
-		seterr(err, errlen, "function %u not supported", s->fc);
+		codec_err(err, errlen, "function %u not supported", s->fc);
 		return -1;
 	}
 	if (len == 0) {
-		seterr(err, errlen, "%s: empty response", name);
+		codec_err(err, errlen, "%s: empty response", name);
 		return -1;
 	}
 	rs->fc = pdu[0] & 0x7f;
 	if (rs->fc != s->fc) {
-		seterr(err, errlen, "%s: response has function code 0x%02x", name, pdu[0]);
+		codec_err(err, errlen, "%s: response has function code 0x%02x", name, pdu[0]);
 		return -1;
 	}
 	if (pdu[0] & 0x80) {
 		/* clause 7: exception function code, exception code */
 		if (len != 2) {
-			seterr(err, errlen, "%s: exception response of %zu bytes, not 2", name, len);
+			codec_err(err, errlen, "%s: exception response of %zu bytes, not 2", name, len);
 			return -1;
 		}
 		if (pdu[1] == 0) {
-			seterr(err, errlen, "%s: exception code 0", name);
+			codec_err(err, errlen, "%s: exception code 0", name);
 			return -1;
 		}
 		rs->exception = true;
@@ -509,20 +481,20 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 		/* 6.1 .. 6.4, 6.17: FC, byte count, data */
 		want = is_bit_read(s->fc) ? ((size_t)s->count + 7) / 8 : 2 * (size_t)s->count;
 		if (len < 2) {
-			seterr(err, errlen, "%s: response without byte count", name);
+			codec_err(err, errlen, "%s: response without byte count", name);
 			return -1;
 		}
 		if (want == 0) {
-			seterr(err, errlen, "%s: a quantity of 0 has no valid response", name);
+			codec_err(err, errlen, "%s: a quantity of 0 has no valid response", name);
 			return -1;
 		}
 		if (pdu[1] != want) {
-			seterr(err, errlen, "%s: byte count %u for a quantity of %u (expected %zu)", name,
+			codec_err(err, errlen, "%s: byte count %u for a quantity of %u (expected %zu)", name,
 			    pdu[1], s->count, want);
 			return -1;
 		}
 		if (len != 2 + want) {
-			seterr(err, errlen, "%s: %zu data bytes, byte count says %zu", name, len - 2, want);
+			codec_err(err, errlen, "%s: %zu data bytes, byte count says %zu", name, len - 2, want);
 			return -1;
 		}
 		rs->data = pdu + 2;
@@ -534,33 +506,33 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 	case MB_FC_WRITE_REGISTERS:
 		/* 6.5, 6.6: echo of address and value; 6.11, 6.12: address and quantity */
 		if (len != 5) {
-			seterr(err, errlen, "%s: response of %zu bytes, not 5", name, len);
+			codec_err(err, errlen, "%s: response of %zu bytes, not 5", name, len);
 			return -1;
 		}
-		if (get16(pdu + 1) != s->addr) {
-			seterr(err, errlen, "%s: response for address %u, not %u", name, get16(pdu + 1), s->addr);
+		if (get_be16(pdu + 1) != s->addr) {
+			codec_err(err, errlen, "%s: response for address %u, not %u", name, get_be16(pdu + 1), s->addr);
 			return -1;
 		}
 		want = s->fc == MB_FC_WRITE_COIL || s->fc == MB_FC_WRITE_REGISTER ? s->value : s->count;
-		if (get16(pdu + 3) != want) {
-			seterr(err, errlen, "%s: response echoes %s %u, not %zu", name,
-			    s->fc <= MB_FC_WRITE_REGISTER ? "value" : "quantity", get16(pdu + 3), want);
+		if (get_be16(pdu + 3) != want) {
+			codec_err(err, errlen, "%s: response echoes %s %u, not %zu", name,
+			    s->fc <= MB_FC_WRITE_REGISTER ? "value" : "quantity", get_be16(pdu + 3), want);
 			return -1;
 		}
 		return 0;
 	case MB_FC_MASK_WRITE:
 		/* 6.16: echo of the request */
 		if (len != 7) {
-			seterr(err, errlen, "%s: response of %zu bytes, not 7", name, len);
+			codec_err(err, errlen, "%s: response of %zu bytes, not 7", name, len);
 			return -1;
 		}
-		if (get16(pdu + 1) != s->addr || get16(pdu + 3) != s->value || get16(pdu + 5) != s->or_mask) {
-			seterr(err, errlen, "%s: response does not echo the request", name);
+		if (get_be16(pdu + 1) != s->addr || get_be16(pdu + 3) != s->value || get_be16(pdu + 5) != s->or_mask) {
+			codec_err(err, errlen, "%s: response does not echo the request", name);
 			return -1;
 		}
 		return 0;
 	}
-	seterr(err, errlen, "function %u not supported", s->fc); /* not reached */
+	codec_err(err, errlen, "function %u not supported", s->fc); /* not reached */
 	return -1;
 }
 
@@ -573,7 +545,7 @@ mb_get_bit(const uint8_t *packed, unsigned i)
 uint16_t
 mb_get_reg(const uint8_t *data, unsigned i)
 {
-	return get16(data + 2 * (size_t)i);
+	return get_be16(data + 2 * (size_t)i);
 }
 
 /* ---- tag addresses ---- */
@@ -627,7 +599,7 @@ mb_parse_addr(const char *s, bool one_based, struct mb_addr *a, char *err, size_
 		p += 7;
 	}
 	if (*p == '\0') {
-		seterr(err, errlen, "empty address");
+		codec_err(err, errlen, "empty address");
 		return -1;
 	}
 	if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) {
@@ -644,56 +616,56 @@ mb_parse_addr(const char *s, bool one_based, struct mb_addr *a, char *err, size_
 			}
 		}
 		if (i == NTYPES) {
-			seterr(err, errlen, "unknown type '%c'", *p);
+			codec_err(err, errlen, "unknown type '%c'", *p);
 			return -1;
 		}
 		if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) {
-			seterr(err, errlen, "unknown type '%.*s%c'", (int)strlen(mb_types[i].prefix),
+			codec_err(err, errlen, "unknown type '%.*s%c'", (int)strlen(mb_types[i].prefix),
 			    mb_types[i].prefix, *p);
 			return -1;
 		}
 		typed = true;
 	}
 	if (*p < '1' || *p > '4' || p[1] != '.') {
-		seterr(err, errlen, "function must be 1..4");
+		codec_err(err, errlen, "function must be 1..4");
 		return -1;
 	}
 	a->fn = (uint8_t)(*p - '0');
 	p += 2;
 	digits = p;
 	if ((n = parse_dec(&p)) < 0) {
-		seterr(err, errlen, "missing address");
+		codec_err(err, errlen, "missing address");
 		return -1;
 	}
 	if (n < lo || n > hi) {
 		/* quote the digits as written: a long run was capped while parsing */
-		seterr(err, errlen, "address %.*s out of range %ld..%ld", (int)(p - digits > 20 ? 20 : p - digits), digits, lo, hi);
+		codec_err(err, errlen, "address %.*s out of range %ld..%ld", (int)(p - digits > 20 ? 20 : p - digits), digits, lo, hi);
 		return -1;
 	}
 	a->addr = (uint16_t)(n - lo);
 	if (*p == '.') {
 		digits = ++p;
 		if ((n = parse_dec(&p)) < 0) {
-			seterr(err, errlen, "missing bit");
+			codec_err(err, errlen, "missing bit");
 			return -1;
 		}
 		if (n > 15) {
-			seterr(err, errlen, "bit %.*s out of range 0..15", (int)(p - digits > 20 ? 20 : p - digits), digits);
+			codec_err(err, errlen, "bit %.*s out of range 0..15", (int)(p - digits > 20 ? 20 : p - digits), digits);
 			return -1;
 		}
 		a->bit = (int)n;
 	}
 	if (*p != '\0') {
-		seterr(err, errlen, "unexpected '%c' in address", *p);
+		codec_err(err, errlen, "unexpected '%c' in address", *p);
 		return -1;
 	}
 	if (a->fn <= 2) {
 		if (a->bit >= 0) {
-			seterr(err, errlen, "a bit needs function 3 or 4");
+			codec_err(err, errlen, "a bit needs function 3 or 4");
 			return -1;
 		}
 		if (typed) {
-			seterr(err, errlen, "a type needs function 3 or 4");
+			codec_err(err, errlen, "a type needs function 3 or 4");
 			return -1;
 		}
 		a->type = MB_T_BIT;
@@ -702,14 +674,14 @@ mb_parse_addr(const char *s, bool one_based, struct mb_addr *a, char *err, size_
 	}
 	if (a->bit >= 0) {
 		if (a->type != MB_T_U16) {
-			seterr(err, errlen, "a bit of a register allows no type but U");
+			codec_err(err, errlen, "a bit of a register allows no type but U");
 			return -1;
 		}
 		a->type = MB_T_BIT;
 		return 0;
 	}
 	if ((uint32_t)a->addr + a->nregs - 1 > 65535) {
-		seterr(err, errlen, "value spans past register %ld", hi);
+		codec_err(err, errlen, "value spans past register %ld", hi);
 		return -1;
 	}
 	return 0;
@@ -807,12 +779,12 @@ mb_regs_to_value(const struct mb_addr *a, const uint16_t *regs, enum vtype vt, s
 	bool isf = false;
 
 	if (!mb_type_fits(a, vt)) {
-		seterr(err, errlen, "a %s register cannot be a %s", type_name(a->type), vt_name(vt));
+		codec_err(err, errlen, "a %s register cannot be a %s", type_name(a->type), vt_name(vt));
 		return -1;
 	}
 	if (a->type == MB_T_BIT) {
 		if (a->nregs != 1 || a->bit < 0 || a->bit > 15) {
-			seterr(err, errlen, "a coil or discrete input has no register");
+			codec_err(err, errlen, "a coil or discrete input has no register");
 			return -1;
 		}
 		v->type = vt;
@@ -856,13 +828,13 @@ mb_regs_to_value(const struct mb_addr *a, const uint16_t *regs, enum vtype vt, s
 	}
 	if (isf) {
 		if (isnan(d)) {
-			seterr(err, errlen, "NaN is not an int");
+			codec_err(err, errlen, "NaN is not an int");
 			return -1;
 		}
 		d = round(d);
 		/* -2^63 is exact in a double; 2^63 is the first value past INT64_MAX */
 		if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) {
-			seterr(err, errlen, "%g out of range for an int", d);
+			codec_err(err, errlen, "%g out of range for an int", d);
 			return -1;
 		}
 		i = (int64_t)d;
@@ -879,11 +851,11 @@ mb_value_to_regs(const struct mb_addr *a, const struct value *v, uint16_t *regs,
 	uint64_t raw;
 
 	if (a->type == MB_T_BIT) {
-		seterr(err, errlen, "a bit is not written as registers");
+		codec_err(err, errlen, "a bit is not written as registers");
 		return -1;
 	}
 	if (!mb_type_fits(a, v->type)) {
-		seterr(err, errlen, "a %s register cannot be a %s", type_name(a->type), vt_name(v->type));
+		codec_err(err, errlen, "a %s register cannot be a %s", type_name(a->type), vt_name(v->type));
 		return -1;
 	}
 	if (type_is_float(a->type)) {
@@ -894,7 +866,7 @@ mb_value_to_regs(const struct mb_addr *a, const struct value *v, uint16_t *regs,
 
 			/* NaN and the infinities carry over; a finite value must stay finite */
 			if (isfinite(d) && (d > FLT_MAX || d < -FLT_MAX)) {
-				seterr(err, errlen, "%g out of range for float32", d);
+				codec_err(err, errlen, "%g out of range for float32", d);
 				return -1;
 			}
 			f = (float)d;
@@ -914,20 +886,20 @@ mb_value_to_regs(const struct mb_addr *a, const struct value *v, uint16_t *regs,
 	}
 	if (v->type == VT_FLOAT) {
 		if (isnan(v->f)) {
-			seterr(err, errlen, "NaN does not fit %s", type_name(a->type));
+			codec_err(err, errlen, "NaN does not fit %s", type_name(a->type));
 			return -1;
 		}
 		d = round(v->f);
 		/* compare in double; (double)hi may round up, hence < for int64 */
 		if (d < (double)lo || (hi == INT64_MAX ? d >= 9223372036854775808.0 : d > (double)hi)) {
-			seterr(err, errlen, "%g out of range for %s", v->f, type_name(a->type));
+			codec_err(err, errlen, "%g out of range for %s", v->f, type_name(a->type));
 			return -1;
 		}
 		i = (int64_t)d;
 	} else {
 		i = v->i;
 		if (i < lo || i > hi) {
-			seterr(err, errlen, "%lld out of range for %s", (long long)i, type_name(a->type));
+			codec_err(err, errlen, "%lld out of range for %s", (long long)i, type_name(a->type));
 			return -1;
 		}
 	}
@@ -942,8 +914,8 @@ mb_value_to_bit(const struct value *v, char *err, size_t errlen)
 	if ((v->type == VT_BOOL || v->type == VT_INT) && (v->i == 0 || v->i == 1))
 		return (int)v->i;
 	if (v->type == VT_INT)
-		seterr(err, errlen, "%lld is not a bit (0 or 1)", (long long)v->i);
+		codec_err(err, errlen, "%lld is not a bit (0 or 1)", (long long)v->i);
 	else
-		seterr(err, errlen, "a %s is not a bit", vt_name(v->type));
+		codec_err(err, errlen, "a %s is not a bit", vt_name(v->type));
 	return -1;
 }
