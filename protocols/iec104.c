@@ -498,11 +498,14 @@ iec_ack(struct session *s, uint16_t nr)
 			write_done(m->wr, 0, "acknowledged"); /* cmdc 0 */
 		free(m);
 	}
-	is->ack = nr;
-	if (is->ack == is->vs && !is->u_pending)
-		ptimer_stop(is->t1);
-	else if (is->ack != is->vs)
-		ptimer_start(is->t1, lconf(session_line(s))->t1_ms);
+	/* t1 runs on only when N(R) moves: a peer repeating an old N(R) does not extend it */
+	if (nr != is->ack) {
+		is->ack = nr;
+		if (is->ack == is->vs && !is->u_pending)
+			ptimer_stop(is->t1);
+		else if (is->ack != is->vs)
+			ptimer_start(is->t1, lconf(session_line(s))->t1_ms);
+	}
 	iec_flush(s);
 	return 0;
 }
