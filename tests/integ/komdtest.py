@@ -2,7 +2,7 @@
 
 Each test starts a fresh komd in a temporary directory on free ports, waits for readiness by
 polling (the control socket, or komd's own log lines as they arrive), bounds every wait, and
-cleans up. Waits never sleep blindly: they wake on each new log line from komd and re-check.
+cleans up. Waits are never blind pauses: they wake on each new log line from komd and re-check.
 """
 import json
 import os
