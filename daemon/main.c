@@ -1,6 +1,7 @@
 /* main.c: komd's start-up, the configuration's life cycle (load, check, apply, reload as a
  * difference), signals and shutdown. komd never forks: systemd supervises it. */
 #include <getopt.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -208,6 +209,7 @@ komd_reload(char *msg, size_t msglen)
 		log_warnx("control_socket changed: takes effect at the next start");
 	komd_apply(nc, msg, msglen);
 	log_info("%s", msg);
+	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
 	notify_ready();
 	return 0;
 }
@@ -322,6 +324,7 @@ main(int argc, char **argv)
 		fatalx("cannot open the control socket %s", conf->control_socket);
 	komd_apply(conf, msg, sizeof(msg));
 	log_info("%s", msg);
+	malloc_trim(0);
 
 	ev_hup = evsignal_new(komd.base, SIGHUP, sighup_cb, NULL);
 	ev_term = evsignal_new(komd.base, SIGTERM, sigterm_cb, NULL);

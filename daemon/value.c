@@ -463,12 +463,27 @@ time_now_ms(void)
 double
 value_float32_decimal(double f)
 {
-	char buf[32];
+	/* round to 6..9 significant digits with exact powers of ten (integer / 10^k and
+	 * integer * 10^k are correctly rounded, as strtod would give): no printf, no strtod,
+	 * since protocols call this for every float they receive */
+	static const double p10[] = { 1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11,
+		1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22 };
+	float target = (float)f;
 
-	for (int prec = 6; prec <= 9; prec++) {
-		snprintf(buf, sizeof(buf), "%.*g", prec, f);
-		if ((float)strtod(buf, NULL) == (float)f)
-			return strtod(buf, NULL);
+	if (!isfinite(f) || f == 0.0)
+		return f;
+	int mag = (int)floor(log10(fabs(f)));
+	for (int digits = 6; digits <= 9; digits++) {
+		int k = digits - 1 - mag; /* decimals to keep */
+		double y;
+		if (k >= 0 && k <= 22)
+			y = round(f * p10[k]) / p10[k];
+		else if (k < 0 && -k <= 22)
+			y = round(f / p10[-k]) * p10[-k];
+		else
+			return f;
+		if ((float)y == target)
+			return y;
 	}
 	return f;
 }

@@ -284,6 +284,7 @@ struct iec_sess {
 	bool started;           /* data transfer started */
 	bool startdt_sent;      /* client: waiting for STARTDT con */
 	bool u_pending;         /* a U act sent, waiting for its con (t1) */
+	bool hold;              /* building a burst (an interrogation): flush once at its end */
 	struct ptimer *t1, *t2, *t3;
 	struct iec_mq out;      /* waiting for room in the k window */
 	struct iec_mq sent;     /* sent, not acknowledged */
@@ -421,8 +422,14 @@ iec_flush(struct session *s)
 	const struct iec_line_conf *c = lconf(session_line(s));
 	struct iec_msg *m;
 
+	/* the frames the window allows go out in one write, not one send() each */
+	uint8_t batch[64 * IEC_MAX_APDU];
+	size_t used = 0;
+
+	if (is->hold)
+		return;
 	while (is->out.head && iec_seq_diff(is->vs, is->ack) < c->k) {
-		uint8_t apdu[IEC_MAX_APDU];
+		uint8_t *apdu = batch + used;
 		size_t n;
 
 		m = mq_pop(&is->out);
@@ -432,9 +439,19 @@ iec_flush(struct session *s)
 		is->unacked_in = 0; /* the I-frame carries our acknowledgement */
 		ptimer_stop(is->t2);
 		mq_push(&is->sent, m, false);
-		iec_send_raw(s, apdu, n);
+		session_count_frame(s, true);
+		iec_trace(s, true, apdu, n);
+		used += n;
+		if (used + IEC_MAX_APDU > sizeof(batch)) {
+			session_write(s, batch, used);
+			used = 0;
+		}
 		if (!ptimer_pending(is->t1))
 			ptimer_start(is->t1, c->t1_ms);
+	}
+	if (used) {
+		session_write(s, batch, used);
+		ptimer_start(is->t3, c->t3_ms);
 	}
 }
 
@@ -1521,6 +1538,7 @@ iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool 
 
 	if (!a)
 		return;
+	((struct iec_sess *)session_priv(s))->hold = true;
 	for (int i = 0; i < sn->nidx; i++) {
 		struct stag *t = station_stag(st, sn->idx[i].tag);
 		const struct iec_tag *it = itag(t);
@@ -1553,6 +1571,8 @@ iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool 
 	if (a->nobj)
 		iec_send_asdu(s, a, NULL);
 	free(a);
+	((struct iec_sess *)session_priv(s))->hold = false;
+	iec_flush(s);
 }
 
 
