@@ -700,6 +700,8 @@ mb_client_read(struct session *s, struct evbuffer *in)
 			mb_txn_fail(t, why, lost);
 		} else if (t->plan >= 0) {
 			cs->lost = false;
+			/* the next request first: the device works on it while we update the tags */
+			mb_pump(l);
 			mb_apply_read(t, &rs);
 			mb_poll_step(t->st);
 			mb_txn_free(t);
