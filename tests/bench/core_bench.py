@@ -24,7 +24,6 @@ import errno
 import json
 import os
 import resource
-import select
 import shutil
 import signal
 import socket
@@ -33,6 +32,8 @@ import sys
 import tempfile
 import threading
 import time
+
+from benchlib import BenchError, free_ports, poll, proc_mem, raise_nofile
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
@@ -44,63 +45,6 @@ NCONNS = 10000
 POLL = 0.01  # seconds between polls
 BATCH = 64  # connections opened before waiting for komd to accept them
 
-
-class BenchError(Exception):
-    pass
-
-
-def pause(seconds=POLL):
-    """A short wait between two polls (not a synchronisation)."""
-    select.select([], [], [], seconds)
-
-
-def poll(pred, timeout, what):
-    """Call pred until it returns a true value; raise BenchError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
-        pause()
-
-
-def raise_nofile(want=65536):
-    """Raise our RLIMIT_NOFILE (komd inherits it); return the soft limit in force."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for lim in ((max(want, hard), max(want, hard)), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
-            break
-        except (ValueError, OSError):
-            continue
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def proc_mem(pid):
-    """VmRSS, VmHWM and RssAnon of a process, in kB."""
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "RssAnon"):
-                out[k] = int(v.split()[0])
-    return out
-
-
-def free_ports(n):
-    """n distinct TCP ports free on 127.0.0.1 right now (held together, then released)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 class Sink:

@@ -47,7 +47,6 @@ Exit status 1 when a measurement could not be taken (a peer or komd failed, obje
 missing, a komd did not exit cleanly); a missed goal is reported, not a failure.
 """
 import calendar
-import errno
 import json
 import os
 import resource
@@ -55,12 +54,13 @@ import select
 import shutil
 import signal
 import socket
-import statistics
 import struct
 import subprocess
 import sys
 import tempfile
 import time
+
+from benchlib import BenchError, free_ports, median, poll, proc_cpu, proc_mem, raise_nofile
 
 TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
@@ -90,9 +90,6 @@ TESTFR_ACT, TESTFR_CON = 0x43, 0x83
 C_IC_NA_1, M_EI_NA_1 = 100, 70
 COT_ACTCON, COT_ACTTERM, COT_SPONT, COT_INROGEN = 7, 10, 3, 20
 
-
-class BenchError(Exception):
-    pass
 
 
 # ---- APDUs by hand ------------------------------------------------------------------------
@@ -316,66 +313,6 @@ def writer_main(port, k, record):
 
 
 # ---- the bench ----------------------------------------------------------------------------
-
-def pause(seconds=POLL):
-    """A short wait between two polls (not a synchronisation)."""
-    select.select([], [], [], seconds)
-
-
-def poll(pred, timeout, what):
-    """Call pred until it returns a true value; raise BenchError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
-        pause()
-
-
-def raise_nofile(want=65536):
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    for lim in ((max(want, hard), max(want, hard)), (hard, hard)):
-        try:
-            resource.setrlimit(resource.RLIMIT_NOFILE, lim)
-            break
-        except (ValueError, OSError):
-            continue
-    return resource.getrlimit(resource.RLIMIT_NOFILE)[0]
-
-
-def proc_mem(pid):
-    out = {}
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            k, _, v = line.partition(":")
-            if k in ("VmRSS", "VmHWM", "RssAnon"):
-                out[k] = int(v.split()[0])
-    return out
-
-
-def proc_cpu(pid):
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
-
-
-def free_ports(n):
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-            socks.append(s)
-            s.bind(("127.0.0.1", 0))
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 def iso_ms(s):

@@ -40,7 +40,6 @@ import re
 import select
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -54,6 +53,8 @@ KOMCTL = os.path.join(BUILD, "komctl")
 sys.path.insert(0, os.path.join(TOP, "tests", "integ"))
 import tlspki  # noqa: E402
 
+from benchlib import BenchError, median, poll, proc_cpu
+
 HS_SECONDS = 5  # one s_time run
 HS_ROUNDS = 3  # s_time runs per server, alternating komd and s_server
 HS_CASES = (("EC P-256", "server", "-tls1_3"), ("EC P-256", "server", "-tls1_2"),
@@ -64,26 +65,6 @@ SOCAT_BLOCK = 65536  # socat -b: bytes per read/write (an SSL_write of 64 KiB is
 POLL = 0.01  # seconds between polls
 TICK = os.sysconf("SC_CLK_TCK")
 
-
-class BenchError(Exception):
-    pass
-
-
-def pause(seconds=POLL):
-    """A short wait between two polls (not a synchronisation)."""
-    select.select([], [], [], seconds)
-
-
-def poll(pred, timeout, what):
-    """Call pred until it returns a true value; raise BenchError after timeout seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() >= deadline:
-            raise BenchError("timed out after %.0f s waiting for %s" % (timeout, what))
-        pause()
 
 
 def free_port():
@@ -107,12 +88,6 @@ def listening(port):
                 return True
     return False
 
-
-def proc_cpu(pid):
-    """utime + stime of a process, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def machine_cpu():
@@ -239,9 +214,6 @@ def make_pki(d):
     tlspki.run("openssl", "x509", "-req", "-in", "rsa.csr", "-CA", "ca.pem", "-CAkey", "ca.key",
                "-CAcreateserial", "-days", "825", "-out", "rsa.pem", "-extfile", "rsa.ext", cwd=d)
 
-
-def median(xs):
-    return statistics.median(xs) if xs else float("nan")
 
 
 S_TIME_RX = re.compile(r"^(\d+) connections in ([\d.]+)s; ([\d.]+) connections/user sec", re.M)
