@@ -131,6 +131,9 @@ const struct conf_key conf_station_keys[] = {
 	{ .name = "delay", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "0",
 	  .off = offsetof(struct station_conf, delay_ms),
 	  .help = "polling: delay after the end of the previous request; excludes period; 0: not set" },
+	{ .name = "continuous", .type = CK_BOOL, .def = "false", .off = offsetof(struct station_conf, continuous),
+	  .help = "polling: poll again as soon as the previous poll ends (as fast as the device answers); "
+	  "excludes period and delay" },
 	{ .name = "response_timeout", .type = CK_SECONDS, .min = 0.01, .max = 3600, .def = "5",
 	  .off = offsetof(struct station_conf, response_timeout_ms),
 	  .help = "time the device may take to answer a request before the station is in communication error" },
@@ -967,6 +970,8 @@ conf_station(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *g
 
 	if (sc.period_ms && sc.delay_ms)
 		conf_errloc(x, &sc.loc, "%s: 'period' and 'delay' exclude each other", what);
+	if (sc.continuous && (sc.period_ms || sc.delay_ms))
+		conf_errloc(x, &sc.loc, "%s: 'continuous' excludes 'period' and 'delay'", what);
 	if (sc.offset_ms && !sc.period_ms)
 		conf_err(x, config_setting_get_member(grp, "offset"), "'offset' needs 'period'");
 	else if (sc.period_ms && sc.offset_ms >= sc.period_ms)

@@ -79,6 +79,7 @@ struct station_conf {
 	int period_ms;       /* polling period, aligned to the wall clock; 0 unset */
 	int offset_ms;       /* offset of polls within the period */
 	int delay_ms;        /* or: delay after the previous request ends; 0 unset */
+	bool continuous;     /* or: poll again as soon as the previous poll ends */
 	int response_timeout_ms; /* a request unanswered this long is a communication error */
 	bool simulation;
 	void *pconf;         /* the protocol's station_keys */

@@ -135,8 +135,8 @@ station_poll_schedule(struct station *st)
 		int64_t now = time_now_ms();
 		int64_t next = ((now - sc->offset_ms) / sc->period_ms + 1) * sc->period_ms + sc->offset_ms;
 		ptimer_start(st->poll_timer, (int)(next - now));
-	} else if (sc->delay_ms) {
-		ptimer_start(st->poll_timer, sc->delay_ms);
+	} else if (sc->delay_ms || sc->continuous) {
+		ptimer_start(st->poll_timer, sc->delay_ms); /* continuous: the next loop pass */
 	}
 }
 
@@ -156,7 +156,7 @@ station_poll_cb(void *arg)
 void
 station_poll_done(struct station *st)
 {
-	if (st->polling && st->sc->delay_ms && !st->sc->period_ms)
+	if (st->polling && (st->sc->delay_ms || st->sc->continuous) && !st->sc->period_ms)
 		station_poll_schedule(st);
 }
 
@@ -190,7 +190,7 @@ station_line_up(struct station *st)
 		return;
 	st->state = ST_OK;
 	st->last_error[0] = '\0';
-	if (st->line->ops->on_poll && (st->sc->period_ms || st->sc->delay_ms)) {
+	if (st->line->ops->on_poll && (st->sc->period_ms || st->sc->delay_ms || st->sc->continuous)) {
 		if (!st->poll_timer)
 			st->poll_timer = station_timer(st, station_poll_cb, st);
 		st->polling = true;

@@ -10,7 +10,7 @@ import subprocess
 import tempfile
 import time
 
-from komdtest import BUILD, TOP, Komd, KtPeer, check, free_port, main
+from komdtest import BUILD, TOP, Komd, KtPeer, check, free_port, main, run_komd
 
 
 def test_man_pages():
@@ -134,6 +134,19 @@ def test_polling_delay_waits_for_answer():
         k.until(lambda: len(peer.received("PING")) >= 4, 5, "polling resumes after the answer")
 
 
+def test_polling_continuous():
+    peer = KtPeer("127.0.0.1")
+    with Komd(poll_conf(peer.port, "continuous = true;")).start() as k:
+        # each answer triggers the next poll at once: many polls, one outstanding at a time
+        k.until(lambda: len(peer.received("PING")) >= 200, 10, "200 polls")
+        check(k.line("cli")["stations"][0]["state"] == "ok", "station ok")
+    peer.close()
+    bad = Komd(poll_conf(free_port(), "continuous = true; delay = 1;"))
+    r = run_komd("-t", "-c", bad.conf)
+    check(r.returncode == 1 and "'continuous' excludes 'period' and 'delay'" in r.stderr, r.stderr)
+    subprocess.run(["rm", "-rf", bad.dir])
+
+
 def test_drop_in_line():
     port = free_port()
     dropin = """lines = ( { name = "extra"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d;
@@ -189,5 +202,5 @@ def test_name_resolution_failure():
 
 if __name__ == "__main__":
     main([test_man_pages, test_install, test_control_socket_mode, test_emfile_pauses_accepting,
-          test_polling_period_offset, test_polling_delay_waits_for_answer, test_drop_in_line,
+          test_polling_period_offset, test_polling_delay_waits_for_answer, test_polling_continuous, test_drop_in_line,
           test_write_timeout_and_json, test_name_resolution_failure])
