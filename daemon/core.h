@@ -40,6 +40,7 @@ struct ptimer {
 	struct event *ev;
 	ptimer_cb cb;
 	void *arg;
+	bool dead;                   /* its session is closing: starting it does nothing */
 	LIST_ENTRY(ptimer) link;
 };
 LIST_HEAD(ptimer_list, ptimer);

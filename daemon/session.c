@@ -77,7 +77,7 @@ ptimer_start(struct ptimer *t, int ms)
 {
 	struct timeval tv = { ms / 1000, (ms % 1000) * 1000 };
 
-	if (t)
+	if (t && !t->dead)
 		evtimer_add(t->ev, &tv);
 }
 
@@ -140,6 +140,7 @@ session_free_cb(evutil_socket_t fd, short ev, void *arg)
 	(void)fd; (void)ev;
 	if (s->bev)
 		bufferevent_free(s->bev);
+	ptimer_free_list(&s->timers);
 	free(s->priv);
 	free(s);
 }
@@ -163,7 +164,13 @@ session_close(struct session *s, const char *reason)
 		if (ssl)
 			SSL_shutdown(ssl); /* close_notify */
 	}
-	ptimer_free_list(&s->timers);
+	/* its timers stop now and are freed with it: the protocol may still hold them while
+	 * the callback that closed the session unwinds */
+	struct ptimer *t;
+	LIST_FOREACH(t, &s->timers, link) {
+		t->dead = true;
+		evtimer_del(t->ev);
+	}
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
 	TAILQ_REMOVE(&l->sessions, s, link);
@@ -347,6 +354,7 @@ session_protocol_error(struct session *s, const char *fmt, ...)
 }
 
 struct line *session_line(const struct session *s) { return s->line; }
+bool session_closing(const struct session *s) { return s->closing; }
 void *session_priv(const struct session *s) { return s->priv; }
 const char *session_peer(const struct session *s) { return s->peer; }
 enum path_kind session_path(const struct session *s) { return s->kind; }

@@ -686,8 +686,8 @@ iec_read(struct session *s, struct evbuffer *in, bool server)
 		char err[160];
 		int r;
 
-		if (len == 0)
-			return 0;
+		if (len == 0 || session_closing(s))
+			return 0; /* a write may have closed it: no more frames */
 		buf = evbuffer_pullup(in, (ev_ssize_t)want);
 		if ((r = iec_apci_parse(buf, want, &ap, &flen, err, sizeof(err))) == 0)
 			return 0;

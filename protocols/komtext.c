@@ -417,8 +417,8 @@ kt_read(struct session *s, struct evbuffer *in, bool server)
 		char err[128];
 		int r;
 
-		if (len == 0)
-			return 0;
+		if (len == 0 || session_closing(s))
+			return 0; /* a write may have closed it: no more frames */
 		if ((r = komtext_frame(buf, want, &flen)) == 0)
 			return 0;
 		if (r < 0) {

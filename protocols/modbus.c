@@ -159,6 +159,7 @@ struct mb_txn {
 	struct stag *wtag;        /* writes */
 	struct write_req *wr;
 	bool rmw_read;            /* the read half of a read-modify-write */
+	bool counted;             /* a new write in the queue (MB_MAX_QUEUED_WRITES) */
 	struct mb_sent sent;
 	uint16_t wregs[4];        /* FC 16: the registers to write */
 	uint8_t adu[MB_MAX_ADU];
@@ -190,9 +191,14 @@ struct mb_cstation {
 
 struct mb_cline {
 	struct mb_txn *queue, **qtail; /* waiting to be sent, in order */
+	struct mb_txn **wtail;         /* the end of the writes at the queue's head */
+	int nwrites;                   /* writes queued */
 	int inflight;
 	uint16_t next_tid;
 };
+
+/* Writes queued at once on a line; more are refused ("busy") rather than kept for ever. */
+#define MB_MAX_QUEUED_WRITES 1000
 
 struct mb_csession {
 	struct mb_txn *inflight;  /* sent, waiting for their answers */
@@ -387,10 +393,14 @@ mb_enqueue(struct line *l, struct mb_txn *t, bool front)
 	struct mb_cline *cl = line_priv(l);
 
 	if (front) {
-		t->next = cl->queue;
-		cl->queue = t;
-		if (cl->qtail == &cl->queue)
+		/* writes (and retries) go before the polls, in the order they came */
+		if (!cl->wtail)
+			cl->wtail = &cl->queue;
+		t->next = *cl->wtail;
+		*cl->wtail = t;
+		if (cl->qtail == cl->wtail)
 			cl->qtail = &t->next;
+		cl->wtail = &t->next;
 	} else {
 		t->next = NULL;
 		*cl->qtail = t;
@@ -456,6 +466,18 @@ mb_pump(struct line *l)
 		cl->queue = t->next;
 		if (!cl->queue)
 			cl->qtail = &cl->queue;
+		if (cl->wtail == &t->next || !cl->queue)
+			cl->wtail = NULL; /* the writes segment is empty again */
+		if (t->counted) {
+			t->counted = false;
+			cl->nwrites--;
+		}
+		if (t->plan < 0 && write_req_answered(t->wr)) {
+			/* the requester was told it timed out: do not write it to the device now */
+			write_done(t->wr, -1, "timed out in the queue");
+			mb_txn_free(t);
+			continue;
+		}
 		if (mb_encode(l, t) != 0) {
 			log_warnx("line %s: station %s: request cannot be encoded, dropped", line_name(l), station_name(t->st));
 			mb_txn_free(t);
@@ -657,8 +679,8 @@ mb_client_read(struct session *s, struct evbuffer *in)
 		char err[160];
 		int r;
 
-		if (len == 0)
-			return 0;
+		if (len == 0 || session_closing(s))
+			return 0; /* a write may have closed it: no more frames */
 		if ((r = mb_frame(buf, len < MB_MAX_ADU ? len : MB_MAX_ADU, &h, &alen, err, sizeof(err))) == 0)
 			return 0;
 		if (r < 0) {
@@ -768,6 +790,10 @@ mb_client_write(struct stag *tag, struct write_req *req)
 		write_done(req, -1, "not connected");
 		return;
 	}
+	if (((struct mb_cline *)line_priv(l))->nwrites >= MB_MAX_QUEUED_WRITES) {
+		write_done(req, -1, "busy: too many writes queued for this line");
+		return;
+	}
 	if ((t = mb_txn_new(st, -1)) == NULL) {
 		write_done(req, -1, "out of memory");
 		return;
@@ -799,6 +825,8 @@ mb_client_write(struct stag *tag, struct write_req *req)
 		else
 			t->sent = (struct mb_sent){ .fc = MB_FC_WRITE_REGISTERS, .addr = a->addr, .count = a->nregs };
 	}
+	t->counted = true;
+	((struct mb_cline *)line_priv(l))->nwrites++;
 	mb_enqueue(l, t, true); /* writes go before polls */
 	mb_pump(l);
 	return;
@@ -829,6 +857,8 @@ mb_flush_queue(struct line *l)
 		mb_txn_free(t);
 	}
 	cl->qtail = &cl->queue;
+	cl->wtail = NULL;
+	cl->nwrites = 0;
 }
 
 static void
@@ -867,6 +897,8 @@ mb_client_line_free(struct line *l)
 		free(t);
 	}
 	cl->qtail = &cl->queue;
+	cl->wtail = NULL;
+	cl->nwrites = 0;
 }
 
 /* ---- server ---- */
@@ -913,7 +945,12 @@ struct mb_reply {
 
 struct mb_ssession {
 	struct mb_reply *head, **tail;
+	int n;                    /* answers queued */
 };
+
+/* Requests a client may have waiting for answers (its writes routed, say); more is a
+ * client that does not wait for answers: the connection closes. */
+#define MB_MAX_PENDING_REPLIES 256
 
 static int
 mb_span_cmp(const void *x, const void *y)
@@ -1208,6 +1245,7 @@ mb_reply_flush(struct session *s)
 		ss->head = r->next;
 		if (!ss->head)
 			ss->tail = &ss->head;
+		ss->n--;
 		session_write(s, r->adu, r->len);
 		session_count_frame(s, true);
 		mb_trace_adu(s, true, r->adu, r->len);
@@ -1250,6 +1288,10 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 
 	if (!st && lc->unknown_unit == 1)
 		return; /* configured to stay silent, like a serial gateway with no such unit */
+	if (ss->n >= MB_MAX_PENDING_REPLIES) {
+		session_protocol_error(s, "over %d requests waiting for their answers", MB_MAX_PENDING_REPLIES);
+		return;
+	}
 	if ((r = calloc(1, sizeof(*r))) == NULL)
 		return;
 	r->s = s;
@@ -1325,6 +1367,7 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 	r->next = NULL;
 	*ss->tail = r;
 	ss->tail = &r->next;
+	ss->n++;
 	mb_reply_flush(s);
 }
 
@@ -1339,8 +1382,8 @@ mb_server_read(struct session *s, struct evbuffer *in)
 		char err[160];
 		int r;
 
-		if (len == 0)
-			return 0;
+		if (len == 0 || session_closing(s))
+			return 0; /* a write may have closed it: no more frames */
 		buf = evbuffer_pullup(in, (ev_ssize_t)want);
 		if ((r = mb_frame(buf, want, &h, &alen, err, sizeof(err))) == 0)
 			return 0;
@@ -1381,6 +1424,7 @@ mb_server_close(struct session *s)
 		mb_reply_free(r);
 	}
 	ss->tail = &ss->head;
+	ss->n = 0;
 }
 
 /* ---- the two protocols ---- */

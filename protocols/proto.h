@@ -89,6 +89,9 @@ void session_trace(struct session *s, bool out, const void *frame, size_t len, c
 void session_protocol_error(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Close after the current callback returns; on_close is called. */
 void session_close(struct session *s, const char *reason);
+/* Closed (by us, the peer, or a write that found the peer not reading): stop reading
+ * frames and sending; the session is freed after the current callback. */
+bool session_closing(const struct session *s);
 
 /* Timers belong to a session (freed with it) or to a station (freed with it). */
 typedef void (*ptimer_cb)(void *arg);
