@@ -455,6 +455,10 @@ iec_flush(struct session *s)
 	}
 }
 
+/* Frames a session may hold waiting for the k window (a general interrogation of 100,000
+ * objects is about 3,400). */
+#define IEC_MAX_OUT 200000
+
 /* Queue encoded ASDU bytes for the session (sent at once when the window allows). */
 static int
 iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event)
@@ -464,6 +468,13 @@ iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_re
 
 	if (n == 0 || (m = msg_new(asdu, n)) == NULL)
 		return -1;
+	if (is->out.n >= IEC_MAX_OUT) {
+		/* the peer does not acknowledge (or keeps asking): close rather than grow */
+		free(m);
+		session_protocol_error(s, "over %d frames waiting for the k window: the peer does not acknowledge",
+		    IEC_MAX_OUT);
+		return -1;
+	}
 	m->wr = wr;
 	m->event = event;
 	mq_push(&is->out, m, false);
@@ -629,8 +640,8 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 			session_protocol_error(s, "wrong N(S) %u, expected %u", ap->ns, is->vr);
 			return -1;
 		}
-		if (!is->started && server) {
-			session_protocol_error(s, "I-frame before STARTDT");
+		if (!is->started) {
+			session_protocol_error(s, server ? "I-frame before STARTDT" : "I-frame before STARTDT con");
 			return -1;
 		}
 		is->vr = iec_seq_add(is->vr, 1);
@@ -1158,10 +1169,17 @@ iec_client_confirm(struct session *s, struct station *st, const struct iec_asdu 
 				    line_name(session_line(s)), station_name(st), iec_type_name(a->type), o->ioa, a->cot);
 			continue;
 		}
-		if (a->pn) {
+		if (a->pn || (a->cot >= COT_UNKNOWN_TYPE && a->cot <= COT_UNKNOWN_IOA)) {
+			char why[80];
 			*pp = cmd->next;
-			write_done(cmd->wr, -1, a->cot == COT_ACTTERM ? "negative activation termination" :
-			    "negative activation confirmation");
+			if (a->cot >= COT_UNKNOWN_TYPE && a->cot <= COT_UNKNOWN_IOA)
+				snprintf(why, sizeof(why), "negative: %s", a->cot == COT_UNKNOWN_TYPE ? "unknown type" :
+				    a->cot == COT_UNKNOWN_COT ? "unknown cause" : a->cot == COT_UNKNOWN_CA ?
+				    "unknown common address" : "unknown information object address");
+			else
+				snprintf(why, sizeof(why), "%s", a->cot == COT_ACTTERM ? "negative activation termination" :
+				    "negative activation confirmation");
+			write_done(cmd->wr, -1, why);
 			free(cmd->exec);
 			free(cmd);
 			continue;
@@ -1297,8 +1315,21 @@ iec_client_write(struct stag *t, struct write_req *req)
 		iec_send_asdu(s, &a, req);
 		return;
 	}
-	cmd->next = sn->cmds;
-	sn->cmds = cmd;
+	/* commands the core timed out (the station never confirmed) go; the new one joins the
+	 * end, so that confirmations match the oldest command of their type and address */
+	struct iec_cmd **pp = &sn->cmds;
+	while (*pp) {
+		struct iec_cmd *old = *pp;
+		if (write_req_answered(old->wr)) {
+			*pp = old->next;
+			write_done(old->wr, -1, "no confirmation");
+			free(old->exec);
+			free(old);
+		} else {
+			pp = &old->next;
+		}
+	}
+	*pp = cmd;
 	iec_send_asdu(s, &a, NULL);
 }
 
@@ -1342,9 +1373,13 @@ iec_server_requeue(struct session *s)
 		mq_clear(&back);
 		return;
 	}
-	/* back before what is queued already */
+	/* back before what is queued already; the queue keeps its bound (the oldest go) */
 	while ((m = mq_pop(&g->events)) != NULL)
 		mq_push(&back, m, false);
+	while (back.n > lconf(session_line(s))->queue_size) {
+		free(mq_pop(&back));
+		g->dropped++;
+	}
 	g->events = back;
 	if (!g->events.head)
 		g->events.tail = &g->events.head;
@@ -1588,7 +1623,7 @@ iec_server_cmd_cb(void *arg, int status, const char *msg)
 			*pp = c->next;
 			break;
 		}
-	if (c->s) {
+	if (c->s && ((struct iec_sess *)session_priv(c->s))->started) {
 		if (status != 0 || c->cmdc == 1 || c->cmdc == 3) {
 			c->a.cot = COT_ACTCON;
 			c->a.pn = status != 0;
@@ -1631,6 +1666,13 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 			iec_negative(s, a, COT_UNKNOWN_COT);
 			return;
 		}
+		if (a->type == C_IC_NA_1 && (a->obj[0].qualifier < 20 || a->obj[0].qualifier > 36)) {
+			/* 101 7.2.6.22: QOI 20 station, 21..36 groups; anything else is refused */
+			r.cot = COT_ACTCON;
+			r.pn = true;
+			iec_send_asdu(s, &r, NULL);
+			return;
+		}
 		for (int i = 0; i < line_nstations(l); i++) {
 			struct station *sti = line_station(l, i);
 			if (st && sti != st)
@@ -1655,11 +1697,19 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 		return;
 	case C_RP_NA_1:
 	case C_TS_TA_1:
+		if (a->cot != COT_ACT) {
+			iec_negative(s, a, COT_UNKNOWN_COT);
+			return;
+		}
 		r.cot = COT_ACTCON;
 		iec_send_asdu(s, &r, NULL);
 		return;
 	case C_RD_NA_1: {
 		struct iec_stn *sn = station_priv(st);
+		if (a->cot != COT_REQ) {
+			iec_negative(s, a, COT_UNKNOWN_COT);
+			return;
+		}
 		int i = iec_find(sn, a->obj[0].ioa);
 		if (i < 0 || !iec_is_monitor(itag(station_stag(st, sn->idx[i].tag))->type)) {
 			iec_negative(s, a, COT_UNKNOWN_IOA);
