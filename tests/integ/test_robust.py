@@ -29,6 +29,33 @@ def test_peer_not_reading_is_dropped():
         good.close()
 
 
+def test_flooding_peer_that_does_not_read():
+    """An IEC 104 client sends TESTFR act without end and never reads: komd's answers pile
+    up until the session is closed as "peer not reading" inside a write; the protocol must
+    not touch the session's timers or parse more frames after that (ASan checks it)."""
+    port = free_port()
+    conf = """tags = ( { name = "m.f"; type = "float"; initial = 1.0; } );
+lines = ( { name = "srv"; protocol = "iec104-server"; host = "127.0.0.1"; port = %d;
+  stations = ( { name = "ca1"; address = 1; tags = (
+    { name = "m.f"; address = "101"; iec_type = "M_ME_NC_1"; } ); } ); } );""" % port
+    with Komd(conf).start() as k:
+        s = socket.socket()
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.connect(("127.0.0.1", port))
+        s.settimeout(10)
+        chunk = bytes([0x68, 4, 0x43, 0, 0, 0]) * 20000
+        sent = 0
+        try:
+            while sent < 12000000:
+                s.sendall(chunk)
+                sent += len(chunk)
+        except OSError:
+            pass  # komd closed it
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: closed: peer not reading", timeout=30)
+        s.close()
+        check(k.ctl("status")[0] == 0, "komd still answers")
+
+
 def test_unanswered_polls_mean_communication_error():
     peer = KtPeer("127.0.0.1", answer=False)
     conf = """lines = ( { name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;
@@ -109,5 +136,6 @@ def test_reload_memory_tag_becomes_acquired():
 
 
 if __name__ == "__main__":
-    main([test_peer_not_reading_is_dropped, test_unanswered_polls_mean_communication_error,
+    main([test_peer_not_reading_is_dropped, test_flooding_peer_that_does_not_read,
+          test_unanswered_polls_mean_communication_error,
           test_backoff_when_peer_hangs_up_at_once, test_bytes_in_counted_once, test_reload_memory_tag_becomes_acquired])
