@@ -478,6 +478,28 @@ def test_client_max_outstanding():
     dev2.close()
 
 
+def test_client_writes_keep_their_order():
+    """Writes that wait behind a poll in flight reach the device in the order they came:
+    1 then 0 leaves 0 in the register (a LIFO queue once left the older value)."""
+    import subprocess
+    from komdtest import KOMCTL
+    dev = RawServer({1: "normal"}, regs={(1, 3, 0): 7}, hold=2, hold_timeout=0.3)
+    # continuous polling: a poll is always in flight, so both writes wait in the queue
+    st = station("u1", 1, tag("x", "3.0")).replace("period = 0.2;", "continuous = true;")
+    with Komd(client_conf(dev.port, st)).start() as k:
+        k.until(lambda: valid(k, "x", 7), 5, "polled")
+        procs = []
+        for i, v in enumerate(("1", "0")):
+            procs.append(subprocess.Popen([KOMCTL, "-s", k.sock, "set", "x", v], stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE))
+            k.until(lambda: station_state(k, "cli", "u1")["writes"] == i + 1, 5, "write %d queued" % (i + 1))
+        for p in procs:
+            p.wait(10)
+            check(p.returncode == 0, "komctl set: %s" % p.stderr.read())
+        check(dev.regs[(1, 3, 0)] == 0, "the later write wins: register %d" % dev.regs[(1, 3, 0)])
+    dev.close()
+
+
 def test_libmodbus_peers():
     """tests/peers/mbpeer (libmodbus 3.1.6) as the server of komd's client line, and as a
     client of komd's server line."""
@@ -590,7 +612,8 @@ def test_redundant_failover_and_back():
 if __name__ == "__main__":
     main([test_server_reads_pymodbus, test_server_writes_pymodbus, test_server_exceptions_pymodbus,
           test_server_write_routed_to_acquirer, test_server_malformed_frames,
-          test_client_pymodbus_poll_and_writes, test_client_reactive_delayed_and_errors,
+          test_client_pymodbus_poll_and_writes, test_client_writes_keep_their_order,
+          test_client_reactive_delayed_and_errors,
           test_client_stray_wrong_unit_and_isolation, test_client_exception_is_last_error,
           test_client_max_outstanding, test_libmodbus_peers,
           test_tshark_capture_clean, test_redundant_failover_and_back])
