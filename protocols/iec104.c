@@ -23,7 +23,6 @@
  * on the next started one. General interrogation (COT 20, groups), cyclic transmission
  * (COT 1), end of initialisation, clock synchronisation, and commands routed to the
  * tags' acquirers with replies per cmdc. */
-#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,9 +216,6 @@ iec_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *er
 		if (!iec_is_monitor(type) && !iec_is_command(type)) {
 			snprintf(err, errlen, "iec_type %s is not a monitor or command type", c->iec_type);
 			return -1;
-		}
-		if (tc->dir == TD_OUT && !iec_is_command(type) && tc->has_type) {
-			/* client outputs are commands; a server may serve an output as a monitor value */
 		}
 		if (!iec_type_fits(type, tc->type)) {
 			snprintf(err, errlen, "a %s tag cannot be iec_type %s", vtype_name(tc->type), iec_type_name(type));
@@ -1487,11 +1483,10 @@ iec_server_close(struct session *s)
 
 /* A served tag's object of its type. */
 static void
-iec_served_obj(struct stag *t, struct iec_obj *o, bool local_time)
+iec_served_obj(struct stag *t, struct iec_obj *o)
 {
 	const struct iec_tag *it = itag(t);
 
-	(void)local_time;
 	memset(o, 0, sizeof(*o));
 	o->ioa = it->ioa;
 	iec_value_to_obj(it->type, stag_value(t), o);
@@ -1517,7 +1512,7 @@ iec_server_event(struct stag *t, uint8_t cot)
 
 	if (it->ignore || !iec_is_monitor(it->type))
 		return;
-	iec_served_obj(t, &a.obj[0], sconf(st)->time_zone == 1);
+	iec_served_obj(t, &a.obj[0]);
 	struct iec_params p = iec_prm(l, a.ca);
 	if ((n = iec_asdu_encode(&a, &p, buf, sizeof(buf))) == 0)
 		return;
@@ -1598,7 +1593,7 @@ iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool 
 		a->type = type;
 		a->cot = cot;
 		a->ca = sn->ca;
-		iec_served_obj(t, &a->obj[a->nobj], sconf(st)->time_zone == 1);
+		iec_served_obj(t, &a->obj[a->nobj]);
 		if (!iec_has_time(type))
 			a->obj[a->nobj].has_time = false;
 		a->nobj++;

@@ -835,12 +835,6 @@ refuse:
 	write_done(req, -1, err);
 }
 
-static void
-mb_client_connect(struct session *s)
-{
-	(void)s; /* the core makes it active; polls start then */
-}
-
 /* The data session is gone: what waits in the queue goes too. */
 static void
 mb_flush_queue(struct line *l)
@@ -1447,7 +1441,6 @@ const struct proto_ops modbus_client_ops = {
 	.line_free = mb_client_line_free,
 	.station_init = mb_station_init,
 	.station_free = mb_station_free,
-	.on_connect = mb_client_connect,
 	.on_read = mb_client_read,
 	.on_close = mb_client_close,
 	.on_poll = mb_client_poll,
