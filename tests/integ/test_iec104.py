@@ -123,6 +123,23 @@ def test_server_group_switch_keeps_events():
             c2.until(lambda: c2.tag("c.sc")["updates"] >= 4, 5, "every queued event arrived: %s" % c2.tag("c.sc"))
 
 
+def test_event_queue_overflow():
+    # queue_size 3: with no started connection, 10 changes keep the newest 3; the loss is
+    # logged and counted, and the interrogation after STARTDT gives the current image
+    port = free_port()
+    srv = Komd(MEM + "lines = (%s);" % server_line(port, extra="queue_size = 3;")).start()
+    with srv:
+        for v in range(1, 11):
+            srv.ctl("set", "m.sc", str(v))
+        srv.wait_log(r"line srv: event queue of group 1 full \(3\): oldest events dropped")
+        c = Komd("lines = (%s);" % client_line(port)).start()
+        with c:
+            c.until(lambda: c.tag("c.sc")["value"] == 10, 5, "the current image")
+            # the three newest events (8, 9, 10), then the interrogation's 10: four updates
+            c.until(lambda: c.tag("c.sc")["updates"] >= 4, 5, "the queued events")
+            check(c.tag("c.sc")["updates"] < 11, "not every event: %s" % c.tag("c.sc"))
+
+
 if __name__ == "__main__":
     main([test_values_commands_interrogation, test_cmdc_modes_and_sbo, test_unknown_ioa_is_refused,
-          test_client_parallel_failover, test_server_group_switch_keeps_events])
+          test_client_parallel_failover, test_server_group_switch_keeps_events, test_event_queue_overflow])
