@@ -1244,9 +1244,13 @@ iec_client_asdu(struct session *s, const struct iec_asdu *a)
 		return;
 	}
 	struct iec_stn *sn = station_priv(st);
+	int next = -1; /* objects mostly come in address order: try the entry after the last */
 	for (int k = 0; k < a->nobj; k++) {
 		const struct iec_obj *o = &a->obj[k];
-		for (int i = iec_find(sn, o->ioa); i >= 0 && i < sn->nidx && sn->idx[i].ioa == o->ioa; i++) {
+		int first = next >= 0 && next < sn->nidx && sn->idx[next].ioa == o->ioa &&
+		    (next == 0 || sn->idx[next - 1].ioa != o->ioa) ? next : iec_find(sn, o->ioa);
+		for (int i = first; i >= 0 && i < sn->nidx && sn->idx[i].ioa == o->ioa; i++) {
+			next = i + 1;
 			struct stag *t = station_stag(st, sn->idx[i].tag);
 			const struct iec_tag *it = itag(t);
 			struct value v = { .type = stag_type(t) };
