@@ -140,6 +140,23 @@ def test_event_queue_overflow():
             check(c.tag("c.sc")["updates"] < 11, "not every event: %s" % c.tag("c.sc"))
 
 
+def test_cyclic_and_clock_sync():
+    # a tag served with cyclic = 0.1 is sent again and again (COT 1) without changing; a
+    # client with clock_sync_period synchronises after STARTDT (the server confirms it)
+    port = free_port()
+    srv = server_line(port).replace('{ name = "m.f"; address = "101"; iec_type = "M_ME_NC_1"; }',
+                                    '{ name = "m.f"; address = "101"; iec_type = "M_ME_NC_1"; cyclic = 0.1; }')
+    cli = client_line(port).replace("ci_period = 0.5;", "ci_period = 0.5; clock_sync_period = 60;")
+    with Komd(MEM + "lines = (%s, %s);" % (srv, cli)).start() as k:
+        k.ctl("trace", "cli", "on")
+        k.until(lambda: k.tag("c.f")["updates"] >= 5, 5, "cyclic transmissions")
+        check(k.tag("c.f")["value"] == 21.5, "same value")
+        k.wait_log(r"line cli: <- .* M_ME_NC_1 .*(per/cyc|cot=1|COT 1|periodic)")
+        k.ctl("trace", "cli", "off")
+        check(k.line("cli")["stations"][0]["errors"] == 0, "clock synchronisation confirmed, no errors")
+
+
 if __name__ == "__main__":
     main([test_values_commands_interrogation, test_cmdc_modes_and_sbo, test_unknown_ioa_is_refused,
-          test_client_parallel_failover, test_server_group_switch_keeps_events, test_event_queue_overflow])
+          test_client_parallel_failover, test_server_group_switch_keeps_events, test_event_queue_overflow,
+          test_cyclic_and_clock_sync])
