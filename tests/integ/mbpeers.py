@@ -306,10 +306,10 @@ def mbclient(port, unit, *ops):
 class Capture:
     """tshark -i lo -f 'tcp port N' -w FILE, from before the traffic until stop()."""
 
-    def __init__(self, port, path):
+    def __init__(self, port, path, capture_filter=None):
         self.port, self.path = port, path
         # -P: a summary line for each packet, so that we see when capturing has really begun
-        self.p = _Proc(["tshark", "-i", "lo", "-f", "tcp port %d" % port, "-w", path, "-P", "-l"])
+        self.p = _Proc(["tshark", "-i", "lo", "-f", capture_filter or "tcp port %d" % port, "-w", path, "-P", "-l"])
         WAIT.until(lambda: (os.path.exists(path) and any("Capturing on" in l for l in self.p.out))
                    or self.p.proc.poll() is not None, 15, "tshark capturing")
         if self.p.proc.poll() is not None:

@@ -1,11 +1,56 @@
-"""IEC 60870-5-104: komd's client against komd's server (values with quality and time,
+"""IEC 60870-5-104: komd's client against komd's server (each test under a loopback capture
+that tshark must decode without malformed frames) (values with quality and time,
 commands with each cmdc mode and select-before-operate, interrogation), client
 redundancy (parallel: one started, the standby takes over), server redundancy groups
 (data moves with STARTDT; events queued while no connection is started are delivered,
 none lost), event queue overflow."""
-import signal
+import os
+import subprocess
+import tempfile
 
-from komdtest import Komd, check, free_port, main
+import komdtest
+from komdtest import Komd, check, main
+from mbpeers import Capture
+
+
+def free_port():
+    """A free port, remembered: each test's capture is decoded as IEC 104 on these."""
+    p = komdtest.free_port()
+    PORTS.append(p)
+    return p
+
+
+PORTS = []
+
+
+def captured(test):
+    """Run test under a loopback capture of all TCP, then check that tshark decodes every
+    IEC 104 port the test used without malformed frames or expert errors."""
+    def run():
+        d = tempfile.mkdtemp(prefix="komd-cap-")
+        path = os.path.join(d, "cap.pcapng")
+        del PORTS[:]
+        cap = Capture(komdtest.free_port(), path, capture_filter="tcp")
+        try:
+            test()
+        finally:
+            cap.stop()
+        try:
+            decode = []
+            for p in PORTS:
+                decode += ["-d", "tcp.port==%d,iec60870_104" % p]
+            def tshark(flt):
+                r = subprocess.run(["tshark", "-r", path] + decode + ["-Y", flt, "-T", "fields", "-e", "frame.number"],
+                                   capture_output=True, text=True, timeout=120)
+                check(r.returncode == 0, "tshark -r: %s" % r.stderr)
+                return [l for l in r.stdout.splitlines() if l.strip()]
+            bad = tshark("_ws.malformed || _ws.expert.severity == error")
+            check(not bad, "%s: tshark finds malformed frames or errors in frames %s" % (test.__name__, bad[:10]))
+            check(len(tshark("iec60870_asdu")) > 0, "%s: tshark decodes ASDUs" % test.__name__)
+        finally:
+            subprocess.run(["rm", "-rf", d])
+    run.__name__ = test.__name__
+    return run
 
 MEM = """tags = ( { name = "m.sp"; type = "bool"; initial = true; },
   { name = "m.f"; type = "float"; initial = 21.5; },
@@ -157,6 +202,6 @@ def test_cyclic_and_clock_sync():
 
 
 if __name__ == "__main__":
-    main([test_values_commands_interrogation, test_cmdc_modes_and_sbo, test_unknown_ioa_is_refused,
+    main([captured(t) for t in [test_values_commands_interrogation, test_cmdc_modes_and_sbo, test_unknown_ioa_is_refused,
           test_client_parallel_failover, test_server_group_switch_keeps_events, test_event_queue_overflow,
-          test_cyclic_and_clock_sync])
+          test_cyclic_and_clock_sync]])
