@@ -139,7 +139,6 @@ def test_client_parallel_failover():
     b = Komd(MEM.replace("21.5", "22.5") + "lines = (%s);" % server_line(p2)).start()
     with a, b, Komd("lines = (%s);" % client_line(p1, backup=p2)).start() as c:
         c.until(lambda: c.tag("c.f")["value"] == 21.5, 5, "data from the primary")
-        l = c.line("cli")
         c.until(lambda: all(p["state"] == "connected" for p in c.line("cli")["paths"]), 5, "both connected")
         check(sum(p["active"] for p in c.line("cli")["paths"]) == 1, "one started")
         a.stop()
