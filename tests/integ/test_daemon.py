@@ -6,7 +6,6 @@ import re
 import signal
 import socket
 import threading
-import time
 
 from komdtest import Komd, KtPeer, WAIT, check, free_port, main, run_komd
 

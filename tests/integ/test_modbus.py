@@ -9,7 +9,7 @@ import tempfile
 import threading
 import time
 
-from komdtest import Komd, KtPeer, WAIT, check, free_port, main
+from komdtest import Komd, KtPeer, check, free_port, main
 from mbpeers import Capture, MbPeer, PyServer, RawServer, mbclient
 
 from pymodbus.client import ModbusTcpClient
@@ -198,7 +198,7 @@ def test_server_exceptions_pymodbus():
 def test_server_write_routed_to_acquirer():
     """A write to a tag acquired by a Modbus client line (from a RawServer device that holds
     its answers) and by a komtext client line: the Modbus answer waits for the device."""
-    port, kport = free_port(), free_port()
+    port = free_port()
     dev = RawServer({1: "normal"}, regs={(1, 3, 0): 5})
     kt = KtPeer("127.0.0.1", answer=False)
     conf = """write_timeout = 1; lines = (
@@ -550,7 +550,7 @@ def test_tshark_capture_clean():
     try:
         conf = MEM + """lines = ( { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d;
               stations = ( { name = "u1"; address = 1; tags = ( %s ); } ); } );""" % (port, SERVED)
-        with Komd(conf).start() as k:
+        with Komd(conf).start():
             c = pyclient(port)
             regs(c.read_holding_registers(10, 14, slave=1), "FC3")
             bits(c.read_coils(0, 3, slave=1), 3, "FC1")
