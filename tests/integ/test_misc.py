@@ -22,6 +22,23 @@ def test_man_pages():
         check(r.stderr.strip() == "", "%s: no warnings: %s" % (page, r.stderr))
 
 
+def test_documented_configurations_load():
+    """The README's example and the demo configuration are valid (docs in step with code)."""
+    readme = open(os.path.join(TOP, "README.md")).read()
+    m = re.search(r"\n    lines = \(\n(.*?)\n    \);\n", readme, re.S)
+    check(m, "README has a configuration example")
+    d = tempfile.mkdtemp(prefix="komd-readme-")
+    try:
+        path = os.path.join(d, "komd.conf")
+        with open(path, "w") as f:
+            f.write("lines = (\n" + "\n".join(l[4:] for l in m.group(1).splitlines()) + "\n);\n")
+        for conf in (path, os.path.join(TOP, "conf", "komd.conf")):
+            r = run_komd("-t", "-c", conf)
+            check(r.returncode == 0 and "configuration OK" in r.stdout, "%s: %s" % (conf, r.stderr))
+    finally:
+        subprocess.run(["rm", "-rf", d])
+
+
 def test_install():
     d = tempfile.mkdtemp(prefix="komd-install-")
     try:
@@ -201,6 +218,6 @@ def test_name_resolution_failure():
 
 
 if __name__ == "__main__":
-    main([test_man_pages, test_install, test_control_socket_mode, test_emfile_pauses_accepting,
+    main([test_man_pages, test_documented_configurations_load, test_install, test_control_socket_mode, test_emfile_pauses_accepting,
           test_polling_period_offset, test_polling_delay_waits_for_answer, test_polling_continuous, test_drop_in_line,
           test_write_timeout_and_json, test_name_resolution_failure])
