@@ -1475,6 +1475,9 @@ conf_check(struct conf_ctx *x)
 				conf_errloc(x, &sc->loc, "station '%s': %s", sc->name ? sc->name : "",
 				    err[0] ? err : "rejected by the protocol");
 		}
+		err[0] = '\0';
+		if (lc->ops->check_line && lc->ops->check_line(lc, err, sizeof(err)) != 0)
+			conf_errloc(x, &lc->loc, "line '%s': %s", lc->name ? lc->name : "", err[0] ? err : "rejected by the protocol");
 	}
 	free(ix.slot);
 	free(defs);

@@ -179,6 +179,45 @@ iec_type_fits(uint8_t t, enum vtype vt)
 	}
 }
 
+/* "a, b; c": addresses separated by ',' (and ';' between groups), each an IP literal. */
+static int
+iec_check_addrs(const char *key, const char *list, char *err, size_t errlen)
+{
+	char copy[600], *save = NULL;
+
+	if (!list || !*list)
+		return 0;
+	if (strlen(list) >= sizeof(copy)) {
+		snprintf(err, errlen, "'%s' is too long", key);
+		return -1;
+	}
+	snprintf(copy, sizeof(copy), "%s", list);
+	for (char *a = strtok_r(copy, ",; ", &save); a; a = strtok_r(NULL, ",; ", &save)) {
+		struct hostlist hl;
+		char herr[160];
+		if (conf_parse_hostlist(a, true, &hl, herr, sizeof(herr)) != 0 || hl.h[0].wildcard) {
+			snprintf(err, errlen, "'%s': '%s' is not an IP address", key, a);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+static int
+iec_check_line(const struct line_conf *lc, char *err, size_t errlen)
+{
+	const struct iec_line_conf *c = lc->pconf;
+
+	/* w > k and t2 >= t1 go against the standard's advice but stay possible (tests and odd
+	 * peers use them); addresses must be addresses */
+	if (!c)
+		return 0;
+	if (lc->ops->role == ROLE_SERVER &&
+	    (iec_check_addrs("groups", c->groups, err, errlen) != 0 || iec_check_addrs("allow", c->allow, err, errlen) != 0))
+		return -1;
+	return 0;
+}
+
 static int
 iec_check_station(const struct station_conf *sc, char *err, size_t errlen)
 {
@@ -1794,6 +1833,7 @@ const struct proto_ops iec104_client_ops = {
 	.line_conf_size = sizeof(struct iec_line_conf),
 	.station_conf_size = sizeof(struct iec_station_conf),
 	.tag_conf_size = sizeof(struct iec_tag_conf),
+	.check_line = iec_check_line,
 	.check_station = iec_check_station,
 	.check_tag = iec_check_tag,
 	.line_size = sizeof(struct iec_line),
@@ -1819,6 +1859,7 @@ const struct proto_ops iec104_server_ops = {
 	.line_conf_size = sizeof(struct iec_line_conf),
 	.station_conf_size = sizeof(struct iec_station_conf),
 	.tag_conf_size = sizeof(struct iec_tag_conf),
+	.check_line = iec_check_line,
 	.check_station = iec_check_station,
 	.check_tag = iec_check_tag,
 	.line_size = sizeof(struct iec_line),

@@ -45,6 +45,7 @@ struct proto_ops {
 	size_t line_conf_size, station_conf_size, tag_conf_size;
 
 	/* Load-time checks, stateless: 0, or -1 with a message (the core adds file:line). */
+	int (*check_line)(const struct line_conf *lc, char *err, size_t errlen);
 	int (*check_station)(const struct station_conf *sc, char *err, size_t errlen);
 	int (*check_tag)(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen);
 

@@ -200,7 +200,22 @@ def test_cyclic_and_clock_sync():
         check(k.line("cli")["stations"][0]["errors"] == 0, "clock synchronisation confirmed, no errors")
 
 
+def test_config_checks():
+    # bad addresses in groups/allow, an unknown iec_type: errors at the right line
+    from komdtest import run_komd
+    for extra, msg in (('groups = "10.0.0.1, not-an-ip";', "'groups': 'not-an-ip' is not an IP address"),
+                       ('allow = "10.0.0.300";', "'allow': '10.0.0.300' is not an IP address")):
+        k = Komd(MEM + "lines = (%s);" % server_line(free_port(), extra=extra))
+        r = run_komd("-t", "-c", k.conf)
+        check(r.returncode == 1 and msg in r.stderr and "komd.conf:" in r.stderr, r.stderr)
+        subprocess.run(["rm", "-rf", k.dir])
+    k = Komd(MEM + "lines = (%s);" % server_line(free_port()).replace('"M_ME_NC_1"', '"M_XX_NA_1"'))
+    r = run_komd("-t", "-c", k.conf)
+    check(r.returncode == 1 and "unknown iec_type 'M_XX_NA_1'" in r.stderr, r.stderr)
+    subprocess.run(["rm", "-rf", k.dir])
+
+
 if __name__ == "__main__":
     main([captured(t) for t in [test_values_commands_interrogation, test_cmdc_modes_and_sbo, test_unknown_ioa_is_refused,
           test_client_parallel_failover, test_server_group_switch_keeps_events, test_event_queue_overflow,
-          test_cyclic_and_clock_sync]])
+          test_cyclic_and_clock_sync]] + [test_config_checks])
