@@ -208,7 +208,7 @@ station_line_down(struct station *st, const char *why)
 		return;
 	st->polling = false;
 	ptimer_stop(st->poll_timer);
-	if (st->state != ST_ERROR)
+	if (st->state != ST_ERROR && st->line->started) /* a line being stopped says so itself */
 		log_warnx("line %s: station %s: communication lost: %s", st->line->lc->name, st->sc->name, why);
 	st->state = ST_ERROR;
 	snprintf(st->last_error, sizeof(st->last_error), "%s", why);
