@@ -1,10 +1,15 @@
 """benchlib: what the benchmarks share: waits bounded by deadlines (polls, never blind
 pauses used as synchronisation), free ports, and a process's memory and CPU from /proc."""
+import json
 import os
 import resource
 import select
+import shutil
+import signal
 import socket
 import statistics
+import subprocess
+import tempfile
 import time
 
 POLL = 0.01  # seconds between polls
@@ -78,3 +83,219 @@ def free_ports(n):
 
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
+
+
+TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
+KOMD = os.path.join(BUILD, "komd")
+KOMCTL = os.path.join(BUILD, "komctl")
+
+
+class Proc:
+    """A peer or helper process with its output in a file of the bench's directory."""
+
+    def __init__(self, workdir, name, args, stdin=subprocess.DEVNULL):
+        self.name = name
+        self.logpath = os.path.join(workdir, name + ".log")
+        self.log = open(self.logpath, "w")
+        self.proc = subprocess.Popen(args, stdin=stdin, stdout=self.log, stderr=subprocess.STDOUT)
+
+    def logtext(self, tail=20):
+        """The last tail lines of the output (all of it with None)."""
+        try:
+            with open(self.logpath, errors="replace") as f:
+                lines = f.readlines()
+        except OSError:
+            return ""
+        return "".join(lines[-tail:] if tail else lines)
+
+    def text(self):
+        return self.logtext(None)
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.logtext()))
+        return True
+
+    def wait(self, timeout):
+        """Wait for a peer that ends by itself; its whole output."""
+        try:
+            self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise BenchError("%s did not finish in %.0f s" % (self.name, timeout))
+        if self.proc.returncode != 0:
+            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.logtext()))
+        return self.text()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdin:
+            try:
+                self.proc.stdin.close()
+            except OSError:
+                pass
+        self.log.close()
+
+
+class Komd:
+    """One komd in the foreground, its log in a file of the bench's temporary directory."""
+
+    def __init__(self, workdir, name, conf_body, level="warning"):
+        self.dir = os.path.join(workdir, name)
+        os.mkdir(self.dir)
+        self.sock = os.path.join(self.dir, "ctl.sock")
+        self.conf = os.path.join(self.dir, "komd.conf")
+        self.logpath = os.path.join(self.dir, "komd.log")
+        with open(self.conf, "w") as f:
+            f.write('control_socket = "%s";\nlog_level = "%s";\n' % (self.sock, level))
+            f.write(conf_body)
+        self.proc = None
+        self.t0 = None
+        self.stop_secs = 0.0
+
+    def start(self):
+        env = dict(os.environ)
+        env.pop("NOTIFY_SOCKET", None)
+        env.pop("JOURNAL_STREAM", None)
+        self.log = open(self.logpath, "w")
+        self.t0 = time.monotonic()
+        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
+        return self
+
+    def logtext(self, tail=20):
+        """The last tail lines of the log (all of it with None)."""
+        try:
+            with open(self.logpath) as f:
+                lines = f.readlines()
+        except OSError:
+            return ""
+        return "".join(lines[-tail:] if tail else lines)
+
+    def log_line(self, needle):
+        """The first log line containing needle, or None."""
+        for line in self.logtext(None).splitlines():
+            if needle in line:
+                return line
+        return None
+
+    def alive(self):
+        if self.proc.poll() is not None:
+            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
+
+    def ctl(self, *args):
+        """komctl --json ARGS, parsed, or None when the control socket does not answer (yet)."""
+        self.alive()
+        try:
+            r = subprocess.run([KOMCTL, "-s", self.sock, "--json"] + list(args), capture_output=True,
+                               text=True, timeout=60)
+        except subprocess.TimeoutExpired:
+            return None
+        if r.returncode != 0:
+            return None
+        return json.loads(r.stdout)
+
+    def status(self):
+        return self.ctl("status")
+
+    def line(self, name=None):
+        """A line's status (the first line without a name), or None."""
+        st = self.status()
+        for l in (st or {}).get("lines", []):
+            if name is None or l["name"] == name:
+                return l
+        return None
+
+    def wait_ready(self, timeout=30):
+        """Seconds from start until the control socket answers; returns (seconds, status)."""
+        st = poll(self.status, timeout, "komd's control socket")
+        return time.monotonic() - self.t0, st
+
+    def mem(self):
+        self.alive()
+        return proc_mem(self.proc.pid)
+
+    def stop(self, timeout=20):
+        """SIGTERM; returns the exit code (and keeps the seconds it took in stop_secs)."""
+        if self.proc is None:
+            return None
+        t = time.monotonic()
+        rc = self.proc.poll()
+        if rc is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                rc = self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                rc = "killed after %d s" % timeout
+        self.stop_secs = time.monotonic() - t
+        self.log.close()
+        return rc
+
+
+class Bench:
+    """A benchmark run: its directory, komds and peers (all stopped by cleanup), and errors."""
+
+    def __init__(self, prefix):
+        self.workdir = tempfile.mkdtemp(prefix=prefix)
+        self.komds = []
+        self.procs = []
+        self.results = {}
+        self.errors = []
+        self.n = 0
+
+    def komd(self, name, body, level="warning"):
+        self.n += 1
+        k = Komd(self.workdir, "%s-%d" % (name, self.n), body, level)
+        self.komds.append(k)
+        return k
+
+    def finish(self, k):
+        """Stop komd k, which must exit 0; the seconds it took."""
+        rc = k.stop()
+        if k in self.komds:
+            self.komds.remove(k)
+        if rc != 0:
+            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc, k.logtext()))
+        return k.stop_secs
+
+    def proc(self, name, args, stdin=subprocess.DEVNULL):
+        self.n += 1
+        pr = Proc(self.workdir, "%s-%d" % (name, self.n), args, stdin)
+        self.procs.append(pr)
+        return pr
+
+    def unproc(self, pr):
+        pr.stop()
+        if pr in self.procs:
+            self.procs.remove(pr)
+
+    def cleanup(self):
+        for pr in list(self.procs):
+            try:
+                pr.stop()
+            except Exception:
+                pass
+        for k in list(self.komds):
+            try:
+                k.stop()
+            except Exception:
+                pass
+        self.procs = []
+        self.komds = []
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def step(self, fn):
+        print("-- %s" % fn.__doc__, flush=True)
+        try:
+            fn()
+        except BenchError as e:
+            self.errors.append("%s: %s" % (fn.__name__, e))
+            print("   FAILED: %s" % e, flush=True)

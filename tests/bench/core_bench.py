@@ -21,24 +21,16 @@ every komd and temporary directory is cleaned up on exit. Exit status 1 when a
 measurement could not be taken (or a komd did not exit cleanly).
 """
 import errno
-import json
 import os
 import resource
-import shutil
 import signal
 import socket
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-from benchlib import BenchError, free_ports, poll, proc_mem, raise_nofile
-
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
-KOMD = os.path.join(BUILD, "komd")
-KOMCTL = os.path.join(BUILD, "komctl")
+import benchlib
+from benchlib import BenchError, KOMCTL, KOMD, free_ports, poll, raise_nofile
 
 NLINES = 1000
 NCONNS = 10000
@@ -82,81 +74,6 @@ class Sink:
         self.conns = []
 
 
-class Komd:
-    """One komd in the foreground, its log in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, conf_body):
-        self.dir = os.path.join(workdir, name)
-        os.mkdir(self.dir)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.conf = os.path.join(self.dir, "komd.conf")
-        self.logpath = os.path.join(self.dir, "komd.log")
-        with open(self.conf, "w") as f:
-            f.write('control_socket = "%s";\nlog_level = "warning";\n' % self.sock)
-            f.write(conf_body)
-        self.proc = None
-        self.t0 = None
-
-    def start(self):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("JOURNAL_STREAM", None)
-        self.log = open(self.logpath, "w")
-        self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def logtext(self, tail=20):
-        try:
-            with open(self.logpath) as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
-
-    def status(self):
-        """komctl --json status, or None when the control socket does not answer (yet)."""
-        self.alive()
-        try:
-            r = subprocess.run([KOMCTL, "-s", self.sock, "--json", "status"], capture_output=True,
-                               text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            return None
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-
-    def wait_ready(self, timeout=30):
-        """Seconds from start until the control socket answers; returns (seconds, status)."""
-        st = poll(self.status, timeout, "komd's control socket")
-        return time.monotonic() - self.t0, st
-
-    def mem(self):
-        self.alive()
-        return proc_mem(self.proc.pid)
-
-    def stop(self, timeout=10):
-        """SIGTERM; returns (exit code, seconds to exit)."""
-        if self.proc is None:
-            return None, 0.0
-        t = time.monotonic()
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return "killed after %d s" % timeout, time.monotonic() - t
-        self.log.close()
-        return self.proc.returncode, time.monotonic() - t
-
-
 def client_line(i, port):
     return ('  { name = "c%d"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;\n'
             '    stations = ( { name = "s"; address = 1; tags = (\n'
@@ -175,42 +92,9 @@ def server_line(i, port):
 MEMTAG = 'tags = ( { name = "m.v"; type = "int"; initial = 1; } );\n'
 
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self):
-        self.workdir = tempfile.mkdtemp(prefix="komd-bench-")
-        self.komds = []
-        self.results = {}
-        self.errors = []
-
-    def komd(self, name, body):
-        k = Komd(self.workdir, name, body)
-        self.komds.append(k)
-        return k
-
-    def finish(self, k):
-        rc, secs = k.stop()
-        self.komds.remove(k)
-        if rc != 0:
-            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc,
-                                                                       k.logtext()))
-        return secs
-
-    def cleanup(self):
-        for k in list(self.komds):
-            try:
-                k.stop()
-            except Exception:
-                pass
-        self.komds = []
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def step(self, fn):
-        print("-- %s" % fn.__doc__, flush=True)
-        try:
-            fn()
-        except BenchError as e:
-            self.errors.append("%s: %s" % (fn.__name__, e))
-            print("   FAILED: %s" % e, flush=True)
+        super().__init__("komd-bench-")
 
     # ---- measurements ------------------------------------------------------------------
 

@@ -57,15 +57,11 @@ import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import BenchError, free_ports, median, poll, proc_cpu, proc_mem, raise_nofile
+import benchlib
+from benchlib import BenchError, KOMCTL, KOMD, free_ports, median, poll, proc_cpu, raise_nofile
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
-KOMD = os.path.join(BUILD, "komd")
-KOMCTL = os.path.join(BUILD, "komctl")
 SELF = os.path.abspath(__file__)
 PY = sys.executable or "/usr/bin/python3"
 
@@ -327,129 +323,6 @@ def log_ms(line):
     return int(time.mktime(time.strptime(base, "%Y-%m-%d %H:%M:%S")) * 1000) + int(frac)
 
 
-class Proc:
-    """A peer process with its output in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, args):
-        self.name = name
-        self.logpath = os.path.join(workdir, name + ".log")
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def text(self):
-        try:
-            with open(self.logpath, errors="replace") as f:
-                return f.read()
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.text()[-2000:]))
-        return True
-
-    def wait(self, timeout):
-        try:
-            self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise BenchError("%s did not finish in %.0f s" % (self.name, timeout))
-        if self.proc.returncode != 0:
-            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode,
-                                                                self.text()[-2000:]))
-        return self.text()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-class Komd:
-    """One komd in the foreground, its log in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, conf_body, level="warning"):
-        self.dir = os.path.join(workdir, name)
-        os.mkdir(self.dir)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.conf = os.path.join(self.dir, "komd.conf")
-        self.logpath = os.path.join(self.dir, "komd.log")
-        with open(self.conf, "w") as f:
-            f.write('control_socket = "%s";\nlog_level = "%s";\n' % (self.sock, level))
-            f.write(conf_body)
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("JOURNAL_STREAM", None)
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def logtext(self, tail=None):
-        try:
-            with open(self.logpath) as f:
-                lines = f.readlines()
-        except OSError:
-            return ""
-        return "".join(lines[-tail:] if tail else lines)
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext(20)))
-
-    def ctl(self, *args):
-        """komctl --json ARGS, parsed, or None when the control socket does not answer (yet)."""
-        self.alive()
-        try:
-            r = subprocess.run([KOMCTL, "-s", self.sock, "--json"] + list(args), capture_output=True,
-                               text=True, timeout=60)
-        except subprocess.TimeoutExpired:
-            return None
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-
-    def line(self, name):
-        st = self.ctl("status")
-        for l in (st or {}).get("lines", []):
-            if l["name"] == name:
-                return l
-        return None
-
-    def log_line(self, needle):
-        """The first log line containing needle, or None."""
-        for line in self.logtext().splitlines():
-            if needle in line:
-                return line
-        return None
-
-    def mem(self):
-        self.alive()
-        return proc_mem(self.proc.pid)
-
-    def stop(self, timeout=20):
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return "killed after %d s" % timeout
-        self.log.close()
-        return self.proc.returncode
-
-
 # ---- configurations ----------------------------------------------------------------------
 
 def memory_tags(n):
@@ -490,63 +363,15 @@ SWITCH_CLIENT = """lines = ( { name = "cli"; protocol = "iec104-client"; type = 
 """
 
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self):
-        self.workdir = tempfile.mkdtemp(prefix="komd-iecbench-")
-        self.komds = []
-        self.procs = []
-        self.results = {}
-        self.errors = []
-        self.n = 0
+        super().__init__("komd-iecbench-")
         self.server = None     # the komd serving NTAGS tags on one line per configuration
         self.ports = {}        # (k, w) -> its server line's port
 
-    def komd(self, name, body, level="warning"):
-        self.n += 1
-        k = Komd(self.workdir, "%s-%d" % (name, self.n), body, level)
-        self.komds.append(k)
-        return k
-
-    def finish(self, k):
-        rc = k.stop()
-        if k in self.komds:
-            self.komds.remove(k)
-        if rc != 0:
-            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc, k.logtext(20)))
-
     def peer(self, name, args):
-        self.n += 1
-        p = Proc(self.workdir, "%s-%d" % (name, self.n), [PY, SELF] + [str(a) for a in args])
-        self.procs.append(p)
-        return p
-
-    def unpeer(self, p):
-        p.stop()
-        if p in self.procs:
-            self.procs.remove(p)
-
-    def cleanup(self):
-        for p in list(self.procs):
-            try:
-                p.stop()
-            except Exception:
-                pass
-        for k in list(self.komds):
-            try:
-                k.stop()
-            except Exception:
-                pass
-        self.procs = []
-        self.komds = []
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def step(self, fn):
-        print("-- %s" % fn.__doc__, flush=True)
-        try:
-            fn()
-        except BenchError as e:
-            self.errors.append("%s: %s" % (fn.__name__, e))
-            print("   FAILED: %s" % e, flush=True)
+        """This script in a peer role (--reader, --writer)."""
+        return self.proc(name, [PY, SELF] + [str(a) for a in args])
 
     # ---- raw peers ----
 
@@ -610,7 +435,7 @@ class Bench:
                         wp = free_ports(1)[0]
                         wr = self.writer(wp, kk, rec)
                         r = self.read(wp, w)
-                        self.unpeer(wr)
+                        self.unproc(wr)
                     runs[who].append(r["rate"])
                     print("   k %3d w %2d run %d %-4s: %9.0f objects/s (%.1f ms, %d I-frames, %d S-frames)"
                           % (kk, w, rnd + 1, who, r["rate"], r["secs"] * 1000, r["iframes"], r["sframes"]), flush=True)
@@ -618,7 +443,7 @@ class Bench:
             wp = free_ports(1)[0]
             wr = self.writer(wp, 0, rec)
             push = self.read(wp, w)
-            self.unpeer(wr)
+            self.unproc(wr)
             self.server.alive()
             res[(kk, w)] = dict(komd=median(runs["komd"]), raw=median(runs["raw"]), push=push["rate"],
                                 frames=frames, cpu_ms=median(cpu) * 1000)
@@ -674,7 +499,7 @@ class Bench:
                         wp = free_ports(1)[0]
                         wr = self.writer(wp, kk, rec)
                         r = self.client_run(wp, kk, w)
-                        self.unpeer(wr)
+                        self.unproc(wr)
                     runs[who].append(r["rate"])
                     print("   k %3d w %2d run %d %-4s -> komd client: %9.0f objects/s (%d ms, komd's clock)"
                           % (kk, w, rnd + 1, who, r["rate"], r["ms"]), flush=True)
@@ -878,7 +703,7 @@ class Bench:
         except (subprocess.TimeoutExpired, OSError):
             return
         k.alive()
-        text = k.logtext()
+        text = k.logtext(None)
         tail = text[text.rfind("Total (incl. mmap)"):] if "Total (incl. mmap)" in text else ""
         in_use = [int(x.split("=")[1]) for x in tail.splitlines() if x.startswith("in use bytes")]
         system = [int(x.split("=")[1]) for x in tail.splitlines() if x.startswith("system bytes")]

@@ -33,24 +33,18 @@ request failed, komd did not exit cleanly); a goal that is missed is reported, a
 a failure of the benchmark.
 """
 import errno
-import json
 import os
 import resource
-import shutil
 import signal
 import socket
 import struct
 import subprocess
 import sys
-import tempfile
 import time
 
-from benchlib import BenchError, free_ports, median, pause, poll, proc_cpu, proc_mem, raise_nofile
+import benchlib
+from benchlib import BUILD, BenchError, KOMCTL, KOMD, free_ports, median, pause, poll, proc_cpu, raise_nofile
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
-KOMD = os.path.join(BUILD, "komd")
-KOMCTL = os.path.join(BUILD, "komctl")
 REF_SERVER = os.path.join(BUILD, "peers", "mb_ref_server")
 LOAD = os.path.join(BUILD, "peers", "mb_load")
 
@@ -94,109 +88,6 @@ def read_holding(port, unit, addr, count, timeout=5):
     return list(struct.unpack(">%dH" % count, buf[9:]))
 
 
-class Proc:
-    """A peer process with its output in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, args):
-        self.name = name
-        self.logpath = os.path.join(workdir, name + ".log")
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def logtext(self, tail=20):
-        try:
-            with open(self.logpath, errors="replace") as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.logtext()))
-        return True
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.log.close()
-
-
-class Komd:
-    """One komd in the foreground, its log in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, conf_body):
-        self.dir = os.path.join(workdir, name)
-        os.mkdir(self.dir)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.conf = os.path.join(self.dir, "komd.conf")
-        self.logpath = os.path.join(self.dir, "komd.log")
-        with open(self.conf, "w") as f:
-            f.write('control_socket = "%s";\nlog_level = "warning";\n' % self.sock)
-            f.write(conf_body)
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("JOURNAL_STREAM", None)
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def logtext(self, tail=20):
-        try:
-            with open(self.logpath) as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
-
-    def ctl(self, *args):
-        """komctl --json ARGS, parsed, or None when the control socket does not answer (yet)."""
-        self.alive()
-        try:
-            r = subprocess.run([KOMCTL, "-s", self.sock, "--json"] + list(args), capture_output=True,
-                               text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            return None
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-
-    def line0(self):
-        st = self.ctl("status")
-        return st["lines"][0] if st and st["lines"] else None
-
-    def mem(self):
-        self.alive()
-        return proc_mem(self.proc.pid)
-
-    def stop(self, timeout=10):
-        """SIGTERM; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return "killed after %d s" % timeout
-        self.log.close()
-        return self.proc.returncode
-
-
 def server_conf(port, max_clients=1000):
     """A modbus-server line on port: unit 1 serves SERVER_TAGS int memory tags at 3.0 ..."""
     tags = ",\n".join('  { name = "m%d"; type = "int"; initial = %d; }' % (i, i) for i in range(SERVER_TAGS))
@@ -230,69 +121,16 @@ def parse_load(out):
     return None
 
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self):
-        self.workdir = tempfile.mkdtemp(prefix="komd-mbbench-")
-        self.komds = []
-        self.procs = []
-        self.results = {}
-        self.errors = []
-        self.n = 0
-
-    def komd(self, name, body):
-        self.n += 1
-        k = Komd(self.workdir, "%s-%d" % (name, self.n), body)
-        self.komds.append(k)
-        return k
-
-    def finish(self, k):
-        rc = k.stop()
-        self.komds.remove(k)
-        if rc != 0:
-            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc, k.logtext()))
+        super().__init__("komd-mbbench-")
 
     def ref_server(self, port, nodelay=False):
         """mb_ref_server on port (65536 registers; TCP_NODELAY on its connections with nodelay),
         once it says it listens."""
-        self.n += 1
-        pr = Proc(self.workdir, "mb_ref_server-%d" % self.n,
-                  [REF_SERVER, str(port), "65536"] + (["nodelay"] if nodelay else []))
-        self.procs.append(pr)
-
-        def listening():
-            pr.alive()
-            with open(pr.logpath) as f:
-                return "listening %d" % port in f.read()
-        poll(listening, 10, "mb_ref_server to listen")
+        pr = self.proc("mb_ref_server", [REF_SERVER, str(port), "65536"] + (["nodelay"] if nodelay else []))
+        poll(lambda: pr.alive() and "listening %d" % port in pr.text(), 10, "mb_ref_server to listen")
         return pr
-
-    def unproc(self, pr):
-        pr.stop()
-        if pr in self.procs:
-            self.procs.remove(pr)
-
-    def cleanup(self):
-        for pr in list(self.procs):
-            try:
-                pr.stop()
-            except Exception:
-                pass
-        for k in list(self.komds):
-            try:
-                k.stop()
-            except Exception:
-                pass
-        self.procs = []
-        self.komds = []
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def step(self, fn):
-        print("-- %s" % fn.__doc__, flush=True)
-        try:
-            fn()
-        except BenchError as e:
-            self.errors.append("%s: %s" % (fn.__name__, e))
-            print("   FAILED: %s" % e, flush=True)
 
     def load(self, args, what):
         """Run mb_load to completion; its parsed figures (BenchError unless all requests
@@ -321,14 +159,14 @@ class Bench:
         ref = self.ref_server(pref)
         k = self.komd("server", server_conf(pkomd)).start()
         try:
-            poll(lambda: (k.line0() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
+            poll(lambda: (k.line() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
             # both serve the same registers to unit 1: check one request each
             want = list(range(SERVER_TAGS))
             for name, port in (("komd", pkomd), ("mb_ref_server", pref)):
                 got = read_holding(port, 1, 0, NREGS)
                 if got != want[:NREGS]:
                     raise BenchError("%s serves %r... at 3.0, not 0, 1, 2, ..." % (name, got[:5]))
-            frames0 = k.line0()["counters"]["frames_in"]
+            frames0 = k.line()["counters"]["frames_in"]
             reqs_komd = 0
             res = {}
             for n in CONNS:
@@ -365,7 +203,7 @@ class Bench:
                 print("   %2d connections: komd %.0f, mb_ref_server %.0f requests/s (medians): komd/ref %.2f"
                       % (n, res[n]["komd"]["rate"], res[n]["ref"]["rate"], res[n]["ratio"]), flush=True)
             # komd counted every request it was sent (the two checks above included)
-            frames = k.line0()["counters"]["frames_in"] - frames0
+            frames = k.line()["counters"]["frames_in"] - frames0
             if frames < reqs_komd:
                 raise BenchError("komd counted %d frames in, mb_load made %d requests" % (frames, reqs_komd))
             self.results["server"] = res
@@ -378,13 +216,13 @@ class Bench:
         k = self.komd("client%d" % outstanding, client_conf(port, outstanding)).start()
 
         def polling():
-            l = k.line0()
+            l = k.line()
             return l and l["stations"][0]["polls"] >= 3 and l["stations"][0]["state"] == "ok" and l
         l0 = poll(polling, 60, "komd's station to poll (3 polls, state ok)")
 
         def sample():
             ta = time.monotonic()
-            l = k.line0()
+            l = k.line()
             tb = time.monotonic()
             if l is None:
                 raise BenchError("komctl status did not answer")
@@ -461,7 +299,7 @@ class Bench:
         k = self.komd("memory", server_conf(port, max_clients=2 * NCONNS)).start()
         conns = []
         try:
-            poll(lambda: (k.line0() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
+            poll(lambda: (k.line() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
             m0 = k.mem()
             src = 1  # source address 127.0.0.src; the next one when ephemeral ports run out
             slow = 0
@@ -469,7 +307,7 @@ class Bench:
             deadline = t0 + 120
 
             def nsessions():
-                l = k.line0()
+                l = k.line()
                 return l["sessions"] if l else -1
             while len(conns) < NCONNS:
                 if time.monotonic() > deadline:
@@ -500,7 +338,7 @@ class Bench:
             got = read_holding(port, 1, 0, 4)
             if got != [0, 1, 2, 3]:
                 raise BenchError("komd with %d connections serves %r at 3.0" % (NCONNS, got))
-            rejected = k.line0()["counters"].get("rejected", 0)
+            rejected = k.line()["counters"].get("rejected", 0)
             for s in conns:
                 s.close()
             conns = []

@@ -34,7 +34,6 @@ cleaned up on exit. Exit status 1 when a measurement could not be taken (or a ko
 exit cleanly).
 """
 import datetime
-import json
 import os
 import re
 import select
@@ -42,18 +41,14 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 
-TOP = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.environ.get("KOMD_BUILD", os.path.join(TOP, "build"))
-KOMD = os.path.join(BUILD, "komd")
-KOMCTL = os.path.join(BUILD, "komctl")
+import benchlib
+from benchlib import TOP, BenchError, KOMCTL, KOMD, median, poll, proc_cpu
+
 sys.path.insert(0, os.path.join(TOP, "tests", "integ"))
 import tlspki  # noqa: E402
-
-from benchlib import BenchError, median, poll, proc_cpu
 
 HS_SECONDS = 5  # one s_time run
 HS_ROUNDS = 3  # s_time runs per server, alternating komd and s_server
@@ -98,111 +93,6 @@ def machine_cpu():
     return sum(v) - idle, sum(v)
 
 
-class Proc:
-    """A helper process (openssl, socat) with its output in a file."""
-
-    def __init__(self, workdir, name, args, stdin=subprocess.DEVNULL):
-        self.name = name
-        self.logpath = os.path.join(workdir, name + ".log")
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen(args, stdin=stdin, stdout=self.log, stderr=subprocess.STDOUT)
-
-    def logtext(self, tail=20):
-        try:
-            with open(self.logpath, errors="replace") as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("%s exited with %s; output:\n%s" % (self.name, self.proc.returncode, self.logtext()))
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdin:
-            try:
-                self.proc.stdin.close()
-            except OSError:
-                pass
-        self.log.close()
-
-
-class Komd:
-    """One komd in the foreground, its log in a file of the bench's temporary directory."""
-
-    def __init__(self, workdir, name, conf_body):
-        self.dir = os.path.join(workdir, name)
-        os.mkdir(self.dir)
-        self.sock = os.path.join(self.dir, "ctl.sock")
-        self.conf = os.path.join(self.dir, "komd.conf")
-        self.logpath = os.path.join(self.dir, "komd.log")
-        with open(self.conf, "w") as f:
-            f.write('control_socket = "%s";\nlog_level = "warning";\n' % self.sock)
-            f.write(conf_body)
-        self.proc = None
-
-    def start(self):
-        env = dict(os.environ)
-        env.pop("NOTIFY_SOCKET", None)
-        env.pop("JOURNAL_STREAM", None)
-        self.log = open(self.logpath, "w")
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
-                                     stdout=self.log, stderr=subprocess.STDOUT, env=env)
-        return self
-
-    def logtext(self, tail=20):
-        try:
-            with open(self.logpath) as f:
-                return "".join(f.readlines()[-tail:])
-        except OSError:
-            return ""
-
-    def alive(self):
-        if self.proc.poll() is not None:
-            raise BenchError("komd exited with %s; log:\n%s" % (self.proc.returncode, self.logtext()))
-
-    def ctl(self, *args):
-        """komctl --json ARGS, parsed, or None when the control socket does not answer (yet)."""
-        self.alive()
-        try:
-            r = subprocess.run([KOMCTL, "-s", self.sock, "--json"] + list(args), capture_output=True,
-                               text=True, timeout=30)
-        except subprocess.TimeoutExpired:
-            return None
-        if r.returncode != 0:
-            return None
-        return json.loads(r.stdout)
-
-    def line(self, name):
-        st = self.ctl("status")
-        if st is None:
-            return None
-        return next((l for l in st["lines"] if l["name"] == name), None)
-
-    def stop(self, timeout=10):
-        """SIGTERM; returns the exit code."""
-        if self.proc is None:
-            return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-                self.log.close()
-                return "killed after %d s" % timeout
-        self.log.close()
-        return self.proc.returncode
-
-
 def make_pki(d):
     """CA and EC P-256 server certificate from tlspki; an RSA-2048 server certificate too."""
     tlspki.ca(d, "ca")
@@ -220,64 +110,14 @@ S_TIME_RX = re.compile(r"^(\d+) connections in ([\d.]+)s; ([\d.]+) connections/u
 S_TIME_REAL_RX = re.compile(r"^(\d+) connections in (\d+) real seconds", re.M)
 
 
-class Bench:
+class Bench(benchlib.Bench):
     def __init__(self):
-        self.workdir = tempfile.mkdtemp(prefix="komd-tlsbench-")
+        super().__init__("komd-tlsbench-")
         self.pki = os.path.join(self.workdir, "pki")
         os.mkdir(self.pki)
-        self.komds = []
-        self.procs = []
-        self.results = {}
-        self.errors = []
-        self.nkomd = 0
 
     def p(self, name):
         return os.path.join(self.pki, name)
-
-    def komd(self, name, body):
-        self.nkomd += 1
-        k = Komd(self.workdir, "%s-%d" % (name, self.nkomd), body)
-        self.komds.append(k)
-        return k
-
-    def finish(self, k):
-        rc = k.stop()
-        self.komds.remove(k)
-        if rc != 0:
-            raise BenchError("komd (%s) exited with %s; log:\n%s" % (os.path.basename(k.dir), rc, k.logtext()))
-
-    def helper(self, name, args, stdin=subprocess.DEVNULL):
-        pr = Proc(self.workdir, "%s-%d" % (name, len(self.procs) + 1), args, stdin)
-        self.procs.append(pr)
-        return pr
-
-    def unhelper(self, pr):
-        pr.stop()
-        if pr in self.procs:
-            self.procs.remove(pr)
-
-    def cleanup(self):
-        for pr in list(self.procs):
-            try:
-                pr.stop()
-            except Exception:
-                pass
-        for k in list(self.komds):
-            try:
-                k.stop()
-            except Exception:
-                pass
-        self.procs = []
-        self.komds = []
-        shutil.rmtree(self.workdir, ignore_errors=True)
-
-    def step(self, fn):
-        print("-- %s" % fn.__doc__, flush=True)
-        try:
-            fn()
-        except BenchError as e:
-            self.errors.append("%s: %s" % (fn.__name__, e))
-            print("   FAILED: %s" % e, flush=True)
 
     # ---- measurements ------------------------------------------------------------------
 
@@ -342,7 +182,7 @@ class Bench:
                     '  stations = ( { name = "pub"; address = 1; tags = ( { name = "m"; address = "m"; } ); } ); } );\n'
                     % (kport, self.p(cert + ".pem"), self.p(cert + ".key")))
             k = self.komd("hs", body).start()
-            srv = self.helper("s_server", ["openssl", "s_server", "-accept", "127.0.0.1:%d" % sport,
+            srv = self.proc("s_server", ["openssl", "s_server", "-accept", "127.0.0.1:%d" % sport,
                                            "-cert", self.p(cert + ".pem"), "-key", self.p(cert + ".key"), "-quiet"])
             try:
                 poll(lambda: (k.line("srv") or {}).get("listeners"), 30, "komd's TLS server line to listen")
@@ -361,7 +201,7 @@ class Bench:
                 if c["frames_out"] != nk:
                     raise BenchError("komd sent %d frames for %d handshakes (one VAL each)" % (c["frames_out"], nk))
             finally:
-                self.unhelper(srv)
+                self.unproc(srv)
                 if k in self.komds:
                     self.finish(k)
             row = dict(key=keyname, version=version.replace("-tls1_", "TLS 1."), runs=runs)
@@ -395,7 +235,7 @@ class Bench:
         else:
             listen = "TCP-LISTEN:%d,bind=127.0.0.1,reuseaddr" % port
             tls_conf = ""
-        peer = self.helper("socat", ["socat", "-u", "-b", str(SOCAT_BLOCK), "STDIN", listen], stdin=subprocess.PIPE)
+        peer = self.proc("socat", ["socat", "-u", "-b", str(SOCAT_BLOCK), "STDIN", listen], stdin=subprocess.PIPE)
         writer = None
         k = None
         try:
@@ -456,7 +296,7 @@ class Bench:
         finally:
             if writer:
                 writer.join(30)
-            self.unhelper(peer)
+            self.unproc(peer)
             if k and k in self.komds:
                 self.finish(k)
 
