@@ -149,6 +149,7 @@ mb_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *err
 
 struct mb_tag {
 	struct mb_addr a;
+	int span;                 /* server: its span in mb_sstation.sp[a.fn] */
 };
 
 /* One client request: a planned read, or a write (possibly read-modify-write). */
@@ -901,13 +902,37 @@ mb_client_line_free(struct line *l)
 struct mb_span {
 	uint16_t addr;
 	uint8_t len;
+	bool bad;                 /* its value cannot be encoded (the image's nbad counts it) */
+	uint32_t off;             /* where its first register is in the cached image */
 	struct stag *t;
+};
+
+/* A run of contiguous served addresses of one function, in the cached image from off. */
+struct mb_run {
+	uint32_t addr, len, off;
+};
+
+/* The served image of one function (1..4), cached: registers (or bits, one a word) kept
+ * encoded as the tags change (on_tag_change), so that a read is a copy. Not cached when
+ * spans overlap (two tags on one register or bit: then the tags are read every time, as
+ * they always were), nor used while a value cannot be encoded (nbad: the slow path names
+ * the tag in the station's error). Stale (rebuilt at the next read) from station_init and
+ * whenever a session closes: changes are not notified while the line is stopped, and a
+ * line that stops closes its sessions. */
+struct mb_image {
+	bool cacheable;
+	struct mb_run *runs;
+	int nruns;
+	uint16_t *w;              /* the registers or bits of every run */
+	int nbad;
 };
 
 struct mb_sstation {
 	uint8_t unit;
 	struct mb_span *sp[5];    /* per function 1..4, sorted by address */
 	int nsp[5];
+	struct mb_image img[5];
+	bool stale;
 	struct ptimer *idle;      /* inactivity_timeout */
 };
 
@@ -964,6 +989,127 @@ mb_idle_cb(void *arg)
 	station_set_comm(st, false, why);
 }
 
+/* Does the span at i share a register (or coil) with an earlier one? Word spans may not
+ * share; bits in a register may, if each has its own bit. */
+static bool
+mb_span_overlaps(const struct mb_span *sp, int i, unsigned word_end, int bit_reg, unsigned bit_mask)
+{
+	const struct mb_addr *a = &mb_tag(sp[i].t)->a;
+
+	if (sp[i].addr < word_end)
+		return true;
+	if (a->fn >= 3 && a->bit >= 0)
+		return (int)sp[i].addr == bit_reg && (bit_mask >> a->bit & 1);
+	return (int)sp[i].addr == bit_reg;
+}
+
+/* The runs of the cached image of fn, and whether it can be cached at all. 0, or -1 (no
+ * memory). */
+static int
+mb_image_plan(struct mb_sstation *ss, int fn)
+{
+	struct mb_image *im = &ss->img[fn];
+	const struct mb_span *sp = ss->sp[fn];
+	unsigned word_end = 0, bit_mask = 0, total = 0;
+	int bit_reg = -1;
+
+	im->cacheable = ss->nsp[fn] > 0;
+	for (int i = 0; i < ss->nsp[fn] && im->cacheable; i++) {
+		const struct mb_addr *a = &mb_tag(sp[i].t)->a;
+		if (mb_span_overlaps(sp, i, word_end, bit_reg, bit_mask))
+			im->cacheable = false;
+		else if (fn >= 3 && a->bit >= 0) {
+			if ((int)sp[i].addr != bit_reg)
+				bit_mask = 0;
+			bit_reg = sp[i].addr;
+			bit_mask |= 1u << a->bit;
+		} else
+			word_end = (unsigned)sp[i].addr + sp[i].len;
+	}
+	if (!im->cacheable)
+		return 0;
+	for (int i = 0; i < ss->nsp[fn]; i++) {
+		struct mb_span *x = &ss->sp[fn][i];
+		struct mb_run *r = im->nruns ? &im->runs[im->nruns - 1] : NULL;
+
+		if (r && x->addr < r->addr + r->len) {
+			/* another bit of the run's last register */
+		} else if (r && x->addr == r->addr + r->len) {
+			r->len += x->len;
+			total += x->len;
+		} else {
+			struct mb_run *n = realloc(im->runs, (size_t)(im->nruns + 1) * sizeof(*n));
+			if (!n)
+				return -1;
+			im->runs = n;
+			n[im->nruns++] = (struct mb_run){ .addr = x->addr, .len = x->len, .off = total };
+			total += x->len;
+		}
+		r = &im->runs[im->nruns - 1];
+		x->off = r->off + (x->addr - r->addr);
+	}
+	if ((im->w = calloc(total, sizeof(*im->w))) == NULL)
+		return -1;
+	return 0;
+}
+
+/* A served value as a coil or bit: nonzero is on. */
+static int
+mb_value_bit(const struct value *v)
+{
+	return v->type == VT_FLOAT ? v->f != 0.0 : v->type == VT_STRING ? 0 : v->i != 0;
+}
+
+/* Encode span x's value into the cached image of fn. */
+static void
+mb_image_refresh(struct mb_image *im, int fn, struct mb_span *x)
+{
+	const struct mb_addr *a = &mb_tag(x->t)->a;
+	const struct value *v = stag_value(x->t);
+	uint16_t vr[4];
+	char err[120];
+	bool bad = false;
+
+	if (fn <= 2)
+		im->w[x->off] = (uint16_t)mb_value_bit(v);
+	else if (a->bit >= 0)
+		im->w[x->off] = (uint16_t)((im->w[x->off] & ~(1u << a->bit)) | (unsigned)mb_value_bit(v) << a->bit);
+	else if (mb_value_to_regs(a, v, vr, err, sizeof(err)) == 0)
+		memcpy(&im->w[x->off], vr, x->len * sizeof(*vr));
+	else
+		bad = true;
+	im->nbad += (int)bad - (int)x->bad;
+	x->bad = bad;
+}
+
+static void
+mb_image_rebuild(struct mb_sstation *ss)
+{
+	for (int fn = 1; fn <= 4; fn++) {
+		struct mb_image *im = &ss->img[fn];
+		if (!im->cacheable)
+			continue;
+		im->nbad = 0;
+		for (int i = 0; i < ss->nsp[fn]; i++) {
+			ss->sp[fn][i].bad = false;
+			mb_image_refresh(im, fn, &ss->sp[fn][i]);
+		}
+	}
+	ss->stale = false;
+}
+
+static void
+mb_server_tag_change(struct stag *t)
+{
+	struct mb_sstation *ss = station_priv(stag_station(t));
+	const struct mb_tag *mt = mb_tag(t);
+	int fn = mt->a.fn;
+
+	if (mt->a.ignore || ss->stale || !ss->img[fn].cacheable)
+		return;
+	mb_image_refresh(&ss->img[fn], fn, &ss->sp[fn][mt->span]);
+}
+
 static int
 mb_server_station_init(struct station *st)
 {
@@ -984,9 +1130,15 @@ mb_server_station_init(struct station *st)
 		ss->sp[a->fn] = n;
 		n[ss->nsp[a->fn]++] = (struct mb_span){ .addr = a->addr, .len = a->nregs ? a->nregs : 1, .t = t };
 	}
-	for (int fn = 1; fn <= 4; fn++)
+	for (int fn = 1; fn <= 4; fn++) {
 		if (ss->nsp[fn] > 1)
 			qsort(ss->sp[fn], (size_t)ss->nsp[fn], sizeof(struct mb_span), mb_span_cmp);
+		for (int i = 0; i < ss->nsp[fn]; i++)
+			((struct mb_tag *)stag_priv(ss->sp[fn][i].t))->span = i;
+		if (mb_image_plan(ss, fn) != 0)
+			return -1;
+	}
+	ss->stale = true;
 	if (c->inactivity_ms) {
 		if ((ss->idle = station_timer(st, mb_idle_cb, st)) == NULL)
 			return -1;
@@ -1000,8 +1152,11 @@ mb_server_station_free(struct station *st)
 {
 	struct mb_sstation *ss = station_priv(st);
 
-	for (int fn = 1; fn <= 4; fn++)
+	for (int fn = 1; fn <= 4; fn++) {
 		free(ss->sp[fn]);
+		free(ss->img[fn].runs);
+		free(ss->img[fn].w);
+	}
 }
 
 /* First span that may overlap addr (spans are at most 4 long). */
@@ -1021,10 +1176,10 @@ mb_span_first(const struct mb_sstation *ss, int fn, uint16_t addr)
 	return lo;
 }
 
-/* The image of [addr, addr + count): registers (fn 3, 4) or bits (fn 1, 2, one a byte).
- * 0, or the exception code. */
+/* The image of [addr, addr + count) from the tags themselves (the image is not cached, or
+ * a value cannot be encoded). */
 static int
-mb_image_read(struct station *st, int fn, uint16_t addr, uint16_t count, uint16_t *regs, uint8_t *bits)
+mb_image_read_tags(struct station *st, int fn, uint16_t addr, uint16_t count, uint16_t *regs, uint8_t *bits)
 {
 	const struct mb_sstation *ss = station_priv(st);
 	uint8_t covered[MB_MAX_READ_BITS];
@@ -1043,7 +1198,7 @@ mb_image_read(struct station *st, int fn, uint16_t addr, uint16_t count, uint16_
 		if ((unsigned)sp->addr + sp->len <= addr)
 			continue;
 		if (fn <= 2 || a->bit >= 0) {
-			int b = v->type == VT_FLOAT ? v->f != 0.0 : v->type == VT_STRING ? 0 : v->i != 0;
+			int b = mb_value_bit(v);
 			unsigned off = (unsigned)(sp->addr - addr);
 			if (fn <= 2)
 				bits[off] = (uint8_t)b;
@@ -1070,6 +1225,42 @@ mb_image_read(struct station *st, int fn, uint16_t addr, uint16_t count, uint16_
 	for (unsigned i = 0; i < count; i++)
 		if (!covered[i])
 			return MB_EX_ILLEGAL_ADDRESS;
+	return 0;
+}
+
+/* The image of [addr, addr + count): registers (fn 3, 4) or bits (fn 1, 2, one a byte).
+ * 0, or the exception code. */
+static int
+mb_image_read(struct station *st, int fn, uint16_t addr, uint16_t count, uint16_t *regs, uint8_t *bits)
+{
+	struct mb_sstation *ss = station_priv(st);
+	const struct mb_image *im = &ss->img[fn];
+	int lo = 0, hi;
+
+	if (ss->stale)
+		mb_image_rebuild(ss);
+	if (!im->cacheable || im->nbad)
+		return mb_image_read_tags(st, fn, addr, count, regs, bits);
+	/* the last run starting at or before addr */
+	hi = im->nruns;
+	while (lo < hi) {
+		int mid = (lo + hi) / 2;
+		if (im->runs[mid].addr <= addr)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	if (lo == 0)
+		return MB_EX_ILLEGAL_ADDRESS;
+	const struct mb_run *r = &im->runs[lo - 1];
+	if ((unsigned)addr + count > r->addr + r->len)
+		return MB_EX_ILLEGAL_ADDRESS;
+	const uint16_t *w = &im->w[r->off + (addr - r->addr)];
+	if (regs)
+		memcpy(regs, w, count * sizeof(*regs));
+	else
+		for (unsigned i = 0; i < count; i++)
+			bits[i] = (uint8_t)w[i];
 	return 0;
 }
 
@@ -1410,8 +1601,11 @@ static void
 mb_server_close(struct session *s)
 {
 	struct mb_ssession *ss = session_priv(s);
+	struct line *l = session_line(s);
 	struct mb_reply *r;
 
+	for (int i = 0; i < line_nstations(l); i++)
+		((struct mb_sstation *)station_priv(line_station(l, i)))->stale = true;
 	/* answers nobody will read: their writes go on, unanswered */
 	while ((r = ss->head) != NULL) {
 		ss->head = r->next;
@@ -1464,4 +1658,5 @@ const struct proto_ops modbus_server_ops = {
 	.on_connect = mb_server_connect,
 	.on_read = mb_server_read,
 	.on_close = mb_server_close,
+	.on_tag_change = mb_server_tag_change,
 };

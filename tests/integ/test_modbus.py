@@ -195,6 +195,72 @@ def test_server_exceptions_pymodbus():
         c2.close()
 
 
+def test_server_image_follows_tags():
+    """The served image is cached and kept in step with the tags: every change (komctl set,
+    a client's write, a value that cannot be encoded and then can) shows in the next read,
+    on a station whose spans overlap (not cached) as on one whose do not, across
+    reconnections and a reload."""
+    port = free_port()
+    mem = """tags = ( { name = "x.a"; type = "int"; initial = 5; }, { name = "x.big"; type = "int"; initial = 70000; },
+      { name = "x.c"; type = "int"; initial = 1; }, { name = "x.b3"; type = "bool"; initial = false; },
+      { name = "x.b9"; type = "bool"; initial = true; }, { name = "x.o1"; type = "int"; initial = 1; },
+      { name = "x.o2"; type = "int"; initial = 1; }, { name = "x.w"; type = "int"; initial = 40; } );
+"""
+
+    def conf(extra=""):
+        return mem + """lines = ( { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d; %s
+          stations = ( { name = "u1"; address = 1; tags = (
+              { name = "x.a"; address = "3.0"; direction = "inout"; },
+              { name = "x.big"; address = "3.1"; },
+              { name = "x.b3"; address = "3.2.3"; direction = "inout"; },
+              { name = "x.b9"; address = "3.2.9"; direction = "inout"; },
+              { name = "x.c"; address = "1.7"; direction = "inout"; } ); },
+            { name = "u2"; address = 2; tags = (
+              { name = "x.o1"; address = "3.5.2"; }, { name = "x.o2"; address = "3.5.2"; },
+              { name = "x.w"; address = "3.6"; direction = "inout"; } ); } ); } );""" % (port, extra)
+    with Komd(conf()).start() as k:
+        c = pyclient(port)
+        check(regs(c.read_holding_registers(0, 1, slave=1), "3.0") == [5], "x.a = 5 served")
+        # 70000 does not fit a uint16: device failure, named in the station's last error
+        check(excode(c.read_holding_registers(0, 2, slave=1), "3.0..1") == 4, "70000 at 3.1: exception 4")
+        check("x.big" in station_state(k, "srv", "u1")["last_error"], "last error names x.big: %s"
+              % station_state(k, "srv", "u1"))
+        k.ctl("set", "x.big", "65535")
+        check(regs(c.read_holding_registers(0, 3, slave=1), "3.0..2") == [5, 65535, 0x200],
+              "x.big fits now; bits 3 (off) and 9 (on) of 3.2")
+        k.ctl("set", "x.a", "-1")
+        check(excode(c.read_holding_registers(0, 1, slave=1), "x.a = -1") == 4, "-1 in a uint16: exception 4")
+        check(regs(c.read_holding_registers(1, 2, slave=1), "3.1..2") == [65535, 0x200],
+              "a bad value elsewhere does not spoil the rest")
+        k.ctl("set", "x.a", "6")
+        k.ctl("set", "x.b3", "true")
+        k.ctl("set", "x.b9", "false")
+        check(regs(c.read_holding_registers(0, 3, slave=1), "after set") == [6, 65535, 0x8], "komctl set is served")
+        # a client's writes change the tags, and the next read shows them
+        check(not c.write_register(0, 77, slave=1).isError(), "FC6 to 3.0")
+        check(not c.write_coil(7, False, slave=1).isError(), "FC5 to 1.7")
+        check(not c.execute(MaskWriteRegisterRequest(2, 0xFFFF & ~0x208, 0x200, unit=1)).isError(), "FC22")
+        check(regs(c.read_holding_registers(0, 3, slave=1), "after writes") == [77, 65535, 0x200], "writes served")
+        check(bits(c.read_coils(7, 1, slave=1), 1, "1.7") == [False], "coil 1.7 written off")
+        check(excode(c.read_holding_registers(0, 4, slave=1), "3.3") == 2, "3.3 is not served")
+        # u2: two tags on one bit (not cached): still follows the tags
+        check(regs(c.read_holding_registers(5, 2, slave=2), "u2") == [4, 40], "u2: bit 2 of 3.5, 3.6 = 40")
+        k.ctl("set", "x.w", "41")
+        check(regs(c.read_holding_registers(6, 1, slave=2), "u2 3.6") == [41], "u2: 3.6 = 41")
+        c.close()
+        # a new connection, and a reload that changes the line: the image is rebuilt
+        c = pyclient(port)
+        check(regs(c.read_holding_registers(0, 1, slave=1), "reconnected") == [77], "3.0 after reconnecting")
+        c.close()
+        k.ctl("set", "x.a", "78")
+        k.write_conf(conf("max_clients = 50;"))
+        k.ctl("reload")
+        k.until(lambda: k.line("srv")["listeners"], 10, "the reloaded line to listen")
+        c = pyclient(port)
+        check(regs(c.read_holding_registers(0, 1, slave=1), "reloaded") == [78], "3.0 after the reload")
+        c.close()
+
+
 def test_server_write_routed_to_acquirer():
     """A write to a tag acquired by a Modbus client line (from a RawServer device that holds
     its answers) and by a komtext client line: the Modbus answer waits for the device."""
@@ -611,7 +677,7 @@ def test_redundant_failover_and_back():
 
 if __name__ == "__main__":
     main([test_server_reads_pymodbus, test_server_writes_pymodbus, test_server_exceptions_pymodbus,
-          test_server_write_routed_to_acquirer, test_server_malformed_frames,
+          test_server_image_follows_tags, test_server_write_routed_to_acquirer, test_server_malformed_frames,
           test_client_pymodbus_poll_and_writes, test_client_writes_keep_their_order,
           test_client_reactive_delayed_and_errors,
           test_client_stray_wrong_unit_and_isolation, test_client_exception_is_last_error,
