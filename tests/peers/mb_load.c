@@ -7,6 +7,13 @@
  *     connection busy all the time whatever the server's order of service: a single thread
  *     going round-robin over blocking requests would have one request in flight in all and
  *     measure latency, not a server's throughput over many connections.
+ *   mb_load rr HOST PORT UNIT NCONN SECONDS [NREGS [ADDR]]
+ *     The same requests from one thread: each round sends a read on every connection
+ *     (modbus_send_raw_request), then takes every answer in turn (modbus_receive_confirmation)
+ *     and checks it (transaction id, unit, function, byte count). Every connection has one
+ *     request in flight, as with threads, but the client does not sleep and wake once a
+ *     request: on a machine with few cores it leaves the server the CPU that a thread per
+ *     connection spends on context switches, so the server, not the client, is measured.
  *   mb_load scan HOST PORT UNIT SECONDS TOTAL
  *     One connection reading holding registers 0..TOTAL-1 in requests of 125 (the last one
  *     shorter), scan after scan, for SECONDS: the plain libmodbus polling loop.
@@ -117,10 +124,56 @@ out:
 	return NULL;
 }
 
+/* rr mode: one thread, every connection one request in flight. Returns 0, or -1 when a
+ * connection failed (counted in errors). */
+static int
+run_rr(struct worker *ws, int n)
+{
+	uint8_t req[5], rsp[MODBUS_TCP_MAX_ADU_LENGTH];
+	int nregs = ws[0].nregs, addr = ws[0].addr, want = 9 + 2 * nregs;
+
+	req[0] = (uint8_t)unit;
+	req[1] = 3;
+	req[2] = (uint8_t)(addr >> 8);
+	req[3] = (uint8_t)addr;
+	req[4] = 0;
+	while (now() < deadline) {
+		for (int i = 0; i < n; i++) {
+			uint8_t r[6] = {req[0], req[1], req[2], req[3], (uint8_t)(nregs >> 8), (uint8_t)nregs};
+			if (modbus_send_raw_request(ws[i].ctx, r, 6) == -1) {
+				fprintf(stderr, "mb_load: send on connection %d: %s\n", i, modbus_strerror(errno));
+				ws[i].errors++;
+				return -1;
+			}
+		}
+		for (int i = 0; i < n; i++) {
+			int rc = modbus_receive_confirmation(ws[i].ctx, rsp);
+
+			ws[i].requests++;
+			if (rc == -1) {
+				fprintf(stderr, "mb_load: answer on connection %d: %s\n", i, modbus_strerror(errno));
+				ws[i].errors++;
+				return -1;
+			}
+			/* libmodbus 3.1.6 sends raw requests with transaction id 0: with one request in
+			 * flight on a connection the answer is the request's; its registers are checked
+			 * (both servers hold register i = i) */
+			if (rc != want || rsp[6] != unit || rsp[7] != 3 || rsp[8] != 2 * nregs ||
+			    (rsp[9] << 8 | rsp[10]) != addr || (rsp[want - 2] << 8 | rsp[want - 1]) != addr + nregs - 1) {
+				if (ws[i].errors++ == 0)
+					fprintf(stderr, "mb_load: connection %d: bad answer (%d bytes, fc %u)\n", i, rc, rsp[7]);
+			} else {
+				ws[i].registers += (unsigned long long)nregs;
+			}
+		}
+	}
+	return 0;
+}
+
 static int
 usage(void)
 {
-	fprintf(stderr, "usage: mb_load load HOST PORT UNIT NCONN SECONDS [NREGS [ADDR]]\n"
+	fprintf(stderr, "usage: mb_load load|rr HOST PORT UNIT NCONN SECONDS [NREGS [ADDR]]\n"
 	    "       mb_load scan HOST PORT UNIT SECONDS TOTAL\n");
 	return 2;
 }
@@ -132,12 +185,13 @@ main(int argc, char **argv)
 	int n, nregs = 125, addr = 0, total = 0, rc = 0;
 	double seconds, t0, t_end = 0;
 	unsigned long long requests = 0, errors = 0, registers = 0, scans = 0;
-	bool scan;
+	bool scan, rr;
 
 	if (argc < 2)
 		return usage();
 	scan = strcmp(argv[1], "scan") == 0;
-	if (scan ? argc != 7 : (strcmp(argv[1], "load") != 0 || argc < 7 || argc > 9))
+	rr = strcmp(argv[1], "rr") == 0;
+	if (scan ? argc != 7 : ((!rr && strcmp(argv[1], "load") != 0) || argc < 7 || argc > 9))
 		return usage();
 	host = argv[2];
 	port = atoi(argv[3]);
@@ -177,18 +231,28 @@ main(int argc, char **argv)
 			return 1;
 		}
 	}
-	pthread_barrier_init(&go, NULL, (unsigned)n + 1);
-	for (int i = 0; i < n; i++) {
+	if (rr) {
+		t0 = now();
+		deadline = t0 + seconds;
+		if (run_rr(ws, n) != 0)
+			rc = 1;
+		t_end = now();
+	}
+	pthread_barrier_init(&go, NULL, rr ? 1 : (unsigned)n + 1);
+	for (int i = 0; !rr && i < n; i++) {
 		if (pthread_create(&ws[i].th, NULL, run, &ws[i]) != 0) {
 			fprintf(stderr, "mb_load: pthread_create failed\n");
 			return 1; /* threads already started wait at the barrier forever: just exit */
 		}
 	}
-	t0 = now();
-	deadline = t0 + seconds;
-	pthread_barrier_wait(&go);
+	if (!rr) {
+		t0 = now();
+		deadline = t0 + seconds;
+		pthread_barrier_wait(&go);
+	}
 	for (int i = 0; i < n; i++) {
-		pthread_join(ws[i].th, NULL);
+		if (!rr)
+			pthread_join(ws[i].th, NULL);
 		requests += ws[i].requests;
 		errors += ws[i].errors;
 		registers += ws[i].registers;
@@ -205,7 +269,7 @@ main(int argc, char **argv)
 		printf("mode=scan requests=%llu scans=%llu registers=%llu errors=%llu elapsed=%.6f regs_per_s=%.1f\n",
 		    requests, scans, registers, errors, el, (double)registers / el);
 	else
-		printf("mode=load conns=%d requests=%llu errors=%llu elapsed=%.6f req_per_s=%.1f regs_per_s=%.1f\n",
-		    n, requests, errors, el, (double)requests / el, (double)registers / el);
+		printf("mode=%s conns=%d requests=%llu errors=%llu elapsed=%.6f req_per_s=%.1f regs_per_s=%.1f\n",
+		    rr ? "rr" : "load", n, requests, errors, el, (double)requests / el, (double)registers / el);
 	return rc;
 }
