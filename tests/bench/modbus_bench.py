@@ -8,14 +8,19 @@ $KOMD_BUILD/peers/mb_ref_server and $KOMD_BUILD/peers/mb_load (make all build/pe
   mb_ref_server  libmodbus's bandwidth-server pattern: modbus_tcp_listen, one select() over
                  every connection, modbus_receive, modbus_reply; 65536 holding registers;
   mb_load        `load`: N connections, a thread and a modbus_t each, reading 125 holding
-                 registers at 0 in a loop; `scan`: one connection reading registers
+                 registers at 0 in a loop; `rr`: the same from one thread, a read sent on
+                 every connection and then every answer taken, round after round; `scan`: one connection reading registers
                  0..9999 in requests of 125 in a loop. Rates from its elapsed time.
 
 Measures (goals from the issue in brackets):
   1. server: requests/s of mb_load against a modbus-server line of komd (unit 1, 125 int
-     memory tags at "3.0".."3.124") and against mb_ref_server, with 1 and 32 connections,
-     ROUNDS runs of SECONDS each, alternately; the servers' CPU time a request
-     (/proc/PID/stat) too  [komd >= 1.5 x ref with 32, >= 1 x with 1];
+     memory tags at "3.0".."3.124") and against mb_ref_server: 1 connection (mb_load
+     `load`), 32 connections with `rr` (one thread, a request in flight on every
+     connection: the goal) and with `load` (a thread a connection, shown), ROUNDS runs of
+     SECONDS each, alternately; with 2 CPUs or more the servers run on one CPU and mb_load
+     on another for the 32-connection runs. Also the servers' CPU time a request (/proc/PID/stat), whose ratio is the
+     rate ratio when the server and not the load client is the limit
+     [komd >= 1.5 x ref with 32, >= 1 x with 1];
   2. client: registers/s komd acquires from mb_ref_server with one modbus-client line, one
      station (unit 1, continuous = true: polled again as soon as a poll ends) of 10,000 int tags at
      "3.0".."3.9999" (80 requests of 125 a poll), with max_outstanding 1 and 8: the
@@ -63,7 +68,15 @@ POLL = 0.01         # seconds between polls
 TICK = os.sysconf("SC_CLK_TCK")
 MIB = 1024 * 1024
 
-GOAL_SERVER = {1: 1.0, 32: 1.5}
+# Server runs: (connections, mb_load mode). The goal with 32 connections is judged with
+# "rr" (one load thread keeping a request in flight on every connection); "load" (a thread
+# a connection) is shown too: its context switches make the client the limit of any server.
+SERVER_RUNS = ((1, "load"), (32, "rr"), (32, "load"))
+GOAL_SERVER = {(1, "load"): 1.0, (32, "rr"): 1.5}
+# With 2 CPUs or more, runs of many connections: the server on SERVER_CPU, mb_load on
+# LOAD_CPU (sched_setaffinity).
+PIN = len(os.sched_getaffinity(0)) >= 2
+LOAD_CPU, SERVER_CPU = (sorted(os.sched_getaffinity(0))[:2] if PIN else (None, None))
 GOAL_CLIENT = {1: 1.0, 8: 2.0}
 GOAL_RSS_KB = 64 * 1024
 
@@ -132,13 +145,14 @@ class Bench(benchlib.Bench):
         poll(lambda: pr.alive() and "listening %d" % port in pr.text(), 10, "mb_ref_server to listen")
         return pr
 
-    def load(self, args, what):
-        """Run mb_load to completion; its parsed figures (BenchError unless all requests
-        succeeded)."""
+    def load(self, args, what, cpu=None):
+        """Run mb_load to completion (on CPU cpu alone, if given); its parsed figures
+        (BenchError unless all requests succeeded)."""
         ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         try:
             r = subprocess.run([LOAD] + [str(a) for a in args], capture_output=True, text=True,
-                               timeout=SECONDS + WINDOW + 60)
+                               timeout=SECONDS + WINDOW + 60,
+                               preexec_fn=None if cpu is None else lambda: os.sched_setaffinity(0, {cpu}))
         except subprocess.TimeoutExpired:
             raise BenchError("mb_load (%s) did not finish" % what)
         res = parse_load(r.stdout)
@@ -169,7 +183,15 @@ class Bench(benchlib.Bench):
             frames0 = k.line()["counters"]["frames_in"]
             reqs_komd = 0
             res = {}
-            for n in CONNS:
+            for n, mode in SERVER_RUNS:
+                pin = PIN and n > 1
+                if pin:
+                    # many connections: the server on a core of its own, the load on another, so
+                    # that the load client does not take the server's CPU. One connection is a
+                    # question of latency: there both run where the scheduler puts them (a wake-up
+                    # across CPUs costs more than the request).
+                    for pid in (ref.proc.pid, k.proc.pid):
+                        os.sched_setaffinity(pid, {SERVER_CPU})
                 runs = {"komd": [], "ref": []}
                 for rnd in range(ROUNDS):
                     order = (("ref", pref, ref.proc.pid), ("komd", pkomd, k.proc.pid))
@@ -177,8 +199,8 @@ class Bench(benchlib.Bench):
                         order = order[::-1]
                     for name, port, pid in order:
                         cpu0 = proc_cpu(pid)
-                        r = self.load(["load", "127.0.0.1", port, 1, n, SECONDS, NREGS, 0],
-                                      "%s, %d connections" % (name, n))
+                        r = self.load([mode, "127.0.0.1", port, 1, n, SECONDS, NREGS, 0],
+                                      "%s, %d connections, %s" % (name, n, mode), cpu=LOAD_CPU if pin else None)
                         r["cpu_us"] = (proc_cpu(pid) - cpu0) * 1e6 / r["requests"]
                         r["cpu_share"] = (proc_cpu(pid) - cpu0) / r["elapsed"]
                         r["load_us"] = r["load_cpu"] * 1e6 / r["requests"]
@@ -187,21 +209,26 @@ class Bench(benchlib.Bench):
                             reqs_komd += r["requests"]
                         ref.alive()
                         k.alive()
-                        print("   %2d connections, %-4s run %d: %9.0f requests/s, server CPU %.1f us a request"
+                        print("   %2d connections (%-4s), %-4s run %d: %9.0f requests/s, server CPU %.1f us a request"
                               " (%.0f %% of a core), mb_load CPU %.1f us a request"
-                              % (n, name, rnd + 1, r["req_per_s"], r["cpu_us"], 100 * r["cpu_share"],
+                              % (n, mode, name, rnd + 1, r["req_per_s"], r["cpu_us"], 100 * r["cpu_share"],
                                  r["load_us"]), flush=True)
-                res[n] = {name: dict(rate=median([r["req_per_s"] for r in rs]),
-                                     cpu_us=median([r["cpu_us"] for r in rs]),
-                                     load_us=median([r["load_us"] for r in rs]),
-                                     cpu_share=median([r["cpu_share"] for r in rs]), runs=rs)
-                          for name, rs in runs.items()}
-                res[n]["ratio"] = res[n]["komd"]["rate"] / res[n]["ref"]["rate"]
-                # The load client shares the machine: even a server that cost nothing could not
-                # go past (cores / mb_load's CPU a request) when the CPUs are the limit.
-                res[n]["bound"] = os.cpu_count() * 1e6 / res[n]["komd"]["load_us"] / res[n]["ref"]["rate"]
-                print("   %2d connections: komd %.0f, mb_ref_server %.0f requests/s (medians): komd/ref %.2f"
-                      % (n, res[n]["komd"]["rate"], res[n]["ref"]["rate"], res[n]["ratio"]), flush=True)
+                x = {name: dict(rate=median([r["req_per_s"] for r in rs]),
+                                cpu_us=median([r["cpu_us"] for r in rs]),
+                                load_us=median([r["load_us"] for r in rs]),
+                                cpu_share=median([r["cpu_share"] for r in rs]), runs=rs)
+                     for name, rs in runs.items()}
+                x["ratio"] = x["komd"]["rate"] / x["ref"]["rate"]
+                # what the servers' CPU a request says: the rate ratio when the server is the limit
+                x["cpu_ratio"] = x["ref"]["cpu_us"] / x["komd"]["cpu_us"]
+                # The load client has load_cores cores: even a server that cost nothing could not go
+                # past (load_cores / mb_load's CPU a request) when the client's CPU is the limit.
+                x["load_cores"] = 1 if pin else os.cpu_count()
+                x["bound"] = x["load_cores"] * 1e6 / x["komd"]["load_us"] / x["ref"]["rate"]
+                res[(n, mode)] = x
+                print("   %2d connections (%s): komd %.0f, mb_ref_server %.0f requests/s (medians): komd/ref %.2f;"
+                      " server CPU a request ref/komd %.2f"
+                      % (n, mode, x["komd"]["rate"], x["ref"]["rate"], x["ratio"], x["cpu_ratio"]), flush=True)
             # komd counted every request it was sent (the two checks above included)
             frames = k.line()["counters"]["frames_in"] - frames0
             if frames < reqs_komd:
@@ -366,19 +393,23 @@ class Bench(benchlib.Bench):
             return "met" if ok else "MISSED"
         s = r.get("server")
         if s:
-            for n in CONNS:
-                x = s[n]
-                rows.append(("server, %d connection%s: requests/s" % (n, "" if n == 1 else "s"),
-                             "komd %.0f, ref %.0f: %.2f x (goal >= %.1f x: %s)"
-                             % (x["komd"]["rate"], x["ref"]["rate"], x["ratio"], GOAL_SERVER[n],
-                                verdict(x["ratio"] >= GOAL_SERVER[n]))))
-                rows.append(("  server CPU a request", "komd %.1f us (%.0f %% of a core), ref %.1f us (%.0f %%)"
+            for n, mode in SERVER_RUNS:
+                x = s[(n, mode)]
+                goal = GOAL_SERVER.get((n, mode))
+                rows.append(("server, %d connection%s (mb_load %s): requests/s" % (n, "" if n == 1 else "s", mode),
+                             "komd %.0f, ref %.0f: %.2f x %s"
+                             % (x["komd"]["rate"], x["ref"]["rate"], x["ratio"],
+                                "(goal >= %.1f x: %s)" % (goal, verdict(x["ratio"] >= goal)) if goal
+                                else "(shown, no goal)")))
+                rows.append(("  server CPU a request", "komd %.1f us (%.0f %% of a core), ref %.1f us (%.0f %%):"
+                             " ref/komd %.2f"
                              % (x["komd"]["cpu_us"], 100 * x["komd"]["cpu_share"], x["ref"]["cpu_us"],
-                                100 * x["ref"]["cpu_share"])))
+                                100 * x["ref"]["cpu_share"], x["cpu_ratio"])))
                 rows.append(("  mb_load CPU a request",
-                             "against komd %.1f us, against ref %.1f us: a server costing nothing on %d cores"
-                             " could reach at most %.2f x ref" % (x["komd"]["load_us"], x["ref"]["load_us"],
-                                                                   os.cpu_count(), x["bound"])))
+                             "against komd %.1f us, against ref %.1f us: a server costing nothing could reach"
+                             " at most %.2f x ref (mb_load on %d core%s)"
+                             % (x["komd"]["load_us"], x["ref"]["load_us"], x["bound"], x["load_cores"],
+                                "" if x["load_cores"] == 1 else "s")))
         c = r.get("client")
         if c:
             for mo in OUTSTANDING:
@@ -411,6 +442,9 @@ def main():
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     nofile = raise_nofile()  # before any komd: every komd inherits it
     print("RLIMIT_NOFILE %d (bench and komd)" % nofile, flush=True)
+    if PIN:
+        print("server runs of many connections: the servers on CPU %d, mb_load on CPU %d" % (SERVER_CPU, LOAD_CPU),
+              flush=True)
     b = Bench()
     try:
         for fn in (b.server, b.client, b.memory):
