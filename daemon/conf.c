@@ -1476,8 +1476,11 @@ conf_check(struct conf_ctx *x)
 				    err[0] ? err : "rejected by the protocol");
 		}
 		err[0] = '\0';
-		if (lc->ops->check_line && lc->ops->check_line(lc, err, sizeof(err)) != 0)
+		int rc = lc->ops->check_line ? lc->ops->check_line(lc, err, sizeof(err)) : 0;
+		if (rc < 0)
 			conf_errloc(x, &lc->loc, "line '%s': %s", lc->name ? lc->name : "", err[0] ? err : "rejected by the protocol");
+		else if (rc > 0)
+			log_warnx("%s:%d: line '%s': %s", lc->loc.file, lc->loc.line, lc->name ? lc->name : "", err);
 	}
 	free(ix.slot);
 	free(defs);

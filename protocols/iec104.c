@@ -208,14 +208,22 @@ iec_check_line(const struct line_conf *lc, char *err, size_t errlen)
 {
 	const struct iec_line_conf *c = lc->pconf;
 
-	/* w > k and t2 >= t1 go against the standard's advice but stay possible (tests and odd
-	 * peers use them); addresses must be addresses */
+	/* addresses must be addresses; w over 2k/3 and t2 >= t1 go against the standard's
+	 * advice (5.5 of IEC 60870-5-104) but stay possible, with a warning (odd peers, tests) */
 	if (!c)
 		return 0;
 	if (lc->ops->role == ROLE_SERVER &&
 	    (iec_check_addrs("groups", c->groups, err, errlen) != 0 || iec_check_addrs("allow", c->allow, err, errlen) != 0))
 		return -1;
-	return 0;
+	int n = 0;
+	if (3 * c->w > 2 * c->k)
+		n += snprintf(err, errlen, "w %d is more than two thirds of k %d (the standard's advice): a peer with "
+		    "the same k may stop sending and wait for our acknowledgement until t2", c->w, c->k);
+	if (c->t2_ms >= c->t1_ms && (size_t)n < errlen)
+		n += snprintf(err + n, errlen - (size_t)n, "%st2 (%g s) is not less than t1 (%g s): a peer with the "
+		    "same t1 may close the connection before we acknowledge", n ? "; " : "", c->t2_ms / 1000.0,
+		    c->t1_ms / 1000.0);
+	return n > 0 ? 1 : 0;
 }
 
 static int

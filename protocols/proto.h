@@ -44,7 +44,9 @@ struct proto_ops {
 	const struct conf_key *line_keys, *station_keys, *tag_keys;
 	size_t line_conf_size, station_conf_size, tag_conf_size;
 
-	/* Load-time checks, stateless: 0, or -1 with a message (the core adds file:line). */
+	/* Load-time checks, stateless: 0, or -1 with a message (the core adds file:line).
+	 * check_line may also return 1: a warning in err, logged with file:line, and the
+	 * configuration is still taken. */
 	int (*check_line)(const struct line_conf *lc, char *err, size_t errlen);
 	int (*check_station)(const struct station_conf *sc, char *err, size_t errlen);
 	int (*check_tag)(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen);

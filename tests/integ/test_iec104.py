@@ -213,6 +213,15 @@ def test_config_checks():
     r = run_komd("-t", "-c", k.conf)
     check(r.returncode == 1 and "unknown iec_type 'M_XX_NA_1'" in r.stderr, r.stderr)
     subprocess.run(["rm", "-rf", k.dir])
+    # w over 2k/3 and t2 >= t1: taken, with a warning naming file:line; the defaults warn of nothing
+    k = Komd(MEM + "lines = (%s);" % server_line(free_port(), extra="k = 6; w = 5; t1 = 2; t2 = 2;"))
+    r = run_komd("-t", "-c", k.conf)
+    check(r.returncode == 0 and "komd.conf:" in r.stderr and "w 5 is more than two thirds of k 6" in r.stderr
+          and "t2 (2 s) is not less than t1 (2 s)" in r.stderr, r.stderr)
+    k.write_conf(MEM + "lines = (%s);" % server_line(free_port()))
+    r = run_komd("-t", "-c", k.conf)
+    check(r.returncode == 0 and "warning" not in r.stderr, "defaults: no warning: %s" % r.stderr)
+    subprocess.run(["rm", "-rf", k.dir])
 
 
 if __name__ == "__main__":
