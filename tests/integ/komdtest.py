@@ -79,7 +79,9 @@ WAIT = Waiter()
 class Komd:
     """One komd process with its own directory, config and control socket."""
 
-    def __init__(self, conf, args=(), env=None, files=None):
+    def __init__(self, conf, args=(), env=None, files=None, hosts=None):
+        """hosts: the text of an /etc/hosts for komd alone (bind-mounted over /etc/hosts in a
+        mount namespace of its own; needs root, as make check has)."""
         self.dir = tempfile.mkdtemp(prefix="komdtest-")
         self.sock = os.path.join(self.dir, "ctl.sock")
         self.conf = os.path.join(self.dir, "komd.conf")
@@ -88,6 +90,12 @@ class Komd:
         self.lines = []
         self.proc = None
         self.write_conf(conf)
+        self.wrap = []
+        if hosts is not None:
+            files = dict(files or {}, hosts=hosts)
+            # unshare and sh exec in turn: the process started is komd itself
+            self.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                         'mount --bind "$0" /etc/hosts && exec "$@"', os.path.join(self.dir, "hosts")]
         for name, text in (files or {}).items():
             path = os.path.join(self.dir, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -107,7 +115,7 @@ class Komd:
         if self.env:
             env.update(self.env)
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf] + self.args, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.wrap + [KOMD, "-f", "-c", self.conf] + self.args, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env, text=True, bufsize=1)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()

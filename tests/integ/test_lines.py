@@ -76,6 +76,37 @@ def test_cycle_to_third_host():
         f.close()
 
 
+def test_name_with_several_addresses():
+    """A name with several addresses: each is tried in turn within one attempt, IPv6 too
+    (komd gets a hosts file of its own: evdns reads /etc/hosts)."""
+    port = free_port()
+    hosts = ("127.0.0.1 localhost\n"
+             "127.0.0.3 plc.komd.test\n127.0.0.2 plc.komd.test\n"
+             "::1 plc6.komd.test\n")
+    peer = KtPeer("127.0.0.2", port)
+    peer6 = KtPeer("::1", 0)
+    line = """{ name = "%s"; protocol = "komtext-client"; host = "%s"; port = %d; connect_timeout = 0.5;
+      reconnect_delay = 5; stations = ( { name = "dev"; address = 1; tags = (
+        { name = "%s"; address = "a1"; type = "int"; } ); } ); }"""
+    conf = "lines = ( %s, %s );" % (line % ("cli", "plc.komd.test", port, "t1"),
+                                    line % ("cli6", "plc6.komd.test", peer6.port, "t6"))
+    with Komd(conf, hosts=hosts).start() as k:
+        k.until(lambda: peer.accepted >= 1, 10, "connection to plc.komd.test's second address")
+        k.wait_log(r"line cli: connect plc\.komd\.test\(127\.0\.0\.3\):%d: Connection refused" % port)
+        l = k.until(lambda: (lambda l: l if l["paths"][0]["state"] == "connected" else None)(k.line("cli")), 5,
+                    "status connected")
+        check(l["paths"][0]["peer"] == "plc.komd.test(127.0.0.2):%d" % port, "peer: %s" % l["paths"][0])
+        check(not any("all 1 hosts failed" in x for x in k.lines), "no back-off: one attempt tried both addresses")
+        peer.val("a1", 42)
+        k.until(lambda: k.tag("t1")["value"] == 42, 5, "t1 = 42")
+        k.until(lambda: peer6.accepted >= 1, 10, "connection to plc6.komd.test over IPv6")
+        peer6.val("a1", 6)
+        k.until(lambda: k.tag("t6")["value"] == 6, 5, "t6 = 6")
+        check(k.line("cli6")["paths"][0]["peer"] == "plc6.komd.test([::1]):%d" % peer6.port, "cli6 peer: %s" % k.line("cli6")["paths"])
+    peer.close()
+    peer6.close()
+
+
 def test_backoff_after_full_cycle():
     port = free_port()
     with Komd(client_conf("127.0.0.1, localhost", port)).start() as k:
@@ -185,6 +216,6 @@ def test_max_clients_and_bad_frames():
 
 
 if __name__ == "__main__":
-    main([test_listen_addresses, test_cycle_to_third_host, test_backoff_after_full_cycle,
+    main([test_listen_addresses, test_cycle_to_third_host, test_name_with_several_addresses, test_backoff_after_full_cycle,
           test_alternate_failover_and_back, test_parallel_keeps_two_connections, test_dual_two_sessions,
           test_backup_disabled_is_plain, test_max_clients_and_bad_frames])
