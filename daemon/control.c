@@ -520,6 +520,35 @@ control_start(const char *path)
 	return 0;
 }
 
+const char *
+control_path(void)
+{
+	return ctl_lst ? ctl_path : NULL;
+}
+
+/* Move the control socket to path (a reload changed control_socket): the new one is
+ * opened first, and only then the old one closed; connections already accepted go on.
+ * -1 (logged): the old one still serves. */
+int
+control_reopen(const char *path)
+{
+	struct evconnlistener *old = ctl_lst;
+	char oldpath[sizeof(ctl_path)];
+
+	snprintf(oldpath, sizeof(oldpath), "%s", ctl_path);
+	ctl_lst = NULL;
+	if (control_start(path) != 0) {
+		ctl_lst = old;
+		snprintf(ctl_path, sizeof(ctl_path), "%s", oldpath);
+		return -1;
+	}
+	if (old) {
+		evconnlistener_free(old);
+		unlink(oldpath);
+	}
+	return 0;
+}
+
 void
 control_stop(void)
 {

@@ -230,6 +230,8 @@ const char *station_state_name(enum station_state s);
 
 /* control.c, notify.c */
 int control_start(const char *path);
+int control_reopen(const char *path);
+const char *control_path(void);
 void control_stop(void);
 void notify_ready(void);
 void notify_reloading(void);

@@ -205,8 +205,17 @@ komd_reload(char *msg, size_t msglen)
 		notify_ready();
 		return -1;
 	}
-	if (strcmp(nc->control_socket, komd.conf->control_socket) != 0)
-		log_warnx("control_socket changed: takes effect at the next start");
+	/* against the socket open now: one that could not be moved is tried again next time */
+	if (control_path() && strcmp(nc->control_socket, control_path()) != 0) {
+		const char *was = control_path();
+		char old[128]; /* a sun_path: 108 */
+
+		snprintf(old, sizeof(old), "%s", was);
+		if (control_reopen(nc->control_socket) == 0)
+			log_info("control socket moved from %s to %s", old, nc->control_socket);
+		else
+			log_warnx("control_socket %s cannot be opened: %s still serves", nc->control_socket, old);
+	}
 	komd_apply(nc, msg, msglen);
 	log_info("%s", msg);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */

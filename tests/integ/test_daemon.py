@@ -198,6 +198,25 @@ def test_reload():
     dev.close()
 
 
+def test_control_socket_moves_on_reload():
+    """A reload that changes control_socket opens the new socket, then closes the old one; a
+    new path that cannot be opened leaves the old one serving, with a warning."""
+    with Komd("lines = ();").start() as k:
+        old, new = k.sock, os.path.join(k.dir, "moved.sock")
+        k.write_conf('control_socket = "%s";\nlines = ();' % new)
+        rc, out, err = k.ctl("reload")
+        check(rc == 0, "reload through the old socket answered: %s %s" % (out, err))
+        k.wait_log(r"control socket moved from %s to %s" % (re.escape(old), re.escape(new)))
+        check(not os.path.exists(old), "the old socket is gone")
+        k.sock = new
+        check(k.ctl("status", check=False)[0] == 0, "komctl on the new socket")
+        n = len(k.lines)
+        k.write_conf('control_socket = "%s";\nlines = ();' % os.path.join(k.dir, "no-such-dir", "x.sock"))
+        check(k.ctl("reload", check=False)[0] == 0, "the reload is still taken")
+        k.wait_log(r"control_socket .*no-such-dir/x\.sock cannot be opened: %s still serves" % re.escape(new), since=n)
+        check(k.ctl("status", check=False)[0] == 0 and os.path.exists(new), "the moved socket still serves")
+
+
 def test_sigterm_exit_time():
     dev_port, srv_port = free_port(), free_port()
     dev = KtPeer("127.0.0.1", dev_port)
@@ -267,5 +286,5 @@ def test_journal_format():
 
 
 if __name__ == "__main__":
-    main([test_command_line, test_no_peer_verify_warns, test_gateway_routing_and_komctl, test_komctl_errors,
+    main([test_command_line, test_no_peer_verify_warns, test_gateway_routing_and_komctl, test_komctl_errors, test_control_socket_moves_on_reload,
           test_reload, test_sigterm_exit_time, test_sd_notify, test_journal_format])
