@@ -27,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "proto.h"
 #include "iec104_codec.h"
@@ -285,6 +286,7 @@ struct iec_tag {
 struct iec_msg {
 	struct iec_msg *next;
 	uint16_t ns;            /* when sent */
+	int64_t sent_ms;        /* when sent, monotonic: t1 runs from here */
 	bool event;             /* server: a spontaneous event (requeued if unacknowledged) */
 	struct write_req *wr;   /* client command with cmdc 0: done when acknowledged */
 	size_t len;
@@ -327,6 +329,7 @@ struct iec_sess {
 	bool started;           /* data transfer started */
 	bool startdt_sent;      /* client: waiting for STARTDT con */
 	bool u_pending;         /* a U act sent, waiting for its con (t1) */
+	int64_t u_sent_ms;      /* when, monotonic */
 	bool hold;              /* building a burst (an interrogation): flush once at its end */
 	struct ptimer *t1, *t2, *t3;
 	struct iec_mq out;      /* waiting for room in the k window */
@@ -432,6 +435,35 @@ iec_send_raw(struct session *s, const uint8_t *apdu, size_t len)
 	ptimer_start(is->t3, lconf(session_line(s))->t3_ms);
 }
 
+static int64_t
+iec_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* t1 to the earliest confirmation due: the oldest unacknowledged I-frame's, or a U act's,
+ * each t1 after it was sent (5.2 of IEC 60870-5-104: a frame, not the last progress). */
+static void
+iec_t1_arm(struct session *s)
+{
+	struct iec_sess *is = session_priv(s);
+	int64_t t1 = lconf(session_line(s))->t1_ms, due = INT64_MAX;
+
+	if (is->sent.head)
+		due = is->sent.head->sent_ms + t1;
+	if (is->u_pending && is->u_sent_ms + t1 < due)
+		due = is->u_sent_ms + t1;
+	if (due == INT64_MAX) {
+		ptimer_stop(is->t1);
+		return;
+	}
+	due -= iec_mono_ms();
+	ptimer_start(is->t1, due > 0 ? (int)due : 0);
+}
+
 static void
 iec_send_u(struct session *s, uint8_t u)
 {
@@ -441,6 +473,7 @@ iec_send_u(struct session *s, uint8_t u)
 	iec_send_raw(s, apdu, iec_encode_u(apdu, u));
 	if (u == IEC_U_STARTDT_ACT || u == IEC_U_STOPDT_ACT || u == IEC_U_TESTFR_ACT) {
 		is->u_pending = true;
+		is->u_sent_ms = iec_mono_ms();
 		if (!ptimer_pending(is->t1))
 			ptimer_start(is->t1, lconf(session_line(s))->t1_ms);
 	}
@@ -468,6 +501,7 @@ iec_flush(struct session *s)
 	/* the frames the window allows go out in one write, not one send() each */
 	uint8_t batch[64 * IEC_MAX_APDU];
 	size_t used = 0;
+	int64_t now = 0;
 
 	if (is->hold)
 		return;
@@ -477,6 +511,7 @@ iec_flush(struct session *s)
 
 		m = mq_pop(&is->out);
 		m->ns = is->vs;
+		m->sent_ms = now ? now : (now = iec_mono_ms());
 		n = iec_encode_i(apdu, is->vs, is->vr, m->asdu, m->len);
 		is->vs = iec_seq_add(is->vs, 1);
 		is->unacked_in = 0; /* the I-frame carries our acknowledgement */
@@ -569,13 +604,11 @@ iec_ack(struct session *s, uint16_t nr)
 			write_done(m->wr, 0, "acknowledged"); /* cmdc 0 */
 		free(m);
 	}
-	/* t1 runs on only when N(R) moves: a peer repeating an old N(R) does not extend it */
+	/* when N(R) moves, t1 runs to the next frame's due time (a repeated old N(R) changes
+	 * nothing; nor does a slow peer acknowledging one frame a t1 keep old frames alive) */
 	if (nr != is->ack) {
 		is->ack = nr;
-		if (is->ack == is->vs && !is->u_pending)
-			ptimer_stop(is->t1);
-		else if (is->ack != is->vs)
-			ptimer_start(is->t1, lconf(session_line(s))->t1_ms);
+		iec_t1_arm(s);
 	}
 	iec_flush(s);
 	return 0;
@@ -650,8 +683,7 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 				return -1;
 			}
 			is->u_pending = false;
-			if (is->ack == is->vs)
-				ptimer_stop(is->t1);
+			iec_t1_arm(s);
 			if (ap->u == IEC_U_STARTDT_CON && !server) {
 				is->started = true;
 				is->startdt_sent = false;

@@ -12,6 +12,8 @@
   the line goes on.
 - test_t1_not_extended_by_old_acks: t1 runs from the oldest unacknowledged I-frame; S-frames
   that acknowledge nothing new do not restart it.
+- test_t1_from_each_frames_sending: t1 runs from each I-frame's sending: acknowledging the
+  oldest frame does not give the later ones a new t1.
 - test_server_t3_testfr: with t3 = 1 s komd sends TESTFR act when idle; unanswered, t1 closes.
 - test_client_controlled_station: the peer as controlled station for komd's iec104-client:
   STARTDT, the interrogation answered, quality bits and times into tags, komd's
@@ -327,6 +329,41 @@ def test_t1_not_extended_by_old_acks():
             b.closed_at - ei.t))
 
 
+def test_t1_from_each_frames_sending():
+    # t1 is each I-frame's own: a peer that acknowledges the oldest frame now and then does
+    # not keep the later ones alive. t1 = 2 s; the interrogation's frames (N(S) 1..) go out
+    # at g; 1 s later the peer acknowledges only the first of them: komd must close at
+    # about g + 2 s (the second frame's due time), not g + 3 s (t1 again from the progress)
+    port = free_port()
+    with Komd(MEM + "lines = (%s);" % server_line(port, "t1 = 2; t2 = 1;")).start() as k:
+        k.wait_log(r"line srv: listening")
+        b = Peer.connect(port, auto_ack=None, name="slow acks")
+        b.startdt()
+        b.wait_i(M_EI_NA_1, COT_INIT)
+        m = b.mark()
+        b.send_i([io(C_IC_NA_1, 0, qoi=20)], COT_ACT)  # its N(R) acknowledges the end of init
+        con = b.wait_i(C_IC_NA_1, COT_ACTCON, since=m)
+        b.wait_i(C_IC_NA_1, COT_ACTTERM, since=m)
+        check(len(b.iframes(since=m)) >= 3, "the interrogation took several I-frames: %s" % b.iframes(since=m))
+        acked = []
+
+        def slow():
+            if b.closed:
+                return True
+            if not acked and time.monotonic() - con.t >= 1.0:
+                b.send_s(nr=(con.ns + 1) & 0x7fff)  # the ActCon only
+                acked.append(time.monotonic())
+            return False
+        try:
+            k.until(slow, 6, "komd closing on the second frame's t1")
+        finally:
+            b.close()
+        check(acked, "the peer acknowledged the first frame before komd closed")
+        k.wait_log(r"t1 expired: I-frames not confirmed within 2 s")
+        check(1.6 <= b.closed_at - con.t <= 2.6, "closed %.2f s after the interrogation's frames (t1 = 2 s; "
+              "from the last progress it would be 3 s)" % (b.closed_at - con.t))
+
+
 def test_server_t3_testfr():
     port = free_port()
     with Komd(MEM + "lines = (%s);" % server_line(port, "t1 = 1; t3 = 1;")).start() as k:
@@ -617,6 +654,7 @@ def test_capture_decodes_cleanly():
 
 if __name__ == "__main__":
     main([test_server_controlling_station, test_server_misbehaving_clients, test_t1_not_extended_by_old_acks,
+          test_t1_from_each_frames_sending,
           test_server_t3_testfr, test_client_controlled_station, test_server_k_window,
           test_server_requeue_unacknowledged, test_client_startdt_rules, test_client_more_than_k_received,
           test_capture_decodes_cleanly])
