@@ -528,13 +528,22 @@ control_path(void)
 
 /* Move the control socket to path (a reload changed control_socket): the new one is
  * opened first, and only then the old one closed; connections already accepted go on.
- * -1 (logged): the old one still serves. */
+ * 0; 1 when path names the socket open now (only the name changes); -1 (logged): the old
+ * one still serves. */
 int
 control_reopen(const char *path)
 {
 	struct evconnlistener *old = ctl_lst;
 	char oldpath[sizeof(ctl_path)];
+	struct stat so, sn;
 
+	/* another name of the same socket (a symbolic link, "//"): nothing to open; binding
+	 * there would unlink the socket, and closing the old one would remove the new */
+	if (old && stat(ctl_path, &so) == 0 && stat(path, &sn) == 0 && so.st_dev == sn.st_dev &&
+	    so.st_ino == sn.st_ino) {
+		snprintf(ctl_path, sizeof(ctl_path), "%s", path);
+		return 1;
+	}
 	snprintf(oldpath, sizeof(oldpath), "%s", ctl_path);
 	ctl_lst = NULL;
 	if (control_start(path) != 0) {
@@ -544,7 +553,9 @@ control_reopen(const char *path)
 	}
 	if (old) {
 		evconnlistener_free(old);
-		unlink(oldpath);
+		/* only if the old name is still the old socket, not the new one */
+		if (stat(path, &sn) != 0 || stat(oldpath, &so) != 0 || so.st_dev != sn.st_dev || so.st_ino != sn.st_ino)
+			unlink(oldpath);
 	}
 	return 0;
 }

@@ -211,8 +211,11 @@ komd_reload(char *msg, size_t msglen)
 		char old[128]; /* a sun_path: 108 */
 
 		snprintf(old, sizeof(old), "%s", was);
-		if (control_reopen(nc->control_socket) == 0)
+		int rc = control_reopen(nc->control_socket);
+		if (rc == 0)
 			log_info("control socket moved from %s to %s", old, nc->control_socket);
+		else if (rc == 1)
+			log_info("control socket %s is the same socket as %s: kept", nc->control_socket, old);
 		else
 			log_warnx("control_socket %s cannot be opened: %s still serves", nc->control_socket, old);
 	}

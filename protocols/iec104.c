@@ -328,8 +328,11 @@ struct iec_sess {
 	int unacked_in;         /* I-frames received and not acknowledged by us */
 	bool started;           /* data transfer started */
 	bool startdt_sent;      /* client: waiting for STARTDT con */
-	bool u_pending;         /* a U act sent, waiting for its con (t1) */
-	int64_t u_sent_ms;      /* when, monotonic */
+	uint8_t u_pending;      /* U acts sent, waiting for their con (t1): 1 << IEC_UA_* */
+	int64_t u_sent_ms[3];   /* when each was sent, monotonic */
+	bool orphans;           /* I-frames sent and requeued elsewhere (STOPDT), not yet acknowledged */
+	uint16_t orphan_end;    /* their N(S) are before this */
+	int64_t orphan_ms;      /* the oldest's sending */
 	bool hold;              /* building a burst (an interrogation): flush once at its end */
 	struct ptimer *t1, *t2, *t3;
 	struct iec_mq out;      /* waiting for room in the k window */
@@ -444,18 +447,55 @@ iec_mono_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* t1 to the earliest confirmation due: the oldest unacknowledged I-frame's, or a U act's,
- * each t1 after it was sent (5.2 of IEC 60870-5-104: a frame, not the last progress). */
+/* The U acts komd sends, each confirmed on its own. */
+enum { IEC_UA_STARTDT, IEC_UA_STOPDT, IEC_UA_TESTFR };
+
+static int
+iec_u_act_index(uint8_t u)
+{
+	switch (u) {
+	case IEC_U_STARTDT_ACT: case IEC_U_STARTDT_CON: return IEC_UA_STARTDT;
+	case IEC_U_STOPDT_ACT: case IEC_U_STOPDT_CON: return IEC_UA_STOPDT;
+	case IEC_U_TESTFR_ACT: case IEC_U_TESTFR_CON: return IEC_UA_TESTFR;
+	default: return -1;
+	}
+}
+
+static const char *const iec_ua_names[] = { "STARTDT", "STOPDT", "TESTFR" };
+
+/* The earliest confirmation due: the oldest unacknowledged I-frame's, or a U act's, each t1
+ * after it was sent (5.2 of IEC 60870-5-104: a frame's own, not from the last progress).
+ * INT64_MAX when nothing waits; *what names it. */
+static int64_t
+iec_t1_due(struct iec_sess *is, int64_t t1, const char **what)
+{
+	int64_t due = INT64_MAX;
+
+	*what = "I-frames";
+	if (is->sent.head)
+		due = is->sent.head->sent_ms + t1;
+	if (is->orphans) {
+		if (iec_seq_diff(is->orphan_end, is->ack) > 0 && iec_seq_diff(is->orphan_end, is->ack) <= iec_seq_diff(is->vs, is->ack)) {
+			if (is->orphan_ms + t1 < due)
+				due = is->orphan_ms + t1;
+		} else
+			is->orphans = false; /* acknowledged */
+	}
+	for (int i = 0; i < 3; i++)
+		if ((is->u_pending >> i & 1) && is->u_sent_ms[i] + t1 < due) {
+			due = is->u_sent_ms[i] + t1;
+			*what = iec_ua_names[i];
+		}
+	return due;
+}
+
 static void
 iec_t1_arm(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
-	int64_t t1 = lconf(session_line(s))->t1_ms, due = INT64_MAX;
+	const char *what;
+	int64_t due = iec_t1_due(is, lconf(session_line(s))->t1_ms, &what);
 
-	if (is->sent.head)
-		due = is->sent.head->sent_ms + t1;
-	if (is->u_pending && is->u_sent_ms + t1 < due)
-		due = is->u_sent_ms + t1;
 	if (due == INT64_MAX) {
 		ptimer_stop(is->t1);
 		return;
@@ -472,8 +512,9 @@ iec_send_u(struct session *s, uint8_t u)
 
 	iec_send_raw(s, apdu, iec_encode_u(apdu, u));
 	if (u == IEC_U_STARTDT_ACT || u == IEC_U_STOPDT_ACT || u == IEC_U_TESTFR_ACT) {
-		is->u_pending = true;
-		is->u_sent_ms = iec_mono_ms();
+		int i = iec_u_act_index(u);
+		is->u_pending |= (uint8_t)(1u << i);
+		is->u_sent_ms[i] = iec_mono_ms();
 		if (!ptimer_pending(is->t1))
 			ptimer_start(is->t1, lconf(session_line(s))->t1_ms);
 	}
@@ -619,9 +660,10 @@ iec_t1_cb(void *arg)
 {
 	struct session *s = arg;
 	struct iec_sess *is = session_priv(s);
+	const char *what;
 
-	session_protocol_error(s, "t1 expired: %s not confirmed within %d s",
-	    is->u_pending ? "STARTDT/STOPDT/TESTFR" : "I-frames", lconf(session_line(s))->t1_ms / 1000);
+	iec_t1_due(is, lconf(session_line(s))->t1_ms, &what);
+	session_protocol_error(s, "t1 expired: %s not confirmed within %d s", what, lconf(session_line(s))->t1_ms / 1000);
 }
 
 static void
@@ -637,7 +679,14 @@ iec_t2_cb(void *arg)
 static void
 iec_t3_cb(void *arg)
 {
-	iec_send_u(arg, IEC_U_TESTFR_ACT);
+	struct session *s = arg;
+	struct iec_sess *is = session_priv(s);
+
+	/* one TESTFR at a time: t1 closes the connection if the one sent is not confirmed */
+	if (is->u_pending >> IEC_UA_TESTFR & 1)
+		ptimer_start(is->t3, lconf(session_line(s))->t3_ms);
+	else
+		iec_send_u(s, IEC_U_TESTFR_ACT);
 }
 
 static void
@@ -678,11 +727,12 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 		case IEC_U_TESTFR_CON:
 		case IEC_U_STARTDT_CON:
 		case IEC_U_STOPDT_CON:
-			if (!is->u_pending) {
-				session_protocol_error(s, "unexpected U frame 0x%02x: nothing was activated", ap->u);
+			if (!(is->u_pending >> iec_u_act_index(ap->u) & 1)) {
+				session_protocol_error(s, "unexpected %s con: no %s act was sent", iec_ua_names[iec_u_act_index(ap->u)],
+				    iec_ua_names[iec_u_act_index(ap->u)]);
 				return -1;
 			}
-			is->u_pending = false;
+			is->u_pending &= (uint8_t)~(1u << iec_u_act_index(ap->u));
 			iec_t1_arm(s);
 			if (ap->u == IEC_U_STARTDT_CON && !server) {
 				is->started = true;
@@ -1437,6 +1487,13 @@ iec_server_requeue(struct session *s)
 	struct iec_mq back = { .tail = &back.head };
 	struct iec_msg *m;
 
+	/* frames sent and not acknowledged are still owed an acknowledgement within t1 */
+	if (is->sent.head) {
+		if (!is->orphans)
+			is->orphan_ms = is->sent.head->sent_ms;
+		is->orphans = true;
+		is->orphan_end = is->vs;
+	}
 	/* only events: answers to interrogations and commands belonged to that connection */
 	while ((m = mq_pop(&is->sent)) != NULL)
 		if (m->event)

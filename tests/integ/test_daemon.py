@@ -215,6 +215,17 @@ def test_control_socket_moves_on_reload():
         check(k.ctl("reload", check=False)[0] == 0, "the reload is still taken")
         k.wait_log(r"control_socket .*no-such-dir/x\.sock cannot be opened: %s still serves" % re.escape(new), since=n)
         check(k.ctl("status", check=False)[0] == 0 and os.path.exists(new), "the moved socket still serves")
+        # another name of the same socket (through a symbolic link): kept, not removed
+        link = k.dir + "-link"
+        os.symlink(k.dir, link)
+        try:
+            n = len(k.lines)
+            k.write_conf('control_socket = "%s";\nlines = ();' % os.path.join(link, "moved.sock"))
+            check(k.ctl("reload", check=False)[0] == 0, "reload to another name of the socket")
+            k.wait_log(r"is the same socket as %s: kept" % re.escape(new), since=n)
+            check(os.path.exists(new) and k.ctl("status", check=False)[0] == 0, "the socket is still there")
+        finally:
+            os.unlink(link)
 
 
 def test_sigterm_exit_time():

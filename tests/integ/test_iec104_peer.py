@@ -14,6 +14,10 @@
   that acknowledge nothing new do not restart it.
 - test_t1_from_each_frames_sending: t1 runs from each I-frame's sending: acknowledging the
   oldest frame does not give the later ones a new t1.
+- test_t1_after_stopdt: frames sent before STOPDT are still owed their acknowledgement
+  within t1 (their events go back to the group), TESTFRs confirmed or not.
+- test_one_testfr_at_a_time: with t3 < t1 an unconfirmed TESTFR is not repeated every t3;
+  t1 closes. Each U act is confirmed by its own con.
 - test_server_t3_testfr: with t3 = 1 s komd sends TESTFR act when idle; unanswered, t1 closes.
 - test_client_controlled_station: the peer as controlled station for komd's iec104-client:
   STARTDT, the interrogation answered, quality bits and times into tags, komd's
@@ -364,6 +368,42 @@ def test_t1_from_each_frames_sending():
               "from the last progress it would be 3 s)" % (b.closed_at - con.t))
 
 
+def test_t1_after_stopdt():
+    # STOPDT with I-frames unacknowledged: komd takes its events back for the group, but the
+    # frames sent are still owed their acknowledgement within t1, even while the peer keeps
+    # confirming komd's TESTFRs (t3 = 1 s): komd closes about t1 = 2 s after them
+    port = free_port()
+    with Komd(MEM + "lines = (%s);" % server_line(port, "k = 2; w = 1; t1 = 2; t2 = 1; t3 = 1;")).start() as k:
+        k.wait_log(r"line srv: listening")
+        a = Peer.connect(port, auto_ack=None, name="stopper")
+        a.startdt()
+        ei = a.wait_i(M_EI_NA_1, COT_INIT)
+        m = a.mark()
+        a.send_u("STOPDT_ACT")
+        a.wait_u("STOPDT_CON", 5, since=m)
+        closed = a.wait_closed(6)
+        check(a.find(lambda f: f.fmt == "U" and f.u == "TESTFR_ACT", since=m),
+              "komd sent TESTFR while waiting (the peer confirmed it)")
+        check(1.6 <= closed - ei.t <= 2.8, "closed %.2f s after the unacknowledged I-frames (t1 = 2 s)" % (
+            closed - ei.t))
+        k.wait_log(r"line srv: %s: protocol error: t1 expired: I-frames not confirmed within 2 s" % peer_name(a))
+
+
+def test_one_testfr_at_a_time():
+    # t3 (1 s) shorter than t1 (3 s) and a peer that never confirms TESTFR: komd sends one
+    # TESTFR act and waits for its con (t1), not one more every t3
+    port = free_port()
+    with Komd(MEM + "lines = (%s);" % server_line(port, "t1 = 3; t2 = 1; t3 = 1;")).start() as k:
+        k.wait_log(r"line srv: listening")
+        b = Peer.connect(port, answer_testfr=False, name="no TESTFR con")
+        tf = b.wait_u("TESTFR_ACT", 5)
+        closed = b.wait_closed(6)
+        n = len(b.find(lambda f: f.fmt == "U" and f.u == "TESTFR_ACT"))
+        check(n == 1, "one TESTFR act before t1 closed the connection, not %d" % n)
+        check(2.6 <= closed - tf.t <= 3.8, "closed %.2f s after the TESTFR act (t1 = 3 s)" % (closed - tf.t))
+        k.wait_log(r"line srv: %s: protocol error: t1 expired: TESTFR not confirmed within 3 s" % peer_name(b))
+
+
 def test_server_t3_testfr():
     port = free_port()
     with Komd(MEM + "lines = (%s);" % server_line(port, "t1 = 1; t3 = 1;")).start() as k:
@@ -376,7 +416,7 @@ def test_server_t3_testfr():
         check(0.8 <= tf.t - t0 <= 2.0, "TESTFR act after t3 = 1 s idle: %.2f s" % (tf.t - t0))
         closed = b.wait_closed(5)
         check(0.8 <= closed - tf.t <= 2.0, "closed %.2f s after the unconfirmed TESTFR (t1 = 1 s)" % (closed - tf.t))
-        k.wait_log(r"line srv: %s: protocol error: t1 expired: STARTDT/STOPDT/TESTFR not confirmed" % peer_name(b))
+        k.wait_log(r"line srv: %s: protocol error: t1 expired: TESTFR not confirmed" % peer_name(b))
         # the good client answered komd's TESTFRs and is still there
         good.wait_u("TESTFR_ACT", 5)
         served_ok(k, good, "3.5")
@@ -588,7 +628,7 @@ def test_client_startdt_rules():
             act = p.wait_u("STARTDT_ACT")
             closed = p.wait_closed(5)
             check(0.8 <= closed - act.t <= 2.0, "closed %.2f s after STARTDT act (t1 = 1 s)" % (closed - act.t))
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: t1 expired: STARTDT/STOPDT/TESTFR not confirmed"
+            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: t1 expired: STARTDT not confirmed"
                        % srv.port)
             check(not p.find(lambda f: f.fmt == "I"), "no I-frame before STARTDT con")
             p2 = srv.wait_conn(2, 5)
@@ -654,7 +694,7 @@ def test_capture_decodes_cleanly():
 
 if __name__ == "__main__":
     main([test_server_controlling_station, test_server_misbehaving_clients, test_t1_not_extended_by_old_acks,
-          test_t1_from_each_frames_sending,
+          test_t1_from_each_frames_sending, test_t1_after_stopdt, test_one_testfr_at_a_time,
           test_server_t3_testfr, test_client_controlled_station, test_server_k_window,
           test_server_requeue_unacknowledged, test_client_startdt_rules, test_client_more_than_k_received,
           test_capture_decodes_cleanly])
