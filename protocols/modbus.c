@@ -286,6 +286,7 @@ mb_plan_station(struct station *st)
 }
 
 static int mb_server_station_init(struct station *st);
+static void mb_server_station_free(struct station *st);
 
 static int
 mb_station_init(struct station *st)
@@ -302,8 +303,14 @@ mb_station_init(struct station *st)
 		    sizeof(err)) != 0)
 			mt->a.ignore = true; /* simulated stations may have none; checked at load */
 	}
-	if (server)
-		return mb_server_station_init(st);
+	if (server) {
+		/* the core frees only stations whose init succeeded */
+		if (mb_server_station_init(st) != 0) {
+			mb_server_station_free(st);
+			return -1;
+		}
+		return 0;
+	}
 	struct mb_cstation *cs = station_priv(st);
 	if (!station_conf(st)->simulation && mb_unit_of(station_conf(st), &cs->unit, err, sizeof(err)) != 0)
 		return -1;
