@@ -924,8 +924,8 @@ struct mb_run {
  * spans overlap (two tags on one register or bit: then the tags are read every time, as
  * they always were), nor used while a value cannot be encoded (nbad: the slow path names
  * the tag in the station's error). Stale (rebuilt at the next read) from station_init and
- * whenever a session closes: changes are not notified while the line is stopped, and a
- * line that stops closes its sessions. */
+ * when the line stops (its sessions close then): changes are not notified while the line
+ * is stopped. */
 struct mb_image {
 	bool cacheable;
 	struct mb_run *runs;
@@ -1611,8 +1611,12 @@ mb_server_close(struct session *s)
 	struct line *l = session_line(s);
 	struct mb_reply *r;
 
-	for (int i = 0; i < line_nstations(l); i++)
-		((struct mb_sstation *)station_priv(line_station(l, i)))->stale = true;
+	/* a line that stops closes its sessions, and tag changes are not notified while it is
+	 * stopped: its images are rebuilt at the next read. A client that merely goes (some
+	 * masters connect for every poll) costs nothing. */
+	if (!line_running(l))
+		for (int i = 0; i < line_nstations(l); i++)
+			((struct mb_sstation *)station_priv(line_station(l, i)))->stale = true;
 	/* answers nobody will read: their writes go on, unanswered */
 	while ((r = ss->head) != NULL) {
 		ss->head = r->next;
