@@ -44,7 +44,10 @@ def captured(test):
                                    capture_output=True, text=True, timeout=120)
                 check(r.returncode == 0, "tshark -r: %s" % r.stderr)
                 return [l for l in r.stdout.splitlines() if l.strip()]
-            bad = tshark("_ws.malformed || _ws.expert.severity == error")
+            # only the test's own ports: the capture takes all loopback TCP, and another test
+            # run on the machine at the same time must not count
+            ours = "tcp.port in {%s}" % ", ".join(str(p) for p in PORTS)
+            bad = tshark("(%s) && (_ws.malformed || _ws.expert.severity == error)" % ours)
             check(not bad, "%s: tshark finds malformed frames or errors in frames %s" % (test.__name__, bad[:10]))
             check(len(tshark("iec60870_asdu")) > 0, "%s: tshark decodes ASDUs" % test.__name__)
         finally:
