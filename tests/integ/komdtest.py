@@ -79,9 +79,10 @@ WAIT = Waiter()
 class Komd:
     """One komd process with its own directory, config and control socket."""
 
-    def __init__(self, conf, args=(), env=None, files=None, hosts=None):
-        """hosts: the text of an /etc/hosts for komd alone (bind-mounted over /etc/hosts in a
-        mount namespace of its own; needs root, as make check has)."""
+    def __init__(self, conf, args=(), env=None, files=None, etc=None):
+        """etc: {"hosts": text, "resolv.conf": text}: files of /etc for komd alone (each
+        bind-mounted over /etc/NAME in a mount namespace of its own; needs root, as make
+        check has)."""
         self.dir = tempfile.mkdtemp(prefix="komdtest-")
         self.sock = os.path.join(self.dir, "ctl.sock")
         self.conf = os.path.join(self.dir, "komd.conf")
@@ -91,11 +92,12 @@ class Komd:
         self.proc = None
         self.write_conf(conf)
         self.wrap = []
-        if hosts is not None:
-            files = dict(files or {}, hosts=hosts)
+        if etc:
+            files = dict(files or {}, **{"etc/" + name: text for name, text in etc.items()})
+            mounts = " && ".join('mount --bind "%s" "/etc/%s"' % (os.path.join(self.dir, "etc", name), name)
+                                 for name in etc)
             # unshare and sh exec in turn: the process started is komd itself
-            self.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                         'mount --bind "$0" /etc/hosts && exec "$@"', os.path.join(self.dir, "hosts")]
+            self.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounts + ' && exec "$@"', "sh"]
         for name, text in (files or {}).items():
             path = os.path.join(self.dir, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)

@@ -1,9 +1,11 @@
 """Lines and endpoints: listen addresses (checked with ss), host cycling on client lines,
 backoff, the three redundancy policies, max_clients, bad frames."""
 import socket
+import struct
 import subprocess
+import threading
 
-from komdtest import Komd, KtPeer, check, free_port, main
+from komdtest import WAIT, Komd, KtPeer, check, free_port, main
 
 
 def server_line(name, host, port, extra=""):
@@ -90,7 +92,7 @@ def test_name_with_several_addresses():
         { name = "%s"; address = "a1"; type = "int"; } ); } ); }"""
     conf = "lines = ( %s, %s );" % (line % ("cli", "plc.komd.test", port, "t1"),
                                     line % ("cli6", "plc6.komd.test", peer6.port, "t6"))
-    with Komd(conf, hosts=hosts).start() as k:
+    with Komd(conf, etc={"hosts": hosts}).start() as k:
         k.until(lambda: peer.accepted >= 1, 10, "connection to plc.komd.test's second address")
         k.wait_log(r"line cli: connect plc\.komd\.test\(127\.0\.0\.3\):%d: Connection refused" % port)
         l = k.until(lambda: (lambda l: l if l["paths"][0]["state"] == "connected" else None)(k.line("cli")), 5,
@@ -105,6 +107,75 @@ def test_name_with_several_addresses():
         check(k.line("cli6")["paths"][0]["peer"] == "plc6.komd.test([::1]):%d" % peer6.port, "cli6 peer: %s" % k.line("cli6")["paths"])
     peer.close()
     peer6.close()
+
+
+class DnsServer:
+    """A DNS server on 127.0.0.1 (UDP) for one name: A queries get the addresses in
+    self.addrs at the time of the query, other types none; every A query is counted."""
+
+    def __init__(self, name, addrs):
+        self.name, self.addrs, self.queries = name.lower(), list(addrs), 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                q, src = self.sock.recvfrom(512)
+            except OSError:
+                return
+            if len(q) < 12:
+                continue
+            i, labels = 12, []
+            while i < len(q) and q[i]:
+                labels.append(q[i + 1:i + 1 + q[i]].decode(errors="replace"))
+                i += 1 + q[i]
+            qtype = struct.unpack(">H", q[i + 1:i + 3])[0] if i + 3 <= len(q) else 0
+            question = q[12:i + 5]
+            answers = b""
+            known = ".".join(labels).lower() == self.name
+            if known and qtype == 1:
+                self.queries += 1
+                for a in self.addrs:
+                    answers += struct.pack(">HHHIH", 0xC00C, 1, 1, 0, 4) + socket.inet_aton(a)
+                WAIT.kick()
+            n = len(self.addrs) if known and qtype == 1 else 0
+            rcode = 0 if known else 3
+            hdr = struct.pack(">HHHHHH", struct.unpack(">H", q[:2])[0], 0x8180 | rcode, 1, n, 0, 0)
+            self.sock.sendto(hdr + question + answers, src)
+
+    def close(self):
+        self.sock.close()
+
+
+def test_name_resolved_at_every_attempt():
+    """A name is resolved again at every connection attempt (evdns, komd's own resolver):
+    when the DNS answer changes, the next attempt goes to the new address."""
+    port = free_port()
+    dns = DnsServer("plc.komd.test", ["127.0.0.2"])
+    first = KtPeer("127.0.0.2", port)
+    second = KtPeer("127.0.0.3", port)
+    etc = {"hosts": "127.0.0.1 localhost\n", "resolv.conf": "nameserver 127.0.0.1:%d\n" % dns.port}
+    try:
+        with Komd(client_conf("plc.komd.test", port), etc=etc).start() as k:
+            k.until(lambda: first.accepted >= 1, 10, "connection to the first answer, 127.0.0.2")
+            check(dns.queries >= 1, "komd asked the DNS server")
+            n = dns.queries
+            dns.addrs = ["127.0.0.3"]
+            first.close()  # the device goes; its name now points elsewhere
+            k.until(lambda: second.accepted >= 1, 10, "connection to the new answer, 127.0.0.3")
+            check(dns.queries > n, "asked again before the new attempt")
+            l = k.until(lambda: (lambda l: l if l["paths"][0]["state"] == "connected" else None)(k.line("cli")),
+                        5, "status connected")
+            check(l["paths"][0]["peer"] == "plc.komd.test(127.0.0.3):%d" % port, "peer: %s" % l["paths"][0])
+            second.val("a1", 9)
+            k.until(lambda: k.tag("t1")["value"] == 9, 5, "t1 = 9 from the new address")
+    finally:
+        dns.close()
+        first.close()
+        second.close()
 
 
 def test_backoff_after_full_cycle():
@@ -216,6 +287,6 @@ def test_max_clients_and_bad_frames():
 
 
 if __name__ == "__main__":
-    main([test_listen_addresses, test_cycle_to_third_host, test_name_with_several_addresses, test_backoff_after_full_cycle,
+    main([test_listen_addresses, test_cycle_to_third_host, test_name_with_several_addresses, test_name_resolved_at_every_attempt, test_backoff_after_full_cycle,
           test_alternate_failover_and_back, test_parallel_keeps_two_connections, test_dual_two_sessions,
           test_backup_disabled_is_plain, test_max_clients_and_bad_frames])
