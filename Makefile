@@ -116,11 +116,17 @@ build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS) -lm
 
+# The configuration loader needs the whole core (every protocol's keys and checks).
+build-fuzz/fuzz_conf: tests/fuzz/fuzz_conf.c $(CORE_SRCS) | $(BUILD)/.deps
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
+		-o $@ $< $(filter-out daemon/control.c,$(CORE_SRCS)) $(LDLIBS)
+
 fuzz: $(FUZZ_BINS)
 	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \
 		mkdir -p build-fuzz/corpus-$$n; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
-		$$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
 			2>build-fuzz/$$n.log || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
 		grep -E 'stat::number_of_executed_units' build-fuzz/$$n.log; \
 	done
