@@ -165,6 +165,7 @@ struct session {
 	struct path *path;           /* client sessions */
 	enum path_kind kind;
 	struct bufferevent *bev;
+	struct event *rev;           /* plain TCP: our own read event (bufferevent writes only) */
 	char peer[128];
 	void *priv;
 	struct ptimer_list timers;

@@ -27,6 +27,7 @@ static const struct timeval session_write_tv = { SESSION_WRITE_TIMEOUT_S, 0 };
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
+static void session_raw_read_cb(evutil_socket_t fd, short ev, void *arg);
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms); /* line.c */
 
 /* ---- timers ---- */
@@ -100,7 +101,9 @@ struct session *
 session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
     enum path_kind kind, bool handshaking)
 {
-	struct session *s = calloc(1, sizeof(*s));
+	/* plain TCP: room for the read event after the session (see session_raw_read_cb) */
+	size_t evsz = l->tls ? 0 : event_get_struct_event_size();
+	struct session *s = calloc(1, sizeof(*s) + evsz);
 
 	if (!s)
 		return NULL;
@@ -119,7 +122,15 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	l->nsessions++;
 	s->handshaking = handshaking;
 	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
-	bufferevent_enable(bev, EV_READ | EV_WRITE);
+	if (evsz) {
+		/* plain TCP: reads are ours, one recv() a readiness; libevent's evbuffer_read asks
+		 * ioctl(FIONREAD) first, a system call a frame */
+		s->rev = (struct event *)(s + 1);
+		event_assign(s->rev, komd.base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, session_raw_read_cb, s);
+		event_add(s->rev, NULL);
+		bufferevent_enable(bev, EV_WRITE);
+	} else
+		bufferevent_enable(bev, EV_READ | EV_WRITE);
 	if (handshaking) {
 		/* the handshake must finish within the line's connect_timeout */
 		struct timeval tv = { l->lc->connect_timeout_ms / 1000, (l->lc->connect_timeout_ms % 1000) * 1000 };
@@ -171,6 +182,8 @@ session_close(struct session *s, const char *reason)
 		t->dead = true;
 		evtimer_del(t->ev);
 	}
+	if (s->rev)
+		event_del(s->rev);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
 	TAILQ_REMOVE(&l->sessions, s, link);
@@ -216,6 +229,39 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");
 	s->in_left = s->closing ? 0 : evbuffer_get_length(in);
+}
+
+/* Plain TCP: one recv() into the bufferevent's input, then what the bufferevent would have
+ * called: the read callback, or the event callback at EOF or an error. */
+static void
+session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(s->bev);
+	struct evbuffer_iovec v;
+	ssize_t n;
+
+	(void)ev;
+	/* the bufferevent keeps its input's end frozen against other writers: as its own read
+	 * handler does, thaw it for the read */
+	evbuffer_unfreeze(in, 0);
+	if (evbuffer_reserve_space(in, 16384, &v, 1) < 1) {
+		evbuffer_freeze(in, 0);
+		session_close(s, "read failed: out of memory");
+		return;
+	}
+	n = recv(fd, v.iov_base, v.iov_len, 0);
+	if (n > 0) {
+		v.iov_len = (size_t)n;
+		evbuffer_commit_space(in, &v, 1);
+	}
+	evbuffer_freeze(in, 0);
+	if (n > 0)
+		session_read_cb(s->bev, s);
+	else if (n == 0)
+		session_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_EOF, s);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		session_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
 }
 
 /* TLS server side: the handshake is done; now the protocol may speak. */
