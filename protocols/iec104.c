@@ -326,6 +326,7 @@ struct iec_line {
 struct iec_sess {
 	uint16_t vs, vr, ack;   /* next N(S) to send, next N(S) expected, oldest unacknowledged */
 	int unacked_in;         /* I-frames received and not acknowledged by us */
+	bool ack_due;           /* w reached: an S-frame once the frames read together are handled */
 	bool started;           /* data transfer started */
 	bool startdt_sent;      /* client: waiting for STARTDT con */
 	uint8_t u_pending;      /* U acts sent, waiting for their con (t1): 1 << IEC_UA_* */
@@ -777,7 +778,7 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 			return -1;
 		}
 		if (is->unacked_in >= c->w)
-			iec_send_s(s);
+			is->ack_due = true; /* sent after the frames that came with this one */
 		else if (!ptimer_pending(is->t2))
 			ptimer_start(is->t2, c->t2_ms);
 		{
@@ -811,6 +812,20 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 	return 0;
 }
 
+/* The frames read together are handled: the acknowledgement w asked for, if no I-frame of
+ * ours carried it meanwhile. One S-frame for a burst, not one every w frames of it: the
+ * peer gets it at the same moment either way. */
+static int
+iec_read_done(struct session *s)
+{
+	struct iec_sess *is = session_priv(s);
+
+	if (is->ack_due && is->unacked_in > 0 && !session_closing(s))
+		iec_send_s(s);
+	is->ack_due = false;
+	return 0;
+}
+
 static int
 iec_read(struct session *s, struct evbuffer *in, bool server)
 {
@@ -823,10 +838,10 @@ iec_read(struct session *s, struct evbuffer *in, bool server)
 		int r;
 
 		if (len == 0 || session_closing(s))
-			return 0; /* a write may have closed it: no more frames */
+			return iec_read_done(s); /* a write may have closed it: no more frames */
 		buf = evbuffer_pullup(in, (ev_ssize_t)want);
 		if ((r = iec_apci_parse(buf, want, &ap, &flen, err, sizeof(err))) == 0)
-			return 0;
+			return iec_read_done(s);
 		if (r < 0) {
 			session_protocol_error(s, "%s", err);
 			return -1;

@@ -41,7 +41,7 @@ import threading
 import time
 
 from komdtest import KOMCTL, Komd, check, free_port, main
-from iec104peer import (COT_ACT, COT_ACTCON, COT_ACTTERM, COT_DEACT, COT_INIT, COT_INROGEN, COT_REQCOGEN,
+from iec104peer import (i_apdu, COT_ACT, COT_ACTCON, COT_ACTTERM, COT_DEACT, COT_INIT, COT_INROGEN, COT_REQCOGEN,
                         COT_SPONT, COT_UNKNOWN_CA, COT_UNKNOWN_COT, COT_UNKNOWN_IOA, COT_UNKNOWN_TYPE,
                         C_CI_NA_1, C_CS_NA_1, C_IC_NA_1, C_SC_NA_1, C_SE_NC_1, M_DP_NA_1, M_DP_TB_1, M_EI_NA_1,
                         M_IT_NA_1, M_ME_NB_1, M_ME_NC_1, M_ME_TE_1, M_ME_TF_1, M_SP_NA_1, M_SP_TB_1, Peer,
@@ -241,6 +241,19 @@ def test_server_controlling_station():
         check(s.nr == (start + 8) & 0x7fff, "S acknowledges the 8: %r (from %d)" % (s, start))
         check(s.t - t0 < 2.0, "w, not t2: %.2f s" % (s.t - t0))
         check(k.tag("m.cmd2")["value"] is True, "station 2 executed")
+        # a burst of k = 12 frames in one write: one S-frame for all of them, at once (not
+        # one at the 8th and t2 for the other 4)
+        m = p.mark()
+        start = p.vs
+        burst = b"".join(i_apdu((start + n) & 0x7fff, p.vr, [io(C_SC_NA_1, 300, scs=n % 2)], COT_ACT, ca=2)
+                         for n in range(12))
+        p.vs = (start + 12) & 0x7fff
+        t0 = time.monotonic()
+        p.send_raw(burst)
+        s = p.wait(lambda f: f.fmt == "S", 5, "S-frame after the burst", m)
+        check(s.nr == p.vs and s.t - t0 < 2.0, "one S-frame acknowledges the 12 at once: %r (from %d)" % (s, start))
+        p.roundtrip()
+        check(len(p.find(lambda f: f.fmt == "S", m)) == 1, "one S-frame: %r" % p.frames[m:])
         p.check_clean()
         check(k.line("srv")["counters"]["protocol_errors"] == 0, "no protocol errors")
         p.close()
