@@ -118,19 +118,22 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->since_ms = time_now_ms();
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	LIST_INIT(&s->timers);
-	TAILQ_INSERT_TAIL(&l->sessions, s, link);
-	l->nsessions++;
-	s->handshaking = handshaking;
-	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
 	if (evsz) {
 		/* plain TCP: reads are ours, one recv() a readiness; libevent's evbuffer_read asks
 		 * ioctl(FIONREAD) first, a system call a frame */
 		s->rev = (struct event *)(s + 1);
-		event_assign(s->rev, komd.base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, session_raw_read_cb, s);
-		event_add(s->rev, NULL);
-		bufferevent_enable(bev, EV_WRITE);
-	} else
-		bufferevent_enable(bev, EV_READ | EV_WRITE);
+		if (event_assign(s->rev, komd.base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, session_raw_read_cb,
+		    s) != 0 || event_add(s->rev, NULL) != 0) {
+			free(s->priv); /* the caller frees bev */
+			free(s);
+			return NULL;
+		}
+	}
+	TAILQ_INSERT_TAIL(&l->sessions, s, link);
+	l->nsessions++;
+	s->handshaking = handshaking;
+	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
+	bufferevent_enable(bev, evsz ? EV_WRITE : EV_READ | EV_WRITE);
 	if (handshaking) {
 		/* the handshake must finish within the line's connect_timeout */
 		struct timeval tv = { l->lc->connect_timeout_ms / 1000, (l->lc->connect_timeout_ms % 1000) * 1000 };
@@ -232,33 +235,32 @@ session_read_cb(struct bufferevent *bev, void *arg)
 }
 
 /* Plain TCP: one recv() into the bufferevent's input, then what the bufferevent would have
- * called: the read callback, or the event callback at EOF or an error. */
+ * called: the read callback, or the event callback at EOF or an error. The bytes go
+ * through one buffer of the (single) loop and are added to the input sized as they are:
+ * reserving 16 KiB in the input made libevent allocate a 32 KiB block a read, and keep
+ * it for every session holding part of a frame. */
 static void
 session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
+	static uint8_t buf[16384];
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
-	struct evbuffer_iovec v;
 	ssize_t n;
+	int rc = 0;
 
 	(void)ev;
-	/* the bufferevent keeps its input's end frozen against other writers: as its own read
-	 * handler does, thaw it for the read */
-	evbuffer_unfreeze(in, 0);
-	if (evbuffer_reserve_space(in, 16384, &v, 1) < 1) {
-		evbuffer_freeze(in, 0);
-		session_close(s, "read failed: out of memory");
-		return;
-	}
-	n = recv(fd, v.iov_base, v.iov_len, 0);
+	n = recv(fd, buf, sizeof(buf), 0);
 	if (n > 0) {
-		v.iov_len = (size_t)n;
-		evbuffer_commit_space(in, &v, 1);
-	}
-	evbuffer_freeze(in, 0);
-	if (n > 0)
-		session_read_cb(s->bev, s);
-	else if (n == 0)
+		/* the bufferevent keeps its input's end frozen against other writers: as its own
+		 * read handler does, thaw it for the add */
+		evbuffer_unfreeze(in, 0);
+		rc = evbuffer_add(in, buf, (size_t)n);
+		evbuffer_freeze(in, 0);
+		if (rc != 0)
+			session_close(s, "read failed: out of memory");
+		else
+			session_read_cb(s->bev, s);
+	} else if (n == 0)
 		session_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_EOF, s);
 	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
 		session_event_cb(s->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, s);
