@@ -170,6 +170,7 @@ struct session {
 	void *priv;
 	struct ptimer_list timers;
 	bool closing;
+	bool wrote;                  /* something was sent during the current read callback */
 	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
 	size_t in_left;              /* input left unread by the protocol (counted already) */
 	int64_t since_ms;

@@ -218,20 +218,22 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
-	if (s->path) {
-		/* a client acknowledges at once: with nothing left to send (the end of a poll) a
-		 * delayed ACK would hold the server's last answers for 40 ms (Nagle) */
-		int one = 1;
-		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
-	}
 	if (!s->line->ops->on_read) {
 		evbuffer_drain(in, len);
 		s->in_left = 0;
 		return;
 	}
+	s->wrote = false;
 	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");
 	s->in_left = s->closing ? 0 : evbuffer_get_length(in);
+	if (s->path && !s->wrote && !s->closing) {
+		/* a client that sent nothing back (the end of a poll, answers still due) acknowledges
+		 * at once: a delayed ACK would hold the server's next answers for 40 ms (Nagle).
+		 * A request sent carries the ACK itself: no system call then. */
+		int one = 1;
+		setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_QUICKACK, &one, sizeof(one));
+	}
 }
 
 /* Plain TCP: one recv() into the bufferevent's input, then what the bufferevent would have
@@ -342,6 +344,7 @@ session_write(struct session *s, const void *data, size_t len)
 		return;
 	}
 	s->line->cnt.bytes_out += len;
+	s->wrote = true;
 	if (queued == 0 && !s->line->tls && !s->handshaking) {
 		/* nothing waiting: straight to the socket (an answer goes out now, without a loop
 		 * pass and two epoll_ctl calls); what does not fit is queued as usual */
