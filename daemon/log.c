@@ -37,17 +37,61 @@ log_level_parse(const char *s)
 	return -1;
 }
 
+/* The length of the valid UTF-8 sequence at p (of at most n bytes), or 0. */
+static size_t
+utf8_len(const unsigned char *p, size_t n)
+{
+	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;
+
+	if (p[0] >= 0xf5 || len == 0 || len > n)
+		return 0;
+	for (size_t i = 1; i < len; i++)
+		if ((p[i] & 0xc0) != 0x80)
+			return 0;
+	/* overlong three- and four-byte forms, surrogates, past U+10FFFF */
+	if ((p[0] == 0xe0 && p[1] < 0xa0) || (p[0] == 0xed && p[1] >= 0xa0) || (p[0] == 0xf0 && p[1] < 0x90) ||
+	    (p[0] == 0xf4 && p[1] >= 0x90))
+		return 0;
+	return len;
+}
+
+/* A message as one safe line: text from peers (a frame quoted in an error, a name) may hold
+ * anything, and a newline or an escape sequence in the log would forge lines or mislead a
+ * terminal. Control bytes and bytes that are not UTF-8 become \xNN. */
+static void
+log_clean(const char *in, char *out, size_t outlen)
+{
+	const unsigned char *p = (const unsigned char *)in;
+	size_t o = 0, n = strlen(in);
+
+	for (size_t i = 0; i < n && o + 5 < outlen; ) {
+		size_t l = p[i] >= 0x80 ? utf8_len(p + i, n - i) : 1;
+		if (p[i] < 0x20 || p[i] == 0x7f || l == 0) {
+			o += (size_t)snprintf(out + o, outlen - o, "\\x%02x", p[i]);
+			i++;
+		} else {
+			if (o + l >= outlen)
+				break;
+			memcpy(out + o, p + i, l);
+			o += l;
+			i += l;
+		}
+	}
+	out[o] = '\0';
+}
+
 static void __attribute__((format(printf, 3, 0)))
 log_vemit(enum log_level level, const char *errstr, const char *fmt, va_list ap)
 {
-	char msg[2048];
+	char raw[2048], msg[2048 * 4];
 	int n;
 
 	if (level > log_lvl)
 		return;
-	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	n = vsnprintf(raw, sizeof(raw), fmt, ap);
 	if (n < 0)
 		return;
+	log_clean(raw, msg, sizeof(msg));
 	if (log_journal) {
 		fprintf(stderr, "<%d>%s%s%s\n", level_prio[level], msg, errstr ? ": " : "",
 		    errstr ? errstr : "");

@@ -118,7 +118,8 @@ class Komd:
             env.update(self.env)
         self.t0 = time.monotonic()
         self.proc = subprocess.Popen(self.wrap + [KOMD, "-f", "-c", self.conf] + self.args, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, env=env, text=True, bufsize=1)
+                                     stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
+                                     bufsize=1)
         self.reader = threading.Thread(target=self._read, daemon=True)
         self.reader.start()
         if wait:
