@@ -460,6 +460,20 @@ time_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t
+value_round_i64(double f)
+{
+	if (isnan(f))
+		return 0;
+	f = round(f);
+	/* -2^63 is exact in a double; 2^63 is the first value past INT64_MAX */
+	if (f >= 9223372036854775808.0)
+		return INT64_MAX;
+	if (f <= -9223372036854775808.0)
+		return INT64_MIN;
+	return (int64_t)f;
+}
+
 double
 value_float32_decimal(double f)
 {

@@ -46,5 +46,8 @@ int64_t time_now_ms(void);
 /* A float32 as the shortest decimal that is the same float32 (32.876, not the double
  * 32.875999450683594 it widens to): what the device meant, as an operator reads it. */
 double value_float32_decimal(double f);
+/* f rounded to the nearest integer (halves away from zero), saturated to int64; NaN is 0.
+ * A float from the network may be anything: a plain cast of 1e30 is undefined. */
+int64_t value_round_i64(double f);
 
 #endif

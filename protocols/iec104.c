@@ -917,7 +917,7 @@ iec_obj_to_value(uint8_t type, const struct iec_obj *o, struct value *v)
 			v->f = (type == M_ME_NC_1 || type == M_ME_TC_1 || type == M_ME_TF_1 || type == C_SE_NC_1 ||
 			    type == C_SE_TC_1) ? value_float32_decimal(o->v.f) : o->v.f;
 		else
-			v->i = (int64_t)(o->v.f < 0 ? o->v.f - 0.5 : o->v.f + 0.5);
+			v->i = value_round_i64(o->v.f);
 		return;
 	case F_UINT:
 		v->i = (int64_t)o->v.u;
@@ -934,7 +934,7 @@ static void
 iec_value_to_obj(uint8_t type, const struct value *v, struct iec_obj *o)
 {
 	double f = v->type == VT_FLOAT ? v->f : (double)v->i;
-	int64_t i = v->type == VT_FLOAT ? (int64_t)(v->f < 0 ? v->f - 0.5 : v->f + 0.5) : v->i;
+	int64_t i = v->type == VT_FLOAT ? value_round_i64(v->f) : v->i;
 
 	switch (iec_family(type)) {
 	case F_FLOAT:

@@ -1,6 +1,8 @@
 /* test_tags.c: the tag table and routing: fan-out of changes to serving stations, writes
  * routed to the acquirer and answered exactly once (by the protocol, or by the write
  * timeout), memory tags, direction checks and detach. */
+#include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <event2/event.h>
 
@@ -131,6 +133,14 @@ main(void)
 	while ((t = tag_find("t0")) != NULL)
 		tag_destroy(t);
 	CHECK_INT((long long)tag_count(), 5002);
+
+	/* a float from the network as an int: rounded, saturated, NaN 0 (never a plain cast) */
+	CHECK_INT(value_round_i64(2.5), 3);
+	CHECK_INT(value_round_i64(-2.5), -3);
+	CHECK_INT(value_round_i64(-3.72265e30), INT64_MIN);
+	CHECK_INT(value_round_i64(1e300), INT64_MAX);
+	CHECK_INT(value_round_i64(9223372036854775807.0), INT64_MAX);
+	CHECK_INT(value_round_i64(NAN), 0);
 	event_base_free(komd.base);
 	return CHECK_DONE();
 }
