@@ -34,20 +34,56 @@ static char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
 
 /* ---- output helpers ---- */
 
+/* Is c at p[0..n) a byte to write as \xNN: a control byte (but keep), DEL, or a byte
+ * that does not start valid UTF-8? Else *len is the sequence's length. Text from peers
+ * (a device's error, a string tag's value) may hold anything. */
+static bool
+ctl_bad_byte(const char *p, size_t n, const char *keep, size_t *len)
+{
+	unsigned char c = (unsigned char)*p;
+
+	*len = c >= 0x80 ? utf8_len((const unsigned char *)p, n) : 1;
+	return (c < 0x20 && (c == 0 || !strchr(keep, c))) || c == 0x7f || *len == 0;
+}
+
 static void
 json_str(struct evbuffer *b, const char *s)
 {
+	size_t n = s ? strlen(s) : 0, l;
+
 	evbuffer_add(b, "\"", 1);
-	for (; s && *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		if (c == '"' || c == '\\')
+	for (size_t i = 0; i < n; i += l) {
+		unsigned char c = (unsigned char)s[i];
+		if (c == '"' || c == '\\') {
 			evbuffer_add_printf(b, "\\%c", c);
-		else if (c < 0x20)
+			l = 1;
+		} else if (c < 0x20) {
 			evbuffer_add_printf(b, "\\u%04x", c);
-		else
-			evbuffer_add(b, s, 1);
+			l = 1;
+		} else if (ctl_bad_byte(s + i, n - i, "", &l)) {
+			evbuffer_add_printf(b, "\\\\x%02x", c); /* the text \xNN */
+			l = 1;
+		} else
+			evbuffer_add(b, s + i, l);
 	}
 	evbuffer_add(b, "\"", 1);
+}
+
+/* Text output, made safe for a terminal: runs of good bytes as they are, others \xNN. */
+static void
+ctl_add_clean(struct evbuffer *out, const char *s, size_t n)
+{
+	size_t start = 0, l;
+
+	for (size_t i = 0; i < n; i += l) {
+		if (!ctl_bad_byte(s + i, n - i, "\n\t", &l))
+			continue;
+		evbuffer_add(out, s + start, i - start);
+		evbuffer_add_printf(out, "\\x%02x", (unsigned char)s[i]);
+		l = 1;
+		start = i + 1;
+	}
+	evbuffer_add(out, s + start, n - start);
 }
 
 static void
@@ -55,12 +91,19 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
 
-	if (err)
-		evbuffer_add_printf(out, "ERR %s\n", err);
-	else
+	if (err) {
+		evbuffer_add(out, "ERR ", 4);
+		ctl_add_clean(out, err, strlen(err));
+		evbuffer_add(out, "\n", 1);
+	} else
 		evbuffer_add_printf(out, "OK\n");
-	if (body)
-		evbuffer_add_buffer(out, body);
+	if (body && c->json)
+		evbuffer_add_buffer(out, body); /* every string went through json_str */
+	else if (body && evbuffer_get_length(body)) {
+		size_t n = evbuffer_get_length(body);
+		ctl_add_clean(out, (const char *)evbuffer_pullup(body, (ev_ssize_t)n), n);
+		evbuffer_drain(body, n);
+	}
 	c->done = true;
 	bufferevent_disable(c->bev, EV_READ);
 }

@@ -37,8 +37,7 @@ log_level_parse(const char *s)
 	return -1;
 }
 
-/* The length of the valid UTF-8 sequence at p (of at most n bytes), or 0. */
-static size_t
+size_t
 utf8_len(const unsigned char *p, size_t n)
 {
 	size_t len = p[0] >= 0xf0 && p[0] <= 0xf4 ? 4 : p[0] >= 0xe0 ? 3 : p[0] >= 0xc2 && p[0] <= 0xdf ? 2 : 0;

@@ -139,7 +139,7 @@ class Komd:
 
     def ctl(self, *args, check=True, json_out=False):
         cmd = [KOMCTL, "-s", self.sock] + (["--json"] if json_out else []) + list(args)
-        r = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        r = subprocess.run(cmd, capture_output=True, text=True, errors="replace", timeout=20)
         if check and r.returncode != 0:
             raise TestFailure("komctl %s failed (%d): %s" % (" ".join(args), r.returncode, r.stderr))
         if json_out and r.returncode == 0:
