@@ -3,7 +3,9 @@
 seed corpora (tests/fuzz/corpus/), cut, bit-flipped, glued together and mixed with random
 bytes (a fixed random seed: the same run every time), sent by many connections to komd's
 komtext, Modbus and IEC 104 servers, and answered by fake devices to komd's Modbus and
-IEC 104 clients. komd must refuse what breaks the rules with a log line naming the peer
+IEC 104 clients. Half of them are right where the protocol checks first (Modbus: the MBAP
+header; IEC 104: STARTDT and the sequence numbers) and wrong only after, so that they
+reach the handling of requests, commands and answers. komd must refuse what breaks the rules with a log line naming the peer
 (the peer's bytes escaped: one line, UTF-8), keep serving well-behaved peers at the same
 time, and end cleanly (under make asan: no sanitizer report)."""
 import os
@@ -49,6 +51,53 @@ def modbus_frames(pool):
     return [s for s in pool if len(s) >= 8 and s[2:4] == b"\0\0"] or pool
 
 
+def tweak(rng, b, limit):
+    """A few bytes of b changed, cut or inserted: mostly well-formed, a little wrong."""
+    b = bytearray(b)
+    for _ in range(rng.randint(1, 3)):
+        op = rng.randrange(4)
+        if op == 0 and b:
+            b[rng.randrange(len(b))] = rng.randrange(256)
+        elif op == 1 and len(b) > 1:
+            del b[rng.randrange(len(b)):]
+        elif op == 2:
+            i = rng.randrange(len(b) + 1)
+            b[i:i] = rng.randbytes(rng.randint(1, 4))
+    return bytes(b[:limit])
+
+
+STARTDT_ACT, STARTDT_CON = bytes.fromhex("680407000000"), bytes.fromhex("68040b000000")
+
+
+def iec_asdus(pool):
+    return [p[6:] for p in pool if len(p) > 6 and p[0] == 0x68 and (p[2] & 1) == 0]
+
+
+def iec_iframes(rng, asdus, ns0, nr, n):
+    """n I-frames in sequence from N(S) ns0, their ASDUs the seeds' a little wrong."""
+    out = b""
+    for ns in range(ns0, ns0 + n):
+        a = tweak(rng, rng.choice(asdus), 249)
+        out += bytes([0x68, len(a) + 4, (ns << 1) & 0xff, (ns >> 7) & 0xff, (nr << 1) & 0xff, (nr >> 7) & 0xff]) + a
+    return out
+
+
+def iec_session(rng, pool):
+    """STARTDT act, then I-frames with the right sequence numbers and ASDUs a little wrong:
+    past the APCI checks, into the handling of the ASDUs (commands, interrogations...)."""
+    return STARTDT_ACT + iec_iframes(rng, iec_asdus(pool), 0, 0, rng.randint(1, 8))
+
+
+def mb_session(rng, pool):
+    """Requests with a right MBAP header (length fixed up) and a PDU a little wrong, to the
+    unit served or another."""
+    out = b""
+    for tid in range(rng.randint(1, 6)):
+        pdu = tweak(rng, rng.choice(pool)[7:], 253) or b"\x03"
+        out += struct.pack(">HHHB", tid, 0, len(pdu) + 1, rng.choice((1, 1, 1, 0, 9))) + pdu
+    return out
+
+
 def blast(port, payloads):
     """One connection a payload: send it, close our side, read until komd closes. Returns
     how many connections komd closed (all should be)."""
@@ -78,10 +127,13 @@ def blast(port, payloads):
 
 class BadDevice:
     """A fake device for komd's client lines: every connection gets bad answers to what komd
-    sends (as many as komd's requests, up to a few), then the device closes it."""
+    sends (as many as komd's requests, up to a few), then the device closes it. answer(rng,
+    request, state) makes an answer (state: a dict for the connection); by default the
+    seeds and the request itself, mutated."""
 
-    def __init__(self, pool, rng):
+    def __init__(self, pool, rng, answer=None):
         self.pool, self.rng, self.conns = pool, rng, 0
+        self.answer = answer or (lambda rng, req, st: mutate(rng, self.pool + [req]))
         self.lock = threading.Lock()
         self.lsock = socket.socket()
         self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -99,14 +151,15 @@ class BadDevice:
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
 
     def _serve(self, c):
-        c.settimeout(2)
+        c.settimeout(0.5)  # a komd that has nothing more to say: the device hangs up
+        st = {}
         try:
-            for _ in range(3):
+            for _ in range(4):
                 req = c.recv(4096)
                 if not req:
                     break
                 with self.lock:
-                    bad = mutate(self.rng, self.pool + [req])
+                    bad = self.answer(self.rng, req, st)
                 c.sendall(bad)
         except OSError:
             pass
@@ -118,6 +171,35 @@ class BadDevice:
 
     def close(self):
         self.lsock.close()
+
+
+def iec_device_answer(asdus):
+    """An IEC 104 device a little wrong: STARTDT con, then I-frames in sequence."""
+    def answer(rng, req, st):
+        out = STARTDT_CON if STARTDT_ACT in req else b""
+        n = rng.randint(1, 6)
+        out += iec_iframes(rng, asdus, st.get("ns", 0), 0, n)
+        st["ns"] = st.get("ns", 0) + n
+        return out
+    return answer
+
+
+def mb_device_answer(rng, req, st):
+    """Modbus answers with komd's transaction ids and units, their PDUs a little wrong."""
+    out = b""
+    i = 0
+    while i + 8 <= len(req):
+        tid, _, ln, unit, fc = struct.unpack(">HHHBB", req[i:i + 8])
+        if fc in (1, 2, 3, 4) and i + 12 <= len(req):
+            n = struct.unpack(">H", req[i + 10:i + 12])[0]
+            size = 2 * n if fc >= 3 else (n + 7) // 8
+            pdu = bytes([fc, size & 0xff]) + rng.randbytes(min(size, 250))
+        else:
+            pdu = req[i + 7:i + 6 + ln]
+        pdu = tweak(rng, pdu, 253) if rng.random() < 0.7 else pdu
+        out += struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu
+        i += 6 + ln
+    return out or mutate(rng, [req])
 
 
 MEM = """tags = ( { name = "m.i"; type = "int"; initial = 1234; }, { name = "m.f"; type = "float"; initial = 2.5; },
@@ -162,19 +244,23 @@ def read_holding(port, addr, count):
 
 
 def test_garbage_at_every_protocol():
-    rng = random.Random(20261123)
+    # the same run every time; KOMD_GARBAGE_SEED=N tries another
+    seed = int(os.environ.get("KOMD_GARBAGE_SEED", "20261123"))
+    rng = random.Random(seed)
     pools = {"komtext": seeds("komtext"), "modbus": modbus_frames(seeds("modbus")), "iec104": seeds("iec104")}
     pk, pm, pi = free_port(), free_port(), free_port()
-    dev_m = BadDevice(pools["modbus"], random.Random(1))
-    dev_i = BadDevice(pools["iec104"] + [bytes.fromhex("680407000000"), bytes.fromhex("68040b000000")],
-                      random.Random(2))
+    dev_m = BadDevice(pools["modbus"], random.Random(seed + 1), mb_device_answer)
+    dev_i = BadDevice(pools["iec104"], random.Random(seed + 2), iec_device_answer(iec_asdus(pools["iec104"])))
     try:
         with Komd(conf(pk, pm, pi, dev_m.port, dev_i.port)).start() as k:
             good = KtPeer("127.0.0.1", pk, listen=False)  # a well-behaved komtext client, all along
             rounds = 0
             for rnd in range(4):
                 for name, port in (("komtext", pk), ("modbus", pm), ("iec104", pi)):
-                    payloads = [mutate(rng, pools[name]) for _ in range(40)]
+                    payloads = [mutate(rng, pools[name]) for _ in range(20)]
+                    structured = {"modbus": mb_session, "iec104": iec_session}.get(name)
+                    payloads += [structured(rng, pools[name]) if structured else mutate(rng, pools[name])
+                                 for _ in range(20)]
                     check(blast(port, payloads) == len(payloads), "%s: komd closed every bad connection" % name)
                 # still serving well-behaved peers between the rounds
                 check(read_holding(pm, 0, 1) == [1234], "round %d: the Modbus server still answers" % rnd)
@@ -197,6 +283,10 @@ def test_garbage_at_every_protocol():
             bad = [l for l in k.lines if "\ufffd" in l or any(c < " " and c != "\t" for c in l)]
             check(not bad, "log lines with raw bytes: %r" % bad[:3])
             check(any("\\x" in l for l in k.lines), "some bytes of the garbage were logged escaped (\\xNN)")
+            # and komctl's output (last errors quote peers): valid UTF-8, no control bytes
+            text = k.ctl("status")[1] + k.ctl("tags")[1]
+            check("\ufffd" not in text and not any(c < " " and c not in "\n\t" for c in text),
+                  "komctl status/tags print raw bytes")
             print("    %d rounds of 120 bad connections; the clients met the bad devices %d and %d times;"
                   " protocol errors %s" % (rounds, dev_m.conns, dev_i.conns, errs))
     finally:
