@@ -1,5 +1,6 @@
 """benchlib: what the benchmarks share: waits bounded by deadlines (polls, never blind
 pauses used as synchronisation), free ports, and a process's memory and CPU from /proc."""
+import errno
 import json
 import os
 import resource
@@ -299,3 +300,42 @@ class Bench:
         except BenchError as e:
             self.errors.append("%s: %s" % (fn.__name__, e))
             print("   FAILED: %s" % e, flush=True)
+
+
+def open_idle_connections(port, n, nsessions, batch=64, limit=120):
+    """n TCP connections to 127.0.0.1:port, opened in batches of batch, each batch accepted
+    by komd (nsessions() >= the count so far) before the next: a full accept queue drops
+    SYNs, which costs a 1 s retransmission. When ephemeral ports run out the source address
+    moves on (127.0.0.2, ...). Returns (sockets, connects that took over 0.5 s, source
+    addresses used)."""
+    conns, src, slow = [], 1, 0
+    deadline = time.monotonic() + limit
+    try:
+        while len(conns) < n:
+            if time.monotonic() > deadline:
+                raise BenchError("opened only %d connections in %d s" % (len(conns), limit))
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(10)
+            tc = time.monotonic()
+            try:
+                if src > 1:
+                    s.bind(("127.0.0.%d" % src, 0))
+                s.connect(("127.0.0.1", port))
+            except OSError as e:
+                s.close()
+                if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) and src < 16:
+                    src += 1
+                    continue
+                raise BenchError("connection %d: %s" % (len(conns) + 1, e))
+            if time.monotonic() - tc > 0.5:
+                slow += 1
+            conns.append(s)
+            if len(conns) % batch == 0 and len(conns) < n:
+                k = len(conns)
+                poll(lambda: nsessions() >= k, 60, "komd to accept %d connections" % k)
+    except BaseException:
+        for s in conns:
+            s.close()
+        raise
+    return conns, slow, src
+

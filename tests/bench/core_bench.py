@@ -20,7 +20,6 @@ Readiness is always polled (komctl, with a 10 ms wait between polls) under a dea
 every komd and temporary directory is cleaned up on exit. Exit status 1 when a
 measurement could not be taken (or a komd did not exit cleanly).
 """
-import errno
 import os
 import resource
 import signal
@@ -30,7 +29,7 @@ import threading
 import time
 
 import benchlib
-from benchlib import BenchError, KOMCTL, KOMD, free_ports, poll, raise_nofile
+from benchlib import BenchError, KOMCTL, KOMD, free_ports, open_idle_connections, poll, raise_nofile
 
 NLINES = 1000
 NCONNS = 10000
@@ -179,38 +178,13 @@ class Bench(benchlib.Bench):
         try:
             k.wait_ready()
             m0 = k.mem()
-            src = 1  # source address 127.0.0.src; the next one when ephemeral ports run out
-            slow = 0  # connects that took a SYN retransmission (the accept queue was full)
             t0 = time.monotonic()
-            deadline = t0 + 120
 
             def nsessions():
                 st = k.status()
                 return st["lines"][0]["sessions"] if st else -1
-            # Open the connections in batches smaller than komd's accept queue and let komd
-            # catch up after each: a full queue drops SYNs, which costs a 1 s retransmission.
-            while len(conns) < NCONNS:
-                if time.monotonic() > deadline:
-                    raise BenchError("opened only %d connections in 120 s" % len(conns))
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.settimeout(10)
-                tc = time.monotonic()
-                try:
-                    if src > 1:
-                        s.bind(("127.0.0.%d" % src, 0))
-                    s.connect(("127.0.0.1", port))
-                except OSError as e:
-                    s.close()
-                    if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) and src < 16:
-                        src += 1
-                        continue
-                    raise BenchError("connection %d: %s" % (len(conns) + 1, e))
-                if time.monotonic() - tc > 0.5:
-                    slow += 1
-                conns.append(s)
-                if len(conns) % BATCH == 0 and len(conns) < NCONNS:
-                    n = len(conns)
-                    poll(lambda: nsessions() >= n, 60, "komd to accept %d connections" % n)
+            # connects that took a SYN retransmission (the accept queue was full) are counted
+            conns, slow, src = open_idle_connections(port, NCONNS, nsessions, BATCH)
             t_open = time.monotonic() - t0
 
             def sessions():

@@ -37,7 +37,6 @@ on exit. Exit status 1 when a measurement could not be taken (a peer or komd fai
 request failed, komd did not exit cleanly); a goal that is missed is reported, and is not
 a failure of the benchmark.
 """
-import errno
 import os
 import resource
 import signal
@@ -48,7 +47,8 @@ import sys
 import time
 
 import benchlib
-from benchlib import BUILD, BenchError, KOMCTL, KOMD, free_ports, median, pause, poll, proc_cpu, raise_nofile
+from benchlib import (BUILD, BenchError, KOMCTL, KOMD, free_ports, median, open_idle_connections, pause, poll,
+                      proc_cpu, raise_nofile)
 
 REF_SERVER = os.path.join(BUILD, "peers", "mb_ref_server")
 LOAD = os.path.join(BUILD, "peers", "mb_load")
@@ -328,36 +328,12 @@ class Bench(benchlib.Bench):
         try:
             poll(lambda: (k.line() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
             m0 = k.mem()
-            src = 1  # source address 127.0.0.src; the next one when ephemeral ports run out
-            slow = 0
             t0 = time.monotonic()
-            deadline = t0 + 120
 
             def nsessions():
                 l = k.line()
                 return l["sessions"] if l else -1
-            while len(conns) < NCONNS:
-                if time.monotonic() > deadline:
-                    raise BenchError("opened only %d connections in 120 s" % len(conns))
-                s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-                s.settimeout(10)
-                tc = time.monotonic()
-                try:
-                    if src > 1:
-                        s.bind(("127.0.0.%d" % src, 0))
-                    s.connect(("127.0.0.1", port))
-                except OSError as e:
-                    s.close()
-                    if e.errno in (errno.EADDRNOTAVAIL, errno.EADDRINUSE) and src < 16:
-                        src += 1
-                        continue
-                    raise BenchError("connection %d: %s" % (len(conns) + 1, e))
-                if time.monotonic() - tc > 0.5:
-                    slow += 1
-                conns.append(s)
-                if len(conns) % BATCH == 0 and len(conns) < NCONNS:
-                    n = len(conns)
-                    poll(lambda: nsessions() >= n, 60, "komd to accept %d connections" % n)
+            conns, slow, src = open_idle_connections(port, NCONNS, nsessions, BATCH)
             poll(lambda: nsessions() >= NCONNS, 120, "%d sessions on the server line" % NCONNS)
             t_sess = time.monotonic() - t0
             m = k.mem()
