@@ -10,6 +10,7 @@ import signal
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 
@@ -300,6 +301,26 @@ class Bench:
         except BenchError as e:
             self.errors.append("%s: %s" % (fn.__name__, e))
             print("   FAILED: %s" % e, flush=True)
+
+    def run(self, name, steps, first=()):
+        """The bench's measurements: the steps of first (set-up: the rest only if they
+        worked), then steps, each on its own (a failed one is reported and the others go
+        on); the report; cleanup. The exit status: 1 when a measurement failed."""
+        try:
+            for fn in first:
+                self.step(fn)
+            if not self.errors:
+                for fn in steps:
+                    self.step(fn)
+            self.report()
+        finally:
+            self.cleanup()
+        if self.errors:
+            print("\n%s: %d measurement(s) failed:" % (name, len(self.errors)), file=sys.stderr)
+            for e in self.errors:
+                print("  " + e, file=sys.stderr)
+            return 1
+        return 0
 
 
 def open_idle_connections(port, n, nsessions, batch=64, limit=120):

@@ -271,18 +271,7 @@ def main():
     nofile = raise_nofile()  # before any thread or komd: every komd inherits it
     print("RLIMIT_NOFILE %d (bench and komd)" % nofile, flush=True)
     b = Bench()
-    try:
-        for fn in (b.baseline, b.clients, b.servers, b.connections):
-            b.step(fn)
-        b.report()
-    finally:
-        b.cleanup()
-    if b.errors:
-        print("\ncore_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
-        for e in b.errors:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return b.run("core_bench", (b.baseline, b.clients, b.servers, b.connections))
 
 
 if __name__ == "__main__":

@@ -783,19 +783,8 @@ def main():
     nofile = raise_nofile()
     print("RLIMIT_NOFILE %d (bench and komd)" % nofile, flush=True)
     b = Bench()
-    try:
-        b.step(b.start_server)
-        for fn in (b.throughput_raw, b.throughput_client, b.switch_server, b.switch_client_1, b.switch_client_n, b.memory):
-            b.step(fn)
-        b.report()
-    finally:
-        b.cleanup()
-    if b.errors:
-        print("\niec104_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
-        for e in b.errors:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return b.run("iec104_bench", (b.start_server, b.throughput_raw, b.throughput_client, b.switch_server,
+                                  b.switch_client_1, b.switch_client_n, b.memory))
 
 
 if __name__ == "__main__":

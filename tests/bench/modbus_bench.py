@@ -422,18 +422,7 @@ def main():
         print("server runs of many connections: the servers on CPU %d, mb_load on CPU %d" % (SERVER_CPU, LOAD_CPU),
               flush=True)
     b = Bench()
-    try:
-        for fn in (b.server, b.client, b.memory):
-            b.step(fn)
-        b.report()
-    finally:
-        b.cleanup()
-    if b.errors:
-        print("\nmodbus_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
-        for e in b.errors:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return b.run("modbus_bench", (b.server, b.client, b.memory))
 
 
 if __name__ == "__main__":

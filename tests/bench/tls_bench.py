@@ -375,20 +375,7 @@ def main():
         return 1
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
     b = Bench()
-    try:
-        b.step(b.pki_setup)
-        if not b.errors:
-            for fn in (b.handshakes, b.bulk):
-                b.step(fn)
-        b.report()
-    finally:
-        b.cleanup()
-    if b.errors:
-        print("\ntls_bench: %d measurement(s) failed:" % len(b.errors), file=sys.stderr)
-        for e in b.errors:
-            print("  " + e, file=sys.stderr)
-        return 1
-    return 0
+    return b.run("tls_bench", (b.handshakes, b.bulk), first=(b.pki_setup,))
 
 
 if __name__ == "__main__":
