@@ -116,20 +116,25 @@ build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS) -lm
 
-# The configuration loader needs the whole core (every protocol's keys and checks).
-build-fuzz/fuzz_conf: tests/fuzz/fuzz_conf.c $(CORE_SRCS) | $(BUILD)/.deps
+# Targets that need the whole core (the configuration loader with every protocol's keys and
+# checks; the control socket; the protocol engines driven through sessions).
+CORE_FUZZ := fuzz_conf fuzz_control fuzz_engine fuzz_hostlist
+$(foreach t,$(CORE_FUZZ),build-fuzz/$(t)): build-fuzz/%: tests/fuzz/%.c $(CORE_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
-		-o $@ $< $(filter-out daemon/control.c,$(CORE_SRCS)) $(LDLIBS)
+		-o $@ $< $(CORE_SRCS) $(LDLIBS)
 
+# Each target for FUZZ_SECONDS, two at a time (the machine has two cores).
+FUZZ_JOBS ?= 2
 fuzz: $(FUZZ_BINS)
-	@for f in $(FUZZ_BINS); do n=$$(basename $$f); n=$${n#fuzz_}; \
-		mkdir -p build-fuzz/corpus-$$n; \
+	@printf '%s\n' $(FUZZ_BINS) | xargs -P $(FUZZ_JOBS) -I{} sh -c '\
+		f={}; n=$$(basename $$f); n=$${n#fuzz_}; mkdir -p build-fuzz/corpus-$$n; \
 		echo "fuzz: $$f for $(FUZZ_SECONDS) s"; \
-		LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp $$f -max_total_time=$(FUZZ_SECONDS) -print_final_stats=1 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
-			2>build-fuzz/$$n.log || { tail -n 40 build-fuzz/$$n.log; exit 1; }; \
-		grep -E 'stat::number_of_executed_units' build-fuzz/$$n.log; \
-	done
+		if LSAN_OPTIONS=suppressions=$(CURDIR)/tests/fuzz/lsan.supp $$f -max_total_time=$(FUZZ_SECONDS) \
+			-print_final_stats=1 -artifact_prefix=build-fuzz/$$n- build-fuzz/corpus-$$n tests/fuzz/corpus/$$n \
+			2>build-fuzz/$$n.log; then \
+			echo "fuzz: $$n: $$(grep -E "stat::number_of_executed_units" build-fuzz/$$n.log)"; \
+		else tail -n 40 build-fuzz/$$n.log; echo "fuzz: $$n FAILED"; exit 255; fi'
 
 # The whole suite under AddressSanitizer and UndefinedBehaviorSanitizer.
 asan:

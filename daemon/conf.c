@@ -17,6 +17,8 @@
 #include <strings.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 
 #include "conf.h"
 #include "log.h"
@@ -44,6 +46,15 @@ const struct conf_key conf_global_keys[] = {
 	{ .name = "write_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
 	  .off = offsetof(struct config, write_timeout_ms),
 	  .help = "time a write routed to an acquiring station may take before it fails" },
+	{ .name = "control_max_clients", .type = CK_INT, .min = 1, .max = 1000, .def = "16",
+	  .off = offsetof(struct config, control_max_clients),
+	  .help = "most komctl clients connected at once; more are refused with an error" },
+	{ .name = "control_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
+	  .off = offsetof(struct config, control_timeout_ms),
+	  .help = "time a komctl client may take to send its request before it is dropped" },
+	{ .name = "control_readonly_group", .type = CK_STRING, .off = offsetof(struct config, control_readonly_group),
+	  .help = "a group whose members may use status, tags, get and certs only (not set, reload or "
+	  "trace); default: none" },
 	{ .name = "lines", .type = CK_VALUE, .help = "list of line groups" },
 	{ .name = "tags", .type = CK_VALUE, .help = "list of memory tag groups" },
 	{ .name = NULL, .type = CK_END },
@@ -78,6 +89,13 @@ const struct conf_key conf_line_keys[] = {
 	  .help = "longest delay between connection attempts; not less than reconnect_delay" },
 	{ .name = "max_clients", .type = CK_INT, .min = 1, .max = 1000000, .def = "1000",
 	  .off = offsetof(struct line_conf, max_clients), .help = "server lines: most clients connected at once" },
+	{ .name = "max_clients_per_address", .type = CK_INT, .min = 0, .max = 1000000, .def = "0",
+	  .off = offsetof(struct line_conf, max_clients_per_address),
+	  .help = "server lines: most clients connected at once from one IP address; 0: no limit" },
+	{ .name = "idle_timeout", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "120",
+	  .off = offsetof(struct line_conf, idle_timeout_ms),
+	  .help = "server lines: a client that sends no complete request within this time is "
+	  "disconnected (logged); 0: never" },
 	{ .name = "stations", .type = CK_VALUE, .help = "list of station groups" },
 	{ .name = NULL, .type = CK_END },
 };
@@ -112,6 +130,20 @@ const struct conf_key conf_tls_keys[] = {
 	  .help = "string: OpenSSL cipher list for TLS 1.2; default: OpenSSL's, or the PSK suites in PSK mode" },
 	{ .name = "ciphersuites", .type = CK_VALUE, .off = offsetof(struct tls_conf, ciphersuites),
 	  .help = "string: OpenSSL TLS 1.3 ciphersuites; default: OpenSSL's" },
+	{ .name = "crl", .type = CK_VALUE, .off = offsetof(struct tls_conf, crl),
+	  .help = "string: comma-separated certificate revocation list files (PEM); a partner whose "
+	  "certificate (or any certificate of its chain) is revoked is refused; read at start-up and reload" },
+	{ .name = "plain_psk", .type = CK_BOOL, .def = "false", .off = offsetof(struct tls_conf, plain_psk),
+	  .help = "PSK mode: also allow PSK without an ephemeral (EC)DHE exchange (no forward secrecy): "
+	  "TLS 1.2 PSK suites and TLS 1.3 psk_ke" },
+	{ .name = "renegotiation", .type = CK_BOOL, .def = "true", .off = offsetof(struct tls_conf, renegotiation),
+	  .help = "TLS 1.2: accept the partner's secure (RFC 5746) renegotiation, for session key renewal" },
+	{ .name = "renegotiation_min_interval", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "10",
+	  .off = offsetof(struct tls_conf, renegotiation_min_interval_ms),
+	  .help = "a partner that renegotiates more often than this is disconnected" },
+	{ .name = "renegotiate_interval", .type = CK_SECONDS, .min = 0, .max = 604800, .def = "0",
+	  .off = offsetof(struct tls_conf, renegotiate_interval_ms),
+	  .help = "renew the session keys this often (TLS 1.2: renegotiation; TLS 1.3: KeyUpdate); 0: never" },
 	{ .name = "verify_host", .type = CK_BOOL, .def = "true", .off = offsetof(struct tls_conf, verify_host),
 	  .help = "client lines: the partner's certificate must name the host dialled (DNS name, or IP "
 	  "address for an IP literal); false checks the chain only" },
@@ -595,8 +627,19 @@ conf_fp(struct conf_ctx *x, struct conf_buf *b, const config_setting_t *s)
 		break;
 	case CONFIG_TYPE_STRING: {
 		char *v = conf_subst(x, config_setting_get_string(s));
+		const char *name = config_setting_name(s);
 
-		conf_bquote(b, v);
+		if (name && strcmp(name, "psk") == 0) {
+			/* a secret: its digest tells a change, and the text has one copy fewer */
+			unsigned char md[SHA256_DIGEST_LENGTH];
+
+			SHA256((const unsigned char *)v, strlen(v), md);
+			conf_bprintf(b, "sha256:");
+			for (size_t i = 0; i < sizeof(md); i++)
+				conf_bprintf(b, "%02x", md[i]);
+			OPENSSL_cleanse(v, strlen(v));
+		} else
+			conf_bquote(b, v);
 		free(v);
 		break;
 	}
@@ -996,6 +1039,28 @@ conf_tls_file(struct conf_ctx *x, const config_setting_t *grp, const char *key, 
 		conf_err(x, config_setting_get_member(grp, key), "'%s': cannot read '%s': %s", key, path, strerror(errno));
 }
 
+/* A comma-separated list of files (partner_certs, crl): each named and readable. */
+static void
+conf_tls_files(struct conf_ctx *x, const config_setting_t *grp, const char *key, const char *files)
+{
+	char *list, *save = NULL;
+
+	if (!files)
+		return;
+	list = conf_strdup(files);
+	for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
+		while (isspace((unsigned char)*f))
+			f++;
+		for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]); )
+			*--e = '\0';
+		if (*f == '\0')
+			conf_err(x, config_setting_get_member(grp, key), "'%s': empty file name", key);
+		else
+			conf_tls_file(x, grp, key, f);
+	}
+	free(list);
+}
+
 static void
 conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, const char *lwhat)
 {
@@ -1015,6 +1080,7 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 			conf_opt(x, grp, conf_tls_keys, k->name, CK_STRING, t);
 	conf_loc_of(x, grp, &t->loc);
 	t->loc_partner_certs = t->loc_my_cert = t->loc_my_key = t->loc_psk = t->loc;
+
 	if ((m = config_setting_get_member(grp, "partner_certs")))
 		conf_loc_of(x, m, &t->loc_partner_certs);
 	if ((m = config_setting_get_member(grp, "my_cert")))
@@ -1023,6 +1089,9 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 		conf_loc_of(x, m, &t->loc_my_key);
 	if ((m = config_setting_get_member(grp, "psk")))
 		conf_loc_of(x, m, &t->loc_psk);
+	t->loc_crl = t->loc;
+	if ((m = config_setting_get_member(grp, "crl")))
+		conf_loc_of(x, m, &t->loc_crl);
 	if (!!t->my_cert != !!t->my_key)
 		conf_err(x, grp, "%s: 'my_cert' and 'my_key' go together", what);
 	if (t->min_version > t->max_version)
@@ -1045,22 +1114,11 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 		conf_tls_file(x, grp, "my_cert", t->my_cert);
 	if (t->my_key)
 		conf_tls_file(x, grp, "my_key", t->my_key);
-	if (t->partner_certs) {
-		char *list = conf_strdup(t->partner_certs), *save = NULL;
-
-		for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
-			while (isspace((unsigned char)*f))
-				f++;
-			for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]); )
-				*--e = '\0';
-			if (*f == '\0')
-				conf_err(x, config_setting_get_member(grp, "partner_certs"),
-				    "'partner_certs': empty file name");
-			else
-				conf_tls_file(x, grp, "partner_certs", f);
-		}
-		free(list);
-	}
+	conf_tls_files(x, grp, "partner_certs", t->partner_certs);
+	conf_tls_files(x, grp, "crl", t->crl);
+	if (t->crl && !t->partner_certs)
+		conf_err(x, config_setting_get_member(grp, "crl"), "%s: 'crl' needs 'partner_certs' (the issuers "
+		    "whose revocations it lists)", what);
 }
 
 static void
@@ -1615,7 +1673,10 @@ conf_free(struct config *c)
 		free(lc->tls.partner_certs);
 		free(lc->tls.my_cert);
 		free(lc->tls.my_key);
+		if (lc->tls.psk)
+			OPENSSL_cleanse(lc->tls.psk, strlen(lc->tls.psk));
 		free(lc->tls.psk);
+		free(lc->tls.crl);
 		free(lc->tls.psk_identity);
 		free(lc->tls.ciphers);
 		free(lc->tls.ciphersuites);
@@ -1632,6 +1693,7 @@ conf_free(struct config *c)
 	free(c->path);
 	free(c->appdir);
 	free(c->control_socket);
+	free(c->control_readonly_group);
 	free(c);
 }
 

@@ -103,8 +103,13 @@ struct tls_conf {
 	char *ciphers;       /* TLS 1.2 cipher list; NULL: OpenSSL's default (or the PSK suites) */
 	char *ciphersuites;  /* TLS 1.3 suites; NULL: OpenSSL's default */
 	bool verify_host;    /* client: the partner's certificate must name the host we dialled */
+	char *crl;           /* comma-separated CRL files; NULL: no revocation check */
+	bool plain_psk;      /* PSK without (EC)DHE allowed */
+	bool renegotiation;  /* accept the partner's TLS 1.2 renegotiation */
+	int renegotiation_min_interval_ms; /* faster partner renegotiation closes the connection */
+	int renegotiate_interval_ms;       /* our own key renewal; 0 off */
 	/* where each key was, for errors found when the files are loaded (tls.c) */
-	struct conf_loc loc, loc_partner_certs, loc_my_cert, loc_my_key, loc_psk;
+	struct conf_loc loc, loc_partner_certs, loc_my_cert, loc_my_key, loc_psk, loc_crl;
 };
 
 struct line_conf {
@@ -126,6 +131,8 @@ struct line_conf {
 	int reconnect_delay_ms;
 	int reconnect_max_ms;
 	int max_clients;     /* server lines */
+	int max_clients_per_address; /* server lines; 0 no limit */
+	int idle_timeout_ms; /* server lines: no complete request this long closes; 0 never */
 	void *pconf;         /* the protocol's line_keys */
 	struct station_conf *stations;
 	int nstations;
@@ -138,6 +145,9 @@ struct config {
 	char *control_socket;
 	int log_level;       /* enum log_level */
 	int write_timeout_ms;
+	int control_max_clients;
+	int control_timeout_ms;  /* a komctl request must arrive within it */
+	char *control_readonly_group; /* NULL: none */
 	struct line_conf *lines;
 	int nlines;
 	struct tag_conf *tags; /* memory tags */
