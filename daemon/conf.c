@@ -52,8 +52,8 @@ const struct conf_key conf_global_keys[] = {
 	{ .name = "control_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
 	  .off = offsetof(struct config, control_timeout_ms),
 	  .help = "time a komctl client may take to send its request before it is dropped" },
-	{ .name = "control_readonly_group", .type = CK_STRING, .off = offsetof(struct config, control_readonly_group),
-	  .help = "a group whose members may use status, tags, get and certs only (not set, reload or "
+	{ .name = "control_readonly_group", .type = CK_VALUE, .off = offsetof(struct config, control_readonly_group),
+	  .help = "string: a group whose members may use status, tags, get and certs only (not set, reload or "
 	  "trace); default: none" },
 	{ .name = "lines", .type = CK_VALUE, .help = "list of line groups" },
 	{ .name = "tags", .type = CK_VALUE, .help = "list of memory tag groups" },
@@ -1308,6 +1308,7 @@ conf_main(struct conf_ctx *x, const char *path, const char *dir)
 		c->appdir = conf_strdup(abs);
 	if (root) {
 		conf_section(x, root, conf_global_keys, c, NULL, NULL, NULL);
+		conf_opt(x, root, conf_global_keys, "control_readonly_group", CK_STRING, c);
 		conf_lists(x, root);
 	} else {
 		for (const struct conf_key *k = conf_global_keys; k->name; k++)
