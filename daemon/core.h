@@ -32,8 +32,12 @@ struct komd {
 	struct config *conf;       /* the running configuration */
 	bool no_peer_verify;
 	bool stopping;
+	int fd_limit;              /* RLIMIT_NOFILE in force (main.c); 0 unknown */
 	TAILQ_HEAD(, line) lines;
 };
+/* Descriptors kept free for the control socket, logs and reloads: lines refuse new
+ * connections rather than take them (line.c). */
+#define KOMD_FD_RESERVE 32
 extern struct komd komd;
 
 struct ptimer {
