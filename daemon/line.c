@@ -184,6 +184,15 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 		path_timer_start(p, l->lc->connect_timeout_ms);
 		return;
 	}
+	if (l->tls) {
+		char why[300], reason[400];
+		if (!tls_check_auth(bufferevent_openssl_get_ssl(bev), l->tls, why, sizeof(why))) {
+			l->cnt.tls_failures++;
+			snprintf(reason, sizeof(reason), "TLS handshake failed: %s", why);
+			path_failed(p, reason);
+			return;
+		}
+	}
 	p->bev = NULL;
 	path_free_ai(p);
 	fd = bufferevent_getfd(bev);

@@ -276,6 +276,12 @@ session_tls_ready(struct session *s)
 	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
 	char desc[512];
 
+	if (!tls_check_auth(ssl, l->tls, desc, sizeof(desc))) {
+		l->cnt.tls_failures++;
+		snprintf(l->last_error, sizeof(l->last_error), "%s: TLS handshake failed: %s", s->peer, desc);
+		session_close(s, desc);
+		return;
+	}
 	s->handshaking = false;
 	bufferevent_set_timeouts(s->bev, NULL, &session_write_tv);
 	tls_describe(ssl, l->tls, desc, sizeof(desc));

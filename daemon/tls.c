@@ -177,6 +177,17 @@ tls_psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned i
 	return (unsigned int)t->psk_len;
 }
 
+/* A PSK line authenticates by the PSK alone: a partner that answers with a certificate
+ * (a TLS 1.3 server that does not know the PSK falls back to one) is refused during the
+ * handshake, whoever signed it. */
+static int
+tls_refuse_cert_cb(int ok, X509_STORE_CTX *ctx)
+{
+	(void)ok;
+	X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
+	return 0;
+}
+
 /* With /DC: accept whatever the partner presents; the result is logged per connection. */
 static int
 tls_verify_none_cb(int ok, X509_STORE_CTX *ctx)
@@ -233,6 +244,7 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 	t->psk_mode = !c->my_cert && !c->partner_certs && c->psk;
 	t->verify = !no_verify;
 	t->verify_host = c->verify_host;
+	t->partner_certs = c->partner_certs != NULL;
 	snprintf(t->identity, sizeof(t->identity), "%s", c->psk_identity ? c->psk_identity : "Client_identity");
 	ERR_clear_error();
 	if ((t->ctx = SSL_CTX_new(t->server ? TLS_server_method() : TLS_client_method())) == NULL) {
@@ -250,12 +262,17 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 	SSL_CTX_set_min_proto_version(t->ctx, versions[c->min_version]);
 	SSL_CTX_set_max_proto_version(t->ctx, versions[c->max_version]);
 	SSL_CTX_set_mode(t->ctx, SSL_MODE_RELEASE_BUFFERS);
-	if (c->ciphers ? !SSL_CTX_set_cipher_list(t->ctx, c->ciphers) :
-	    t->psk_mode && !SSL_CTX_set_cipher_list(t->ctx, "ECDHE-PSK:DHE-PSK:PSK")) {
-		snprintf(err, errlen, "ciphers: '%s': %s", c->ciphers ? c->ciphers : "PSK",
-		    tls_openssl_errors(oerr, sizeof(oerr)));
+	/* explicit defaults, not OpenSSL's: no CBC-SHA1 suites; a PSK line uses an ephemeral
+	 * (EC)DHE exchange with the PSK (forward secrecy) unless plain_psk allows the PSK alone */
+	const char *ciphers = c->ciphers ? c->ciphers : !t->psk_mode ? TLS_CERT_CIPHERS :
+	    c->plain_psk ? TLS_PSK_CIPHERS ":" TLS_PLAIN_PSK_CIPHERS : TLS_PSK_CIPHERS;
+	if (!SSL_CTX_set_cipher_list(t->ctx, ciphers)) {
+		snprintf(err, errlen, "ciphers: '%s': %s", ciphers, tls_openssl_errors(oerr, sizeof(oerr)));
 		goto fail;
 	}
+	if (t->psk_mode && c->plain_psk)
+		SSL_CTX_set_options(t->ctx, SSL_OP_ALLOW_NO_DHE_KEX); /* TLS 1.3 psk_ke */
+	SSL_CTX_set_dh_auto(t->ctx, 1);
 	if (c->ciphersuites && !SSL_CTX_set_ciphersuites(t->ctx, c->ciphersuites)) {
 		snprintf(err, errlen, "ciphersuites: '%s': %s", c->ciphersuites, tls_openssl_errors(oerr, sizeof(oerr)));
 		goto fail;
@@ -265,10 +282,12 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 		*where = c->loc_psk;
 		if (tls_parse_psk(t, c->psk, err, errlen) != 0)
 			goto fail;
-		if (t->server)
+		if (t->server) {
 			SSL_CTX_set_psk_server_callback(t->ctx, tls_psk_server_cb);
-		else
+		} else {
 			SSL_CTX_set_psk_client_callback(t->ctx, tls_psk_client_cb);
+			SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, tls_refuse_cert_cb);
+		}
 		return t;
 	}
 
@@ -429,7 +448,10 @@ tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r);
 	}
 	if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK && o < len)
-		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ": " : "", X509_verify_cert_error_string(vr));
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ": " : "",
+		    vr == X509_V_ERR_APPLICATION_VERIFICATION && tls_of(ssl) && tls_of(ssl)->psk_mode ?
+		    "the partner sent a certificate instead of using the PSK (PSK mismatch or unknown identity?)" :
+		    X509_verify_cert_error_string(vr));
 	if (!buf[0]) {
 		int err = EVUTIL_SOCKET_ERROR();
 		snprintf(buf, len, "%s", err ? evutil_socket_error_to_string(err) : "connection closed during the handshake");
@@ -445,6 +467,40 @@ tls_peer_verified(SSL *ssl)
 	return x && SSL_get_verify_result(ssl) == X509_V_OK;
 }
 
+/* Was the session authenticated by a pre-shared key? TLS 1.2: a PSK cipher suite; TLS 1.3:
+ * the server accepted an offered PSK (it then sends no certificate). A resumed session is
+ * reported as the one it resumes. */
+static bool
+tls_psk_used(SSL *ssl)
+{
+	if (SSL_get0_peer_certificate(ssl))
+		return false;
+	if (SSL_version(ssl) >= TLS1_3_VERSION)
+		return SSL_session_reused(ssl) == 1;
+	return SSL_CIPHER_get_auth_nid(SSL_get_current_cipher(ssl)) == NID_auth_psk;
+}
+
+bool
+tls_check_auth(SSL *ssl, const struct line_tls *t, char *why, size_t len)
+{
+	if (t->psk_mode) {
+		if (tls_psk_used(ssl))
+			return true;
+		snprintf(why, len, "the partner did not authenticate with the PSK (%s); a PSK line accepts no other way",
+		    SSL_get0_peer_certificate(ssl) ? "it sent a certificate" : "none was used");
+		return false;
+	}
+	if (!t->verify)
+		return true; /* /DC: whatever the partner presents; logged by the caller */
+	if (t->server && !t->partner_certs)
+		return true; /* a server without partner_certs does not authenticate clients */
+	if (tls_peer_verified(ssl))
+		return true;
+	snprintf(why, len, "%s", SSL_get0_peer_certificate(ssl) ? "the partner's certificate is not verified" :
+	    "the partner sent no certificate; a certificate line accepts no other way");
+	return false;
+}
+
 char *
 tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
 {
@@ -453,11 +509,15 @@ tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
 
 	if (x)
 		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
-	if (t->psk_mode)
-		snprintf(buf, len, "%s %s, PSK identity %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl), t->identity);
-	else
-		snprintf(buf, len, "%s %s%s%s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
-		    x ? ", peer " : "", subj, x ? (tls_peer_verified(ssl) ? " (verified)" : " (NOT verified)") : "");
+	if (tls_psk_used(ssl)) {
+		const char *id = t->server ? SSL_get_psk_identity(ssl) : t->identity;
+		snprintf(buf, len, "%s %s, PSK identity %s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		    id ? id : t->identity, SSL_session_reused(ssl) && !t->psk_mode ? " (resumed)" : "");
+	} else
+		snprintf(buf, len, "%s %s%s%s%s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		    x ? ", peer " : ", no peer certificate", subj,
+		    x ? (tls_peer_verified(ssl) ? " (verified)" : " (NOT verified)") : "",
+		    SSL_session_reused(ssl) ? ", resumed" : "");
 	return buf;
 }
 

@@ -26,12 +26,21 @@ struct line_tls {
 	bool psk_mode;
 	bool verify;            /* verify the partner (false with /DC) */
 	bool verify_host;
+	bool partner_certs;     /* partners are authenticated by certificate */
 	unsigned char psk[256];
 	size_t psk_len;
 	char identity[128];
 	struct tls_cert_info *certs;
 	int ncerts;
 };
+
+/* Default TLS 1.2 cipher lists (openssl-ciphers(1)); ciphers in the tls section overrides.
+ * Certificate mode: no anonymous, NULL, SHA-1 MAC (CBC-SHA) or PSK suites. PSK mode: the
+ * PSK with an ephemeral (EC)DHE exchange (RFC 5489, RFC 4279 clause 3), and the PSK alone
+ * (RFC 4279 clause 2) only with plain_psk. */
+#define TLS_CERT_CIPHERS "HIGH:!aNULL:!eNULL:!SHA1:!PSK:!SRP:!DSS:!CAMELLIA:!ARIA"
+#define TLS_PSK_CIPHERS "kECDHEPSK:kDHEPSK:!SHA1:!eNULL:!CAMELLIA:!ARIA"
+#define TLS_PLAIN_PSK_CIPHERS "kPSK:!SHA1:!eNULL:!CAMELLIA:!ARIA"
 
 /* Build the context for line lc: load and check every certificate and key. NULL with a
  * message and the location of the offending key on failure. */
@@ -46,7 +55,12 @@ SSL *tls_ssl_new(const struct line_tls *t, const struct hostspec *host);
 /* Why did the handshake or connection on bev fail: OpenSSL's reasons and the verify
  * result (true), or the socket error (false). */
 bool tls_error_text(struct bufferevent *bev, char *buf, size_t len);
-/* "TLSv1.3 TLS_AES_256_GCM_SHA384, peer CN=..., verified" */
+/* After the handshake: did the partner authenticate as the line is configured (PSK mode:
+ * by the PSK, never by a certificate; certificate mode: a verified certificate, unless /DC
+ * or a server without partner_certs)? false with the reason in why. */
+bool tls_check_auth(SSL *ssl, const struct line_tls *t, char *why, size_t len);
+/* What was negotiated: "TLSv1.3 TLS_AES_256_GCM_SHA384, peer /CN=... (verified)", or
+ * "..., PSK identity ID" when the session was authenticated by a PSK. */
 char *tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len);
 /* Did the partner's certificate verify? (false also when none was sent) */
 bool tls_peer_verified(SSL *ssl);

@@ -5,12 +5,11 @@ certs, reload of renewed certificates, and komd against komd on a redundant line
 import os
 import re
 import shutil
-import subprocess
 import tempfile
-import threading
 
 import tlspki
-from komdtest import WAIT, Komd, check, free_port, main, run_komd
+from komdtest import Komd, check, free_port, main, run_komd
+from tlspki import OpenSSL, s_server
 
 PKI = tempfile.mkdtemp(prefix="komd-pki-")
 PSK = "1a2b3c4d5e6f77889900aabbccddeeff"
@@ -18,46 +17,6 @@ PSK = "1a2b3c4d5e6f77889900aabbccddeeff"
 
 def p(name):
     return os.path.join(PKI, name)
-
-
-class OpenSSL:
-    """openssl s_server or s_client as a peer; its output is collected line by line."""
-
-    def __init__(self, *args):
-        self.lines = []
-        # line-buffered, so that output arrives as it happens and lines do not interleave
-        self.proc = subprocess.Popen(["stdbuf", "-oL", "-eL", "openssl"] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self):
-        for line in self.proc.stdout:
-            self.lines.append(line.rstrip("\n"))
-            WAIT.kick()
-        WAIT.kick()
-
-    def text(self):
-        return "\n".join(self.lines)
-
-    def wait(self, regex, timeout=10):
-        rx = re.compile(regex)
-        return WAIT.until(lambda: next((m for m in map(rx.search, self.lines) if m), None), timeout,
-                          "openssl output /%s/:\n%s" % (regex, self.text()))
-
-    def send(self, text):
-        self.proc.stdin.write(text)
-        self.proc.stdin.flush()
-
-    def stop(self):
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait()
-
-
-def s_server(port, *args):
-    srv = OpenSSL("s_server", "-accept", "127.0.0.1:%d" % port, *args)
-    srv.wait(r"^ACCEPT")
-    return srv
 
 
 def client_line(port, tls, host="127.0.0.1", extra=""):

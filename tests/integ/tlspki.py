@@ -1,7 +1,11 @@
 """Test certificates, made with the openssl tool at test time (never committed): a CA, a
 second (untrusted) CA, server and client certificates, an expired one, an encrypted key."""
 import os
+import re
 import subprocess
+import threading
+
+from komdtest import WAIT
 
 
 def run(*args, cwd):
@@ -73,4 +77,45 @@ def make(d):
     expired(d, "old", "ca")
     cert(d, "soon", "ca", days="10")
     encrypt_key(d, "server", "s3cret")
+    encrypt_key(d, "client", "s3cret")
     return d
+
+
+class OpenSSL:
+    """openssl s_server or s_client as a peer; its output is collected line by line."""
+
+    def __init__(self, *args):
+        self.lines = []
+        # line-buffered, so that output arrives as it happens and lines do not interleave
+        self.proc = subprocess.Popen(["stdbuf", "-oL", "-eL", "openssl"] + list(args), stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, bufsize=1)
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            WAIT.kick()
+        WAIT.kick()
+
+    def text(self):
+        return "\n".join(self.lines)
+
+    def wait(self, regex, timeout=10):
+        rx = re.compile(regex)
+        return WAIT.until(lambda: next((m for m in map(rx.search, self.lines) if m), None), timeout,
+                          "openssl output /%s/:\n%s" % (regex, self.text()))
+
+    def send(self, text):
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait()
+
+
+def s_server(port, *args):
+    srv = OpenSSL("s_server", "-accept", "127.0.0.1:%d" % port, *args)
+    srv.wait(r"^ACCEPT")
+    return srv
