@@ -178,6 +178,8 @@ struct session {
 	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
 	size_t in_left;              /* input left unread by the protocol (counted already) */
 	int64_t since_ms;
+	struct ptimer *deadline;     /* server sessions: the handshake's deadline, then idle_timeout */
+	int64_t last_req_ms;         /* loop time of the last complete frame received */
 	TAILQ_ENTRY(session) link;
 };
 
@@ -216,6 +218,8 @@ void line_free(struct line *l);      /* stop first */
 struct line *line_find(const char *name);
 const char *line_state_text(const struct line *l, char *buf, size_t len);
 bool line_uses_tag(const struct line *l, const char *name);
+/* Is fd among the last KOMD_FD_RESERVE descriptors of komd.fd_limit? */
+bool line_fd_reserved(int fd);
 /* Reload kept this line: load its certificates and keys again (new connections use them). */
 void line_tls_reload(struct line *l);
 

@@ -26,6 +26,15 @@
 
 struct komd komd; /* the process's shared state */
 
+/* Is descriptor fd among the last KOMD_FD_RESERVE of the limit? The kernel hands out the
+ * lowest free number, so fd is about the count in use: the rest stays for the control
+ * socket, reloads and logs. */
+bool
+line_fd_reserved(int fd)
+{
+	return komd.fd_limit > 0 && fd >= komd.fd_limit - KOMD_FD_RESERVE;
+}
+
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms);
 static void path_attempt(struct path *p);
 
@@ -258,6 +267,8 @@ path_connect(struct path *p, const struct sockaddr *sa, socklen_t salen)
 	if (bufferevent_socket_connect(p->bev, sa, (int)salen) != 0) {
 		int err = EVUTIL_SOCKET_ERROR();
 		path_failed(p, err ? evutil_socket_error_to_string(err) : "connect failed");
+	} else if (line_fd_reserved(bufferevent_getfd(p->bev))) {
+		path_failed(p, "out of descriptors: the rest is kept for the control socket (raise LimitNOFILE)");
 	}
 }
 
@@ -400,6 +411,24 @@ path_add(struct path *p, const struct hostlist *hl, int port, enum path_kind kin
 
 /* ---- server lines ---- */
 
+/* Sessions of l whose peer is at address addr (the peer text without its port). */
+static int
+line_clients_from(const struct line *l, const char *addr)
+{
+	const struct session *s;
+	size_t n = strlen(addr);
+	int count = 0;
+
+	TAILQ_FOREACH(s, &l->sessions, link) {
+		const char *a = s->peer[0] == '[' ? s->peer + 1 : s->peer;
+		if (strncmp(a, addr, n) == 0 && (a[n] == ':' || a[n] == ']'))
+			count++;
+	}
+	return count;
+}
+
+static void line_accept_pause(struct line *l, const char *why);
+
 static void
 line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -420,6 +449,20 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 		l->cnt.rejected++;
 		log_warnx("line %s: %s: refused: max_clients %d reached", l->lc->name, peer, l->lc->max_clients);
 		evutil_closesocket(fd);
+		return;
+	}
+	if (l->lc->max_clients_per_address > 0 && line_clients_from(l, addr) >= l->lc->max_clients_per_address) {
+		l->cnt.rejected++;
+		log_warnx("line %s: %s: refused: max_clients_per_address %d reached for %s", l->lc->name, peer,
+		    l->lc->max_clients_per_address, addr);
+		evutil_closesocket(fd);
+		return;
+	}
+	if (line_fd_reserved(fd)) {
+		/* the last descriptors are the control socket's: pause as for EMFILE */
+		l->cnt.rejected++;
+		evutil_closesocket(fd);
+		line_accept_pause(l, "descriptors: the rest is kept for the control socket (raise LimitNOFILE)");
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
@@ -459,20 +502,30 @@ line_accept_resume_cb(evutil_socket_t fd, short ev, void *arg)
 		evconnlistener_enable(l->lst[i]);
 }
 
+/* Stop accepting for 1 s (out of descriptors or memory) instead of spinning. */
+static void
+line_accept_pause(struct line *l, const char *why)
+{
+	struct timeval tv = { 1, 0 };
+
+	if (evtimer_pending(l->accept_pause, NULL))
+		return;
+	log_warnx("line %s: accept: %s; pausing for 1 s", l->lc->name, why);
+	for (int i = 0; i < l->nlst; i++)
+		evconnlistener_disable(l->lst[i]);
+	evtimer_add(l->accept_pause, &tv);
+}
+
 /* accept() failed: with EMFILE/ENFILE pause on a timer instead of spinning. */
 static void
 line_accept_error_cb(struct evconnlistener *lst, void *arg)
 {
 	struct line *l = arg;
 	int err = EVUTIL_SOCKET_ERROR();
-	struct timeval tv = { 1, 0 };
 
 	(void)lst;
 	if (err == EMFILE || err == ENFILE || err == ENOBUFS || err == ENOMEM) {
-		log_warnx("line %s: accept: %s; pausing for 1 s", l->lc->name, evutil_socket_error_to_string(err));
-		for (int i = 0; i < l->nlst; i++)
-			evconnlistener_disable(l->lst[i]);
-		evtimer_add(l->accept_pause, &tv);
+		line_accept_pause(l, evutil_socket_error_to_string(err));
 	} else {
 		log_warnx("line %s: accept: %s", l->lc->name, evutil_socket_error_to_string(err));
 	}

@@ -97,6 +97,57 @@ bool ptimer_pending(const struct ptimer *t) { return t && evtimer_pending(t->ev,
 
 /* ---- sessions ---- */
 
+/* The loop's cached time in ms: a frame's arrival costs no system call. */
+static int64_t
+session_loop_ms(void)
+{
+	struct timeval tv;
+
+	event_base_gettimeofday_cached(komd.base, &tv);
+	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
+}
+
+/* Server sessions: the TLS handshake must end within connect_timeout of the accept,
+ * however slowly the bytes come (an absolute deadline, not an inactivity timeout); after
+ * it, a client that sends no complete frame for idle_timeout is disconnected. */
+static void
+session_deadline_cb(void *arg)
+{
+	struct session *s = arg;
+	struct line *l = s->line;
+	char why[160];
+
+	if (s->handshaking) {
+		l->cnt.tls_failures++;
+		snprintf(why, sizeof(why), "timeout: no complete handshake within %.1f s of the connect",
+		    l->lc->connect_timeout_ms / 1000.0);
+		snprintf(l->last_error, sizeof(l->last_error), "%s: TLS handshake failed: %s", s->peer, why);
+		session_close(s, why);
+		return;
+	}
+	int64_t idle = session_loop_ms() - s->last_req_ms;
+	if (idle < l->lc->idle_timeout_ms) {
+		ptimer_start(s->deadline, (int)(l->lc->idle_timeout_ms - idle));
+		return;
+	}
+	snprintf(why, sizeof(why), "idle: no complete request for %.1f s (idle_timeout)", idle / 1000.0);
+	session_close(s, why);
+}
+
+/* The session is up (after its handshake): start the idle watch of a server session. */
+static void
+session_watch_idle(struct session *s)
+{
+	int ms = s->line->lc->idle_timeout_ms;
+
+	if (s->path || ms <= 0)
+		return;
+	if (!s->deadline && (s->deadline = session_timer(s, session_deadline_cb, s)) == NULL)
+		return; /* out of memory: the session lives without the watch */
+	s->last_req_ms = session_loop_ms();
+	ptimer_start(s->deadline, ms);
+}
+
 struct session *
 session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
     enum path_kind kind, bool handshaking)
@@ -136,11 +187,16 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	bufferevent_enable(bev, evsz ? EV_WRITE : EV_READ | EV_WRITE);
 	if (handshaking) {
 		/* the handshake must finish within the line's connect_timeout */
-		struct timeval tv = { l->lc->connect_timeout_ms / 1000, (l->lc->connect_timeout_ms % 1000) * 1000 };
-		bufferevent_set_timeouts(bev, &tv, &tv);
+		if ((s->deadline = session_timer(s, session_deadline_cb, s)) == NULL) {
+			session_close(s, "out of memory");
+			return s;
+		}
+		ptimer_start(s->deadline, l->lc->connect_timeout_ms);
+		bufferevent_set_timeouts(bev, NULL, &session_write_tv);
 		return s;
 	}
 	bufferevent_set_timeouts(bev, NULL, &session_write_tv);
+	session_watch_idle(s);
 	if (l->ops->on_connect)
 		l->ops->on_connect(s);
 	return s;
@@ -283,7 +339,8 @@ session_tls_ready(struct session *s)
 		return;
 	}
 	s->handshaking = false;
-	bufferevent_set_timeouts(s->bev, NULL, &session_write_tv);
+	ptimer_stop(s->deadline);
+	session_watch_idle(s);
 	tls_describe(ssl, l->tls, desc, sizeof(desc));
 	log_info("line %s: %s: TLS established: %s", l->lc->name, s->peer, desc);
 	if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl) && l->lc->tls.partner_certs)
@@ -369,10 +426,12 @@ session_write(struct session *s, const void *data, size_t len)
 void
 session_count_frame(struct session *s, bool out)
 {
-	if (out)
+	if (out) {
 		s->line->cnt.frames_out++;
-	else
+	} else {
 		s->line->cnt.frames_in++;
+		s->last_req_ms = session_loop_ms();
+	}
 }
 
 bool session_tracing(const struct session *s) { return s->line->trace; }

@@ -1,0 +1,131 @@
+"""Every connection is bounded in time and number: a TLS handshake has an absolute deadline
+(a client trickling one byte at a time cannot hold it), a server line drops clients that send
+no complete request within idle_timeout, and max_clients_per_address bounds one address."""
+import os
+import select
+import shutil
+import socket
+import tempfile
+import time
+
+import tlspki
+from komdtest import WAIT, Komd, check, free_port, main
+
+PKI = tempfile.mkdtemp(prefix="komd-pki-")
+
+
+def server_conf(port, extra="", tls=""):
+    return """tags = ( { name = "m"; type = "int"; initial = 42; } );
+lines = ( { name = "srv"; protocol = "komtext-server"; host = "127.0.0.1, 127.0.0.2"; port = %d; %s
+  %s
+  stations = ( { name = "pub"; address = 1; tags = ( { name = "m"; address = "m"; } ); } ); } );""" % (
+        port, extra, ("tls = { %s };" % tls) if tls else "")
+
+
+def closed_by_peer(sock, timeout):
+    """Has komd closed sock within timeout (EOF or reset), reading whatever it sent?"""
+    sock.settimeout(timeout)
+    try:
+        while sock.recv(4096):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+    except socket.timeout:
+        return False
+
+
+def test_handshake_deadline_is_absolute():
+    port = free_port()
+    tls = 'my_cert = "%s"; my_key = "%s";' % (os.path.join(PKI, "server.pem"), os.path.join(PKI, "server.key"))
+    with Komd(server_conf(port, "connect_timeout = 1.5;", tls)).start() as k:
+        # a ClientHello header, then one byte of its body every 0.3 s: each byte used to restart
+        # the timeout, so the handshake (and its slot of max_clients) was held for ever
+        s = socket.create_connection(("127.0.0.1", port))
+        t0 = time.monotonic()
+        s.sendall(bytes([0x16, 0x03, 0x01, 0x02, 0x00]))
+        closed = False
+        while time.monotonic() - t0 < 6 and not closed:
+            try:
+                s.sendall(b"\x01")
+            except OSError:
+                closed = True
+                break
+            closed = closed_by_peer(s, 0.3)
+        took = time.monotonic() - t0
+        check(closed, "a trickling handshake is cut")
+        check(1.4 <= took < 3.0, "cut at the deadline (1.5 s), not later: %.2f s" % took)
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: TLS handshake failed: timeout: no complete handshake within 1\.5 s")
+        check(k.line("srv")["counters"]["tls_failures"] == 1, "counted")
+        s.close()
+
+
+def test_idle_timeout():
+    port = free_port()
+    with Komd(server_conf(port, "idle_timeout = 1;")).start() as k:
+        silent = socket.create_connection(("127.0.0.1", port))
+        partial = socket.create_connection(("127.0.0.1", port))
+        busy = socket.create_connection(("127.0.0.1", port))
+        # each is sent the served tag at once: take it, so that silent turns readable only at its close
+        for c in (silent, partial, busy):
+            c.settimeout(5)
+            check(c.recv(4096).startswith(b"VAL m"), "the served tag")
+        t0 = time.monotonic()
+        # busy sends a complete request every 0.3 s; partial only bytes of one that never ends
+        while time.monotonic() - t0 < 2.5:
+            busy.sendall(b"PING 1\n")
+            try:
+                partial.sendall(b"P")
+            except OSError:
+                pass  # closed by komd: as it should be after 1 s
+            # the clients' pace: 0.3 s, or sooner when komd closes the silent one
+            select.select([silent], [], [], 0.3)
+        check(closed_by_peer(silent, 0.1), "a silent client is dropped after idle_timeout")
+        check(closed_by_peer(partial, 0.1), "a client sending no complete request is dropped")
+        busy.settimeout(0.1)
+        got = b""
+        try:
+            while True:
+                d = busy.recv(65536)
+                if not d:
+                    break
+                got += d
+        except socket.timeout:
+            pass
+        check(b"PONG" in got and k.line("srv")["sessions"] == 1, "a client with requests stays")
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: closed: idle: no complete request for 1\.\d s \(idle_timeout\)")
+        for s in (silent, partial, busy):
+            s.close()
+    # 0 turns it off
+    port = free_port()
+    with Komd(server_conf(port, "idle_timeout = 0;")).start() as k:
+        s = socket.create_connection(("127.0.0.1", port))
+        check(not closed_by_peer(s, 1.5), "idle_timeout = 0: kept")
+        s.close()
+
+
+def test_max_clients_per_address():
+    port = free_port()
+    with Komd(server_conf(port, "max_clients_per_address = 2;")).start() as k:
+        a = [socket.create_connection(("127.0.0.1", port)) for _ in range(2)]
+        k.until(lambda: k.line("srv")["sessions"] == 2, 5, "two from 127.0.0.1")
+        third = socket.create_connection(("127.0.0.1", port))
+        check(closed_by_peer(third, 5), "a third from 127.0.0.1 is refused")
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: refused: max_clients_per_address 2 reached for 127\.0\.0\.1")
+        other = socket.create_connection(("127.0.0.2", port), source_address=("127.0.0.2", 0))
+        k.until(lambda: k.line("srv")["sessions"] == 3, 5, "another address is served")
+        check(k.line("srv")["counters"]["rejected"] == 1, "counted as rejected")
+        a[0].close()
+        k.until(lambda: k.line("srv")["sessions"] == 2, 5, "one closed")
+        again = socket.create_connection(("127.0.0.1", port))
+        k.until(lambda: k.line("srv")["sessions"] == 3, 5, "room again for 127.0.0.1")
+        for s in a[1:] + [third, other, again]:
+            s.close()
+
+
+if __name__ == "__main__":
+    tlspki.make(PKI)
+    try:
+        main([test_handshake_deadline_is_absolute, test_idle_timeout, test_max_clients_per_address])
+    finally:
+        shutil.rmtree(PKI, ignore_errors=True)
