@@ -180,6 +180,7 @@ struct session {
 	int64_t since_ms;
 	struct ptimer *deadline;     /* server sessions: the handshake's deadline, then idle_timeout */
 	int64_t last_req_ms;         /* loop time of the last complete frame received */
+	struct ptimer *renew;        /* TLS: renegotiate_interval */
 	TAILQ_ENTRY(session) link;
 };
 
@@ -187,7 +188,8 @@ struct line {
 	struct line_conf *lc;
 	struct confref *cref;
 	const struct proto_ops *ops;
-	struct line_tls *tls;        /* NULL: plain TCP */
+	struct line_tls *tls;        /* NULL: plain TCP (or tls_error) */
+	char tls_error[256];         /* its certificates are out of their dates: not started */
 	void *priv;
 	enum redund_policy policy;
 	bool server;

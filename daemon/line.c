@@ -659,13 +659,18 @@ line_create(struct line_conf *lc, struct confref *cref)
 	}
 
 	if (lc->tls.present) {
-		char err[768];
-		struct conf_loc where;
-		if ((l->tls = tls_setup(lc, komd.no_peer_verify, err, sizeof(err), &where)) == NULL) {
-			log_err("%s:%d: line %s: tls: %s", where.file, where.line, lc->name, err);
-			goto fail;
+		struct tls_error e;
+		if ((l->tls = tls_setup(lc, komd.no_peer_verify, &e)) == NULL) {
+			log_err("%s:%d: line %s: tls: %s%s", e.where.file, e.where.line, lc->name, e.msg,
+			    e.dates ? "; the line stays stopped until a reload brings a valid certificate" : "");
+			if (!e.dates)
+				goto fail;
+			/* dates: this line fails alone, the others run (and a reload tries again) */
+			snprintf(l->tls_error, sizeof(l->tls_error), "%s", e.msg);
+			snprintf(l->last_error, sizeof(l->last_error), "tls: %s", e.msg);
+		} else {
+			tls_warn_expiry(l->tls, lc->name, 30);
 		}
-		tls_warn_expiry(l->tls, lc->name, 30);
 	}
 	if (l->ops->line_init && l->ops->line_init(l) != 0)
 		goto fail;
@@ -694,6 +699,10 @@ line_start(struct line *l)
 
 	if (l->started || !l->lc->enabled)
 		return 0;
+	if (l->tls_error[0]) {
+		log_warnx("line %s: not started: tls: %s", l->lc->name, l->tls_error);
+		return 0;
+	}
 	l->started = true;
 	for (i = 0; i < l->nstations; i++)
 		station_start(&l->stations[i]);
@@ -776,20 +785,28 @@ void
 line_tls_reload(struct line *l)
 {
 	struct line_tls *t;
-	struct conf_loc where;
-	char err[768];
+	struct tls_error e;
 
 	if (!l->lc->tls.present)
 		return;
-	if ((t = tls_setup(l->lc, komd.no_peer_verify, err, sizeof(err), &where)) == NULL) {
-		log_err("%s:%d: line %s: tls: %s; keeping the certificates loaded before", where.file, where.line,
-		    l->lc->name, err);
+	if ((t = tls_setup(l->lc, komd.no_peer_verify, &e)) == NULL) {
+		log_err("%s:%d: line %s: tls: %s; %s", e.where.file, e.where.line, l->lc->name, e.msg,
+		    l->tls ? "keeping the certificates loaded before" : "the line stays stopped");
+		if (!l->tls) {
+			snprintf(l->tls_error, sizeof(l->tls_error), "%s", e.msg);
+			snprintf(l->last_error, sizeof(l->last_error), "tls: %s", e.msg);
+		}
 		return;
 	}
 	/* SSL objects of existing connections hold their own reference to the old context */
 	tls_free(l->tls);
 	l->tls = t;
 	tls_warn_expiry(l->tls, l->lc->name, 30);
+	if (l->tls_error[0]) {
+		l->tls_error[0] = l->last_error[0] = '\0';
+		log_info("line %s: tls: certificates valid again: starting", l->lc->name);
+		line_start(l);
+	}
 }
 
 bool
@@ -810,6 +827,8 @@ line_state_text(const struct line *l, char *buf, size_t len)
 
 	if (!l->lc->enabled)
 		return snprintf(buf, len, "disabled"), buf;
+	if (l->tls_error[0])
+		return snprintf(buf, len, "not started: tls: %s (renew, then reload)", l->tls_error), buf;
 	if (!l->started)
 		return snprintf(buf, len, "stopped"), buf;
 	if (l->server) {

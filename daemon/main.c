@@ -36,13 +36,14 @@ usage(FILE *f)
 }
 
 /* The whole check of a configuration: the schema (conf.c), then every TLS certificate and
- * key it names. NULL with every error in errs. */
+ * key it names. NULL with every error in errs. A certificate out of its validity dates is an
+ * error for komd -t (dates) but not at start or reload, where it fails its own line only. */
 static struct config *
-komd_load(const char *path, struct conf_errors *errs)
+komd_load(const char *path, struct conf_errors *errs, bool dates)
 {
 	struct config *c = conf_load(path, errs);
 
-	if (c && tls_check_config(c, errs) > 0) {
+	if (c && tls_check_config(c, errs, dates) > 0) {
 		conf_free(c);
 		return NULL;
 	}
@@ -193,7 +194,7 @@ komd_reload(char *msg, size_t msglen)
 
 	notify_reloading();
 	log_info("reloading %s", conf_path);
-	if ((nc = komd_load(conf_path, &errs)) == NULL) {
+	if ((nc = komd_load(conf_path, &errs, false)) == NULL) {
 		for (int i = 0; i < errs.n; i++)
 			log_err("%s", errs.msg[i]);
 		o = (size_t)snprintf(msg, msglen, "reload refused, nothing changed: %d error%s", errs.n,
@@ -300,7 +301,7 @@ main(int argc, char **argv)
 	}
 	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 
-	if ((conf = komd_load(conf_path, &errs)) == NULL) {
+	if ((conf = komd_load(conf_path, &errs, check)) == NULL) {
 		for (int i = 0; i < errs.n; i++)
 			fprintf(stderr, "%s\n", errs.msg[i]);
 		if (!check)

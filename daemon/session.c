@@ -134,11 +134,28 @@ session_deadline_cb(void *arg)
 	session_close(s, why);
 }
 
-/* The session is up (after its handshake): start the idle watch of a server session. */
+/* renegotiate_interval: renew the session keys (TLS 1.2 renegotiation, TLS 1.3 KeyUpdate). */
+static void
+session_renew_cb(void *arg)
+{
+	struct session *s = arg;
+
+	if (tls_renew_keys(s->bev) < 0)
+		log_warnx("line %s: %s: TLS key renewal refused by OpenSSL; trying again in %.0f s", s->line->lc->name,
+		    s->peer, s->line->tls->renegotiate_interval_ms / 1000.0);
+	ptimer_start(s->renew, s->line->tls->renegotiate_interval_ms);
+}
+
+/* The session is up (after its handshake): start the idle watch of a server session, and
+ * the key renewal of a TLS session. */
 static void
 session_watch_idle(struct session *s)
 {
 	int ms = s->line->lc->idle_timeout_ms;
+
+	if (s->line->tls && s->line->tls->renegotiate_interval_ms > 0 &&
+	    (s->renew = session_timer(s, session_renew_cb, s)) != NULL)
+		ptimer_start(s->renew, s->line->tls->renegotiate_interval_ms);
 
 	if (s->path || ms <= 0)
 		return;

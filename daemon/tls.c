@@ -12,6 +12,7 @@
 #include <string.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/sha.h>
 #include <openssl/x509v3.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
@@ -43,6 +44,125 @@ static const struct line_tls *
 tls_of(SSL *ssl)
 {
 	return SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), tls_ex_index);
+}
+
+/* Per connection: the handshakes seen, for the renegotiation limits (RFC 5746). */
+struct tls_conn {
+	int hellos;               /* ClientHellos handled (server) */
+	int64_t last_hs_ms;       /* when the last handshake started */
+	const char *refused;      /* why komd ended a renegotiation, for the log */
+};
+static int tls_conn_index = -1;
+
+static void
+tls_conn_free(void *parent, void *ptr, CRYPTO_EX_DATA *ad, int idx, long argl, void *argp)
+{
+	(void)parent; (void)ad; (void)idx; (void)argl; (void)argp;
+	free(ptr);
+}
+
+static int64_t
+tls_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Server: every ClientHello passes here, the first and any renegotiation's. A renegotiation
+ * is refused (the connection then fails) when the line says so, or when it comes sooner
+ * than renegotiation_min_interval after the previous handshake. */
+static int
+tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
+{
+	const struct line_tls *t = tls_of(ssl);
+	struct tls_conn *tc = SSL_get_ex_data(ssl, tls_conn_index);
+	int64_t now = tls_now_ms();
+
+	(void)arg;
+	if (!t || !tc)
+		return SSL_CLIENT_HELLO_SUCCESS;
+	if (tc->hellos++ > 0 && SSL_is_init_finished(ssl)) {
+		if (!t->renegotiation) {
+			tc->refused = "renegotiation refused (renegotiation = false)";
+			*alert = SSL_AD_NO_RENEGOTIATION;
+			return SSL_CLIENT_HELLO_ERROR;
+		}
+		if (now - tc->last_hs_ms < t->renegotiation_min_interval_ms) {
+			tc->refused = "renegotiation too soon after the previous handshake (renegotiation_min_interval)";
+			*alert = SSL_AD_NO_RENEGOTIATION;
+			return SSL_CLIENT_HELLO_ERROR;
+		}
+	}
+	tc->last_hs_ms = now;
+	return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+/* Renegotiations that completed are logged (IEC 62351-3 key renewal is worth seeing). */
+static void
+tls_info_cb(const SSL *ssl, int where, int ret)
+{
+	struct tls_conn *tc = SSL_get_ex_data(ssl, tls_conn_index);
+
+	(void)ret;
+	/* TLS 1.3 calls this after post-handshake messages too; it has no renegotiation */
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || !tc || SSL_version(ssl) >= TLS1_3_VERSION)
+		return;
+	if (tc->hellos > 1 || (tc->hellos == 0 && tc->last_hs_ms))
+		log_info("tls: session keys renewed by renegotiation (%s %s)", SSL_get_version(ssl),
+		    SSL_get_cipher_name(ssl));
+	if (!tc->last_hs_ms)
+		tc->last_hs_ms = tls_now_ms(); /* client: the first handshake */
+}
+
+static void
+tls_setup_renegotiation(struct line_tls *t)
+{
+	if (tls_conn_index < 0)
+		tls_conn_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, tls_conn_free);
+	SSL_CTX_set_info_callback(t->ctx, tls_info_cb);
+	if (t->server) {
+		/* OpenSSL 3 refuses every client renegotiation unless allowed; the hello callback
+		 * decides instead. Legacy (insecure) renegotiation stays refused. */
+		SSL_CTX_set_options(t->ctx, SSL_OP_ALLOW_CLIENT_RENEGOTIATION);
+		SSL_CTX_set_client_hello_cb(t->ctx, tls_client_hello_cb, NULL);
+	} else if (!t->renegotiation) {
+		SSL_CTX_set_options(t->ctx, SSL_OP_NO_RENEGOTIATION);
+	}
+}
+
+int
+tls_renew_keys(struct bufferevent *bev)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	struct tls_conn *tc = ssl ? SSL_get_ex_data(ssl, tls_conn_index) : NULL;
+	int rc = 1;
+
+	if (!ssl || !SSL_is_init_finished(ssl))
+		return 0; /* a handshake is running: that renews them already */
+	if (SSL_version(ssl) >= TLS1_3_VERSION) {
+		/* RFC 8446 clause 4.6.3: ours, and the partner's in answer; the bufferevent's
+		 * handshake step below sends it (SSL_renegotiate itself refuses TLS 1.3) */
+		if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1)
+			rc = -1;
+	} else if (tc) {
+		tc->last_hs_ms = tls_now_ms();
+	}
+	if (rc == 1 && bufferevent_ssl_renegotiate(bev) < 0)
+		rc = -1;
+	ERR_clear_error();
+	if (rc == 1 && SSL_version(ssl) >= TLS1_3_VERSION)
+		log_info("tls: session keys renewed by KeyUpdate (%s)", SSL_get_version(ssl));
+	return rc;
+}
+
+const char *
+tls_refused(SSL *ssl)
+{
+	struct tls_conn *tc = ssl ? SSL_get_ex_data(ssl, tls_conn_index) : NULL;
+
+	return tc ? tc->refused : NULL;
 }
 
 static char *
@@ -96,7 +216,8 @@ tls_cert_record(struct line_tls *t, X509 *x, const char *file, const char *role)
 	ci->not_after = asn1_to_time(X509_get0_notAfter(x));
 }
 
-/* Read every certificate of a PEM file; -1 with err when there is none or one is expired. */
+/* Read every certificate of a PEM file; -1 with err when there is none, -2 when one is
+ * outside its validity dates (expired or not yet valid). */
 static int
 tls_read_certs(struct line_tls *t, const char *file, const char *role, char *err, size_t errlen)
 {
@@ -116,14 +237,14 @@ tls_read_certs(struct line_tls *t, const char *file, const char *role, char *err
 			    t->certs[t->ncerts - 1].subject, file, -tls_days_left(t->certs[t->ncerts - 1].not_after));
 			X509_free(x);
 			fclose(f);
-			return -1;
+			return -2;
 		}
 		if (X509_cmp_current_time(X509_get0_notBefore(x)) > 0) {
 			snprintf(err, errlen, "%s: certificate '%s' in '%s' is not valid yet", role,
 			    t->certs[t->ncerts - 1].subject, file);
 			X509_free(x);
 			fclose(f);
-			return -1;
+			return -2;
 		}
 		X509_free(x);
 	}
@@ -134,6 +255,66 @@ tls_read_certs(struct line_tls *t, const char *file, const char *role, char *err
 		return -1;
 	}
 	return 0;
+}
+
+/* Add every CRL of a PEM file to the context's store (RFC 5280 clause 5); -1 with err. */
+static int
+tls_read_crls(struct line_tls *t, const char *file, char *err, size_t errlen)
+{
+	X509_STORE *store = SSL_CTX_get_cert_store(t->ctx);
+	FILE *f = fopen(file, "r");
+	X509_CRL *crl;
+	int n = 0;
+
+	if (!f) {
+		snprintf(err, errlen, "crl: cannot read '%s': %s", file, strerror(errno));
+		return -1;
+	}
+	while ((crl = PEM_read_X509_CRL(f, NULL, NULL, NULL)) != NULL) {
+		const ASN1_TIME *next = X509_CRL_get0_nextUpdate(crl);
+		char issuer[256];
+
+		X509_NAME_oneline(X509_CRL_get_issuer(crl), issuer, sizeof(issuer));
+		if (next && X509_cmp_current_time(next) < 0)
+			log_warnx("tls: crl: '%s': the CRL of %s is past its next update: partners it covers will be "
+			    "refused until a current one is installed", file, issuer);
+		if (!X509_STORE_add_crl(store, crl)) {
+			X509_CRL_free(crl);
+			fclose(f);
+			snprintf(err, errlen, "crl: '%s': cannot add the CRL of %s", file, issuer);
+			return -1;
+		}
+		X509_CRL_free(crl);
+		n++;
+	}
+	fclose(f);
+	ERR_clear_error();
+	if (n == 0) {
+		snprintf(err, errlen, "crl: no PEM CRL in '%s'", file);
+		return -1;
+	}
+	t->ncrls += n;
+	return 0;
+}
+
+/* Each file of a comma-separated list, trimmed, through fn; stops at the first failure. */
+static int
+tls_each_file(const char *files, int (*fn)(struct line_tls *, const char *, void *), struct line_tls *t, void *arg)
+{
+	char *list = strdup(files), *save = NULL;
+	int rc = 0;
+
+	if (!list)
+		return -1;
+	for (char *f = strtok_r(list, ",", &save); f && rc == 0; f = strtok_r(NULL, ",", &save)) {
+		while (isspace((unsigned char)*f))
+			f++;
+		for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]);)
+			*--e = '\0';
+		rc = fn(t, f, arg);
+	}
+	free(list);
+	return rc;
 }
 
 static int
@@ -226,25 +407,64 @@ tls_parse_psk(struct line_tls *t, const char *psk, char *err, size_t errlen)
 	return 0;
 }
 
+struct tls_load {
+	const char *role;
+	char *err;
+	size_t errlen;
+	STACK_OF(X509_NAME) *cas;    /* servers: the CA names sent in the certificate request */
+};
+
+static int
+tls_load_partner(struct line_tls *t, const char *f, void *arg)
+{
+	struct tls_load *ld = arg;
+	char oerr[512];
+	int rc;
+
+	if ((rc = tls_read_certs(t, f, "partner_certs", ld->err, ld->errlen)) != 0)
+		return rc;
+	if (SSL_CTX_load_verify_locations(t->ctx, f, NULL) != 1) {
+		snprintf(ld->err, ld->errlen, "partner_certs: '%s': %s", f, tls_openssl_errors(oerr, sizeof(oerr)));
+		return -1;
+	}
+	if (ld->cas)
+		SSL_add_file_cert_subjects_to_stack(ld->cas, f);
+	return 0;
+}
+
+static int
+tls_load_crl(struct line_tls *t, const char *f, void *arg)
+{
+	struct tls_load *ld = arg;
+
+	return tls_read_crls(t, f, ld->err, ld->errlen);
+}
+
 struct line_tls *
-tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, struct conf_loc *where)
+tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e)
 {
 	const struct tls_conf *c = &lc->tls;
 	struct line_tls *t = calloc(1, sizeof(*t));
 	static const int versions[] = { TLS1_2_VERSION, TLS1_3_VERSION };
-	char oerr[512];
+	char *err = e->msg, oerr[512];
+	size_t errlen = sizeof(e->msg);
+	int rc;
 
+	e->msg[0] = '\0';
+	e->where = c->loc;
+	e->dates = false;
 	if (!t) {
 		snprintf(err, errlen, "out of memory");
-		*where = c->loc;
 		return NULL;
 	}
-	*where = c->loc;
 	t->server = lc->ops && lc->ops->role == ROLE_SERVER;
 	t->psk_mode = !c->my_cert && !c->partner_certs && c->psk;
 	t->verify = !no_verify;
 	t->verify_host = c->verify_host;
 	t->partner_certs = c->partner_certs != NULL;
+	t->renegotiation = c->renegotiation;
+	t->renegotiation_min_interval_ms = c->renegotiation_min_interval_ms;
+	t->renegotiate_interval_ms = c->renegotiate_interval_ms;
 	snprintf(t->identity, sizeof(t->identity), "%s", c->psk_identity ? c->psk_identity : "Client_identity");
 	ERR_clear_error();
 	if ((t->ctx = SSL_CTX_new(t->server ? TLS_server_method() : TLS_client_method())) == NULL) {
@@ -277,9 +497,18 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 		snprintf(err, errlen, "ciphersuites: '%s': %s", c->ciphersuites, tls_openssl_errors(oerr, sizeof(oerr)));
 		goto fail;
 	}
+	tls_setup_renegotiation(t);
+	if (t->server) {
+		/* resumption (TLS 1.2 session ids and tickets, TLS 1.3 tickets) needs a context
+		 * that names the line: without it OpenSSL refuses resuming clients on lines that
+		 * verify client certificates (alert 80) */
+		unsigned char sid[SHA256_DIGEST_LENGTH];
+		SHA256((const unsigned char *)lc->name, strlen(lc->name), sid);
+		SSL_CTX_set_session_id_context(t->ctx, sid, SSL_MAX_SID_CTX_LENGTH);
+	}
 
 	if (t->psk_mode) {
-		*where = c->loc_psk;
+		e->where = c->loc_psk;
 		if (tls_parse_psk(t, c->psk, err, errlen) != 0)
 			goto fail;
 		if (t->server) {
@@ -293,14 +522,16 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 
 	/* certificate mode */
 	if (c->my_cert) {
-		*where = c->loc_my_cert;
-		if (tls_read_certs(t, c->my_cert, "my_cert", err, errlen) != 0)
+		e->where = c->loc_my_cert;
+		if ((rc = tls_read_certs(t, c->my_cert, "my_cert", err, errlen)) != 0) {
+			e->dates = rc == -2;
 			goto fail;
+		}
 		if (SSL_CTX_use_certificate_chain_file(t->ctx, c->my_cert) != 1) {
 			snprintf(err, errlen, "my_cert: '%s': %s", c->my_cert, tls_openssl_errors(oerr, sizeof(oerr)));
 			goto fail;
 		}
-		*where = c->loc_my_key;
+		e->where = c->loc_my_key;
 		SSL_CTX_set_default_passwd_cb(t->ctx, tls_password_cb);
 		SSL_CTX_set_default_passwd_cb_userdata(t->ctx, c->psk);
 		if (SSL_CTX_use_PrivateKey_file(t->ctx, c->my_key, SSL_FILETYPE_PEM) != 1) {
@@ -321,40 +552,39 @@ tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen, 
 		}
 	}
 	if (c->partner_certs) {
-		char *list = strdup(c->partner_certs), *save = NULL;
-		STACK_OF(X509_NAME) *cas = t->server ? sk_X509_NAME_new_null() : NULL;
+		struct tls_load ld = { .err = err, .errlen = errlen,
+			.cas = t->server ? sk_X509_NAME_new_null() : NULL };
 
-		*where = c->loc_partner_certs;
-		if (!list) {
-			snprintf(err, errlen, "out of memory");
+		e->where = c->loc_partner_certs;
+		rc = tls_each_file(c->partner_certs, tls_load_partner, t, &ld);
+		if (rc != 0) {
+			sk_X509_NAME_pop_free(ld.cas, X509_NAME_free);
+			e->dates = rc == -2;
+			if (!err[0])
+				snprintf(err, errlen, "out of memory");
 			goto fail;
 		}
-		for (char *f = strtok_r(list, ",", &save); f; f = strtok_r(NULL, ",", &save)) {
-			while (isspace((unsigned char)*f))
-				f++;
-			for (char *e = f + strlen(f); e > f && isspace((unsigned char)e[-1]);)
-				*--e = '\0';
-			if (tls_read_certs(t, f, "partner_certs", err, errlen) != 0 ||
-			    SSL_CTX_load_verify_locations(t->ctx, f, NULL) != 1) {
-				if (!err[0] || strstr(err, "partner_certs") != err)
-					snprintf(err, errlen, "partner_certs: '%s': %s", f, tls_openssl_errors(oerr, sizeof(oerr)));
-				free(list);
-				sk_X509_NAME_pop_free(cas, X509_NAME_free);
-				goto fail;
-			}
-			if (cas)
-				SSL_add_file_cert_subjects_to_stack(cas, f);
-		}
-		free(list);
-		if (cas)
-			SSL_CTX_set_client_CA_list(t->ctx, cas);
+		if (ld.cas)
+			SSL_CTX_set_client_CA_list(t->ctx, ld.cas);
 	} else if (!t->server) {
 		/* no partner_certs on a client: the system's trust store (public brokers) */
 		SSL_CTX_set_default_verify_paths(t->ctx);
 	}
+	if (c->crl) {
+		struct tls_load ld = { .err = err, .errlen = errlen };
+
+		e->where = c->loc_crl;
+		if (tls_each_file(c->crl, tls_load_crl, t, &ld) != 0) {
+			if (!err[0])
+				snprintf(err, errlen, "out of memory");
+			goto fail;
+		}
+		/* every certificate of the partner's chain, not only its own (IEC 62351-3) */
+		X509_STORE_set_flags(SSL_CTX_get_cert_store(t->ctx), X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+	}
 	if (t->server) {
 		if (!c->my_cert) {
-			*where = c->loc;
+			e->where = c->loc;
 			snprintf(err, errlen, "a TLS server line needs my_cert and my_key (or psk alone)");
 			goto fail;
 		}
@@ -384,24 +614,25 @@ tls_free(struct line_tls *t)
 }
 
 int
-tls_check_config(const struct config *c, struct conf_errors *errs)
+tls_check_config(const struct config *c, struct conf_errors *errs, bool dates)
 {
 	int n = 0;
 
 	for (int i = 0; i < c->nlines; i++) {
 		const struct line_conf *lc = &c->lines[i];
 		struct line_tls *t;
-		struct conf_loc where;
-		char err[768], *msg;
+		struct tls_error e;
+		char *msg;
 
 		if (!lc->tls.present)
 			continue;
-		err[0] = '\0';
-		if ((t = tls_setup(lc, false, err, sizeof(err), &where)) != NULL) {
+		if ((t = tls_setup(lc, false, &e)) != NULL) {
 			tls_free(t);
 			continue;
 		}
-		if (asprintf(&msg, "%s:%d: line '%s': tls: %s", where.file, where.line, lc->name, err) < 0)
+		if (e.dates && !dates)
+			continue; /* the line fails alone when it is created (line.c) */
+		if (asprintf(&msg, "%s:%d: line '%s': tls: %s", e.where.file, e.where.line, lc->name, e.msg) < 0)
 			continue;
 		char **nm = realloc(errs->msg, (size_t)(errs->n + 1) * sizeof(*nm));
 		if (!nm) {
@@ -419,8 +650,16 @@ SSL *
 tls_ssl_new(const struct line_tls *t, const struct hostspec *host)
 {
 	SSL *ssl = SSL_new(t->ctx);
+	struct tls_conn *tc;
 
-	if (!ssl || t->server || !host)
+	if (!ssl)
+		return NULL;
+	if ((tc = calloc(1, sizeof(*tc))) == NULL || !SSL_set_ex_data(ssl, tls_conn_index, tc)) {
+		free(tc);
+		SSL_free(ssl);
+		return NULL;
+	}
+	if (t->server || !host)
 		return ssl;
 	if (host->family == AF_UNSPEC) {
 		/* a name: SNI (cloud brokers host many customers on one address) */
@@ -442,6 +681,12 @@ tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 	long vr;
 
 	buf[0] = '\0';
+	if (tls_refused(ssl)) {
+		while (bufferevent_get_openssl_error(bev) != 0)
+			;
+		snprintf(buf, len, "%s", tls_refused(ssl));
+		return true;
+	}
 	while ((e = bufferevent_get_openssl_error(bev)) != 0 && o < len) {
 		const char *r = ERR_reason_error_string(e);
 		if (r && !strstr(buf, r)) /* libevent also queues codes without a reason */

@@ -8,6 +8,8 @@
 #include <time.h>
 #include <openssl/ssl.h>
 
+struct bufferevent;
+
 #include "conf.h"
 
 /* A certificate komd uses or trusts, for komctl certs and expiry warnings. */
@@ -32,6 +34,10 @@ struct line_tls {
 	char identity[128];
 	struct tls_cert_info *certs;
 	int ncerts;
+	int ncrls;              /* CRLs loaded (crl) */
+	bool renegotiation;     /* accept the partner's secure renegotiation (TLS 1.2) */
+	int renegotiation_min_interval_ms;
+	int renegotiate_interval_ms; /* our own key renewal; 0 off */
 };
 
 /* Default TLS 1.2 cipher lists (openssl-ciphers(1)); ciphers in the tls section overrides.
@@ -42,14 +48,22 @@ struct line_tls {
 #define TLS_PSK_CIPHERS "kECDHEPSK:kDHEPSK:!SHA1:!eNULL:!CAMELLIA:!ARIA"
 #define TLS_PLAIN_PSK_CIPHERS "kPSK:!SHA1:!eNULL:!CAMELLIA:!ARIA"
 
-/* Build the context for line lc: load and check every certificate and key. NULL with a
- * message and the location of the offending key on failure. */
-struct line_tls *tls_setup(const struct line_conf *lc, bool no_verify, char *err, size_t errlen,
-    struct conf_loc *where);
+/* Why tls_setup failed: the message, the key it is about, and whether it is only a matter
+ * of dates (a certificate expired or not yet valid: that fails the line, not the file). */
+struct tls_error {
+	char msg[768];
+	struct conf_loc where;
+	bool dates;
+};
+
+/* Build the context for line lc: load and check every certificate, key and CRL. NULL with
+ * e filled on failure. */
+struct line_tls *tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e);
 void tls_free(struct line_tls *t);
-/* Check the TLS settings of every line of c (komd -t, and before a reload); errors are
- * appended to errs as "FILE:LINE: message". Returns the number of errors. */
-int tls_check_config(const struct config *c, struct conf_errors *errs);
+/* Check the TLS settings of every line of c (komd -t, start-up and before a reload); errors
+ * are appended to errs as "FILE:LINE: message". Certificates outside their validity dates
+ * are errors only with dates (komd -t). Returns the number of errors. */
+int tls_check_config(const struct config *c, struct conf_errors *errs, bool dates);
 /* A new SSL for one connection; client: SNI for names, host name/IP verification. */
 SSL *tls_ssl_new(const struct line_tls *t, const struct hostspec *host);
 /* Why did the handshake or connection on bev fail: OpenSSL's reasons and the verify
@@ -67,5 +81,11 @@ bool tls_peer_verified(SSL *ssl);
 /* Warn about certificates expiring within days; returns how many. */
 int tls_warn_expiry(const struct line_tls *t, const char *line, int days);
 int tls_days_left(time_t not_after);
+/* Renew the session keys now (renegotiate_interval): TLS 1.2 renegotiation (RFC 5746), TLS
+ * 1.3 KeyUpdate asking the partner to update too (RFC 8446 clause 4.6.3). 1 started (the
+ * caller lets the bufferevent carry it), 0 a handshake runs already, -1 OpenSSL refused. */
+int tls_renew_keys(struct bufferevent *bev);
+/* Why komd itself ended a handshake on ssl (renegotiation refused or too soon), or NULL. */
+const char *tls_refused(SSL *ssl);
 
 #endif
