@@ -49,7 +49,9 @@ tls_of(SSL *ssl)
 /* Per connection: the handshakes seen, for the renegotiation limits (RFC 5746). */
 struct tls_conn {
 	int hellos;               /* ClientHellos handled (server) */
-	int64_t last_hs_ms;       /* when the last handshake started */
+	bool established;         /* the first handshake is done */
+	bool asked;               /* komd asked for this renegotiation (HelloRequest) */
+	int64_t last_reneg_ms;    /* when the partner last renegotiated; 0 never */
 	const char *refused;      /* why komd ended a renegotiation, for the log */
 };
 static int tls_conn_index = -1;
@@ -70,9 +72,9 @@ tls_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Server: every ClientHello passes here, the first and any renegotiation's. A renegotiation
- * is refused (the connection then fails) when the line says so, or when it comes sooner
- * than renegotiation_min_interval after the previous handshake. */
+/* Server: every ClientHello passes here, the first and any renegotiation's. The partner's
+ * renegotiation is refused (the connection then fails) when the line says so, or when it
+ * comes sooner than renegotiation_min_interval after its previous one. */
 static int
 tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 {
@@ -81,21 +83,25 @@ tls_client_hello_cb(SSL *ssl, int *alert, void *arg)
 	int64_t now = tls_now_ms();
 
 	(void)arg;
-	if (!t || !tc)
+	/* (a second ClientHello before the first handshake ends answers a TLS 1.3
+	 * HelloRetryRequest: no renegotiation) */
+	if (!t || !tc || tc->hellos++ == 0 || !tc->established)
 		return SSL_CLIENT_HELLO_SUCCESS;
-	if (tc->hellos++ > 0 && SSL_is_init_finished(ssl)) {
-		if (!t->renegotiation) {
-			tc->refused = "renegotiation refused (renegotiation = false)";
-			*alert = SSL_AD_NO_RENEGOTIATION;
-			return SSL_CLIENT_HELLO_ERROR;
-		}
-		if (now - tc->last_hs_ms < t->renegotiation_min_interval_ms) {
-			tc->refused = "renegotiation too soon after the previous handshake (renegotiation_min_interval)";
-			*alert = SSL_AD_NO_RENEGOTIATION;
-			return SSL_CLIENT_HELLO_ERROR;
-		}
+	if (tc->asked) {
+		tc->asked = false; /* the answer to our own HelloRequest */
+		return SSL_CLIENT_HELLO_SUCCESS;
 	}
-	tc->last_hs_ms = now;
+	if (!t->renegotiation) {
+		tc->refused = "renegotiation refused (renegotiation = false)";
+		*alert = SSL_AD_NO_RENEGOTIATION;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	if (tc->last_reneg_ms && now - tc->last_reneg_ms < t->renegotiation_min_interval_ms) {
+		tc->refused = "renegotiation too soon after the previous one (renegotiation_min_interval)";
+		*alert = SSL_AD_NO_RENEGOTIATION;
+		return SSL_CLIENT_HELLO_ERROR;
+	}
+	tc->last_reneg_ms = now;
 	return SSL_CLIENT_HELLO_SUCCESS;
 }
 
@@ -106,14 +112,17 @@ tls_info_cb(const SSL *ssl, int where, int ret)
 	struct tls_conn *tc = SSL_get_ex_data(ssl, tls_conn_index);
 
 	(void)ret;
-	/* TLS 1.3 calls this after post-handshake messages too; it has no renegotiation */
-	if (!(where & SSL_CB_HANDSHAKE_DONE) || !tc || SSL_version(ssl) >= TLS1_3_VERSION)
+	if (!(where & SSL_CB_HANDSHAKE_DONE) || !tc)
 		return;
-	if (tc->hellos > 1 || (tc->hellos == 0 && tc->last_hs_ms))
+	/* TLS 1.3 calls this after post-handshake messages too; it has no renegotiation */
+	if (SSL_version(ssl) >= TLS1_3_VERSION) {
+		tc->established = true;
+		return;
+	}
+	if (tc->established)
 		log_info("tls: session keys renewed by renegotiation (%s %s)", SSL_get_version(ssl),
 		    SSL_get_cipher_name(ssl));
-	if (!tc->last_hs_ms)
-		tc->last_hs_ms = tls_now_ms(); /* client: the first handshake */
+	tc->established = true;
 }
 
 static void
@@ -147,7 +156,7 @@ tls_renew_keys(struct bufferevent *bev)
 		if (SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) != 1)
 			rc = -1;
 	} else if (tc) {
-		tc->last_hs_ms = tls_now_ms();
+		tc->asked = SSL_is_server(ssl); /* the partner's ClientHello answers our HelloRequest */
 	}
 	if (rc == 1 && bufferevent_ssl_renegotiate(bev) < 0)
 		rc = -1;

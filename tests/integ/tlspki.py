@@ -60,6 +60,15 @@ subjectAltName = DNS:localhost,IP:127.0.0.1
         "-enddate", "20210101000000Z", "-notext", cwd=d)
 
 
+def revoke(d, name, issuer, crl):
+    """Revoke certificate name and write issuer's CRL with every revocation so far to crl
+    (the openssl ca database of expired() holds them)."""
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-cert", issuer + ".pem", "-keyfile", issuer + ".key",
+        "-revoke", name + ".pem", cwd=d)
+    run("openssl", "ca", "-batch", "-config", "ca.cnf", "-cert", issuer + ".pem", "-keyfile", issuer + ".key",
+        "-gencrl", "-crldays", "30", "-out", crl, cwd=d)
+
+
 def encrypt_key(d, name, password):
     run("openssl", "pkey", "-in", name + ".key", "-aes256", "-passout", "pass:" + password,
         "-out", name + ".enc.key", cwd=d)
@@ -78,6 +87,13 @@ def make(d):
     cert(d, "soon", "ca", days="10")
     encrypt_key(d, "server", "s3cret")
     encrypt_key(d, "client", "s3cret")
+    # revocation: crl1 revokes "revoked" (a client) and "srvrevoked" (a server), crl2 also "client2"
+    cert(d, "revoked", "ca", san="DNS:client", client=True)
+    cert(d, "client2", "ca", san="DNS:client", client=True)
+    cert(d, "srvrevoked", "ca")
+    revoke(d, "revoked", "ca", "crl0.pem")
+    revoke(d, "srvrevoked", "ca", "crl1.pem")
+    revoke(d, "client2", "ca", "crl2.pem")
     return d
 
 
