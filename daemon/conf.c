@@ -16,6 +16,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
@@ -1039,6 +1040,18 @@ conf_tls_file(struct conf_ctx *x, const config_setting_t *grp, const char *key, 
 		conf_err(x, config_setting_get_member(grp, key), "'%s': cannot read '%s': %s", key, path, strerror(errno));
 }
 
+/* A secret's file (a private key; the file that holds a psk) that others than its owner and
+ * group may read: a warning naming it, as ssh gives for its keys. */
+static void
+conf_secret_mode(struct conf_loc loc, const char *what, const char *file)
+{
+	struct stat st;
+
+	if (file && stat(file, &st) == 0 && (st.st_mode & (S_IROTH | S_IWOTH)))
+		log_warnx("%s:%d: %s: '%s' is readable by others (mode %04o): chmod o-rwx it", loc.file, loc.line, what,
+		    file, (unsigned)(st.st_mode & 07777));
+}
+
 /* A comma-separated list of files (partner_certs, crl): each named and readable. */
 static void
 conf_tls_files(struct conf_ctx *x, const config_setting_t *grp, const char *key, const char *files)
@@ -1112,8 +1125,12 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 		conf_err(x, config_setting_get_member(grp, "psk"), "'psk': text key must be 1..256 characters");
 	if (t->my_cert)
 		conf_tls_file(x, grp, "my_cert", t->my_cert);
-	if (t->my_key)
+	if (t->my_key) {
 		conf_tls_file(x, grp, "my_key", t->my_key);
+		conf_secret_mode(t->loc_my_key, "my_key: private key", t->my_key);
+	}
+	if (t->psk)
+		conf_secret_mode(t->loc_psk, "psk", t->loc_psk.file);
 	conf_tls_files(x, grp, "partner_certs", t->partner_certs);
 	conf_tls_files(x, grp, "crl", t->crl);
 	if (t->crl && !t->partner_certs)

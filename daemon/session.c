@@ -140,8 +140,12 @@ session_renew_cb(void *arg)
 {
 	struct session *s = arg;
 
-	if (tls_renew_keys(s->bev) < 0)
-		log_warnx("line %s: %s: TLS key renewal refused by OpenSSL; trying again in %.0f s", s->line->lc->name,
+	int rc = tls_renew_keys(s->bev);
+
+	if (s->closing)
+		return; /* the partner refused at once: logged by the close */
+	if (rc < 0)
+		log_warnx("line %s: %s: TLS key renewal refused by OpenSSL; trying again in %.1f s", s->line->lc->name,
 		    s->peer, s->line->tls->renegotiate_interval_ms / 1000.0);
 	ptimer_start(s->renew, s->line->tls->renegotiate_interval_ms);
 }

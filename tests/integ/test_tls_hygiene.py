@@ -199,7 +199,7 @@ def test_komd_renews_keys():
     cli_tls = 'partner_certs = "%s"; renegotiate_interval = 0.3;' % p("ca.pem")
     for ver, msg in (("-tls1_2", "ClientHello"), ("-tls1_3", "KeyUpdate")):
         sport = free_port()
-        srv = s_server(sport, ver, "-msg", "-cert", p("server.pem"), "-key", p("server.key"))
+        srv = s_server(sport, ver, "-msg", "-client_renegotiation", "-cert", p("server.pem"), "-key", p("server.key"))
         with Komd(client_line(sport, cli_tls)).start() as k:
             k.wait_log(r"TLS established")
             k.until(lambda: sum(1 for l in srv.lines if re.search(r"<<< .*%s" % msg, l)) >= (2 if msg == "ClientHello" else 1),
@@ -219,10 +219,36 @@ def test_komd_renews_keys():
     srv.stop()
 
 
+def test_secret_file_modes():
+    d = tempfile.mkdtemp(prefix="komd-modes-")
+    key = os.path.join(d, "server.key")
+    shutil.copy(p("server.key"), key)
+    tls = 'my_cert = "%s"; my_key = "%s";' % (p("server.pem"), key)
+    for mode, warned in ((0o644, True), (0o640, False), (0o600, False)):
+        os.chmod(key, mode)
+        k = Komd(MEM + "lines = (%s);" % server_line(free_port(), tls))
+        os.chmod(k.conf, 0o600)
+        r = run_komd("-t", "-c", k.conf)
+        out = r.stdout + r.stderr
+        hit = re.search(r"komd\.conf:\d+: my_key: private key: '%s' is readable by others \(mode 0644\)" % re.escape(key), out)
+        check(r.returncode == 0 and bool(hit) == warned, "key mode %o: %s" % (mode, out))
+        shutil.rmtree(k.dir)
+    # a psk in a file others may read
+    for mode, warned in ((0o644, True), (0o640, False)):
+        k = Komd(MEM + "lines = (%s);" % server_line(free_port(), 'psk = "%s";' % PSK))
+        os.chmod(k.conf, mode)
+        r = run_komd("-t", "-c", k.conf)
+        out = r.stdout + r.stderr
+        hit = re.search(r"komd\.conf:\d+: psk: '%s' is readable by others" % re.escape(k.conf), out)
+        check(r.returncode == 0 and bool(hit) == warned and PSK not in out, "psk file mode %o: %s" % (mode, out))
+        shutil.rmtree(k.dir)
+    shutil.rmtree(d)
+
+
 if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_resumption_on_mutual_line, test_cipher_defaults, test_crl, test_expired_certificate_fails_its_line_only,
-              test_partner_renegotiation, test_komd_renews_keys])
+              test_partner_renegotiation, test_komd_renews_keys, test_secret_file_modes])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
