@@ -534,6 +534,33 @@ conf_opt(struct conf_ctx *x, const config_setting_t *grp, const struct conf_key 
 	return conf_key_set_as(x, m, k, t, base) == 0 ? 1 : -1;
 }
 
+/* Wipe every psk string of a libconfig tree before it is freed: the parsed configuration
+ * keeps one copy (struct tls_conf, wiped by conf_free), the tree must not leave another in
+ * freed memory. (libconfig's scanner buffers are its own and are not reached.) */
+static void
+conf_wipe_secrets(config_setting_t *s)
+{
+	int n = config_setting_length(s);
+
+	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+		const char *name = config_setting_name(s);
+		char *v = (char *)config_setting_get_string(s);
+		if (name && strcmp(name, "psk") == 0 && v)
+			OPENSSL_cleanse(v, strlen(v));
+		return;
+	}
+	for (int i = 0; i < n; i++)
+		conf_wipe_secrets(config_setting_get_elem(s, (unsigned)i));
+}
+
+static void
+conf_destroy(config_t *cf)
+{
+	conf_wipe_secrets(config_root_setting(cf));
+	config_destroy(cf);
+	free(cf);
+}
+
 /* ---- fingerprint: canonical text of a setting tree ---- */
 
 struct conf_buf {
@@ -1332,10 +1359,8 @@ conf_main(struct conf_ctx *x, const char *path, const char *dir)
 			if (k->def)
 				conf_key_default(x, k, c);
 	}
-	if (cf) {
-		config_destroy(cf);
-		free(cf);
-	}
+	if (cf)
+		conf_destroy(cf);
 }
 
 static int
@@ -1393,8 +1418,7 @@ conf_dropins(struct conf_ctx *x, const char *dir)
 					conf_err(x, m, "'%s' is not allowed in %s/ (only lines and tags)", name, CONF_DROPIN_DIR);
 			}
 			conf_lists(x, root);
-			config_destroy(cf);
-			free(cf);
+			conf_destroy(cf);
 		}
 		free(path);
 		free(names[i]);

@@ -245,10 +245,42 @@ def test_secret_file_modes():
     shutil.rmtree(d)
 
 
+def memory_count(pid, needle):
+    """How often needle stands in the readable memory of process pid (root reads /proc/PID/mem)."""
+    hits = 0
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            addr, perms = line.split()[:2]
+            if "r" not in perms or "[vvar]" in line or "[vsyscall]" in line:
+                continue
+            lo, hi = (int(x, 16) for x in addr.split("-"))
+            try:
+                mem.seek(lo)
+                hits += mem.read(hi - lo).count(needle)
+            except OSError:
+                continue
+    return hits
+
+
+def test_secrets_wiped():
+    port = free_port()
+    conf = lambda secret: MEM + "lines = (%s);" % server_line(port, 'psk = "text:%s";' % secret)
+    with Komd(conf("OldSecretOfTheScan-1")).start() as k:
+        # the parsed configuration and the line's TLS context: no third copy (the fingerprint
+        # of the line held one), none in the freed libconfig tree
+        n = memory_count(k.proc.pid, b"OldSecretOfTheScan-1")
+        check(1 <= n <= 2, "copies of the PSK while in use: %d" % n)
+        k.write_conf(conf("NewSecretOfTheScan-2"))
+        k.ctl("reload")
+        check(memory_count(k.proc.pid, b"OldSecretOfTheScan-1") == 0, "the old PSK is wiped when freed")
+        check(memory_count(k.proc.pid, b"NewSecretOfTheScan-2") <= 2, "the new one in at most two copies")
+
+
 if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_resumption_on_mutual_line, test_cipher_defaults, test_crl, test_expired_certificate_fails_its_line_only,
-              test_partner_renegotiation, test_komd_renews_keys, test_secret_file_modes])
+              test_partner_renegotiation, test_komd_renews_keys, test_secret_file_modes,
+              test_secrets_wiped])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
