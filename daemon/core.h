@@ -86,6 +86,8 @@ struct write_req {
 	void *arg;
 	struct event *timeout;
 	bool with_acquirer;          /* the acquiring protocol still holds it */
+	bool answered;               /* result given (or timed out): never sent after that */
+	bool detached;               /* the requester is gone: the result is only logged */
 	bool in_call;                /* inside on_tag_write */
 	char what[160];              /* for the log: who asked */
 };
@@ -157,6 +159,7 @@ struct station {
 	enum station_state state;
 	char last_error[192];
 	uint64_t polls, errors, writes;
+	uint64_t writes_orphaned;    /* writes whose requester left before the result */
 	struct ptimer *poll_timer;
 	struct ptimer *sim_timer;
 	struct ptimer_list timers;

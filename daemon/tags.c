@@ -211,9 +211,20 @@ write_answer(struct write_req *r, int status, const char *msg)
 {
 	write_cb cb = r->cb;
 
+	if (r->answered)
+		return;
+	r->answered = true;
 	r->cb = NULL;
 	if (r->timeout)
 		event_del(r->timeout);
+	if (r->detached) {
+		/* nobody to tell: the operator is */
+		if (r->tag && r->tag->acq)
+			r->tag->acq->st->writes_orphaned++;
+		log_info("tag %s: write from %s (who has disconnected since): %s%s", r->tag ? r->tag->name : "?",
+		    r->what, status ? "failed: " : "", msg);
+		return;
+	}
 	if (status != 0)
 		log_warnx("tag %s: write from %s failed: %s", r->tag ? r->tag->name : "?", r->what, msg);
 	else
@@ -294,17 +305,21 @@ tag_write(struct tag *t, const struct value *v, write_cb cb, void *arg, const ch
 void
 write_req_detach(struct write_req *r)
 {
-	if (r)
+	/* the write goes on to the device (unless write_timeout passes first); its result is
+	 * logged instead of answered */
+	if (r) {
 		r->cb = NULL;
+		r->detached = true;
+	}
 }
 
 const struct value *write_req_value(const struct write_req *r) { return &r->v; }
-bool write_req_answered(const struct write_req *r) { return r->cb == NULL; }
+bool write_req_answered(const struct write_req *r) { return r->answered; }
 
 void
 write_done(struct write_req *r, int status, const char *msg)
 {
-	if (r->cb)
+	if (!r->answered)
 		write_answer(r, status, msg ? msg : (status ? "failed" : "ok"));
 	r->with_acquirer = false;
 	if (!r->in_call)

@@ -156,12 +156,16 @@ typedef void (*write_cb)(void *arg, int status, const char *msg); /* status 0 ok
 /* Route a write of v to the tag behind served stag t; cb is called exactly once, unless
  * detached first. Returns a handle for write_req_detach (NULL when already answered). */
 struct write_req *stag_write(struct stag *t, const struct value *v, write_cb cb, void *arg);
+/* The requester is gone (its connection closed): cb is never called, but the write still
+ * goes to the device unless write_timeout has passed, and its result is logged and counted
+ * (writes_orphaned). Issue 10: an accepted write is never lost silently. */
 void write_req_detach(struct write_req *r);
 const struct value *write_req_value(const struct write_req *r);
 /* The acquiring protocol's answer: status 0 ok, -1 failed with msg. */
 void write_done(struct write_req *r, int status, const char *msg);
-/* Was the requester answered already (the core's write timeout)? The acquirer may then
- * give up on it: write_done is still required, and frees it. */
+/* Was the requester answered already (the core's write timeout)? The acquirer must then
+ * give up on it (a write reported as failed is never sent later): write_done is still
+ * required, and frees it. A detached write is not answered: it goes on. */
 bool write_req_answered(const struct write_req *r);
 /* Is the line running (false while it is being stopped)? */
 bool line_running(const struct line *l);
