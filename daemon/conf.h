@@ -132,6 +132,9 @@ struct line_conf {
 	int reconnect_max_ms;
 	int max_clients;     /* server lines */
 	int max_clients_per_address; /* server lines; 0 no limit */
+	int keepalive_idle_ms;     /* TCP keepalive; 0 off */
+	int keepalive_interval_ms;
+	int keepalive_count;
 	int idle_timeout_ms; /* server lines: no complete request this long closes; 0 never */
 	void *pconf;         /* the protocol's line_keys */
 	struct station_conf *stations;

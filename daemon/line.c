@@ -26,6 +26,21 @@
 
 struct komd komd; /* the process's shared state */
 
+/* TCP keepalive as the line says (tcp_keepalive_*), not the kernel's 2 hours. */
+static void
+line_keepalive(const struct line *l, int fd)
+{
+	int on = l->lc->keepalive_idle_ms > 0, idle = l->lc->keepalive_idle_ms / 1000;
+	int intvl = l->lc->keepalive_interval_ms / 1000, cnt = l->lc->keepalive_count;
+
+	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	if (!on)
+		return;
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPIDLE, &idle, sizeof(idle));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPINTVL, &intvl, sizeof(intvl));
+	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
+}
+
 /* Is descriptor fd among the last KOMD_FD_RESERVE of the limit? The kernel hands out the
  * lowest free number, so fd is about the count in use: the rest stays for the control
  * socket, reloads and logs. */
@@ -206,7 +221,7 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	path_free_ai(p);
 	fd = bufferevent_getfd(bev);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	line_keepalive(l, fd);
 	if (l->tls) {
 		SSL *ssl = bufferevent_openssl_get_ssl(bev);
 		char desc[512];
@@ -429,6 +444,27 @@ line_clients_from(const struct line *l, const char *addr)
 
 static void line_accept_pause(struct line *l, const char *why);
 
+/* max_clients reached: close the session that has gone longest without a request (from its
+ * accept if it never sent one) to make room for peer (Modbus Messaging on TCP/IP
+ * Implementation Guide, clause 4.2.1). false when none can go. */
+static bool
+line_evict_idlest(struct line *l, const char *peer)
+{
+	struct session *s, *old = NULL;
+	char why[200];
+
+	TAILQ_FOREACH(s, &l->sessions, link)
+		if (!s->closing && (!old || s->last_req_ms < old->last_req_ms))
+			old = s;
+	if (!old)
+		return false;
+	l->cnt.rejected++;
+	snprintf(why, sizeof(why), "max_clients %d reached: room made for %s (no request for %.1f s, the longest)",
+	    l->lc->max_clients, peer, (session_loop_ms() - old->last_req_ms) / 1000.0);
+	session_close(old, why);
+	return true;
+}
+
 static void
 line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
@@ -445,7 +481,7 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 		snprintf(peer, sizeof(peer), "%s:%d", addr, ntohs(((struct sockaddr_in *)sa)->sin_port));
 	}
-	if (l->nsessions >= l->lc->max_clients) {
+	if (l->nsessions >= l->lc->max_clients && !line_evict_idlest(l, peer)) {
 		l->cnt.rejected++;
 		log_warnx("line %s: %s: refused: max_clients %d reached", l->lc->name, peer, l->lc->max_clients);
 		evutil_closesocket(fd);
@@ -466,7 +502,7 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 		return;
 	}
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
-	setsockopt(fd, SOL_SOCKET, SO_KEEPALIVE, &on, sizeof(on));
+	line_keepalive(l, fd);
 	if (l->tls) {
 		SSL *ssl = tls_ssl_new(l->tls, NULL);
 		bev = ssl ? bufferevent_openssl_socket_new(komd.base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,

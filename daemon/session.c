@@ -97,8 +97,7 @@ bool ptimer_pending(const struct ptimer *t) { return t && evtimer_pending(t->ev,
 
 /* ---- sessions ---- */
 
-/* The loop's cached time in ms: a frame's arrival costs no system call. */
-static int64_t
+int64_t
 session_loop_ms(void)
 {
 	struct timeval tv;
@@ -165,7 +164,8 @@ session_watch_idle(struct session *s)
 		return;
 	if (!s->deadline && (s->deadline = session_timer(s, session_deadline_cb, s)) == NULL)
 		return; /* out of memory: the session lives without the watch */
-	s->last_req_ms = session_loop_ms();
+	if (s->line->tls)
+		s->last_req_ms = session_loop_ms(); /* after a handshake: from now */
 	ptimer_start(s->deadline, ms);
 }
 
@@ -188,6 +188,7 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->kind = kind;
 	s->bev = bev;
 	s->since_ms = time_now_ms();
+	s->last_req_ms = session_loop_ms(); /* "without a request" counts from the accept */
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	LIST_INIT(&s->timers);
 	if (evsz) {

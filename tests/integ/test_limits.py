@@ -2,14 +2,16 @@
 (a client trickling one byte at a time cannot hold it), a server line drops clients that send
 no complete request within idle_timeout, and max_clients_per_address bounds one address."""
 import os
+import re
 import select
 import shutil
 import socket
+import subprocess
 import tempfile
 import time
 
 import tlspki
-from komdtest import WAIT, Komd, check, free_port, main
+from komdtest import KtPeer, Komd, check, free_port, main
 
 PKI = tempfile.mkdtemp(prefix="komd-pki-")
 
@@ -123,9 +125,64 @@ def test_max_clients_per_address():
             s.close()
 
 
+def test_max_clients_makes_room():
+    """max_clients taken by sockets that never send: a new master is still served, and the
+    connection longest without a request is the one closed (Modbus implementation guide 4.2)."""
+    port = free_port()
+    with Komd(server_conf(port, "max_clients = 3; idle_timeout = 0;")).start() as k:
+        busy = socket.create_connection(("127.0.0.1", port))
+        first = socket.create_connection(("127.0.0.1", port))
+        k.until(lambda: k.line("srv")["sessions"] == 2, 5, "two connected")
+        second = socket.create_connection(("127.0.0.1", port))
+        k.until(lambda: k.line("srv")["sessions"] == 3, 5, "three connected")
+        for c in (busy, first, second):
+            c.settimeout(5)
+            check(c.recv(4096).startswith(b"VAL m"), "the served tag")
+        busy.sendall(b"PING 1\n")
+        check(b"PONG 1" in busy.recv(4096), "busy has sent a request")
+        newer = socket.create_connection(("127.0.0.1", port))
+        check(closed_by_peer(first, 5), "the oldest silent connection makes room")
+        newer.settimeout(5)
+        check(newer.recv(4096).startswith(b"VAL m"), "the new master is served")
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: closed: max_clients 3 reached: room made for 127\.0\.0\.1:\d+ "
+                   r"\(no request for \d+\.\d s, the longest\)")
+        newest = socket.create_connection(("127.0.0.1", port))
+        check(closed_by_peer(second, 5), "then the next silent one")
+        busy.sendall(b"PING 2\n")
+        check(b"PONG 2" in busy.recv(4096), "the busy master was never cut")
+        for c in (busy, newer, newest, first, second):
+            c.close()
+
+
+def keepalive_timer(port):
+    """The keepalive timer ss shows on komd's end of the connection with port (local or remote)."""
+    out = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d or dport = :%d )" % (port, port)],
+                         capture_output=True, text=True).stdout
+    return out
+
+
+def test_tcp_keepalive():
+    port = free_port()
+    peer = KtPeer("127.0.0.1")
+    conf = server_conf(port, "tcp_keepalive_idle = 7; tcp_keepalive_interval = 3; tcp_keepalive_count = 2;")
+    conf = conf.replace("lines = (", """lines = ( { name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;
+  tcp_keepalive_idle = 9; stations = (); },""" % peer.port)
+    with Komd(conf).start() as k:
+        s = socket.create_connection(("127.0.0.1", port))
+        k.until(lambda: k.line("srv")["sessions"] == 1 and peer.nconns() == 1, 5, "both connected")
+        # komd's accepted socket (source port = port) and its client socket (to peer.port)
+        srv = [l for l in keepalive_timer(port).splitlines() if "127.0.0.1:%d " % port in l.split()[2] + " "]
+        check(srv and re.search(r"timer:\(keepalive,[67]\.?\d*(sec|ms),0\)", srv[0]), "server side idle 7 s: %s" % srv)
+        cli = [l for l in keepalive_timer(peer.port).splitlines() if l.split()[3].endswith(":%d" % peer.port)]
+        check(cli and re.search(r"timer:\(keepalive,[89]\.?\d*(sec|ms),0\)", cli[0]), "client side idle 9 s: %s" % cli)
+        s.close()
+    peer.close()
+
+
 if __name__ == "__main__":
     tlspki.make(PKI)
     try:
-        main([test_handshake_deadline_is_absolute, test_idle_timeout, test_max_clients_per_address])
+        main([test_handshake_deadline_is_absolute, test_idle_timeout, test_max_clients_per_address,
+              test_max_clients_makes_room, test_tcp_keepalive])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
