@@ -1,16 +1,26 @@
 /* control.c: the control socket (a Unix stream socket, mode 0660) that komctl talks to.
  * A request is one line: fields separated by 0x1f (the first is "json" or "text", then the
  * command and its arguments). The answer is "OK\n" or "ERR message\n", then the body; komd
- * closes the connection after it. `set` answers when the acquiring station has. */
+ * closes the connection after it. `set` answers when the acquiring station has.
+ *
+ * What a client may cost is bounded: control_max_clients connections, control_timeout to
+ * send the request (and, idle, to take the answer), CTL_MAX_REQUEST bytes of it, and not
+ * a byte more is read while the request is served. The peer's credentials (SO_PEERCRED)
+ * name who changed what in the log, and decide control_readonly_group. A spare descriptor
+ * lets the socket answer when the lines have used up every other one. */
 #include <errno.h>
+#include <fcntl.h>
 #include <fnmatch.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -19,18 +29,48 @@
 #include "core.h"
 #include "tls.h"
 
-#define CTL_MAX_REQUEST 8192
+#define CTL_MAX_REQUEST 8192     /* a request line, its newline included (komctl's limit too) */
 #define CTL_MAX_ARGS 8
+#define CTL_LOG_EVERY_MS 10000   /* what a client can repeat at will is logged this seldom */
+
+/* Who is at the other end (SO_PEERCRED when the connection was accepted). */
+struct ctl_peer {
+	bool known;
+	pid_t pid;
+	uid_t uid;
+	gid_t gid;
+	char desc[96];               /* "uid 1000 (alice) pid 4242", made when first logged */
+};
+
+/* A connection's life: READING -> RUNNING -> ANSWERING -> closed. */
+enum ctl_state {
+	CTL_READING,    /* waiting for the request line, until the deadline */
+	CTL_RUNNING,    /* the request is served (a set waits for its device): nothing is read */
+	CTL_ANSWERING,  /* the answer is written; the connection closes when it has gone */
+};
 
 struct ctl_conn {
 	struct bufferevent *bev;
-	struct write_req *req;   /* a set in progress */
+	struct event *deadline;      /* control_timeout for the request */
+	struct write_req *req;       /* a set in progress */
+	struct ctl_peer peer;
+	enum ctl_state state;
 	bool json;
-	bool done;
+	TAILQ_ENTRY(ctl_conn) link;
+};
+
+/* Events a client can cause at will, logged once per CTL_LOG_EVERY_MS with a count. */
+struct ctl_lograte {
+	int64_t last_ms;
+	unsigned long skipped;
 };
 
 static struct evconnlistener *ctl_lst;
 static char ctl_path[sizeof(((struct sockaddr_un *)0)->sun_path)];
+static TAILQ_HEAD(, ctl_conn) ctl_conns = TAILQ_HEAD_INITIALIZER(ctl_conns);
+static int ctl_nconns;
+static int ctl_spare = -1;      /* /dev/null, closed to accept when descriptors run out */
+static struct ctl_lograte ctl_rate_refused, ctl_rate_timeout, ctl_rate_fds;
 
 /* ---- output helpers ---- */
 
@@ -86,11 +126,17 @@ ctl_add_clean(struct evbuffer *out, const char *s, size_t n)
 	evbuffer_add(out, s + start, n - start);
 }
 
+/* Queue the answer (err, or OK and body); the connection closes once it has been written,
+ * or when the client has not taken any of it for control_timeout. */
 static void
 ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 {
 	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct timeval tv = { komd.conf->control_timeout_ms / 1000, (komd.conf->control_timeout_ms % 1000) * 1000 };
 
+	if (c->state == CTL_ANSWERING)
+		return;
 	if (err) {
 		evbuffer_add(out, "ERR ", 4);
 		ctl_add_clean(out, err, strlen(err));
@@ -104,8 +150,12 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 		ctl_add_clean(out, (const char *)evbuffer_pullup(body, (ev_ssize_t)n), n);
 		evbuffer_drain(body, n);
 	}
-	c->done = true;
+	c->state = CTL_ANSWERING;
+	evtimer_del(c->deadline);
 	bufferevent_disable(c->bev, EV_READ);
+	evbuffer_drain(in, evbuffer_get_length(in));
+	bufferevent_set_timeouts(c->bev, NULL, &tv);
+	bufferevent_enable(c->bev, EV_WRITE);
 }
 
 static void
@@ -348,6 +398,216 @@ ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob)
 	free(tl.v);
 }
 
+/* ---- peers ---- */
+
+static int64_t
+ctl_now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Log now? *skipped: the events of this kind not logged since the last line. */
+static bool
+ctl_lograte(struct ctl_lograte *r, unsigned long *skipped)
+{
+	int64_t now = ctl_now_ms();
+
+	if (r->last_ms && now - r->last_ms < CTL_LOG_EVERY_MS) {
+		r->skipped++;
+		return false;
+	}
+	r->last_ms = now;
+	*skipped = r->skipped;
+	r->skipped = 0;
+	return true;
+}
+
+static void
+ctl_peer_get(int fd, struct ctl_peer *p)
+{
+	struct ucred uc;
+	socklen_t len = sizeof(uc);
+
+	memset(p, 0, sizeof(*p));
+	if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &uc, &len) == 0 && len == sizeof(uc)) {
+		p->known = true;
+		p->pid = uc.pid;
+		p->uid = uc.uid;
+		p->gid = uc.gid;
+	}
+}
+
+/* "uid 1000 (alice) pid 4242": the user's name when the database has it. */
+static const char *
+ctl_peer_name(struct ctl_peer *p)
+{
+	struct passwd *pw;
+
+	if (p->desc[0])
+		return p->desc;
+	if (!p->known)
+		snprintf(p->desc, sizeof(p->desc), "unknown peer");
+	else if ((pw = getpwuid(p->uid)) != NULL)
+		snprintf(p->desc, sizeof(p->desc), "uid %u (%s) pid %d", (unsigned)p->uid, pw->pw_name, (int)p->pid);
+	else
+		snprintf(p->desc, sizeof(p->desc), "uid %u pid %d", (unsigned)p->uid, (int)p->pid);
+	return p->desc;
+}
+
+static bool
+gid_in(gid_t g, const gid_t *v, int n)
+{
+	for (int i = 0; i < n; i++)
+		if (v[i] == g)
+			return true;
+	return false;
+}
+
+/* The peer's supplementary groups as the kernel saw them when it connected; NULL if unknown. */
+static gid_t *
+ctl_peer_groups(int fd, int *n)
+{
+	gid_t *v = NULL;
+#ifdef SO_PEERGROUPS
+	socklen_t len = 64 * sizeof(gid_t);
+
+	for (int tries = 0; tries < 3; tries++) {
+		gid_t *nv = realloc(v, len ? len : sizeof(gid_t));
+		if (!nv)
+			break;
+		v = nv;
+		if (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, v, &len) == 0) {
+			*n = (int)(len / sizeof(gid_t));
+			return v;
+		}
+		if (errno != ERANGE)
+			break;
+	}
+#else
+	(void)fd;
+#endif
+	free(v);
+	*n = 0;
+	return NULL;
+}
+
+/* The groups of the peer's user in the group database (getgrouplist); NULL if unknown. */
+static gid_t *
+ctl_user_groups(uid_t uid, int *n)
+{
+	struct passwd *pw = getpwuid(uid);
+	int cap = 64;
+	gid_t *v = NULL;
+
+	if (!pw)
+		return NULL;
+	for (int tries = 0; tries < 3; tries++) {
+		gid_t *nv = realloc(v, (size_t)cap * sizeof(gid_t));
+		int got = cap;
+		if (!nv)
+			break;
+		v = nv;
+		if (getgrouplist(pw->pw_name, pw->pw_gid, v, &got) >= 0) {
+			*n = got;
+			return v;
+		}
+		cap = got > cap ? got : cap * 2;
+	}
+	free(v);
+	return NULL;
+}
+
+/* May this peer only read (control_readonly_group)? false: it may change things too; true:
+ * why it may not, in why. The group counts when the kernel's view of the peer (its primary
+ * and supplementary groups when it connected) or the group database's view of its user
+ * has it: either makes it read-only. Root never is. A group that does not exist refuses
+ * everyone but root: a misspelt name must not hand out full control. */
+static bool
+ctl_readonly(struct ctl_conn *c, const char *ro_cmds, char *why, size_t whylen)
+{
+	const char *name = komd.conf->control_readonly_group;
+	struct group *gr;
+	gid_t gid, *v;
+	int n = 0;
+	bool in;
+
+	if (!name || !*name)
+		return false;
+	if (!c->peer.known) {
+		snprintf(why, whylen, "peer credentials unknown, and control_readonly_group is set");
+		return true;
+	}
+	if (c->peer.uid == 0)
+		return false;
+	errno = 0;
+	if ((gr = getgrnam(name)) == NULL) {
+		snprintf(why, whylen, "control_readonly_group %s does not exist (%s): only root may change anything",
+		    name, errno ? strerror(errno) : "no such group");
+		return true;
+	}
+	gid = gr->gr_gid;
+	in = c->peer.gid == gid;
+	if (!in && (v = ctl_peer_groups(bufferevent_getfd(c->bev), &n)) != NULL) {
+		in = gid_in(gid, v, n);
+		free(v);
+	}
+	if (!in && (v = ctl_user_groups(c->peer.uid, &n)) != NULL) {
+		in = gid_in(gid, v, n);
+		free(v);
+	}
+	if (in)
+		snprintf(why, whylen, "in control_readonly_group %s (read-only: %s)", name, ro_cmds);
+	return in;
+}
+
+/* ---- commands ---- */
+
+/* A command fills b (the body) or err and returns 0; or it returns 1 when its answer comes
+ * later, or has come already (a set). */
+typedef int (*ctl_cmd_fn)(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen);
+
+struct ctl_cmd {
+	const char *name;
+	const char *args;            /* for the list of commands in an error */
+	int min_args, max_args;
+	bool changes;                /* changes komd: logged with the peer, refused to the read-only group */
+	ctl_cmd_fn run;
+};
+
+static int
+ctl_cmd_status(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	(void)av; (void)err; (void)errlen;
+	ctl_status(c, b);
+	return 0;
+}
+
+static int
+ctl_cmd_tags(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	(void)err; (void)errlen;
+	ctl_tags(c, b, av[1]);
+	return 0;
+}
+
+static int
+ctl_cmd_get(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	struct tag *t;
+
+	if ((t = tag_find(av[1])) == NULL)
+		snprintf(err, errlen, "no tag '%s'", av[1]);
+	else if (c->json) {
+		tag_json(b, t);
+		evbuffer_add(b, "\n", 1);
+	} else
+		tag_text(b, t);
+	return 0;
+}
+
 static void
 ctl_set_cb(void *arg, int status, const char *msg)
 {
@@ -367,87 +627,190 @@ ctl_set_cb(void *arg, int status, const char *msg)
 		evbuffer_free(b);
 }
 
-static void ctl_free(struct ctl_conn *c);
+static int
+ctl_cmd_set(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	struct tag *t;
+	struct value v;
+	char perr[200];
 
-/* Run one request; returns with the answer queued, or with c->req pending. */
+	(void)b;
+	if ((t = tag_find(av[1])) == NULL)
+		snprintf(err, errlen, "no tag '%s'", av[1]);
+	else if (value_parse(t->type, av[2], &v, perr, sizeof(perr)) != 0)
+		snprintf(err, errlen, "tag %s (%s): %s", t->name, vtype_name(t->type), perr);
+	else {
+		/* ctl_set_cb answers, perhaps before tag_write returns */
+		c->req = tag_write(t, &v, ctl_set_cb, c, "komctl");
+		value_clear(&v);
+		return 1;
+	}
+	return 0;
+}
+
+static int
+ctl_cmd_trace(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	struct line *l;
+
+	if ((l = line_find(av[1])) == NULL)
+		snprintf(err, errlen, "no line '%s'", av[1]);
+	else if (strcmp(av[2], "on") != 0 && strcmp(av[2], "off") != 0)
+		snprintf(err, errlen, "trace: say on or off");
+	else {
+		l->trace = strcmp(av[2], "on") == 0;
+		log_info("line %s: trace %s", l->lc->name, av[2]);
+		if (c->json)
+			evbuffer_add_printf(b, "{\"line\":\"%s\",\"trace\":%s}\n", l->lc->name, l->trace ? "true" : "false");
+		else
+			evbuffer_add_printf(b, "line %s: trace %s\n", l->lc->name, av[2]);
+	}
+	return 0;
+}
+
+static int
+ctl_cmd_certs(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	(void)av; (void)err; (void)errlen;
+	ctl_certs(c, b);
+	return 0;
+}
+
+static int
+ctl_cmd_reload(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
+{
+	char msg[1024];
+
+	(void)av;
+	if (komd_reload(msg, sizeof(msg)) != 0)
+		snprintf(err, errlen, "%s", msg);
+	else if (c->json) {
+		evbuffer_add_printf(b, "{\"reloaded\":true,\"message\":");
+		json_str(b, msg);
+		evbuffer_add_printf(b, "}\n");
+	} else
+		evbuffer_add_printf(b, "%s\n", msg);
+	return 0;
+}
+
+static const struct ctl_cmd ctl_cmds[] = {
+	{ .name = "status", .run = ctl_cmd_status },
+	{ .name = "tags", .args = " [GLOB]", .max_args = 1, .run = ctl_cmd_tags },
+	{ .name = "get", .args = " TAG", .min_args = 1, .max_args = 1, .run = ctl_cmd_get },
+	{ .name = "set", .args = " TAG VALUE", .min_args = 2, .max_args = 2, .changes = true, .run = ctl_cmd_set },
+	{ .name = "trace", .args = " LINE on|off", .min_args = 2, .max_args = 2, .changes = true, .run = ctl_cmd_trace },
+	{ .name = "certs", .run = ctl_cmd_certs },
+	{ .name = "reload", .changes = true, .run = ctl_cmd_reload },
+	{ .name = NULL },
+};
+
+/* The commands, for errors: every one with its arguments, or the read-only ones. */
+static const char *
+ctl_cmd_list(bool readonly)
+{
+	static char all[256], ro[128];
+	char *buf = readonly ? ro : all;
+	size_t len = readonly ? sizeof(ro) : sizeof(all), o = 0;
+
+	if (buf[0])
+		return buf;
+	for (const struct ctl_cmd *k = ctl_cmds; k->name && o < len; k++)
+		if (!readonly || !k->changes)
+			o += (size_t)snprintf(buf + o, len - o, "%s%s%s", o ? ", " : "", k->name,
+			    readonly || !k->args ? "" : k->args);
+	return buf;
+}
+
+/* Split a request line into its fields (0x1f between them). The number of fields, or -1
+ * when there are more than CTL_MAX_ARGS. */
+static int
+ctl_parse(char *line, char **av)
+{
+	int ac = 0;
+	char *p = line;
+
+	while (p) {
+		if (ac == CTL_MAX_ARGS)
+			return -1;
+		av[ac++] = strsep(&p, "\x1f");
+	}
+	return ac;
+}
+
+/* For the log: the command and its arguments, space-separated. */
+static void
+ctl_join(char **av, int ac, char *buf, size_t len)
+{
+	size_t o = 0;
+
+	buf[0] = '\0';
+	for (int i = 0; i < ac && o < len; i++)
+		o += (size_t)snprintf(buf + o, len - o, "%s%s", i ? " " : "", av[i]);
+}
+
+/* Run one request (av[0] the command); returns with the answer queued, or with c->req pending. */
 static void
 ctl_run(struct ctl_conn *c, char **av, int ac)
 {
-	struct evbuffer *b = evbuffer_new();
-	char err[4096];
-	const char *cmd = ac > 0 ? av[0] : "";
-	struct tag *t;
-	struct line *l;
+	const struct ctl_cmd *k;
+	struct evbuffer *b;
+	char err[4096], what[CTL_MAX_REQUEST];
 
-	if (!b) {
+	for (k = ctl_cmds; k->name; k++)
+		if (strcmp(k->name, av[0]) == 0 && ac - 1 >= k->min_args && ac - 1 <= k->max_args)
+			break;
+	if (!k->name) {
+		snprintf(err, sizeof(err), "unknown command or wrong arguments: '%s' (%s)", av[0], ctl_cmd_list(false));
+		ctl_finish(c, NULL, err);
+		return;
+	}
+	if (k->changes) {
+		char why[512];
+		if (ctl_readonly(c, ctl_cmd_list(true), why, sizeof(why))) {
+			log_warnx("control socket: %s: %s refused: %s", ctl_peer_name(&c->peer), k->name, why);
+			snprintf(err, sizeof(err), "%s refused: %s", k->name, why);
+			ctl_finish(c, NULL, err);
+			return;
+		}
+		ctl_join(av, ac, what, sizeof(what));
+		log_info("control socket: %s: %s", ctl_peer_name(&c->peer), what);
+	}
+	if ((b = evbuffer_new()) == NULL) {
 		ctl_finish(c, NULL, "out of memory");
 		return;
 	}
 	err[0] = '\0';
-	if (strcmp(cmd, "status") == 0 && ac == 1) {
-		ctl_status(c, b);
-	} else if (strcmp(cmd, "tags") == 0 && ac <= 2) {
-		ctl_tags(c, b, ac == 2 ? av[1] : NULL);
-	} else if (strcmp(cmd, "get") == 0 && ac == 2) {
-		if ((t = tag_find(av[1])) == NULL)
-			snprintf(err, sizeof(err), "no tag '%s'", av[1]);
-		else if (c->json) {
-			tag_json(b, t);
-			evbuffer_add(b, "\n", 1);
-		} else
-			tag_text(b, t);
-	} else if (strcmp(cmd, "set") == 0 && ac == 3) {
-		struct value v;
-		char perr[200];
-		if ((t = tag_find(av[1])) == NULL)
-			snprintf(err, sizeof(err), "no tag '%s'", av[1]);
-		else if (value_parse(t->type, av[2], &v, perr, sizeof(perr)) != 0)
-			snprintf(err, sizeof(err), "tag %s (%s): %s", t->name, vtype_name(t->type), perr);
-		else {
-			evbuffer_free(b);
-			c->req = tag_write(t, &v, ctl_set_cb, c, "komctl");
-			value_clear(&v);
-			return;
-		}
-	} else if (strcmp(cmd, "trace") == 0 && ac == 3) {
-		if ((l = line_find(av[1])) == NULL)
-			snprintf(err, sizeof(err), "no line '%s'", av[1]);
-		else if (strcmp(av[2], "on") != 0 && strcmp(av[2], "off") != 0)
-			snprintf(err, sizeof(err), "trace: say on or off");
-		else {
-			l->trace = strcmp(av[2], "on") == 0;
-			log_info("line %s: trace %s", l->lc->name, av[2]);
-			if (c->json)
-				evbuffer_add_printf(b, "{\"line\":\"%s\",\"trace\":%s}\n", l->lc->name, l->trace ? "true" : "false");
-			else
-				evbuffer_add_printf(b, "line %s: trace %s\n", l->lc->name, av[2]);
-		}
-	} else if (strcmp(cmd, "certs") == 0 && ac == 1) {
-		ctl_certs(c, b);
-	} else if (strcmp(cmd, "reload") == 0 && ac == 1) {
-		char msg[1024];
-		if (komd_reload(msg, sizeof(msg)) != 0)
-			snprintf(err, sizeof(err), "%s", msg);
-		else if (c->json) {
-			evbuffer_add_printf(b, "{\"reloaded\":true,\"message\":");
-			json_str(b, msg);
-			evbuffer_add_printf(b, "}\n");
-		} else
-			evbuffer_add_printf(b, "%s\n", msg);
-	} else {
-		snprintf(err, sizeof(err), "unknown command or wrong arguments: '%s' "
-		    "(status, tags [GLOB], get TAG, set TAG VALUE, trace LINE on|off, certs, reload)", cmd);
-	}
-	ctl_finish(c, b, err[0] ? err : NULL);
+	if (k->run(c, av, b, err, sizeof(err)) == 0)
+		ctl_finish(c, b, err[0] ? err : NULL);
 	evbuffer_free(b);
 }
 
+/* ---- connections ---- */
+
 static void
-ctl_free(struct ctl_conn *c)
+ctl_spare_open(void)
 {
+	if (ctl_spare < 0)
+		ctl_spare = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* The one teardown. The descriptor is closed here, not when libevent finalizes the
+ * bufferevent, so that the spare can take its place at once if it was given up. */
+static void
+ctl_close(struct ctl_conn *c)
+{
+	evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+	TAILQ_REMOVE(&ctl_conns, c, link);
+	ctl_nconns--;
 	write_req_detach(c->req);
+	event_free(c->deadline);
+	bufferevent_setfd(c->bev, -1); /* its events are deleted now */
 	bufferevent_free(c->bev);
+	if (fd >= 0)
+		close(fd);
 	free(c);
+	ctl_spare_open();
 }
 
 static void
@@ -455,78 +818,177 @@ ctl_write_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn *c = arg;
 
-	(void)bev;
-	if (c->done && evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-		ctl_free(c);
+	if (c->state == CTL_ANSWERING && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+		ctl_close(c);
 }
 
 static void
 ctl_event_cb(struct bufferevent *bev, short what, void *arg)
 {
-	(void)bev; (void)what;
-	ctl_free(arg);
+	struct ctl_conn *c = arg;
+	unsigned long skipped;
+
+	(void)bev;
+	if ((what & BEV_EVENT_TIMEOUT) && ctl_lograte(&ctl_rate_timeout, &skipped))
+		log_warnx("control socket: %s: took none of its answer within %g s: dropped%s", ctl_peer_name(&c->peer),
+		    komd.conf->control_timeout_ms / 1000.0, skipped ? " (and others since the last message)" : "");
+	else if (c->state == CTL_READING && (what & BEV_EVENT_EOF))
+		log_debug("control socket: %s: closed before a complete request", ctl_peer_name(&c->peer));
+	ctl_close(c);
 }
 
+static void
+ctl_deadline_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct ctl_conn *c = arg;
+	unsigned long skipped;
+	char err[80];
+
+	(void)fd; (void)ev;
+	if (c->state != CTL_READING)
+		return;
+	snprintf(err, sizeof(err), "no complete request within %g s", komd.conf->control_timeout_ms / 1000.0);
+	if (ctl_lograte(&ctl_rate_timeout, &skipped))
+		log_warnx("control socket: %s: %s: dropped%s", ctl_peer_name(&c->peer), err,
+		    skipped ? " (and others since the last message)" : "");
+	ctl_finish(c, NULL, err);
+}
+
+/* Reads no more than the request line (the watermark), then nothing until it is answered. */
 static void
 ctl_read_cb(struct bufferevent *bev, void *arg)
 {
 	struct ctl_conn *c = arg;
 	struct evbuffer *in = bufferevent_get_input(bev);
-	char *line, *av[CTL_MAX_ARGS];
+	char *line, *av[CTL_MAX_ARGS + 1], err[64];
 	size_t n;
-	int ac = 0;
+	int ac;
 
-	if (c->done || c->req)
+	if (c->state != CTL_READING)
 		return;
 	if ((line = evbuffer_readln(in, &n, EVBUFFER_EOL_LF)) == NULL) {
-		if (evbuffer_get_length(in) > CTL_MAX_REQUEST) {
-			ctl_finish(c, NULL, "request too long");
+		if (evbuffer_get_length(in) >= CTL_MAX_REQUEST) {
+			snprintf(err, sizeof(err), "request too long: more than %d bytes", CTL_MAX_REQUEST - 1);
+			ctl_finish(c, NULL, err);
 		}
 		return;
 	}
-	for (char *p = line, *f; ac < CTL_MAX_ARGS && (f = strsep(&p, "\x1f")) != NULL;)
-		av[ac++] = f;
-	if (ac < 1 || (strcmp(av[0], "json") != 0 && strcmp(av[0], "text") != 0)) {
+	c->state = CTL_RUNNING;
+	evtimer_del(c->deadline);
+	bufferevent_disable(bev, EV_READ);
+	if ((ac = ctl_parse(line, av)) < 2 || (strcmp(av[0], "json") != 0 && strcmp(av[0], "text") != 0)) {
 		ctl_finish(c, NULL, "bad request");
 	} else {
+		av[ac] = NULL;
 		c->json = strcmp(av[0], "json") == 0;
 		ctl_run(c, av + 1, ac - 1);
 	}
 	free(line);
 }
 
+/* Over control_max_clients: one error line and close, without a bufferevent. What the
+ * client sent already is read first, so that it gets the line rather than a reset. */
+static void
+ctl_refuse(evutil_socket_t fd, struct ctl_peer *p)
+{
+	char buf[CTL_MAX_REQUEST], msg[128];
+	unsigned long skipped;
+	int n;
+
+	for (int i = 0; i < 8 && recv(fd, buf, sizeof(buf), MSG_DONTWAIT) > 0; i++)
+		;
+	n = snprintf(msg, sizeof(msg), "ERR too many control clients: control_max_clients %d reached\n",
+	    komd.conf->control_max_clients);
+	if (send(fd, msg, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL) < 0)
+		log_debug("control socket: refusing %s: %s", ctl_peer_name(p), strerror(errno));
+	close(fd);
+	if (ctl_lograte(&ctl_rate_refused, &skipped))
+		log_warnx("control socket: %s: refused: control_max_clients %d reached%s", ctl_peer_name(p),
+		    komd.conf->control_max_clients, skipped ? " (and others since the last message)" : "");
+}
+
+static void
+ctl_conn_new(evutil_socket_t fd)
+{
+	struct ctl_conn *c;
+	struct ctl_peer peer;
+	struct timeval tv = { komd.conf->control_timeout_ms / 1000, (komd.conf->control_timeout_ms % 1000) * 1000 };
+
+	ctl_peer_get(fd, &peer);
+	if (ctl_nconns >= komd.conf->control_max_clients) {
+		ctl_refuse(fd, &peer);
+		ctl_spare_open();
+		return;
+	}
+	if ((c = calloc(1, sizeof(*c))) == NULL ||
+	    (c->bev = bufferevent_socket_new(komd.base, fd, 0)) == NULL ||
+	    (c->deadline = evtimer_new(komd.base, ctl_deadline_cb, c)) == NULL) {
+		log_warnx("control socket: %s: refused: out of memory", ctl_peer_name(&peer));
+		if (c && c->bev)
+			bufferevent_free(c->bev);
+		free(c);
+		close(fd);
+		ctl_spare_open();
+		return;
+	}
+	c->peer = peer;
+	c->state = CTL_READING;
+	TAILQ_INSERT_TAIL(&ctl_conns, c, link);
+	ctl_nconns++;
+	bufferevent_setwatermark(c->bev, EV_READ, 0, CTL_MAX_REQUEST);
+	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
+	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	evtimer_add(c->deadline, &tv);
+	ctl_spare_open();
+}
+
 static void
 ctl_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *sa, int salen, void *arg)
 {
-	struct ctl_conn *c;
-
 	(void)lst; (void)sa; (void)salen; (void)arg;
-	if ((c = calloc(1, sizeof(*c))) == NULL ||
-	    (c->bev = bufferevent_socket_new(komd.base, fd, BEV_OPT_CLOSE_ON_FREE)) == NULL) {
-		free(c);
-		evutil_closesocket(fd);
-		return;
-	}
-	bufferevent_setcb(c->bev, ctl_read_cb, ctl_write_cb, ctl_event_cb, c);
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+	ctl_conn_new(fd);
 }
 
 static void
 ctl_resume_cb(evutil_socket_t fd, short ev, void *arg)
 {
 	(void)fd; (void)ev; (void)arg;
+	ctl_spare_open();
 	if (ctl_lst)
 		evconnlistener_enable(ctl_lst);
 }
 
-/* accept() failed (EMFILE, say): pause for a second instead of spinning. */
+/* accept() failed. Out of descriptors (the lines have them all): give up the spare one to
+ * take this client, which is served as any other; the spare is opened again as soon as a
+ * descriptor is free (when a control client leaves). Otherwise, or with the spare in
+ * use, pause for a second instead of spinning. */
 static void
 ctl_accept_error_cb(struct evconnlistener *lst, void *arg)
 {
+	int err = EVUTIL_SOCKET_ERROR(), fd;
 	struct timeval tv = { 1, 0 };
+	unsigned long skipped;
 
 	(void)arg;
-	log_warnx("control socket: accept: %s; pausing for 1 s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+	if ((err == EMFILE || err == ENFILE) && ctl_spare >= 0) {
+		close(ctl_spare);
+		ctl_spare = -1;
+		fd = accept4(evconnlistener_get_fd(lst), NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd >= 0) {
+			if (ctl_lograte(&ctl_rate_fds, &skipped))
+				log_warnx("control socket: out of descriptors (%s): serving with the spare one%s",
+				    strerror(err), skipped ? " (and others since the last message)" : "");
+			ctl_conn_new(fd);
+			return;
+		}
+		ctl_spare_open();
+		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EINTR)
+			return;
+		err = errno;
+	}
+	if (ctl_lograte(&ctl_rate_fds, &skipped))
+		log_warnx("control socket: accept: %s; pausing for 1 s%s", evutil_socket_error_to_string(err),
+		    skipped ? " (and others since the last message)" : "");
 	evconnlistener_disable(lst);
 	event_base_once(komd.base, -1, EV_TIMEOUT, ctl_resume_cb, NULL, &tv);
 }
@@ -549,6 +1011,8 @@ control_start(const char *path)
 		log_warn("control socket %s: unlink", path);
 		return -1;
 	}
+	/* bound with no more than 0660 whatever the process umask (UMask=0077 in the unit),
+	 * then set to exactly 0660: the group may connect */
 	old = umask(0117);
 	ctl_lst = evconnlistener_new_bind(komd.base, ctl_accept_cb, NULL,
 	    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 16, (struct sockaddr *)&sun, sizeof(sun));
@@ -558,7 +1022,11 @@ control_start(const char *path)
 		return -1;
 	}
 	evconnlistener_set_error_cb(ctl_lst, ctl_accept_error_cb);
-	chmod(path, 0660);
+	if (chmod(path, 0660) != 0)
+		log_warn("control socket %s: chmod 0660", path);
+	ctl_spare_open();
+	if (ctl_spare < 0)
+		log_warn("control socket: /dev/null (the spare descriptor)");
 	log_info("control socket %s", path);
 	return 0;
 }
@@ -603,12 +1071,20 @@ control_reopen(const char *path)
 	return 0;
 }
 
+/* Shutdown: the socket, every connection (a pending set is forgotten) and the spare. */
 void
 control_stop(void)
 {
-	if (!ctl_lst)
-		return;
-	evconnlistener_free(ctl_lst);
-	ctl_lst = NULL;
-	unlink(ctl_path);
+	struct ctl_conn *c;
+
+	if (ctl_lst) {
+		evconnlistener_free(ctl_lst);
+		ctl_lst = NULL;
+		unlink(ctl_path);
+	}
+	while ((c = TAILQ_FIRST(&ctl_conns)) != NULL)
+		ctl_close(c);
+	if (ctl_spare >= 0)
+		close(ctl_spare);
+	ctl_spare = -1;
 }

@@ -1,5 +1,7 @@
 /* komctl.c: the control tool. Sends one request over komd's control socket and prints the
- * answer: "OK" then the body on stdout (exit 0), or "ERR message" on stderr (exit 1). */
+ * answer: "OK" then the body on stdout (exit 0), or "ERR message" on stderr (exit 1).
+ * komd may answer and close before it has read the request (too many clients): the answer
+ * is read even when the write failed, and a reset after it ends it. */
 #include <errno.h>
 #include <getopt.h>
 #include <stdbool.h>
@@ -31,7 +33,7 @@ static int
 write_all(int fd, const char *p, size_t n)
 {
 	while (n > 0) {
-		ssize_t w = write(fd, p, n);
+		ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
 		if (w < 0 && errno == EINTR)
 			continue;
 		if (w <= 0)
@@ -103,7 +105,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "komctl: cannot connect to komd at %s: %s\n", sock, strerror(errno));
 		return 1;
 	}
-	if (write_all(fd, req, o) != 0) {
+	if (write_all(fd, req, o) != 0 && errno != EPIPE && errno != ECONNRESET) {
 		fprintf(stderr, "komctl: write to %s: %s\n", sock, strerror(errno));
 		return 1;
 	}
@@ -120,6 +122,8 @@ main(int argc, char **argv)
 		ssize_t r = read(fd, resp + rlen, rcap - rlen - 1);
 		if (r < 0 && errno == EINTR)
 			continue;
+		if (r < 0 && errno == ECONNRESET && rlen > 0)
+			break;
 		if (r < 0) {
 			fprintf(stderr, "komctl: read from %s: %s\n", sock, strerror(errno));
 			return 1;
