@@ -1,11 +1,15 @@
-/* main.c: komd's start-up, the configuration's life cycle (load, check, apply, reload as a
- * difference), signals and shutdown. komd never forks: systemd supervises it. */
+/* main.c: komd's start-up (no core dumps, descriptors for the configuration), the
+ * configuration's life cycle (load, check, apply, reload as a difference), signals and
+ * shutdown. komd never forks: systemd supervises it. */
 #include <getopt.h>
+#include <limits.h>
 #include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 #include <event2/dns.h>
@@ -15,6 +19,9 @@
 #include "tls.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/komd/komd.conf"
+/* Descriptors for komd itself beyond its connections and KOMD_FD_RESERVE: the event loop,
+ * DNS, standard streams, files read at a reload. */
+#define FD_MARGIN 64
 
 static struct confref *komd_cref; /* the running configuration */
 static const char *conf_path = DEFAULT_CONF;
@@ -23,7 +30,7 @@ static bool opt_debug;
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: komd [-f] [-c FILE] [-t] [-d] [-V] [-h] [/DC | --no-peer-verify]\n"
+	fprintf(f, "usage: komd [-f] [-c FILE] [-t] [-d] [-V] [-h] [/DC | --no-peer-verify] [--core-dumps]\n"
 	    "  -f                 foreground: timestamped logs on the terminal\n"
 	    "  -c FILE            configuration file (default %s)\n"
 	    "  -t                 check the configuration and exit\n"
@@ -32,7 +39,71 @@ usage(FILE *f)
 	    "  -h                 this help\n"
 	    "  /DC, --no-peer-verify\n"
 	    "                     do not verify partners' TLS certificates\n"
+	    "  --core-dumps       allow core dumps (they hold TLS keys and PSKs; off by default)\n"
 	    "Control: komctl(1); configuration: komd.conf(5); more: komd(8).\n", DEFAULT_CONF);
+}
+
+/* No core dumps unless --core-dumps: a core holds TLS keys and PSKs. A process that is not
+ * dumpable cannot be ptraced by other processes of its user either, and its /proc files
+ * (environ, mem, fd) belong to root. */
+static void
+komd_no_core_dumps(void)
+{
+	struct rlimit rl;
+
+	if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+		log_warn("prctl(PR_SET_DUMPABLE, 0)");
+	/* LimitCORE=0 in the unit has done it already: no call needed */
+	if (getrlimit(RLIMIT_CORE, &rl) == 0 && (rl.rlim_cur != 0 || rl.rlim_max != 0)) {
+		rl.rlim_cur = rl.rlim_max = 0;
+		if (setrlimit(RLIMIT_CORE, &rl) != 0)
+			log_warn("setrlimit(RLIMIT_CORE, 0)");
+	}
+}
+
+/* Raise RLIMIT_NOFILE's soft limit to what configuration c may hold at once (every server
+ * line's max_clients and listeners, every client connection, the control socket's clients,
+ * the descriptors lines leave free, a margin), up to the hard limit; warn, with the
+ * numbers, when the hard limit is lower. Never lowers it. komd.fd_limit: the soft limit. */
+static void
+komd_fd_limit(const struct config *c)
+{
+	struct rlimit rl;
+	rlim_t need, old;
+	long servers = 0, clients = 0;
+
+	for (int i = 0; i < c->nlines; i++) {
+		const struct line_conf *lc = &c->lines[i];
+		if (!lc->enabled)
+			continue;
+		if (lc->ops->role == ROLE_SERVER)
+			servers += lc->max_clients + lc->hosts.n;
+		else
+			clients += lc->type == LINE_TCP_REDUNDANT ? 2 : 1;
+	}
+	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN);
+	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
+		log_warn("descriptors: getrlimit(RLIMIT_NOFILE)");
+		return;
+	}
+	if (rl.rlim_cur < need && rl.rlim_cur < rl.rlim_max) {
+		old = rl.rlim_cur;
+		rl.rlim_cur = need < rl.rlim_max ? need : rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) != 0) {
+			log_warn("descriptors: cannot raise RLIMIT_NOFILE's soft limit from %llu to %llu",
+			    (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+			rl.rlim_cur = old;
+		} else
+			log_info("descriptors: RLIMIT_NOFILE soft limit raised from %llu to %llu",
+			    (unsigned long long)old, (unsigned long long)rl.rlim_cur);
+	}
+	if (rl.rlim_max < need)
+		log_warnx("descriptors: the configuration needs %llu (server lines %ld, client connections %ld, "
+		    "control clients %d, reserve %d, margin %d), but the hard limit of RLIMIT_NOFILE is %llu: "
+		    "server lines will refuse clients below max_clients (raise LimitNOFILE= or ulimit -Hn)",
+		    (unsigned long long)need, servers, clients, c->control_max_clients, KOMD_FD_RESERVE, FD_MARGIN,
+		    (unsigned long long)rl.rlim_max);
+	komd.fd_limit = rl.rlim_cur > INT_MAX ? INT_MAX : (int)rl.rlim_cur;
 }
 
 /* The whole check of a configuration: the schema (conf.c), then every TLS certificate and
@@ -220,6 +291,7 @@ komd_reload(char *msg, size_t msglen)
 		else
 			log_warnx("control_socket %s cannot be opened: %s still serves", nc->control_socket, old);
 	}
+	komd_fd_limit(nc);
 	komd_apply(nc, msg, msglen);
 	log_info("%s", msg);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
@@ -266,11 +338,12 @@ main(int argc, char **argv)
 {
 	static const struct option longopts[] = {
 		{ "no-peer-verify", no_argument, NULL, 'N' },
+		{ "core-dumps", no_argument, NULL, 'C' },
 		{ "help", no_argument, NULL, 'h' },
 		{ "version", no_argument, NULL, 'V' },
 		{ NULL, 0, NULL, 0 },
 	};
-	bool foreground = false, check = false;
+	bool foreground = false, check = false, core_dumps = false;
 	struct conf_errors errs = { 0 };
 	struct config *conf;
 	struct event *ev_hup, *ev_term, *ev_int, *ev_expiry;
@@ -289,6 +362,7 @@ main(int argc, char **argv)
 		case 't': check = true; break;
 		case 'd': opt_debug = true; break;
 		case 'N': komd.no_peer_verify = true; break;
+		case 'C': core_dumps = true; break;
 		case 'V': printf("komd %s\n", KOMD_VERSION); return 0;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -300,6 +374,8 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	if (!core_dumps)
+		komd_no_core_dumps(); /* before any key is read */
 
 	if ((conf = komd_load(conf_path, &errs, check)) == NULL) {
 		for (int i = 0; i < errs.n; i++)
@@ -331,6 +407,9 @@ main(int argc, char **argv)
 	log_info("komd %s starting with %s", KOMD_VERSION, conf_path);
 	if (komd.no_peer_verify)
 		log_warnx("partners' certificates will NOT be verified (/DC, --no-peer-verify)");
+	if (core_dumps)
+		log_warnx("core dumps are allowed (--core-dumps): a core holds TLS keys and PSKs");
+	komd_fd_limit(conf);
 
 	komd.conf = conf;
 	if (control_start(conf->control_socket) != 0)
