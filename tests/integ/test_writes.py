@@ -17,7 +17,7 @@ def conf_for(port, kport, dev_port, kt_port, write_timeout=5):
         stations = ( { name = "u1"; address = 1; tags = (
           { name = "d.x"; address = "3.0"; direction = "inout"; } ); } ); },
       { name = "ksrv"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d;
-        stations = ( { name = "pub"; address = 1; tags = ( { name = "k.y"; address = "y"; } ); } ); },
+        stations = ( { name = "pub"; address = 1; tags = ( { name = "k.y"; address = "y"; direction = "inout"; } ); } ); },
       { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d; max_outstanding = 1;
         stations = ( { name = "d"; address = 1; period = 0.2; response_timeout = 3; retries = 0;
           tags = ( { name = "d.x"; address = "3.0"; type = "int"; direction = "inout"; } ); } ); },
@@ -47,6 +47,8 @@ def test_master_disconnects_behind_a_busy_line():
         k.wait_log(r"tag d\.x: write from .* \(who has disconnected since\): ")
         # komtext: SET, then gone at once; the device is told, the result logged
         c = socket.create_connection(("127.0.0.1", kport))
+        c.settimeout(5)
+        check(c.recv(4096).startswith(b"VAL y"), "the served tag first")
         c.sendall(b"SET 1 y 31\n")
         c.close()
         k.until(lambda: any(f.split()[-1] == "31" for f in kt.received("SET ")), 5, "SET y 31 at the device")
