@@ -309,13 +309,16 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 		evbuffer_add_printf(b, "]}\n");
 }
 
+/* A string tag's value is shown whole (value_format would cut it at the buffer, perhaps
+ * within a UTF-8 sequence); ctl_finish cleans the text. */
 static void
 tag_text(struct evbuffer *b, const struct tag *t)
 {
 	char v[512], q[64], ts[40], tr[40];
 
 	evbuffer_add_printf(b, "%-24s %-6s %-20s %-8s src %s recv %s%s%s\n", t->name, vtype_name(t->type),
-	    value_format(&t->v, v, sizeof(v)), quality_format(t->quality, q, sizeof(q)),
+	    t->v.type == VT_STRING && t->v.s ? t->v.s : value_format(&t->v, v, sizeof(v)),
+	    quality_format(t->quality, q, sizeof(q)),
 	    time_format(t->ts_src, ts, sizeof(ts)), time_format(t->ts_recv, tr, sizeof(tr)),
 	    t->acq ? "" : " (memory)", "");
 }
@@ -327,9 +330,15 @@ tag_json(struct evbuffer *b, const struct tag *t)
 
 	evbuffer_add_printf(b, "{\"name\":");
 	json_str(b, t->name);
-	evbuffer_add_printf(b, ",\"type\":\"%s\",\"value\":%s,\"quality\":\"%s\",\"invalid\":%s,\"source_time\":",
-	    vtype_name(t->type), value_format_json(&t->v, v, sizeof(v)), quality_format(t->quality, q, sizeof(q)),
-	    (t->quality & Q_INVALID) ? "true" : "false");
+	evbuffer_add_printf(b, ",\"type\":\"%s\",\"value\":", vtype_name(t->type));
+	/* a string whole and as every string from a peer: value_format_json would pass bytes
+	 * that are not UTF-8, and cut a long one */
+	if (t->v.type == VT_STRING)
+		json_str(b, t->v.s);
+	else
+		evbuffer_add_printf(b, "%s", value_format_json(&t->v, v, sizeof(v)));
+	evbuffer_add_printf(b, ",\"quality\":\"%s\",\"invalid\":%s,\"source_time\":",
+	    quality_format(t->quality, q, sizeof(q)), (t->quality & Q_INVALID) ? "true" : "false");
 	json_str(b, time_format(t->ts_src, ts, sizeof(ts)));
 	evbuffer_add_printf(b, ",\"receive_time\":");
 	json_str(b, time_format(t->ts_recv, tr, sizeof(tr)));
@@ -660,9 +669,11 @@ ctl_cmd_trace(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size
 	else {
 		l->trace = strcmp(av[2], "on") == 0;
 		log_info("line %s: trace %s", l->lc->name, av[2]);
-		if (c->json)
-			evbuffer_add_printf(b, "{\"line\":\"%s\",\"trace\":%s}\n", l->lc->name, l->trace ? "true" : "false");
-		else
+		if (c->json) {
+			evbuffer_add_printf(b, "{\"line\":");
+			json_str(b, l->lc->name);
+			evbuffer_add_printf(b, ",\"trace\":%s}\n", l->trace ? "true" : "false");
+		} else
 			evbuffer_add_printf(b, "line %s: trace %s\n", l->lc->name, av[2]);
 	}
 	return 0;

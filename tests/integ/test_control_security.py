@@ -4,6 +4,7 @@ an over-long request; descriptors (RLIMIT_NOFILE raised to what the configuratio
 the control socket answering when lines have used them all); core dumps off; peer
 credentials in the log and control_readonly_group."""
 import grp
+import json
 import os
 import pwd
 import re
@@ -12,7 +13,7 @@ import socket
 import subprocess
 import time
 
-from komdtest import KOMCTL, Komd, KtPeer, check, free_port, main, run_komd
+from komdtest import KOMCTL, Komd, KtPeer, TestFailure, check, free_port, main, run_komd
 
 
 def connect(k):
@@ -154,6 +155,23 @@ def test_request_too_long():
         k.ctl("status")
 
 
+def test_string_values_whole_and_clean():
+    """A string tag's value (a peer's text) comes out whole, as UTF-8 and valid JSON."""
+    value = b"a\xff\x01b" + "\u00e9".encode() * 600
+    with Komd('tags = ( { name = "m.s"; type = "string"; } );\nlines = ();').start() as k:
+        r = subprocess.run([KOMCTL, "-s", k.sock, "set", "m.s", value], capture_output=True)
+        check(r.returncode == 0, "set: %r" % r.stderr)
+        r = subprocess.run([KOMCTL, "-s", k.sock, "--json", "get", "m.s"], capture_output=True)
+        try:
+            got = json.loads(r.stdout.decode("utf-8"))["value"]
+        except ValueError as e:
+            raise TestFailure("--json get: not UTF-8 JSON: %s: %r" % (e, r.stdout[:120]))
+        check(got == "a\\xff\x01b" + "\u00e9" * 600, "whole value, bad bytes as \\xNN: %r" % got[:40])
+        r = subprocess.run([KOMCTL, "-s", k.sock, "get", "m.s"], capture_output=True)
+        out = r.stdout.decode("utf-8")
+        check("a\\xff\\x01b" + "\u00e9" * 600 in out, "text: whole value, bad bytes as \\xNN: %r" % out[:80])
+
+
 def test_descriptor_limit_raised():
     port = free_port()
     k = Komd(server_conf(port, 1000))
@@ -290,6 +308,6 @@ def test_peer_credentials_and_readonly_group():
 
 
 if __name__ == "__main__":
-    main([test_request_timeout, test_max_clients, test_no_reading_while_a_set_is_pending, test_request_too_long,
+    main([test_request_timeout, test_max_clients, test_no_reading_while_a_set_is_pending, test_request_too_long, test_string_values_whole_and_clean,
           test_descriptor_limit_raised, test_control_answers_when_descriptors_run_out, test_core_dumps_off,
           test_peer_credentials_and_readonly_group])
