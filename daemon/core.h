@@ -179,6 +179,7 @@ struct session {
 	bool closing;
 	bool wrote;                  /* something was sent during the current read callback */
 	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
+	bool peeked;                 /* plain: the first bytes were checked for TLS */
 	size_t in_left;              /* input left unread by the protocol (counted already) */
 	int64_t since_ms;
 	struct ptimer *deadline;     /* server sessions: the handshake's deadline, then idle_timeout */

@@ -287,6 +287,31 @@ session_close_all(struct line *l, const char *reason)
 		session_close(s, reason);
 }
 
+/* The first bytes of a plain session: a TLS record (a ClientHello, or an alert) means the
+ * partner speaks TLS where the line has none; say so, rather than let the protocol call it
+ * a bad frame ("MBAP length 514"). The record header (type 21 or 22, version 3.1 to 3.4)
+ * is no valid frame of komd's protocols: a Modbus protocol id is 0, an IEC 104 APDU starts
+ * with 0x68, komtext is text. */
+static bool
+session_speaks_tls(struct session *s, struct evbuffer *in)
+{
+	uint8_t h[3];
+	char why[160];
+
+	if (evbuffer_copyout(in, h, sizeof(h)) < (ev_ssize_t)sizeof(h))
+		return false; /* not yet known */
+	s->peeked = true;
+	if (!((h[0] == 0x16 || h[0] == 0x15) && h[1] == 0x03 && h[2] >= 0x01 && h[2] <= 0x04))
+		return false;
+	snprintf(why, sizeof(why), s->path ? "the partner answered with TLS (a TLS server on a plain line? add a tls "
+	    "section)" : "TLS from a plain line (the client speaks TLS: add a tls section, or make the client plain)");
+	s->line->cnt.tls_failures++;
+	log_warnx("line %s: %s: %s", s->line->lc->name, s->peer, why);
+	snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: %s", s->peer, why);
+	session_close(s, why);
+	return true;
+}
+
 static void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -301,6 +326,8 @@ session_read_cb(struct bufferevent *bev, void *arg)
 		s->in_left = 0;
 		return;
 	}
+	if (!s->peeked && !s->line->tls && session_speaks_tls(s, in))
+		return;
 	s->wrote = false;
 	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");

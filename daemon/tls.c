@@ -53,6 +53,12 @@ struct tls_conn {
 	bool asked;               /* komd asked for this renegotiation (HelloRequest) */
 	int64_t last_reneg_ms;    /* when the partner last renegotiated; 0 never */
 	const char *refused;      /* why komd ended a renegotiation, for the log */
+	int verify_err;           /* the first certificate that failed verification: why, */
+	char verify_subject[200]; /* whose, */
+	time_t verify_not_after;  /* and its dates */
+	time_t verify_not_before;
+	char psk_identity[64];    /* server: an identity it does not know */
+	bool cert_requested;      /* client: the server asked for a certificate we do not have */
 };
 static int tls_conn_index = -1;
 
@@ -361,8 +367,12 @@ tls_psk_server_cb(SSL *ssl, const char *identity, unsigned char *psk, unsigned i
 {
 	const struct line_tls *t = tls_of(ssl);
 
-	if (!t || !identity || strcmp(identity, t->identity) != 0 || t->psk_len > max_psk_len)
+	if (!t || !identity || strcmp(identity, t->identity) != 0 || t->psk_len > max_psk_len) {
+		struct tls_conn *tc = SSL_get_ex_data(ssl, tls_conn_index);
+		if (tc && identity)
+			snprintf(tc->psk_identity, sizeof(tc->psk_identity), "%s", identity);
 		return 0; /* unknown identity: the handshake fails */
+	}
 	memcpy(psk, t->psk, t->psk_len);
 	return (unsigned int)t->psk_len;
 }
@@ -376,6 +386,38 @@ tls_refuse_cert_cb(int ok, X509_STORE_CTX *ctx)
 	(void)ok;
 	X509_STORE_CTX_set_error(ctx, X509_V_ERR_APPLICATION_VERIFICATION);
 	return 0;
+}
+
+/* Client without my_cert: the server asked for a certificate (remembered for the log). */
+static int
+tls_client_cert_cb(SSL *ssl, X509 **x509, EVP_PKEY **pkey)
+{
+	struct tls_conn *tc = SSL_get_ex_data(ssl, tls_conn_index);
+
+	(void)x509; (void)pkey;
+	if (tc)
+		tc->cert_requested = true;
+	return 0; /* none: the handshake goes on without */
+}
+
+/* Certificate lines: OpenSSL's verdict stands; the first failure is kept for the log, with
+ * the certificate's subject and dates ("expired on DATE" is what an operator acts on). */
+static int
+tls_verify_cb(int ok, X509_STORE_CTX *ctx)
+{
+	SSL *ssl = X509_STORE_CTX_get_ex_data(ctx, SSL_get_ex_data_X509_STORE_CTX_idx());
+	struct tls_conn *tc = ssl ? SSL_get_ex_data(ssl, tls_conn_index) : NULL;
+	X509 *x = X509_STORE_CTX_get_current_cert(ctx);
+
+	if (!ok && tc && !tc->verify_err) {
+		tc->verify_err = X509_STORE_CTX_get_error(ctx);
+		if (x) {
+			X509_NAME_oneline(X509_get_subject_name(x), tc->verify_subject, sizeof(tc->verify_subject));
+			tc->verify_not_after = asn1_to_time(X509_get0_notAfter(x));
+			tc->verify_not_before = asn1_to_time(X509_get0_notBefore(x));
+		}
+	}
+	return ok;
 }
 
 /* With /DC: accept whatever the partner presents; the result is logged per connection. */
@@ -599,9 +641,11 @@ tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e)
 		}
 		if (c->partner_certs)
 			SSL_CTX_set_verify(t->ctx, t->verify ? SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT :
-			    SSL_VERIFY_PEER, t->verify ? NULL : tls_verify_none_cb);
+			    SSL_VERIFY_PEER, t->verify ? tls_verify_cb : tls_verify_none_cb);
 	} else {
-		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, t->verify ? NULL : tls_verify_none_cb);
+		SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, t->verify ? tls_verify_cb : tls_verify_none_cb);
+		if (!c->my_cert)
+			SSL_CTX_set_client_cert_cb(t->ctx, tls_client_cert_cb);
 	}
 	ERR_clear_error();
 	return t;
@@ -681,10 +725,40 @@ tls_ssl_new(const struct line_tls *t, const struct hostspec *host)
 	return ssl;
 }
 
+/* What an operator can act on, from OpenSSL's reasons and what the callbacks saw. */
+static const char *
+tls_advice(SSL *ssl, const char *reasons)
+{
+	const struct line_tls *t = ssl ? tls_of(ssl) : NULL;
+	struct tls_conn *tc = ssl ? SSL_get_ex_data(ssl, tls_conn_index) : NULL;
+	bool server = ssl && SSL_is_server(ssl);
+
+	if (!t)
+		return NULL;
+	if (strstr(reasons, "wrong version number") || strstr(reasons, "packet length too long") ||
+	    strstr(reasons, "http request") || strstr(reasons, "unknown protocol") ||
+	    strstr(reasons, "record layer failure"))
+		return server ? "plain TCP on a TLS line (the client does not speak TLS)" :
+		    "the partner answered without TLS (a plain server on a TLS line?)";
+	if (!server && tc && tc->cert_requested)
+		return "the server requires a client certificate (set my_cert and my_key)";
+	if (t->psk_mode && (strstr(reasons, "decrypt") || strstr(reasons, "bad record mac") ||
+	    strstr(reasons, "illegal parameter") || strstr(reasons, "binder") ||
+	    strstr(reasons, "psk identity") || strstr(reasons, "handshake failure") ||
+	    strstr(reasons, "no shared cipher") || strstr(reasons, "no suitable")))
+		return "PSK mismatch (or unknown identity)";
+	if (strstr(reasons, "peer did not return a certificate") || strstr(reasons, "certificate required"))
+		return server ? "no client certificate (partner_certs requires one)" :
+		    "the server requires a client certificate (set my_cert and my_key)";
+	return NULL;
+}
+
 bool
 tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 {
 	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+	struct tls_conn *tc = ssl ? SSL_get_ex_data(ssl, tls_conn_index) : NULL;
+	const char *advice;
 	unsigned long e;
 	size_t o = 0;
 	long vr;
@@ -701,15 +775,35 @@ tls_error_text(struct bufferevent *bev, char *buf, size_t len)
 		if (r && !strstr(buf, r)) /* libevent also queues codes without a reason */
 			o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? "; " : "", r);
 	}
-	if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK && o < len)
+	if (ssl && (vr = SSL_get_verify_result(ssl)) != X509_V_OK && o < len) {
 		o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ": " : "",
 		    vr == X509_V_ERR_APPLICATION_VERIFICATION && tls_of(ssl) && tls_of(ssl)->psk_mode ?
 		    "the partner sent a certificate instead of using the PSK (PSK mismatch or unknown identity?)" :
 		    X509_verify_cert_error_string(vr));
+		if (tc && tc->verify_err == vr && tc->verify_subject[0] && o < len) {
+			char day[32] = "";
+			struct tm tm;
+			time_t when = vr == X509_V_ERR_CERT_HAS_EXPIRED ? tc->verify_not_after :
+			    vr == X509_V_ERR_CERT_NOT_YET_VALID ? tc->verify_not_before : 0;
+			if (when && gmtime_r(&when, &tm))
+				strftime(day, sizeof(day), "%Y-%m-%d %H:%M UTC", &tm);
+			o += (size_t)snprintf(buf + o, len - o, " (%s%s%s)", tc->verify_subject,
+			    !day[0] ? "" : vr == X509_V_ERR_CERT_HAS_EXPIRED ? ": certificate expired on " :
+			    ": certificate not valid before ", day);
+		}
+	}
+	if (tc && tc->psk_identity[0] && o < len)
+		o += (size_t)snprintf(buf + o, len - o, "%sunknown PSK identity '%s'", o ? ": " : "", tc->psk_identity);
 	if (!buf[0]) {
 		int err = EVUTIL_SOCKET_ERROR();
 		snprintf(buf, len, "%s", err ? evutil_socket_error_to_string(err) : "connection closed during the handshake");
 		return false;
+	}
+	if ((advice = tls_advice(ssl, buf)) != NULL && !strstr(buf, advice)) {
+		/* the advice first: it is what the operator acts on; OpenSSL's words after it */
+		char tmp[512];
+		snprintf(tmp, sizeof(tmp), "%s", buf);
+		snprintf(buf, len, "%s [%s]", advice, tmp);
 	}
 	return true;
 }
