@@ -189,8 +189,8 @@ tag_set_quality(struct tag *t, unsigned quality)
 {
 	if (t->quality == quality)
 		return;
+	/* ts_recv stays: it is when the value was received, and the value stays too (issue 11) */
 	t->quality = quality;
-	t->ts_recv = tags_now_ms();
 	tag_notify(t);
 }
 

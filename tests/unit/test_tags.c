@@ -68,10 +68,12 @@ main(void)
 	CHECK_INT(changes, 2);
 	stag_update(&srv_a, &(struct value){ .type = VT_INT, .i = 9 }, 0, 0); /* servers cannot set */
 	CHECK_INT(a->v.i, 5);
-	/* communication lost: invalid, value kept */
+	/* communication lost: invalid, value kept, and so is the time it was received */
+	a->ts_recv = 12345;
 	stag_set_quality(&acq_a, Q_INVALID);
 	CHECK_INT(changes, 4);
 	CHECK_INT(a->v.i, 5);
+	CHECK(a->ts_recv == 12345);
 
 	/* a write from a server is routed to the acquirer and answered when it says so */
 	struct write_req *r = stag_write(&srv_a, &(struct value){ .type = VT_INT, .i = 7 }, answer_cb, NULL);
