@@ -1063,6 +1063,15 @@ conf_station(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *g
 			for (int i = 0; i < config_setting_length(m); i++)
 				conf_tag(x, lc, &sc, config_setting_get_elem(m, (unsigned)i));
 	}
+	if (lc->ops && lc->ops->station_needs_trigger && !sc.simulation && !sc.period_ms && !sc.delay_ms &&
+	    !sc.continuous) {
+		bool inputs = false;
+		for (int i = 0; i < sc.ntags; i++)
+			inputs = inputs || sc.tags[i].dir != TD_OUT;
+		if (inputs)
+			conf_errloc(x, &sc.loc, "%s: a %s station reads its device only when polled: set 'period', "
+			    "'delay' or 'continuous'", what, lc->ops->name);
+	}
 	conf_grow(&lc->stations, lc->nstations, sizeof(sc));
 	lc->stations[lc->nstations++] = sc;
 }

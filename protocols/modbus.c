@@ -1649,6 +1649,7 @@ const struct proto_ops modbus_client_ops = {
 	.on_read = mb_client_read,
 	.on_close = mb_client_close,
 	.on_poll = mb_client_poll,
+	.station_needs_trigger = true,
 	.on_tag_write = mb_client_write,
 };
 

@@ -51,6 +51,11 @@ struct proto_ops {
 	int (*check_station)(const struct station_conf *sc, char *err, size_t errlen);
 	int (*check_tag)(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen);
 
+	/* Client: a station acquires only when it is polled (no spontaneous data): one of
+	 * period, delay or continuous is required for a station with inputs (komd -t refuses
+	 * it otherwise, rather than run it as "ok; polls 0"). */
+	bool station_needs_trigger;
+
 	/* Private state, zeroed by the core: protocol_priv() of each object. */
 	size_t line_size, station_size, stag_size, session_size;
 

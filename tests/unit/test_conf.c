@@ -119,6 +119,20 @@ test_errors(void)
 	    "D/komd.conf:7: unknown key 'foo' in line 'a'\n"
 	    "D/komd.conf:8: 'line_number' must be an integer");
 
+	/* a Modbus client station with inputs but nothing that polls it: an error at the
+	 * station; with a period, or with outputs only, it is fine */
+	CHECK_STR(case1(LINE_HEAD "name = \"a\";\nprotocol = \"modbus-client\";\nhost = \"h\";\nport = 502;\n"
+	    "stations = (\n{ name = \"s\"; address = 1;\n"           /* 8 */
+	    "tags = ( { name = \"x\"; address = \"3.0\"; type = \"int\"; } ); }\n);\n}\n);\n"),
+	    "D/komd.conf:8: station 's': a modbus-client station reads its device only when polled: "
+	    "set 'period', 'delay' or 'continuous'");
+	CHECK_STR(case1(LINE_HEAD "name = \"a\";\nprotocol = \"modbus-client\";\nhost = \"h\";\nport = 502;\n"
+	    "stations = (\n{ name = \"s\"; address = 1; period = 1;\n"
+	    "tags = ( { name = \"x\"; address = \"3.0\"; type = \"int\"; } ); }\n);\n}\n);\n"), "OK");
+	CHECK_STR(case1(LINE_HEAD "name = \"a\";\nprotocol = \"modbus-client\";\nhost = \"h\";\nport = 502;\n"
+	    "stations = (\n{ name = \"s\"; address = 1;\n"
+	    "tags = ( { name = \"x\"; address = \"3.0\"; type = \"int\"; direction = \"out\"; } ); }\n);\n}\n);\n"), "OK");
+
 	/* wrong type */
 	CHECK_STR(case1(LINE_HEAD "name = \"a\";\nprotocol = \"komtext-client\";\nhost = \"h\";\nport = \"502\";\n}\n);\n"),
 	    "D/komd.conf:6: 'port' must be an integer");
