@@ -11,7 +11,10 @@ RawServer  a Modbus TCP server written here by hand (MBAP framing, raw sockets) 
            requests are pending (to observe pipelining).
 MbPeer     tests/peers/mbpeer (libmodbus) as a server in a subprocess; mbclient() runs it
            as a client.
+RawClient  a Modbus TCP client framing by hand: any PDU, answers read back as they come.
 Capture    tshark on the loopback.
+And the komd configurations and pymodbus helpers the Modbus tests share (server_conf,
+client_conf, pyclient, regs, excode, ...).
 """
 import json
 import os
@@ -25,7 +28,7 @@ import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
-from komdtest import BUILD, WAIT, TestFailure  # noqa: E402
+from komdtest import BUILD, WAIT, TestFailure, check  # noqa: E402
 
 PY = "/usr/bin/python3"
 
@@ -349,6 +352,174 @@ class Capture:
         if r.returncode != 0:
             raise TestFailure("tshark -r failed: %s" % r.stderr)
         return [l for l in r.stdout.splitlines() if l.strip()]
+
+
+
+class RawClient:
+    """A Modbus TCP client framing by hand: send() any PDU, answer() reads one ADU back."""
+
+    def __init__(self, port, timeout=3.0):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.s.settimeout(timeout)
+        self.tid = 0
+
+    def send(self, unit, pdu, tid=None):
+        if tid is None:
+            self.tid = (self.tid + 1) & 0xffff
+            tid = self.tid
+        self.s.sendall(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + bytes(pdu))
+        return tid
+
+    def _read(self, n):
+        buf = b""
+        while len(buf) < n:
+            try:
+                d = self.s.recv(n - len(buf))
+            except socket.timeout:
+                return None
+            if not d:
+                return None
+            buf += d
+        return buf
+
+    def answer(self):
+        """(tid, unit, pdu), or None when nothing came within the timeout or the connection closed."""
+        h = self._read(7)
+        if h is None:
+            return None
+        tid, pid, length, unit = struct.unpack(">HHHB", h)
+        pdu = self._read(length - 1)
+        return None if pdu is None else (tid, unit, pdu)
+
+    def ask(self, unit, pdu):
+        """The answer's PDU to one request (None: no answer)."""
+        tid = self.send(unit, pdu)
+        a = self.answer()
+        if a is None:
+            return None
+        if a[0] != tid:
+            raise TestFailure("answer with transaction id %d to request %d" % (a[0], tid))
+        return a[2]
+
+    def is_open(self):
+        """Still connected (nothing to read, no EOF)?"""
+        self.s.setblocking(False)
+        try:
+            return self.s.recv(1, socket.MSG_PEEK) != b""
+        except BlockingIOError:
+            return True
+        except OSError:
+            return False
+        finally:
+            self.s.setblocking(True)
+            self.s.settimeout(3.0)
+
+    def close(self):
+        self.s.close()
+
+
+# ---- komd configurations and pymodbus helpers shared by the Modbus tests ----
+
+MEM = """tags = (
+  { name = "m.f"; type = "float"; initial = 1.5; },
+  { name = "m.fs"; type = "float"; initial = 1.5; },
+  { name = "m.L"; type = "int"; initial = 305419896; },
+  { name = "m.Ll"; type = "int"; initial = 305419896; },
+  { name = "m.S"; type = "int"; initial = -2; },
+  { name = "m.Sl"; type = "int"; initial = -2; },
+  { name = "m.I"; type = "int"; initial = -5; },
+  { name = "m.U"; type = "int"; initial = 65000; },
+  { name = "m.b0"; type = "bool"; initial = true; },
+  { name = "m.b5"; type = "bool"; initial = true; },
+  { name = "m.c0"; type = "bool"; initial = true; },
+  { name = "m.c1"; type = "bool"; initial = false; },
+  { name = "m.c2"; type = "bool"; initial = true; },
+  { name = "m.d0"; type = "bool"; initial = false; },
+  { name = "m.d1"; type = "bool"; initial = true; },
+  { name = "m.ir"; type = "int"; initial = 321; },
+  { name = "m.irf"; type = "float"; initial = -2.25; },
+  { name = "m.in"; type = "int"; initial = 9; },
+  { name = "m.u2"; type = "int"; initial = 222; }
+);
+"""
+
+SERVED = """
+  { name = "m.f"; address = "f3.10"; direction = "inout"; },
+  { name = "m.fs"; address = "F3.12"; direction = "inout"; },
+  { name = "m.L"; address = "L3.14"; direction = "inout"; },
+  { name = "m.Ll"; address = "Ll3.16"; direction = "inout"; },
+  { name = "m.S"; address = "S3.18"; direction = "inout"; },
+  { name = "m.Sl"; address = "Sl3.20"; direction = "inout"; },
+  { name = "m.I"; address = "I3.22"; direction = "inout"; },
+  { name = "m.U"; address = "3.23"; direction = "inout"; },
+  { name = "m.b0"; address = "3.24.0"; direction = "inout"; },
+  { name = "m.b5"; address = "3.24.5"; direction = "inout"; },
+  { name = "m.c0"; address = "1.0"; direction = "inout"; },
+  { name = "m.c1"; address = "1.1"; direction = "inout"; },
+  { name = "m.c2"; address = "1.2"; direction = "inout"; },
+  { name = "m.d0"; address = "2.0"; },
+  { name = "m.d1"; address = "2.1"; },
+  { name = "m.ir"; address = "4.0"; },
+  { name = "m.irf"; address = "f4.1"; },
+  { name = "m.in"; address = "3.30"; }
+"""
+
+
+def server_conf(port, extra_line="", extra_lines=""):
+    return MEM + """lines = ( { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d; %s
+      stations = ( { name = "u1"; address = 1; tags = ( %s ); },
+                   { name = "u2"; address = 2; tags = ( { name = "m.u2"; address = "3.0"; direction = "inout"; } ); } ); }
+      %s );""" % (port, extra_line, SERVED, extra_lines)
+
+
+def pyclient(port, timeout=3):
+    from pymodbus.client import ModbusTcpClient
+    c = ModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
+    check(c.connect(), "pymodbus connects to komd")
+    return c
+
+
+def regs(r, what):
+    check(not r.isError(), "%s: %s" % (what, r))
+    return list(r.registers)
+
+
+def bits(r, n, what):
+    check(not r.isError(), "%s: %s" % (what, r))
+    return [bool(b) for b in r.bits[:n]]
+
+
+def excode(r, what):
+    from pymodbus.pdu import ExceptionResponse
+    check(isinstance(r, ExceptionResponse), "%s: an exception response, got %s" % (what, r))
+    return r.exception_code
+
+
+def client_conf(port, stations, extra="max_outstanding = 1;"):
+    return """lines = ( { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d; %s
+      connect_timeout = 1; reconnect_delay = 0.2; reconnect_max = 0.5; stations = ( %s ); } );""" % (
+        port, extra, stations)
+
+
+def station(name, unit, tags, extra=""):
+    return """{ name = "%s"; address = %d; period = 0.2; response_timeout = 0.5; retries = 0; %s
+      tags = ( %s ); }""" % (name, unit, extra, tags)
+
+
+def tag(name, addr, typ="int", direction="inout"):
+    return '{ name = "%s"; address = "%s"; type = "%s"; direction = "%s"; }' % (name, addr, typ, direction)
+
+
+def valid(k, name, value):
+    t = k.tag(name)
+    return not t["invalid"] and t["value"] == value
+
+
+def station_state(k, line, name):
+    for s in k.line(line)["stations"]:
+        if s["name"] == name:
+            return s
+    raise AssertionError("no station %s" % name)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
-"""Modbus TCP against independent peers: pymodbus 3.0 as client of komd's modbus-server and as
-server (with pymodbus's reactive response manipulator) for komd's modbus-client; a Modbus server
-framed by hand (tests/integ/mbpeers.py RawServer) for stray and wrong-unit replies, silent units
-and pipelining; libmodbus (tests/peers/mbpeer.c) as server and client; tshark on the loopback."""
+"""komd's modbus-server against independent peers: pymodbus 3.0 as its client (reads, writes,
+exceptions, the image kept in step with the tags, writes routed to acquiring lines), malformed
+frames; libmodbus (tests/peers/mbpeer.c) as server and client; tshark on the loopback. The client
+side is in test_modbus_client.py, conformance to the specification in test_modbus_conformance.py."""
 import os
 import socket
 import struct
@@ -10,86 +10,14 @@ import threading
 import time
 
 from komdtest import Komd, KtPeer, check, free_port, main
-from mbpeers import Capture, MbPeer, PyServer, RawServer, mbclient
+from mbpeers import (MEM, SERVED, Capture, MbPeer, RawServer, bits, excode, mbclient, pyclient, regs, server_conf,
+                     station, station_state, tag, valid)
 
-from pymodbus.client import ModbusTcpClient
 from pymodbus.pdu import ExceptionResponse
 from pymodbus.register_read_message import ReadWriteMultipleRegistersRequest
 from pymodbus.register_write_message import MaskWriteRegisterRequest
 
 # ---- komd as server ----
-
-MEM = """tags = (
-  { name = "m.f"; type = "float"; initial = 1.5; },
-  { name = "m.fs"; type = "float"; initial = 1.5; },
-  { name = "m.L"; type = "int"; initial = 305419896; },
-  { name = "m.Ll"; type = "int"; initial = 305419896; },
-  { name = "m.S"; type = "int"; initial = -2; },
-  { name = "m.Sl"; type = "int"; initial = -2; },
-  { name = "m.I"; type = "int"; initial = -5; },
-  { name = "m.U"; type = "int"; initial = 65000; },
-  { name = "m.b0"; type = "bool"; initial = true; },
-  { name = "m.b5"; type = "bool"; initial = true; },
-  { name = "m.c0"; type = "bool"; initial = true; },
-  { name = "m.c1"; type = "bool"; initial = false; },
-  { name = "m.c2"; type = "bool"; initial = true; },
-  { name = "m.d0"; type = "bool"; initial = false; },
-  { name = "m.d1"; type = "bool"; initial = true; },
-  { name = "m.ir"; type = "int"; initial = 321; },
-  { name = "m.irf"; type = "float"; initial = -2.25; },
-  { name = "m.in"; type = "int"; initial = 9; },
-  { name = "m.u2"; type = "int"; initial = 222; }
-);
-"""
-
-SERVED = """
-  { name = "m.f"; address = "f3.10"; direction = "inout"; },
-  { name = "m.fs"; address = "F3.12"; direction = "inout"; },
-  { name = "m.L"; address = "L3.14"; direction = "inout"; },
-  { name = "m.Ll"; address = "Ll3.16"; direction = "inout"; },
-  { name = "m.S"; address = "S3.18"; direction = "inout"; },
-  { name = "m.Sl"; address = "Sl3.20"; direction = "inout"; },
-  { name = "m.I"; address = "I3.22"; direction = "inout"; },
-  { name = "m.U"; address = "3.23"; direction = "inout"; },
-  { name = "m.b0"; address = "3.24.0"; direction = "inout"; },
-  { name = "m.b5"; address = "3.24.5"; direction = "inout"; },
-  { name = "m.c0"; address = "1.0"; direction = "inout"; },
-  { name = "m.c1"; address = "1.1"; direction = "inout"; },
-  { name = "m.c2"; address = "1.2"; direction = "inout"; },
-  { name = "m.d0"; address = "2.0"; },
-  { name = "m.d1"; address = "2.1"; },
-  { name = "m.ir"; address = "4.0"; },
-  { name = "m.irf"; address = "f4.1"; },
-  { name = "m.in"; address = "3.30"; }
-"""
-
-
-def server_conf(port, extra_line="", extra_lines=""):
-    return MEM + """lines = ( { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d; %s
-      stations = ( { name = "u1"; address = 1; tags = ( %s ); },
-                   { name = "u2"; address = 2; tags = ( { name = "m.u2"; address = "3.0"; direction = "inout"; } ); } ); }
-      %s );""" % (port, extra_line, SERVED, extra_lines)
-
-
-def pyclient(port, timeout=3):
-    c = ModbusTcpClient("127.0.0.1", port=port, timeout=timeout, retries=0)
-    check(c.connect(), "pymodbus connects to komd")
-    return c
-
-
-def regs(r, what):
-    check(not r.isError(), "%s: %s" % (what, r))
-    return list(r.registers)
-
-
-def bits(r, n, what):
-    check(not r.isError(), "%s: %s" % (what, r))
-    return [bool(b) for b in r.bits[:n]]
-
-
-def excode(r, what):
-    check(isinstance(r, ExceptionResponse), "%s: an exception response, got %s" % (what, r))
-    return r.exception_code
 
 
 def test_server_reads_pymodbus():
@@ -367,205 +295,6 @@ def test_server_malformed_frames():
         good.close()
 
 
-# ---- komd as client ----
-
-def client_conf(port, stations, extra="max_outstanding = 1;"):
-    return """lines = ( { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d; %s
-      connect_timeout = 1; reconnect_delay = 0.2; reconnect_max = 0.5; stations = ( %s ); } );""" % (
-        port, extra, stations)
-
-
-def station(name, unit, tags, extra=""):
-    return """{ name = "%s"; address = %d; period = 0.2; response_timeout = 0.5; retries = 0; %s
-      tags = ( %s ); }""" % (name, unit, extra, tags)
-
-
-def tag(name, addr, typ="int", direction="inout"):
-    return '{ name = "%s"; address = "%s"; type = "%s"; direction = "%s"; }' % (name, addr, typ, direction)
-
-
-def valid(k, name, value):
-    t = k.tag(name)
-    return not t["invalid"] and t["value"] == value
-
-
-def station_state(k, line, name):
-    for s in k.line(line)["stations"]:
-        if s["name"] == name:
-            return s
-    raise AssertionError("no station %s" % name)
-
-
-def test_client_pymodbus_poll_and_writes():
-    port = free_port()
-    srv = PyServer(port, (1, 2))
-    try:
-        srv.set(1, "hr", 0, [0x3FC0, 0x0000, 7, 0xFFFE, 0x0021])
-        srv.set(1, "co", 0, [1, 0, 1])
-        srv.set(1, "di", 0, [0, 1])
-        srv.set(1, "ir", 0, [0x0000, 0x4120, 11])
-        srv.set(2, "hr", 0, [222])
-        tags1 = ",".join([tag("f", "f3.0", "float"), tag("x", "3.2"), tag("neg", "I3.3"), tag("b0", "3.4.0", "bool"),
-                          tag("b5", "3.4.5", "bool"), tag("b1", "3.4.1", "bool"), tag("c0", "1.0", "bool"),
-                          tag("c1", "1.1", "bool"), tag("d1", "2.1", "bool", "in"), tag("fs", "F4.0", "float", "in"),
-                          tag("ir", "4.2", "int", "in"), tag("w", "3.10", "int", "out"),
-                          tag("big", "S3.12", "int")])
-        conf = client_conf(port, station("u1", 1, tags1) + "," + station("u2", 2, tag("y", "3.0")))
-        with Komd(conf).start() as k:
-            k.until(lambda: valid(k, "f", 1.5) and valid(k, "x", 7) and valid(k, "neg", -2) and valid(k, "b0", True)
-                    and valid(k, "b5", True) and valid(k, "b1", False) and valid(k, "c0", True)
-                    and valid(k, "c1", False) and valid(k, "d1", True) and valid(k, "fs", 10.0)
-                    and valid(k, "ir", 11) and valid(k, "y", 222), 10, "all tags polled from pymodbus")
-            srv.set(1, "hr", 2, [8])
-            k.until(lambda: valid(k, "x", 8), 5, "a changed register is polled")
-            n = len(srv.writes())
-            k.ctl("set", "c1", "true")          # FC 5
-            k.ctl("set", "x", "300")            # FC 6
-            k.ctl("set", "big", "-70000")       # FC 16
-            k.ctl("set", "b1", "true")          # FC 22
-            k.ctl("set", "w", "9")              # FC 6 on an output-only tag
-            k.ctl("set", "f", "2.5")            # FC 16 float
-            w = srv.writes()[n:]
-            check((1, 5, 1, [1]) in w, "FC 5 coil 1: %s" % w)
-            check((1, 6, 2, [300]) in w, "FC 6 register 2: %s" % w)
-            check((1, 16, 12, [0xFFFE, 0xEE90]) in w, "FC 16 S3.12 = -70000: %s" % w)
-            check((1, 22, 4, [0x23]) in w, "FC 22 bit 1 of register 4 (0x21 -> 0x23): %s" % w)
-            check((1, 6, 10, [9]) in w, "FC 6 register 10: %s" % w)
-            check((1, 16, 0, [0x4020, 0]) in w, "FC 16 float 2.5: %s" % w)
-            k.until(lambda: valid(k, "b1", True) and valid(k, "x", 300) and valid(k, "big", -70000), 5, "read back")
-            # a write to an input register is refused by komd, nothing sent
-            rc, _, err = k.ctl("set", "ir", "1", check=False)
-            check(rc != 0, "write to an input register refused")
-            check(len(srv.writes()) == n + 6, "nothing more written: %s" % srv.writes()[n:])
-    finally:
-        srv.stop()
-
-
-def test_client_reactive_delayed_and_errors():
-    """pymodbus's reactive manipulator: delayed replies come after response_timeout (dropped as
-    stray, later values right); error replies with exception 4 put the unit in error, with
-    exception 2 only the request's tags turn invalid."""
-    port = free_port()
-    srv = PyServer(port, (1,))
-    try:
-        srv.set(1, "hr", 0, [10])
-        conf = client_conf(port, station("u1", 1, tag("x", "3.0"), ) )
-        with Komd(conf).start() as k:
-            k.until(lambda: valid(k, "x", 10), 5, "x = 10")
-            n = len(k.lines)
-            srv.manip(response_type="delayed", delay_by=0.8)
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: response with transaction id \d+ matches no request, dropped"
-                       % port, 10, since=n)
-            k.until(lambda: station_state(k, "cli", "u1")["state"] == "error", 5, "u1 in error while late")
-            check(k.tag("x")["invalid"], "x invalid while answers are late")
-            srv.manip(response_type="normal")
-            srv.set(1, "hr", 0, [11])
-            k.until(lambda: valid(k, "x", 11), 10, "in step again: x = 11")
-            k.until(lambda: station_state(k, "cli", "u1")["state"] != "error", 5, "u1 ok again")
-            srv.set(1, "hr", 0, [12])
-            k.until(lambda: valid(k, "x", 12), 5, "x = 12 (no shifted answers)")
-            n = len(k.lines)
-            srv.manip(response_type="error", error_code=4)
-            k.until(lambda: k.tag("x")["invalid"] and station_state(k, "cli", "u1")["state"] == "error", 5,
-                    "exception 4: unit in error")
-            check("device failure" in station_state(k, "cli", "u1")["last_error"], "last error names exception 4: %s"
-                  % station_state(k, "cli", "u1"))
-            srv.manip(response_type="normal")
-            k.until(lambda: valid(k, "x", 12), 5, "x valid again")
-            srv.manip(response_type="error", error_code=2)
-            k.until(lambda: k.tag("x")["invalid"], 5, "exception 2: x invalid")
-            k.wait_log(r"line cli: station u1: unit 1: read holding registers at 0: exception 2, illegal data address",
-                       5)
-            check(station_state(k, "cli", "u1")["state"] != "error", "exception 2 leaves the unit in communication")
-            srv.manip(response_type="normal")
-            k.until(lambda: valid(k, "x", 12), 5, "x valid again")
-    finally:
-        srv.stop()
-
-
-def test_client_stray_wrong_unit_and_isolation():
-    """A hand-framed server: unit 1 answers normally, unit 2 sends a stray transaction id before
-    each right answer, unit 3 is silent, unit 4 answers exception 4, unit 5 answers as unit 6."""
-    dev = RawServer({1: "normal", 2: "stray", 3: "silent", 4: ("exception", 4), 5: "wrong_unit"},
-                    regs={(1, 3, 0): 101, (2, 3, 0): 102, (3, 3, 0): 103, (4, 3, 0): 104, (5, 3, 0): 105})
-    sts = ",".join(station("u%d" % u, u, tag("x%d" % u, "3.0")) for u in range(1, 6))
-    with Komd(client_conf(dev.port, sts, "max_outstanding = 4;")).start() as k:
-        k.until(lambda: valid(k, "x1", 101) and valid(k, "x2", 102), 5, "units 1 and 2 polled")
-        k.wait_log(r"response with transaction id \d+ matches no request, dropped", 5)
-        k.until(lambda: all(station_state(k, "cli", "u%d" % u)["state"] == "error" for u in (3, 4)), 5,
-                "units 3 and 4 in error")
-        check("no answer" in station_state(k, "cli", "u3")["last_error"], "u3: %s" % station_state(k, "cli", "u3"))
-        check("device failure" in station_state(k, "cli", "u4")["last_error"], "u4: %s" % station_state(k, "cli", "u4"))
-        k.wait_log(r"line cli: station u5: unit 5: malformed response: response from unit 6 to a request for unit 5",
-                   5)
-        for u in (3, 4, 5):
-            check(k.tag("x%d" % u)["invalid"], "x%d invalid" % u)
-        # units 1 and 2 keep being polled, in step, while 3, 4 and 5 fail
-        n1 = dev.count(unit=1)
-        dev.regs[(1, 3, 0)], dev.regs[(2, 3, 0)] = 201, 202
-        k.until(lambda: valid(k, "x1", 201) and valid(k, "x2", 202), 5, "units 1, 2 keep their polls")
-        k.until(lambda: dev.count(unit=1) >= n1 + 5, 5, "unit 1 polled every 0.2 s")
-        check(station_state(k, "cli", "u1")["state"] != "error", "u1 not in error")
-        check(station_state(k, "cli", "u2")["state"] != "error", "u2 not in error")
-    dev.close()
-
-
-def test_client_exception_is_last_error():
-    """komd.conf(5), modbus-client: exceptions other than 4, 10, 11 "invalidate the tags of that
-    request only; they are logged by name and shown as the station's last error". A device that
-    answers exception 2 to every poll must show it in the status (and log it once, not at every
-    poll)."""
-    dev = RawServer({1: ("exception", 2)})
-    with Komd(client_conf(dev.port, station("u1", 1, tag("x", "3.0")))).start() as k:
-        k.until(lambda: dev.count(unit=1) >= 5, 5, "five polls answered with exception 2")
-        k.until(lambda: k.tag("x")["invalid"], 5, "x invalid")
-        st = station_state(k, "cli", "u1")
-        logged = [l for l in k.lines if "exception 2, illegal data address" in l]
-        check("illegal data address" in st["last_error"],
-              "the station's last error shows exception 2 after %d polls answered with it: %s "
-              "(the same warning was logged %d times)" % (dev.count(unit=1), st, len(logged)))
-        check(len(logged) <= 2, "the same exception is logged once, not at every poll: %d times" % len(logged))
-    dev.close()
-
-
-def test_client_max_outstanding():
-    dev = RawServer({1: "normal", 2: "normal", 3: "normal"}, regs={(1, 3, 0): 1, (2, 3, 0): 2, (3, 3, 0): 3},
-                    hold=3, hold_timeout=1.0)
-    sts = ",".join(station("u%d" % u, u, tag("x%d" % u, "3.0")) for u in (1, 2, 3))
-    with Komd(client_conf(dev.port, sts, "max_outstanding = 4;")).start() as k:
-        k.until(lambda: valid(k, "x1", 1) and valid(k, "x2", 2) and valid(k, "x3", 3), 5, "polled")
-        check(dev.max_pending >= 3, "three requests in flight before the first answer: %d" % dev.max_pending)
-    dev2 = RawServer({1: "normal", 2: "normal", 3: "normal"}, regs={(1, 3, 0): 1, (2, 3, 0): 2, (3, 3, 0): 3},
-                     hold=3, hold_timeout=0.2)
-    with Komd(client_conf(dev2.port, sts, "max_outstanding = 1;")).start() as k:
-        k.until(lambda: valid(k, "x1", 1) and valid(k, "x2", 2) and valid(k, "x3", 3), 5, "polled")
-        check(dev2.max_pending == 1, "max_outstanding = 1: one at a time: %d" % dev2.max_pending)
-    dev.close()
-    dev2.close()
-
-
-def test_client_writes_keep_their_order():
-    """Writes that wait behind a poll in flight reach the device in the order they came:
-    1 then 0 leaves 0 in the register (a LIFO queue once left the older value)."""
-    import subprocess
-    from komdtest import KOMCTL
-    dev = RawServer({1: "normal"}, regs={(1, 3, 0): 7}, hold=2, hold_timeout=0.3)
-    # continuous polling: a poll is always in flight, so both writes wait in the queue
-    st = station("u1", 1, tag("x", "3.0")).replace("period = 0.2;", "continuous = true;")
-    with Komd(client_conf(dev.port, st)).start() as k:
-        k.until(lambda: valid(k, "x", 7), 5, "polled")
-        procs = []
-        for i, v in enumerate(("1", "0")):
-            procs.append(subprocess.Popen([KOMCTL, "-s", k.sock, "set", "x", v], stdout=subprocess.PIPE,
-                                          stderr=subprocess.PIPE))
-            k.until(lambda: station_state(k, "cli", "u1")["writes"] == i + 1, 5, "write %d queued" % (i + 1))
-        for p in procs:
-            p.wait(10)
-            check(p.returncode == 0, "komctl set: %s" % p.stderr.read())
-        check(dev.regs[(1, 3, 0)] == 0, "the later write wins: register %d" % dev.regs[(1, 3, 0)])
-    dev.close()
-
-
 def test_libmodbus_peers():
     """tests/peers/mbpeer (libmodbus 3.1.6) as the server of komd's client line, and as a
     client of komd's server line."""
@@ -642,44 +371,7 @@ def test_tshark_capture_clean():
             cap.stop()
 
 
-def test_redundant_failover_and_back():
-    port, bport = free_port(), free_port()
-    primary = PyServer(port, (1,))
-    backup = PyServer(bport, (1,))
-    primary.set(1, "hr", 0, [111])
-    backup.set(1, "hr", 0, [222])
-    conf = """lines = ( { name = "red"; type = "tcp-redundant"; protocol = "modbus-client";
-      host = "127.0.0.1"; port = %d; connect_timeout = 0.5; reconnect_delay = 0.2; reconnect_max = 0.5;
-      backup = { host = "127.0.0.1"; port = %d; };
-      stations = ( %s ); } );""" % (port, bport, station("u1", 1, tag("x", "3.0")))
-    try:
-        with Komd(conf).start() as k:
-            k.until(lambda: valid(k, "x", 111), 5, "x from the primary")
-            check(k.line("red")["paths"][0]["via"] == "primary", "via primary: %s" % k.line("red")["paths"])
-            t0 = time.monotonic()
-            primary.stop()
-            k.until(lambda: valid(k, "x", 222), 10, "x from the backup")
-            t_fail = time.monotonic() - t0
-            check(k.line("red")["paths"][0]["via"] == "backup", "via backup: %s" % k.line("red")["paths"])
-            primary = PyServer(port, (1,))
-            primary.set(1, "hr", 0, [333])
-            t0 = time.monotonic()
-            backup.stop()
-            k.until(lambda: valid(k, "x", 333), 10, "x from the primary again")
-            t_back = time.monotonic() - t0
-            check(k.line("red")["paths"][0]["via"] == "primary", "via primary: %s" % k.line("red")["paths"])
-            check(k.line("red")["counters"]["failovers"] >= 2, "failovers: %s" % k.line("red")["counters"])
-            print("    failover %.2f s, back %.2f s" % (t_fail, t_back))
-    finally:
-        primary.stop()
-        backup.stop()
-
-
 if __name__ == "__main__":
     main([test_server_reads_pymodbus, test_server_writes_pymodbus, test_server_exceptions_pymodbus,
           test_server_image_follows_tags, test_server_write_routed_to_acquirer, test_server_malformed_frames,
-          test_client_pymodbus_poll_and_writes, test_client_writes_keep_their_order,
-          test_client_reactive_delayed_and_errors,
-          test_client_stray_wrong_unit_and_isolation, test_client_exception_is_last_error,
-          test_client_max_outstanding, test_libmodbus_peers,
-          test_tshark_capture_clean, test_redundant_failover_and_back])
+          test_libmodbus_peers, test_tshark_capture_clean])
