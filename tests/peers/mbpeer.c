@@ -16,9 +16,19 @@
  *       w16:A:V,V,...  write registers                  -> "w16 A ok"
  *       m22:A:AND:OR   mask write register              -> "m22 A ok"
  *       rw23:RA:N:WA:V,V,...  write then read registers -> "rw23 RA v v ..."
- *       A failure prints "OPNAME A error ERRNO MESSAGE" (e.g. "Illegal data address").
+ *       id17           report server id (modbus_report_slave_id) -> "id17 HEX" (its data:
+ *                      server id, run indicator, additional data)
+ *       raw:HEX        a request PDU (function code first) sent as it is with
+ *                      modbus_send_raw_request and read with modbus_receive_confirmation
+ *                      -> "raw HEX" (the response PDU). libmodbus 3.1.6 reads only the first
+ *                      bytes of an answer whose length it cannot compute (FC 43, unknown
+ *                      functions): the rest, up to the MBAP length, is read from its socket.
+ *       A failure prints "OPNAME A error ERRNO MESSAGE" (e.g. "Illegal data address");
+ *       id17 and raw print "OPNAME error ERRNO MESSAGE".
  */
 #include <errno.h>
+#include <poll.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +132,61 @@ print_regs(const char *op, int addr, const uint16_t *r, int n)
 	printf("\n");
 }
 
+static void
+print_hex(const char *op, const uint8_t *b, int n)
+{
+	printf("%s ", op);
+	for (int i = 0; i < n; i++)
+		printf("%02X", b[i]);
+	printf("\n");
+}
+
+/* raw:HEX: send the PDU HEX to the unit, print the response PDU. 0, or -1 with errno. */
+static int
+raw_request(modbus_t *ctx, int unit, const char *hex)
+{
+	uint8_t req[MODBUS_TCP_MAX_ADU_LENGTH], rsp[MODBUS_TCP_MAX_ADU_LENGTH];
+	int n = 1, got, total;
+
+	req[0] = (uint8_t)unit;
+	for (; hex[0] && hex[1] && n < (int)sizeof(req); hex += 2) {
+		unsigned v;
+		if (sscanf(hex, "%2x", &v) != 1) {
+			errno = EINVAL;
+			return -1;
+		}
+		req[n++] = (uint8_t)v;
+	}
+	if (modbus_send_raw_request(ctx, req, n) < 0)
+		return -1;
+	if ((got = modbus_receive_confirmation(ctx, rsp)) < 0)
+		return -1;
+	if (got < 7) {
+		errno = EMBBADDATA;
+		return -1;
+	}
+	total = 6 + (rsp[4] << 8 | rsp[5]);
+	if (total > (int)sizeof(rsp)) {
+		errno = EMBBADDATA;
+		return -1;
+	}
+	while (got < total) {
+		struct pollfd pfd = { .fd = modbus_get_socket(ctx), .events = POLLIN };
+		ssize_t r;
+		if (poll(&pfd, 1, 3000) != 1) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		if ((r = recv(pfd.fd, rsp + got, (size_t)(total - got), 0)) <= 0) {
+			errno = r == 0 ? ECONNRESET : errno;
+			return -1;
+		}
+		got += (int)r;
+	}
+	print_hex("raw", rsp + 7, total - 7);
+	return 0;
+}
+
 static int
 client(int port, int unit, int argc, char **argv)
 {
@@ -140,6 +205,21 @@ client(int port, int unit, int argc, char **argv)
 		unsigned and_m = 0, or_m = 0;
 		char rest[1024] = { 0 };
 
+		if (!strcmp(argv[i], "id17")) {
+			uint8_t id[MODBUS_MAX_PDU_LENGTH];
+			if ((rc = modbus_report_slave_id(ctx, (int)sizeof(id), id)) >= 0)
+				print_hex("id17", id, rc < (int)sizeof(id) ? rc : (int)sizeof(id));
+			else
+				printf("id17 error %d %s\n", errno, modbus_strerror(errno));
+			fflush(stdout);
+			continue;
+		}
+		if (!strncmp(argv[i], "raw:", 4)) {
+			if (raw_request(ctx, unit, argv[i] + 4) != 0)
+				printf("raw error %d %s\n", errno, modbus_strerror(errno));
+			fflush(stdout);
+			continue;
+		}
 		if (sscanf(argv[i], "%7[a-z0-9]:%d:%1023s", op, &a, rest) < 2) {
 			fprintf(stderr, "mbpeer: bad op %s\n", argv[i]);
 			return 2;
