@@ -83,8 +83,11 @@ kt_send(struct session *s, const struct komtext_msg *m)
 	session_write(s, buf, (size_t)n);
 	session_count_frame(s, true);
 	if (session_tracing(s)) {
-		buf[n - 1] = '\0';
-		session_trace(s, true, buf, (size_t)n, buf);
+		/* the text without its newline; the hex shows the frame as sent */
+		char text[KOMTEXT_MAX_FRAME + 1];
+		memcpy(text, buf, (size_t)n - 1);
+		text[n - 1] = '\0';
+		session_trace(s, true, buf, (size_t)n, text);
 	}
 }
 
