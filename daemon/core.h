@@ -188,6 +188,17 @@ struct session {
 	TAILQ_ENTRY(session) link;
 };
 
+/* A warning of one kind (its format) on one line: the first of a burst are logged, the rest
+ * counted and summed up once the burst has lasted a second (line_warn). */
+struct warn_limit {
+	const char *fmt;
+	int64_t until_ms;
+	unsigned dropped;
+	int burst;                   /* logged in this window */
+	char last[240];
+};
+#define LINE_WARN_KINDS 8
+
 struct line {
 	struct line_conf *lc;
 	struct confref *cref;
@@ -214,6 +225,8 @@ struct line {
 	bool started;
 	bool inited;                 /* the protocol's line_init succeeded */
 	char last_error[192];
+	struct warn_limit warns[LINE_WARN_KINDS];
+	struct event *warn_timer;    /* the summaries of warns */
 	TAILQ_ENTRY(line) link;
 };
 
@@ -224,6 +237,10 @@ void line_free(struct line *l);      /* stop first */
 struct line *line_find(const char *name);
 const char *line_state_text(const struct line *l, char *buf, size_t len);
 bool line_uses_tag(const struct line *l, const char *name);
+/* A warning about line l that a peer can repeat at will (a refused client, a failed
+ * handshake, a bad frame): the first five of each kind (fmt) in a second are logged, the
+ * others counted and summed up ("N more like this") at the end of that second. */
+void line_warn(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Is fd among the last KOMD_FD_RESERVE descriptors of komd.fd_limit? */
 bool line_fd_reserved(int fd);
 /* Reload kept this line: load its certificates and keys again (new connections use them). */

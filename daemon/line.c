@@ -7,6 +7,7 @@
  * (two independent sessions). */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -25,6 +26,81 @@
 #include "tls.h"
 
 struct komd komd; /* the process's shared state */
+
+#define LINE_WARN_WINDOW_MS 1000
+#define LINE_WARN_BURST 5        /* logged in full per window, before the counting starts */
+
+static void
+line_warn_summary(struct line *l, struct warn_limit *w)
+{
+	if (w->dropped)
+		log_warnx("line %s: %u more like this in the last %.1f s, the last: %s", l->lc->name, w->dropped,
+		    LINE_WARN_WINDOW_MS / 1000.0, w->last);
+	w->dropped = 0;
+}
+
+static void
+line_warn_timer_cb(evutil_socket_t fd, short ev, void *arg)
+{
+	struct line *l = arg;
+	int64_t now = session_loop_ms(), next = 0;
+
+	(void)fd; (void)ev;
+	for (int i = 0; i < LINE_WARN_KINDS; i++) {
+		struct warn_limit *w = &l->warns[i];
+		if (w->dropped && now >= w->until_ms)
+			line_warn_summary(l, w);
+		else if (w->dropped && (!next || w->until_ms < next))
+			next = w->until_ms;
+	}
+	if (next) {
+		struct timeval tv = { 0, (suseconds_t)((next - now) * 1000) };
+		evtimer_add(l->warn_timer, &tv);
+	}
+}
+
+void
+line_warn(struct line *l, const char *fmt, ...)
+{
+	struct warn_limit *w = NULL;
+	int64_t now = session_loop_ms();
+	char msg[240];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	for (int i = 0; i < LINE_WARN_KINDS && !w; i++)
+		if (l->warns[i].fmt == fmt)
+			w = &l->warns[i];
+	for (int i = 0; i < LINE_WARN_KINDS && !w; i++)
+		if (!l->warns[i].fmt || (!l->warns[i].dropped && now >= l->warns[i].until_ms))
+			w = &l->warns[i];
+	if (!w) {
+		log_warnx("line %s: %s", l->lc->name, msg); /* more kinds at once than slots: unlimited */
+		return;
+	}
+	if (w->fmt != fmt) {
+		memset(w, 0, sizeof(*w));
+		w->fmt = fmt;
+	}
+	if (now >= w->until_ms) {
+		line_warn_summary(l, w);
+		w->until_ms = now + LINE_WARN_WINDOW_MS;
+		w->burst = 0;
+	}
+	if (w->burst < LINE_WARN_BURST) {
+		w->burst++;
+		log_warnx("line %s: %s", l->lc->name, msg);
+		return;
+	}
+	w->dropped++;
+	snprintf(w->last, sizeof(w->last), "%s", msg);
+	if (l->warn_timer && !evtimer_pending(l->warn_timer, NULL)) {
+		struct timeval tv = { 0, (suseconds_t)((w->until_ms - now) * 1000) };
+		evtimer_add(l->warn_timer, &tv);
+	}
+}
 
 /* TCP keepalive as the line says (tcp_keepalive_*), not the kernel's 2 hours. */
 static void
@@ -483,13 +559,13 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 	}
 	if (l->nsessions >= l->lc->max_clients && !line_evict_idlest(l, peer)) {
 		l->cnt.rejected++;
-		log_warnx("line %s: %s: refused: max_clients %d reached", l->lc->name, peer, l->lc->max_clients);
+		line_warn(l, "%s: refused: max_clients %d reached", peer, l->lc->max_clients);
 		evutil_closesocket(fd);
 		return;
 	}
 	if (l->lc->max_clients_per_address > 0 && line_clients_from(l, addr) >= l->lc->max_clients_per_address) {
 		l->cnt.rejected++;
-		log_warnx("line %s: %s: refused: max_clients_per_address %d reached for %s", l->lc->name, peer,
+		line_warn(l, "%s: refused: max_clients_per_address %d reached for %s", peer,
 		    l->lc->max_clients_per_address, addr);
 		evutil_closesocket(fd);
 		return;
@@ -672,7 +748,8 @@ line_create(struct line_conf *lc, struct confref *cref)
 	TAILQ_INIT(&l->sessions);
 	if (l->ops->line_size && (l->priv = calloc(1, l->ops->line_size)) == NULL)
 		fatal("line_create");
-	if ((l->accept_pause = evtimer_new(komd.base, line_accept_resume_cb, l)) == NULL)
+	if ((l->accept_pause = evtimer_new(komd.base, line_accept_resume_cb, l)) == NULL ||
+	    (l->warn_timer = evtimer_new(komd.base, line_warn_timer_cb, l)) == NULL)
 		fatal("line_create");
 
 	/* paths: the shape the redundancy policy asks for */
@@ -797,6 +874,9 @@ line_free(struct line *l)
 		if (l->paths[i].timer)
 			event_free(l->paths[i].timer);
 	event_free(l->accept_pause);
+	for (int i = 0; i < LINE_WARN_KINDS; i++)
+		line_warn_summary(l, &l->warns[i]);
+	event_free(l->warn_timer);
 	tls_free(l->tls);
 	free(l->priv);
 	if (--l->cref->refs == 0) {

@@ -246,7 +246,7 @@ session_close(struct session *s, const char *reason)
 		return;
 	s->closing = true;
 	if (s->handshaking)
-		log_warnx("line %s: %s: TLS handshake failed: %s", l->lc->name, s->peer, reason);
+		line_warn(l, "%s: TLS handshake failed: %s", s->peer, reason); /* clients can repeat it at will */
 	else
 		log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
 	if (l->ops->on_close && !s->handshaking)
@@ -306,7 +306,7 @@ session_speaks_tls(struct session *s, struct evbuffer *in)
 	snprintf(why, sizeof(why), s->path ? "the partner answered with TLS (a TLS server on a plain line? add a tls "
 	    "section)" : "TLS from a plain line (the client speaks TLS: add a tls section, or make the client plain)");
 	s->line->cnt.tls_failures++;
-	log_warnx("line %s: %s: %s", s->line->lc->name, s->peer, why);
+	line_warn(s->line, "%s: %s", s->peer, why);
 	snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: %s", s->peer, why);
 	session_close(s, why);
 	return true;
@@ -512,7 +512,7 @@ session_protocol_error(struct session *s, const char *fmt, ...)
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	s->line->cnt.proto_errors++;
-	log_warnx("line %s: %s: protocol error: %s", s->line->lc->name, s->peer, msg);
+	line_warn(s->line, "%s: protocol error: %s", s->peer, msg);
 	snprintf(why, sizeof(why), "protocol error: %s", msg);
 	snprintf(s->line->last_error, sizeof(s->line->last_error), "%s: %s", s->peer, why);
 	session_close(s, why);

@@ -154,6 +154,29 @@ def test_max_clients_makes_room():
             c.close()
 
 
+def test_repeated_warnings_are_summed():
+    """Refused clients: the first few of a second are logged, the rest counted and summed up."""
+    port = free_port()
+    with Komd(server_conf(port, "max_clients_per_address = 1;")).start() as k:
+        first = socket.create_connection(("127.0.0.1", port))
+        k.until(lambda: k.line("srv")["sessions"] == 1, 5, "one connected")
+        others = []
+        for _ in range(30):
+            c = socket.create_connection(("127.0.0.1", port))
+            others.append(c)
+        for c in others:
+            check(closed_by_peer(c, 5), "refused")
+        k.until(lambda: k.line("srv")["counters"]["rejected"] == 30, 5, "30 refused")
+        k.wait_log(r"line srv: (\d+) more like this in the last 1\.0 s, the last: 127\.0\.0\.1:\d+: refused: "
+                       r"max_clients_per_address 1 reached")
+        logged = [l for l in k.lines if re.search(r"line srv: 127\.0\.0\.1:\d+: refused: max_clients_per_address", l)]
+        summed = sum(int(x.group(1)) for x in (re.search(r"line srv: (\d+) more like this", l) for l in k.lines) if x)
+        check(5 <= len(logged) <= 15 and len(logged) + summed == 30,
+              "%d logged and %d summed up, of 30" % (len(logged), summed))
+        for c in [first] + others:
+            c.close()
+
+
 def keepalive_timer(port):
     """The keepalive timer ss shows on komd's end of the connection with port (local or remote)."""
     out = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d or dport = :%d )" % (port, port)],
@@ -183,6 +206,6 @@ if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_handshake_deadline_is_absolute, test_idle_timeout, test_max_clients_per_address,
-              test_max_clients_makes_room, test_tcp_keepalive])
+              test_max_clients_makes_room, test_tcp_keepalive, test_repeated_warnings_are_summed])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
