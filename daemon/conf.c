@@ -1130,6 +1130,8 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 		conf_err(x, grp, "'tls' must be a group { ... }");
 		return;
 	}
+	int n0 = x->errs->n;
+
 	t->present = true;
 	conf_section(x, grp, conf_tls_keys, t, NULL, NULL, what);
 	for (const struct conf_key *k = conf_tls_keys; k->name; k++)
@@ -1180,6 +1182,7 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 	if (t->crl && !t->partner_certs)
 		conf_err(x, config_setting_get_member(grp, "crl"), "%s: 'crl' needs 'partner_certs' (the issuers "
 		    "whose revocations it lists)", what);
+	t->valid = x->errs->n == n0;
 }
 
 static void
@@ -1583,6 +1586,8 @@ conf_check(struct conf_ctx *x)
 						continue;
 					}
 				}
+				if (!tc->has_type && !conf_serving(lc))
+					continue; /* its missing type is the error: nothing follows from a guess */
 				err[0] = '\0';
 				if (lc->ops->check_tag && lc->ops->check_tag(sc, tc, err, sizeof(err)) != 0)
 					conf_errloc(x, &tc->loc, "tag '%s': %s", tc->name, err[0] ? err : "rejected by the protocol");
@@ -1642,6 +1647,19 @@ conf_sort_errors(struct conf_ctx *x)
 struct config *
 conf_load(const char *path, struct conf_errors *errs)
 {
+	int n0 = errs->n;
+	struct config *c = conf_load_keep(path, errs);
+
+	if (errs->n != n0) {
+		conf_free(c);
+		return NULL;
+	}
+	return c;
+}
+
+struct config *
+conf_load_keep(const char *path, struct conf_errors *errs)
+{
 	struct conf_ctx x;
 	char *dir = conf_dirname(path);
 
@@ -1656,10 +1674,6 @@ conf_load(const char *path, struct conf_errors *errs)
 	free(dir);
 	conf_sort_errors(&x);
 	free(x.eloc);
-	if (errs->n != x.nerr0) {
-		conf_free(x.c);
-		return NULL;
-	}
 	return x.c;
 }
 

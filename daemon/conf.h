@@ -93,6 +93,7 @@ enum tls_version { TLSV_1_2, TLSV_1_3 };
 
 struct tls_conf {
 	bool present;        /* a tls section was given */
+	bool valid;          /* and it had no error of its own: its files may be loaded (tls.c) */
 	char *partner_certs; /* comma-separated files */
 	char *my_cert;
 	char *my_key;
@@ -169,6 +170,9 @@ struct conf_errors {
  * name order), validate everything (schemas, protocol hooks, tag names, references).
  * Returns the config, or NULL with every error in errs. */
 struct config *conf_load(const char *path, struct conf_errors *errs);
+/* The same, but the configuration is returned even when it has errors (every one in errs),
+ * for checks that need it (TLS files, komd -t): conf_free it. */
+struct config *conf_load_keep(const char *path, struct conf_errors *errs);
 void conf_free(struct config *c);
 void conf_errors_clear(struct conf_errors *errs);
 

@@ -112,9 +112,12 @@ komd_fd_limit(const struct config *c)
 static struct config *
 komd_load(const char *path, struct conf_errors *errs, bool dates)
 {
-	struct config *c = conf_load(path, errs);
+	int n0 = errs->n;
+	struct config *c = conf_load_keep(path, errs);
 
-	if (c && tls_check_config(c, errs, dates) > 0) {
+	/* the TLS files of every sound tls section, even when other keys have errors: komd -t
+	 * lists every error in one run */
+	if (c && (tls_check_config(c, errs, dates) > 0 || errs->n != n0)) {
 		conf_free(c);
 		return NULL;
 	}

@@ -677,8 +677,8 @@ tls_check_config(const struct config *c, struct conf_errors *errs, bool dates)
 		struct tls_error e;
 		char *msg;
 
-		if (!lc->tls.present)
-			continue;
+		if (!lc->tls.present || !lc->tls.valid || !lc->name)
+			continue; /* no TLS, or its own errors are reported already */
 		if ((t = tls_setup(lc, false, &e)) != NULL) {
 			tls_free(t);
 			continue;

@@ -9,7 +9,7 @@ import tempfile
 import threading
 
 import tlspki
-from komdtest import Komd, check, free_port, main
+from komdtest import Komd, check, free_port, main, run_komd
 from tlspki import OpenSSL, s_server
 
 PKI = tempfile.mkdtemp(prefix="komd-pki-")
@@ -157,10 +157,32 @@ def test_tls_from_a_plain_line():
     ls.close()
 
 
+def test_config_check_lists_every_error():
+    """komd -t: every error of the file in one run, the TLS files' too, and none that only
+    follows from another (a missing type used to add "a bool tag cannot live at f3.0")."""
+    conf = """lines = (
+  { name = "a"; protocol = "komtext-client"; host = "127.0.0.1"; port = 1;
+    tls = { my_cert = "%s"; my_key = "%s"; };
+    stations = (); },
+  { name = "b"; protocol = "modbus-client"; host = "127.0.0.1"; port = 70000;
+    stations = ( { name = "s"; address = 1; period = 1; tags = (
+      { name = "x"; address = "f3.0"; } ); } ); } );
+""" % (p("server.pem"), p("client.key"))
+    k = Komd(conf)
+    r = run_komd("-t", "-c", k.conf)
+    out = r.stdout + r.stderr
+    check(r.returncode == 1, "refused: %s" % out)
+    check("my_key: '%s' does not match my_cert" % p("client.key") in out, "the TLS error: %s" % out)
+    check("'port' must be between 1 and 65535" in out, "the schema error: %s" % out)
+    check("missing required key 'type'" in out, "the missing type: %s" % out)
+    check("cannot live" not in out and "bool" not in out, "nothing that follows from the missing type: %s" % out)
+    shutil.rmtree(k.dir)
+
+
 if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_psk_mismatch_and_unknown_identity, test_expired_certificate_names_its_date, test_no_client_certificate,
-              test_plain_tcp_on_a_tls_line, test_tls_from_a_plain_line])
+              test_plain_tcp_on_a_tls_line, test_tls_from_a_plain_line, test_config_check_lists_every_error])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
