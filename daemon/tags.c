@@ -2,6 +2,7 @@
  * A tag is acquired by at most one station (none: a memory tag) and served by any number.
  * Value changes fan out to every server; writes are routed back to the acquirer, and every
  * write is answered exactly once: by the acquirer, or by the core's write timeout. */
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
@@ -251,6 +252,14 @@ tag_write(struct tag *t, const struct value *v, write_cb cb, void *arg, const ch
 
 	if (v->type != t->type) {
 		cb(arg, -1, "wrong value type");
+		return NULL;
+	}
+	if (v->type == VT_FLOAT && !isfinite(v->f)) {
+		/* from any serving protocol (a Modbus master's float registers, an IEC 104
+		 * set-point): never to a device, never stored */
+		log_warnx("tag %s: write from %s refused: %s is not a finite number", t->name, who, isnan(v->f) ? "NaN" :
+		    "an infinity");
+		cb(arg, -1, "not a finite number (NaN or infinity)");
 		return NULL;
 	}
 	if (!acq) {

@@ -197,9 +197,14 @@ value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t e
 			goto bad;
 		errno = 0;
 		v->f = strtod(s, &end);
-		/* underflow to a tiny number is fine; overflow is not */
+		/* underflow to a tiny number is fine; overflow is not, nor "nan" or "inf": no device
+		 * value is one (issue 11) */
 		if (*end != '\0' || (errno == ERANGE && isinf(v->f)))
 			goto bad;
+		if (!isfinite(v->f)) {
+			snprintf(err, errlen, "'%s' is not a finite number", s);
+			return -1;
+		}
 		return 0;
 	}
 	case VT_TIME:

@@ -80,5 +80,39 @@ def test_failed_write_never_sent_later():
     kt.close()
 
 
+def test_nan_and_infinities_refused():
+    """NaN and infinities are never sent to a device: not from komctl, not from a Modbus
+    master's float registers (a gateway write to a tag a komtext device acquires)."""
+    port, kport = free_port(), free_port()
+    kt = KtPeer("127.0.0.1")
+    conf = """lines = (
+      { name = "srv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d;
+        stations = ( { name = "u1"; address = 1; tags = (
+          { name = "k.f"; address = "f3.10"; direction = "inout"; } ); } ); },
+      { name = "kt"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;
+        stations = ( { name = "k"; address = 1; tags = (
+          { name = "k.f"; address = "f"; type = "float"; direction = "inout"; } ); } ); } );""" % (port, kt.port)
+    with Komd(conf).start() as k:
+        k.until(lambda: kt.nconns() == 1, 5, "komtext line connected")
+        for text in ("nan", "inf", "-inf", "NaN"):
+            rc, out, err = k.ctl("set", "k.f", text, check=False)
+            check(rc == 1 and "not a finite number" in err, "komctl set k.f %s: %d %s" % (text, rc, err))
+        s = socket.create_connection(("127.0.0.1", port))
+        s.settimeout(5)
+        for tid, words in ((1, (0x7FC0, 0x0000)), (2, (0x7F80, 0x0000)), (3, (0xFF80, 0x0000))):
+            # FC 16: registers 10 and 11 = NaN, +inf, -inf (big-endian float)
+            s.sendall(struct.pack(">HHHBBHHB", tid, 0, 11, 1, 16, 10, 2, 4) + struct.pack(">HH", *words))
+            ans = s.recv(100)
+            check(len(ans) == 9 and ans[7] == 0x90, "an exception, not an echo: %r" % ans)
+        k.wait_log(r"tag k\.f: write from .* refused: NaN is not a finite number")
+        k.wait_log(r"tag k\.f: write from .* refused: an infinity is not a finite number")
+        rc, out, err = k.ctl("set", "k.f", "1.5")
+        k.until(lambda: kt.received("SET "), 5, "a finite value goes through")
+        check(len(kt.received("SET ")) == 1 and kt.received("SET ")[0].split()[-1] == "1.5",
+              "only the finite value reached the device: %s" % kt.received("SET "))
+        s.close()
+    kt.close()
+
+
 if __name__ == "__main__":
-    main([test_master_disconnects_behind_a_busy_line, test_failed_write_never_sent_later])
+    main([test_master_disconnects_behind_a_busy_line, test_failed_write_never_sent_later, test_nan_and_infinities_refused])

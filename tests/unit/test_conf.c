@@ -572,8 +572,16 @@ test_values(void)
 	CHECK_STR(vfmt(VT_INT, "1.5", false), "ERR: '1.5' is not a 64-bit integer");
 	CHECK_STR(vfmt(VT_FLOAT, "0.1", false), "0.1");
 	CHECK_STR(vfmt(VT_FLOAT, "1e400", false), "ERR: '1e400' is not a number");
-	CHECK_STR(vfmt(VT_FLOAT, "inf", true), "null");
-	CHECK_STR(vfmt(VT_FLOAT, "nan", true), "null");
+	/* no value komd takes (komctl set, memory tags' initial) is NaN or an infinity; read
+	 * from a device they still print (JSON: null) */
+	CHECK_STR(vfmt(VT_FLOAT, "inf", true), "ERR: 'inf' is not a finite number");
+	CHECK_STR(vfmt(VT_FLOAT, "-Infinity", true), "ERR: '-Infinity' is not a finite number");
+	CHECK_STR(vfmt(VT_FLOAT, "nan", true), "ERR: 'nan' is not a finite number");
+	{
+		struct value nanv = { .type = VT_FLOAT, .f = NAN };
+		value_format_json(&nanv, b, sizeof(b));
+		CHECK_STR(b, "null");
+	}
 	CHECK_STR(vfmt(VT_STRING, "a \"q\"\\\n\x01", true), "\"a \\\"q\\\"\\\\\\n\\u0001\"");
 	CHECK_STR(vfmt(VT_STRING, " kept ", false), " kept ");
 	CHECK_STR(vfmt(VT_TIME, "2026-11-23T10:00:00.123Z", false), "2026-11-23T10:00:00.123Z");

@@ -117,6 +117,15 @@ main(void)
 	CHECK_INT(answers, 6);
 	CHECK_INT(last_status, 0);
 	CHECK(m->v.f == 1.0 && m->quality == 0);
+	/* NaN and infinities: refused from any requester, never stored nor sent */
+	tag_write(m, &(struct value){ .type = VT_FLOAT, .f = NAN }, answer_cb, NULL, "test");
+	CHECK_INT(answers, 7);
+	CHECK_INT(last_status, -1);
+	CHECK(m->v.f == 1.0);
+	tag_write(m, &(struct value){ .type = VT_FLOAT, .f = -INFINITY }, answer_cb, NULL, "test");
+	CHECK_INT(answers, 8);
+	CHECK_INT(last_status, -1);
+	CHECK_STR(last_msg, "not a finite number (NaN or infinity)");
 
 	/* unbinding and a big table (rehash) */
 	tags_unbind(&srv_a2);
