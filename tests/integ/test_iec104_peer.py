@@ -299,7 +299,7 @@ def test_server_misbehaving_clients():
                 b.startdt()
             act(b)
             b.wait_closed(5)
-            k.wait_log(r"line srv: %s: protocol error: .*%s" % (peer_name(b), rule))
+            k.wait_log(r"line srv: %s: (closed: )?protocol error: .*%s" % (peer_name(b), rule))
             errors += 1
             check(k.line("srv")["counters"]["protocol_errors"] == errors, "%s counted" % what)
             b.check_clean()
@@ -310,7 +310,7 @@ def test_server_misbehaving_clients():
         b.startdt()
         ei = b.wait_i(M_EI_NA_1, COT_INIT)
         closed = b.wait_closed(5)
-        k.wait_log(r"line srv: %s: protocol error: t1 expired: I-frames not confirmed within 1 s" % peer_name(b))
+        k.wait_log(r"line srv: %s: (closed: )?protocol error: t1 expired: I-frames not confirmed within 1 s" % peer_name(b))
         check(0.8 <= closed - ei.t <= 2.0, "closed %.2f s after the unacknowledged I-frame (t1 = 1 s)" % (
             closed - ei.t))
         served_ok(k, good, "99.5")
@@ -399,7 +399,7 @@ def test_t1_after_stopdt():
               "komd sent TESTFR while waiting (the peer confirmed it)")
         check(1.6 <= closed - ei.t <= 2.8, "closed %.2f s after the unacknowledged I-frames (t1 = 2 s)" % (
             closed - ei.t))
-        k.wait_log(r"line srv: %s: protocol error: t1 expired: I-frames not confirmed within 2 s" % peer_name(a))
+        k.wait_log(r"line srv: %s: (closed: )?protocol error: t1 expired: I-frames not confirmed within 2 s" % peer_name(a))
 
 
 def test_one_testfr_at_a_time():
@@ -414,7 +414,7 @@ def test_one_testfr_at_a_time():
         n = len(b.find(lambda f: f.fmt == "U" and f.u == "TESTFR_ACT"))
         check(n == 1, "one TESTFR act before t1 closed the connection, not %d" % n)
         check(2.6 <= closed - tf.t <= 3.8, "closed %.2f s after the TESTFR act (t1 = 3 s)" % (closed - tf.t))
-        k.wait_log(r"line srv: %s: protocol error: t1 expired: TESTFR not confirmed within 3 s" % peer_name(b))
+        k.wait_log(r"line srv: %s: (closed: )?protocol error: t1 expired: TESTFR not confirmed within 3 s" % peer_name(b))
 
 
 def test_server_t3_testfr():
@@ -429,7 +429,7 @@ def test_server_t3_testfr():
         check(0.8 <= tf.t - t0 <= 2.0, "TESTFR act after t3 = 1 s idle: %.2f s" % (tf.t - t0))
         closed = b.wait_closed(5)
         check(0.8 <= closed - tf.t <= 2.0, "closed %.2f s after the unconfirmed TESTFR (t1 = 1 s)" % (closed - tf.t))
-        k.wait_log(r"line srv: %s: protocol error: t1 expired: TESTFR not confirmed" % peer_name(b))
+        k.wait_log(r"line srv: %s: (closed: )?protocol error: t1 expired: TESTFR not confirmed" % peer_name(b))
         # the good client answered komd's TESTFRs and is still there
         good.wait_u("TESTFR_ACT", 5)
         served_ok(k, good, "3.5")
@@ -543,7 +543,7 @@ def test_client_controlled_station():
             # a wrong N(S) from the station: komd closes and connects again
             p.send_i([io(M_ME_NC_1, 101, scaled_value=1.0)], COT_SPONT, ns=p.vs + 3)
             p.wait_closed(5)
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: wrong N\(S\) %d, expected %d" % (
+            k.wait_log(r"line cli: 127\.0\.0\.1:%d: (closed: )?protocol error: wrong N\(S\) %d, expected %d" % (
                 srv.port, p.vs - 1, p.vs - 4))
             p2 = srv.wait_conn(2, 5)
             p2.wait_i(C_IC_NA_1, COT_ACT)
@@ -595,7 +595,7 @@ def test_client_more_than_k_received():
             check(not p.closed and not p.find(lambda f: f.fmt == "S"), "12 frames are within k")
             p.send_i([io(M_ME_NB_1, 102, scaled_value=13)], COT_SPONT)
             p.wait_closed(5)
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: more than k=12 unacknowledged I-frames received"
+            k.wait_log(r"line cli: 127\.0\.0\.1:%d: (closed: )?protocol error: more than k=12 unacknowledged I-frames received"
                        % srv.port)
             check(k.tag("c.sc")["value"] == 12, "the 13th is not taken")
             srv.wait_conn(2, 5)
@@ -641,7 +641,7 @@ def test_client_startdt_rules():
             act = p.wait_u("STARTDT_ACT")
             closed = p.wait_closed(5)
             check(0.8 <= closed - act.t <= 2.0, "closed %.2f s after STARTDT act (t1 = 1 s)" % (closed - act.t))
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: t1 expired: STARTDT not confirmed"
+            k.wait_log(r"line cli: 127\.0\.0\.1:%d: (closed: )?protocol error: t1 expired: STARTDT not confirmed"
                        % srv.port)
             check(not p.find(lambda f: f.fmt == "I"), "no I-frame before STARTDT con")
             p2 = srv.wait_conn(2, 5)
@@ -650,7 +650,7 @@ def test_client_startdt_rules():
             p2.wait_i(C_IC_NA_1, COT_ACT)
             p2.send_u("STARTDT_ACT")
             p2.wait_closed(5)
-            k.wait_log(r"line cli: 127\.0\.0\.1:%d: protocol error: STARTDT act from a controlled station" % srv.port)
+            k.wait_log(r"line cli: 127\.0\.0\.1:%d: (closed: )?protocol error: STARTDT act from a controlled station" % srv.port)
             p2.check_clean()
     finally:
         srv.close()
