@@ -148,6 +148,7 @@ struct path {
 	char peer[128];
 };
 
+/* ST_WAITING: not connected yet, or connected and waiting for the device's first answer */
 enum station_state { ST_STOPPED, ST_WAITING, ST_OK, ST_ERROR, ST_SIMULATED, ST_SERVING };
 
 struct station {
@@ -165,6 +166,8 @@ struct station {
 	struct ptimer_list timers;
 	bool polling;
 	bool inited;                 /* the protocol's station_init succeeded */
+	bool comm_lost;              /* "communication lost" logged; "restored" is due */
+	int64_t lost_ms;             /* since when */
 };
 
 struct session {

@@ -171,6 +171,7 @@ station_start(struct station *st)
 		return;
 	}
 	st->state = st->line->server ? ST_SERVING : ST_WAITING;
+	st->comm_lost = false;
 }
 
 void
@@ -188,8 +189,10 @@ station_line_up(struct station *st)
 {
 	if (st->sc->simulation || st->line->server)
 		return;
-	st->state = ST_OK;
-	st->last_error[0] = '\0';
+	/* connected, but "ok" only once the device has answered (station_set_comm): a TCP
+	 * connect proves nothing about it (issue 11) */
+	if (st->state != ST_ERROR)
+		st->state = ST_WAITING;
 	if (st->line->ops->on_poll && (st->sc->period_ms || st->sc->delay_ms || st->sc->continuous)) {
 		if (!st->poll_timer)
 			st->poll_timer = station_timer(st, station_poll_cb, st);
@@ -201,6 +204,18 @@ station_line_up(struct station *st)
 	}
 }
 
+/* "communication lost" and "communication restored" come in pairs, each once, with the
+ * reason and the outage's length. */
+static void
+station_comm_lost(struct station *st, const char *why)
+{
+	if (st->comm_lost)
+		return;
+	st->comm_lost = true;
+	st->lost_ms = time_now_ms();
+	log_warnx("line %s: station %s: communication lost: %s", st->line->lc->name, st->sc->name, why ? why : "?");
+}
+
 void
 station_line_down(struct station *st, const char *why)
 {
@@ -208,8 +223,8 @@ station_line_down(struct station *st, const char *why)
 		return;
 	st->polling = false;
 	ptimer_stop(st->poll_timer);
-	if (st->state != ST_ERROR && st->line->started) /* a line being stopped says so itself */
-		log_warnx("line %s: station %s: communication lost: %s", st->line->lc->name, st->sc->name, why);
+	if (st->line->started) /* a line being stopped says so itself */
+		station_comm_lost(st, why);
 	st->state = ST_ERROR;
 	snprintf(st->last_error, sizeof(st->last_error), "%s", why);
 	station_invalidate(st);
@@ -239,16 +254,18 @@ station_set_comm(struct station *st, bool ok, const char *why)
 {
 	if (ok) {
 		enum station_state good = st->line->server ? ST_SERVING : ST_OK;
-		if (st->state != good)
+		if (st->comm_lost)
+			log_info("line %s: station %s: communication restored after %.1f s", st->line->lc->name,
+			    st->sc->name, (time_now_ms() - st->lost_ms) / 1000.0);
+		else if (st->state != good)
 			log_info("line %s: station %s: communication ok", st->line->lc->name, st->sc->name);
+		st->comm_lost = false;
 		st->state = good;
 		/* last_error stays: errors of single requests (station_note_error) outlive the poll */
 		return;
 	}
 	st->errors++;
-	if (st->state != ST_ERROR)
-		log_warnx("line %s: station %s: communication error: %s", st->line->lc->name, st->sc->name,
-		    why ? why : "?");
+	station_comm_lost(st, why);
 	st->state = ST_ERROR;
 	snprintf(st->last_error, sizeof(st->last_error), "%s", why ? why : "");
 	station_invalidate(st);

@@ -119,7 +119,9 @@ def test_polling_period_offset():
         k.until(stamp, 5, "six polls")
         phases = [round((t * 1000 - 100) % 250) for t in times]
         # aligned to the wall clock: each poll lands just after a multiple of 250 ms + 100 ms
-        check(all(p < 80 for p in phases), "polls aligned to period+offset: phases %s ms" % phases)
+        # (or a fraction of a millisecond before it: komd's timers run on the monotonic clock,
+        # which the wall clock may be slewed against)
+        check(all(p < 80 or p >= 249 for p in phases), "polls aligned to period+offset: phases %s ms" % phases)
         check(k.line("cli")["stations"][0]["polls"] >= 6, "polls counted")
     del orig
     peer.close()

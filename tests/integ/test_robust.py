@@ -65,7 +65,7 @@ def test_unanswered_polls_mean_communication_error():
         k.until(lambda: peer.nconns() == 1, 5, "connected")
         peer.val("t", 5)
         k.until(lambda: k.tag("t")["value"] == 5 and not k.tag("t")["invalid"], 5, "value")
-        k.wait_log(r"line cli: station dev: communication error: no answer to a poll within 0\.2 s")
+        k.wait_log(r"line cli: station dev: communication lost: no answer to a poll within 0\.2 s")
         check(k.tag("t")["invalid"] and k.tag("t")["value"] == 5, "invalid, value kept")
         k.until(lambda: len(peer.received("PING")) >= 3, 5, "polling goes on after the timeout")
         peer.answer = True

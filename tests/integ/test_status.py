@@ -1,0 +1,79 @@
+"""What the operator sees is true: a station is "ok" only once its device has answered (a TCP
+connect proves nothing), and "communication lost" / "communication restored" come in pairs,
+each once, with the reason; a station in error never logs a false "communication ok"."""
+import re
+
+from komdtest import KtPeer, Komd, check, main
+from mbpeers import RawServer
+
+
+def kt_conf(port, extra="delay = 0.1; response_timeout = 0.3;"):
+    return """lines = ( { name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;
+  reconnect_delay = 0.1; reconnect_max = 0.2;
+  stations = ( { name = "dev"; address = 1; %s
+    tags = ( { name = "t"; address = "t"; type = "int"; } ); } ); } );""" % (port, extra)
+
+
+def station(k, line="cli"):
+    return k.line(line)["stations"][0]
+
+
+def comm_lines(k):
+    return [l for l in k.lines if re.search(r"station dev: communication (ok|lost|restored|error)", l)]
+
+
+def test_ok_only_after_an_answer():
+    # komtext: connected, but the device never answers a poll
+    peer = KtPeer("127.0.0.1", answer=False)
+    with Komd(kt_conf(peer.port, "delay = 0.1; response_timeout = 2;")).start() as k:
+        k.until(lambda: peer.nconns() == 1 and peer.received("PING"), 5, "connected and polled")
+        check(station(k)["state"] == "waiting", "connected is not ok: %s" % station(k))
+        peer.answer = True
+        k.until(lambda: station(k)["state"] == "ok", 5, "ok once the device answered")
+        k.wait_log(r"line cli: station dev: communication (ok|restored)")
+    peer.close()
+    # Modbus: a unit that never answers is never "ok"
+    dev = RawServer({1: "silent"})
+    conf = """lines = ( { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d;
+  stations = ( { name = "dev"; address = 1; period = 0.2; response_timeout = 3;
+    tags = ( { name = "x"; address = "3.0"; type = "int"; } ); } ); } );""" % dev.port
+    with Komd(conf).start() as k:
+        k.until(lambda: dev.count(fc=3) >= 1, 5, "polled")
+        check(station(k)["state"] == "waiting", "a silent unit is not ok: %s" % station(k))
+        check(not [l for l in k.lines if "communication ok" in l], "no communication ok")
+    dev.close()
+
+
+def test_lost_and_restored_in_pairs():
+    peer = KtPeer("127.0.0.1")
+    with Komd(kt_conf(peer.port)).start() as k:
+        k.until(lambda: station(k)["state"] == "ok", 5, "ok")
+        # the device stops answering: lost, once, with the reason
+        peer.answer = False
+        k.wait_log(r"line cli: station dev: communication lost: no answer to a poll within 0\.3 s")
+        k.until(lambda: len(peer.received("PING")) >= 4, 5, "polls go on")
+        # then its connection drops in the middle of a poll: still one "lost", no "ok"
+        with peer.lock:
+            conns = list(peer.conns)
+        for c in conns:
+            c.shutdown(2)
+        k.until(lambda: peer.accepted >= 2, 5, "reconnected")
+        k.until(lambda: len(peer.received("PING")) >= 8, 5, "polled again")
+        lines = comm_lines(k)
+        check(sum("communication lost" in l for l in lines) == 1 and not any("communication ok" in l or "restored" in l
+                                                                             for l in lines[1:]),
+              "one lost, nothing else while in error:\n%s" % "\n".join(lines))
+        check(station(k)["state"] == "error", "still in error: %s" % station(k))
+        # the device answers again: restored, once, with the outage's length
+        peer.answer = True
+        k.wait_log(r"line cli: station dev: communication restored after \d+\.\d s")
+        k.until(lambda: station(k)["state"] == "ok", 5, "ok")
+        k.until(lambda: len(peer.received("PING")) >= 12, 5, "polled on")
+        lines = comm_lines(k)
+        check([re.search(r"communication (\w+)", l).group(1) for l in lines] == ["ok", "lost", "restored"],
+              "ok, lost, restored: each once:\n%s" % "\n".join(lines))
+    peer.close()
+
+
+if __name__ == "__main__":
+    main([test_ok_only_after_an_answer, test_lost_and_restored_in_pairs])
