@@ -56,6 +56,12 @@ const struct conf_key conf_global_keys[] = {
 	{ .name = "control_readonly_group", .type = CK_VALUE, .off = offsetof(struct config, control_readonly_group),
 	  .help = "string: a group whose members may use status, tags, get and certs only (not set, reload or "
 	  "trace); default: none" },
+	{ .name = "resolv_conf", .type = CK_STRING, .def = "/etc/resolv.conf",
+	  .off = offsetof(struct config, resolv_conf),
+	  .help = "the name servers komd asks for the names of client lines' hosts (resolv.conf(5) format); "
+	  "read at start-up" },
+	{ .name = "hosts_file", .type = CK_STRING, .def = "/etc/hosts", .off = offsetof(struct config, hosts_file),
+	  .help = "names komd knows without asking (hosts(5) format); read at start-up" },
 	{ .name = "lines", .type = CK_VALUE, .help = "list of line groups" },
 	{ .name = "tags", .type = CK_VALUE, .help = "list of memory tag groups" },
 	{ .name = NULL, .type = CK_END },
@@ -1767,6 +1773,8 @@ conf_free(struct config *c)
 	free(c->appdir);
 	free(c->control_socket);
 	free(c->control_readonly_group);
+	free(c->resolv_conf);
+	free(c->hosts_file);
 	free(c);
 }
 

@@ -152,6 +152,8 @@ struct config {
 	int control_max_clients;
 	int control_timeout_ms;  /* a komctl request must arrive within it */
 	char *control_readonly_group; /* NULL: none */
+	char *resolv_conf;       /* the resolver's files (start-up only) */
+	char *hosts_file;
 	struct line_conf *lines;
 	int nlines;
 	struct tag_conf *tags; /* memory tags */

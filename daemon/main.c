@@ -124,6 +124,24 @@ komd_load(const char *path, struct conf_errors *errs, bool dates)
 	return c;
 }
 
+/* komd's resolver (evdns) from the files the configuration names (resolv_conf, hosts_file:
+ * /etc's by default; appliances and tests give their own). Read at start-up. A missing or
+ * unreadable resolv.conf leaves libevent's default, a name server on 127.0.0.1. */
+static void
+komd_resolver(const struct config *c)
+{
+	int rc = evdns_base_resolv_conf_parse(komd.dns, DNS_OPTIONS_ALL & ~DNS_OPTION_HOSTSFILE, c->resolv_conf);
+
+	if (rc != 0)
+		log_warnx("resolv_conf: cannot use '%s' (%s): asking a name server on 127.0.0.1", c->resolv_conf,
+		    rc == 1 ? "cannot open it" : rc == 2 ? "cannot read it" : rc == 6 ? "it names no name server" :
+		    "error reading it");
+	if (rc != 0 && rc != 6 && evdns_base_count_nameservers(komd.dns) == 0)
+		evdns_base_nameserver_ip_add(komd.dns, "127.0.0.1");
+	if (evdns_base_load_hosts(komd.dns, c->hosts_file) != 0)
+		log_warnx("hosts_file: cannot read '%s': names are asked of the name server only", c->hosts_file);
+}
+
 /* Once a day: warn about certificates that expire within 30 days. */
 static void
 tls_expiry_cb(evutil_socket_t fd, short ev, void *arg)
@@ -402,9 +420,9 @@ main(int argc, char **argv)
 	    (komd.base = event_base_new_with_config(ecfg)) == NULL)
 		fatalx("event_base_new");
 	event_config_free(ecfg);
-	if ((komd.dns = evdns_base_new(komd.base, EVDNS_BASE_INITIALIZE_NAMESERVERS)) == NULL &&
-	    (komd.dns = evdns_base_new(komd.base, 0)) == NULL)
+	if ((komd.dns = evdns_base_new(komd.base, 0)) == NULL)
 		fatalx("evdns_base_new");
+	komd_resolver(conf);
 	TAILQ_INIT(&komd.lines);
 	tags_init();
 	log_info("komd %s starting with %s", KOMD_VERSION, conf_path);

@@ -79,10 +79,9 @@ WAIT = Waiter()
 class Komd:
     """One komd process with its own directory, config and control socket."""
 
-    def __init__(self, conf, args=(), env=None, files=None, etc=None):
-        """etc: {"hosts": text, "resolv.conf": text}: files of /etc for komd alone (each
-        bind-mounted over /etc/NAME in a mount namespace of its own; needs root, as make
-        check has)."""
+    def __init__(self, conf, args=(), env=None, files=None):
+        """files: {"name": text} written into komd's directory (#APPDIR# in the configuration),
+        e.g. a hosts_file and resolv_conf of the test's own."""
         self.dir = tempfile.mkdtemp(prefix="komdtest-")
         self.sock = os.path.join(self.dir, "ctl.sock")
         self.conf = os.path.join(self.dir, "komd.conf")
@@ -91,13 +90,6 @@ class Komd:
         self.lines = []
         self.proc = None
         self.write_conf(conf)
-        self.wrap = []
-        if etc:
-            files = dict(files or {}, **{"etc/" + name: text for name, text in etc.items()})
-            mounts = " && ".join('mount --bind "%s" "/etc/%s"' % (os.path.join(self.dir, "etc", name), name)
-                                 for name in etc)
-            # unshare and sh exec in turn: the process started is komd itself
-            self.wrap = ["unshare", "--mount", "--propagation", "private", "sh", "-c", mounts + ' && exec "$@"', "sh"]
         for name, text in (files or {}).items():
             path = os.path.join(self.dir, name)
             os.makedirs(os.path.dirname(path), exist_ok=True)
@@ -117,7 +109,7 @@ class Komd:
         if self.env:
             env.update(self.env)
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.wrap + [KOMD, "-f", "-c", self.conf] + self.args, stdout=subprocess.PIPE,
+        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf] + self.args, stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT, env=env, text=True, errors="replace",
                                      bufsize=1)
         self.reader = threading.Thread(target=self._read, daemon=True)

@@ -80,7 +80,7 @@ def test_cycle_to_third_host():
 
 def test_name_with_several_addresses():
     """A name with several addresses: each is tried in turn within one attempt, IPv6 too
-    (komd gets a hosts file of its own: evdns reads /etc/hosts)."""
+    (komd gets a hosts file of its own: hosts_file)."""
     port = free_port()
     hosts = ("127.0.0.1 localhost\n"
              "127.0.0.3 plc.komd.test\n127.0.0.2 plc.komd.test\n"
@@ -92,7 +92,7 @@ def test_name_with_several_addresses():
         { name = "%s"; address = "a1"; type = "int"; } ); } ); }"""
     conf = "lines = ( %s, %s );" % (line % ("cli", "plc.komd.test", port, "t1"),
                                     line % ("cli6", "plc6.komd.test", peer6.port, "t6"))
-    with Komd(conf, etc={"hosts": hosts}).start() as k:
+    with Komd('hosts_file = "#APPDIR#/hosts";\n' + conf, files={"hosts": hosts}).start() as k:
         k.until(lambda: peer.accepted >= 1, 10, "connection to plc.komd.test's second address")
         k.wait_log(r"line cli: connect plc\.komd\.test\(127\.0\.0\.3\):%d: Connection refused" % port)
         l = k.until(lambda: (lambda l: l if l["paths"][0]["state"] == "connected" else None)(k.line("cli")), 5,
@@ -157,9 +157,10 @@ def test_name_resolved_at_every_attempt():
     dns = DnsServer("plc.komd.test", ["127.0.0.2"])
     first = KtPeer("127.0.0.2", port)
     second = KtPeer("127.0.0.3", port)
-    etc = {"hosts": "127.0.0.1 localhost\n", "resolv.conf": "nameserver 127.0.0.1:%d\n" % dns.port}
+    files = {"hosts": "127.0.0.1 localhost\n", "resolv.conf": "nameserver 127.0.0.1:%d\n" % dns.port}
+    conf = 'hosts_file = "#APPDIR#/hosts"; resolv_conf = "#APPDIR#/resolv.conf";\n' + client_conf("plc.komd.test", port)
     try:
-        with Komd(client_conf("plc.komd.test", port), etc=etc).start() as k:
+        with Komd(conf, files=files).start() as k:
             k.until(lambda: first.accepted >= 1, 10, "connection to the first answer, 127.0.0.2")
             check(dns.queries >= 1, "komd asked the DNS server")
             n = dns.queries
