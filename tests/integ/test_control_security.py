@@ -13,7 +13,23 @@ import socket
 import subprocess
 import time
 
-from komdtest import KOMCTL, Komd, KtPeer, TestFailure, check, free_port, main, run_komd
+import komdtest
+from komdtest import KOMCTL, KOMD, Komd, KtPeer, TestFailure, check, free_port, main, run_komd
+
+
+def started(k, wrap):
+    """k started through wrap (prlimit, setpriv: each execs the next, so the process is komd)."""
+    orig = komdtest.subprocess.Popen
+
+    def popen(args, *a, **kw):
+        if isinstance(args, list) and args and args[0] == KOMD:
+            args = wrap + args
+        return orig(args, *a, **kw)
+    komdtest.subprocess.Popen = popen
+    try:
+        return k.start()
+    finally:
+        komdtest.subprocess.Popen = orig
 
 
 def connect(k):
@@ -175,8 +191,7 @@ def test_string_values_whole_and_clean():
 def test_descriptor_limit_raised():
     port = free_port()
     k = Komd(server_conf(port, 1000))
-    k.wrap = ["prlimit", "--nofile=100:8192"]
-    with k.start():
+    with started(k, ["prlimit", "--nofile=100:8192"]):
         soft, hard = nofile(k.proc.pid)
         check(1000 < soft < hard == 8192, "soft limit raised for max_clients 1000: %d" % soft)
         k.wait_log(r"descriptors: RLIMIT_NOFILE soft limit raised from 100 to %d" % soft)
@@ -185,8 +200,7 @@ def test_descriptor_limit_raised():
         soft2 = nofile(k.proc.pid)[0]
         check(3000 < soft2 < 8192, "raised again at reload for max_clients 3000: %d" % soft2)
     k = Komd(server_conf(port, 1000))
-    k.wrap = ["prlimit", "--nofile=64:64"]
-    with k.start():
+    with started(k, ["prlimit", "--nofile=64:64"]):
         k.wait_log(r"descriptors: the configuration needs \d+ \(.*\), but the hard limit of RLIMIT_NOFILE is 64")
 
 
@@ -195,8 +209,7 @@ def test_control_answers_when_descriptors_run_out():
     the rest; komctl status is still served, with the spare descriptor."""
     port = free_port()
     k = Komd(server_conf(port, 1000, "control_max_clients = 100;\ncontrol_timeout = 60;\n"))
-    k.wrap = ["prlimit", "--nofile=64:64"]
-    with k.start():
+    with started(k, ["prlimit", "--nofile=64:64"]):
         fds = lambda: len(os.listdir("/proc/%d/fd" % k.proc.pid))
         clients = [KtPeer("127.0.0.1", port, listen=False) for _ in range(80)]
         k.wait_log(r"line srv: accept: .*pausing|line srv: .*refused")
@@ -225,12 +238,12 @@ def test_core_dumps_off():
         k = Komd("lines = ();", args=args)
         os.chown(k.dir, nobody.pw_uid, nobody.pw_gid)
         os.chown(k.conf, nobody.pw_uid, nobody.pw_gid)
-        k.wrap = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid, "--clear-groups"]
-        with k.start():
+        as_nobody = ["setpriv", "--reuid=%d" % nobody.pw_uid, "--regid=%d" % nobody.pw_gid, "--clear-groups"]
+        with started(k, as_nobody):
             pid = k.proc.pid
             owner = os.stat("/proc/%d/environ" % pid).st_uid
             # another process of the same user reads komd's environment only if komd is dumpable
-            r = subprocess.run(k.wrap + ["cat", "/proc/%d/environ" % pid], capture_output=True)
+            r = subprocess.run(as_nobody + ["cat", "/proc/%d/environ" % pid], capture_output=True)
             with open("/proc/%d/limits" % pid) as f:
                 core = [l.split()[4] for l in f if l.startswith("Max core file size")][0]
             if dumpable:
@@ -266,13 +279,13 @@ def test_peer_credentials_and_readonly_group():
                  '    tags = ( { name = "x"; type = "int"; } ); } ); } );' % (ro, free_port()))
         os.chmod(k.dir, 0o755)
         # root with group ops: the socket comes out root:ops 0660, as komd:komd under systemd
-        k.wrap = ["setpriv", "--regid=%d" % gops, "--clear-groups"]
+        as_ops = ["setpriv", "--regid=%d" % gops, "--clear-groups"]
 
         def ctl(who, *args):
             cmd = ["setpriv", "--reuid=%s" % who[0], "--regid=%d" % who[1], "--groups=%s" % who[2],
                    KOMCTL, "-s", k.sock] + list(args)
             return subprocess.run(cmd, capture_output=True, text=True, timeout=10)
-        with k.start():
+        with started(k, as_ops):
             check(os.stat(k.sock).st_gid == gops, "socket group")
             as_oper = (uop, gops, str(gops))
             r = ctl(as_oper, "set", "m", "5")
