@@ -4,13 +4,16 @@
  *   6.1 FC 01 Read Coils, 6.2 FC 02 Read Discrete Inputs, 6.3 FC 03 Read Holding
  *   Registers, 6.4 FC 04 Read Input Registers, 6.5 FC 05 Write Single Coil, 6.6 FC 06
  *   Write Single Register, 6.11 FC 15 Write Multiple Coils, 6.12 FC 16 Write Multiple
- *   Registers, 6.16 FC 22 Mask Write Register, 6.17 FC 23 Read/Write Multiple Registers,
- *   7 MODBUS Exception Responses (codes 01..0B);
+ *   Registers, 6.13 FC 17 Report Server ID, 6.16 FC 22 Mask Write Register, 6.17 FC 23
+ *   Read/Write Multiple Registers, 6.19 / 6.21 FC 43 MEI type 14 Read Device
+ *   Identification, 7 MODBUS Exception Responses (codes 01..0B);
  * and the MBAP header of MODBUS Messaging on TCP/IP Implementation Guide V1.0b, 3.1.3
  * (transaction id, protocol id 0, length = unit id + PDU, unit id).
  * The server side checks a request in the order of the specification's state diagrams
  * (6.x figures): function code (01), then quantity and byte count (03), then address
- * range (02). Everything from the network is bounds-checked against len. */
+ * range (02); every request gets one of them or an answer, whatever its function code.
+ * mb_describe reads any PDU for traces. Everything from the network is bounds-checked
+ * against len. */
 #include <float.h>
 #include <math.h>
 #include <stdarg.h>
@@ -53,6 +56,8 @@ mb_fc_name(int fc)
 	case MB_FC_WRITE_REGISTERS: return "write multiple registers";
 	case MB_FC_MASK_WRITE: return "mask write register";
 	case MB_FC_READ_WRITE: return "read/write multiple registers";
+	case MB_FC_REPORT_SERVER_ID: return "report server id";
+	case MB_FC_MEI: return "encapsulated interface transport";
 	}
 	return NULL;
 }
@@ -347,19 +352,39 @@ mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq)
 		rq->data = pdu + 10;
 		rq->data_len = bc;
 		return 0;
+	case MB_FC_REPORT_SERVER_ID:
+		/* 6.13: the function code alone */
+		return len == 1 ? 0 : MB_EX_ILLEGAL_VALUE;
+	case MB_FC_MEI:
+		/* 6.19: MEI type; 6.21, type 14: Read Device ID code 01..04, Object Id (whether the
+		 * device has that object is the answer's business: mb_encode_device_id) */
+		if (len < 2)
+			return MB_EX_ILLEGAL_VALUE;
+		rq->mei = pdu[1];
+		if (rq->mei != MB_MEI_DEVICE_ID)
+			return MB_EX_ILLEGAL_FUNCTION;
+		if (len != 4)
+			return MB_EX_ILLEGAL_VALUE;
+		rq->devid_code = pdu[2];
+		rq->object_id = pdu[3];
+		if (rq->devid_code < MB_DEVID_BASIC || rq->devid_code > MB_DEVID_INDIVIDUAL)
+			return MB_EX_ILLEGAL_VALUE;
+		return 0;
 	}
+	/* 0, 0x80..0xFF and every code komd does not implement */
 	return MB_EX_ILLEGAL_FUNCTION;
 }
 
 /* ---- responses ---- */
 
-/* Clause 7: function code + 0x80, exception code. */
+/* Clause 7: function code + 0x80, exception code. A request whose function code is 0 or
+ * has the high bit set is answered all the same (illegal function): 0x80 | fc. */
 size_t
 mb_encode_exception(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t fc, uint8_t code)
 {
 	uint8_t *p = buf + MB_MBAP_LEN;
 
-	if (fc == 0 || fc >= 0x80 || code == 0)
+	if (code == 0)
 		return 0;
 	p[0] = (uint8_t)(fc | 0x80);
 	p[1] = code;
@@ -435,6 +460,89 @@ mb_encode_mask_write_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t
     uint16_t or_mask)
 {
 	return mb_encode_mask_write(buf, tid, unit, addr, and_mask, or_mask);
+}
+
+/* 6.13: FC 17, byte count, server id, run indicator status, additional data. */
+size_t
+mb_encode_report_server_id(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t server_id, bool run,
+    const void *data, size_t len)
+{
+	uint8_t *p = buf + MB_MBAP_LEN;
+
+	if (len > MB_SERVER_ID_MAX_DATA)
+		len = MB_SERVER_ID_MAX_DATA;
+	p[0] = MB_FC_REPORT_SERVER_ID;
+	p[1] = (uint8_t)(2 + len);
+	p[2] = server_id;
+	p[3] = run ? 0xFF : 0x00;
+	if (len)
+		memcpy(p + 4, data, len);
+	return mbap(buf, tid, unit, 4 + len);
+}
+
+static size_t
+devid_len(const char *const objs[MB_DEVID_NOBJ], unsigned id)
+{
+	return id < MB_DEVID_NOBJ && objs[id] ? strlen(objs[id]) : 0;
+}
+
+/* 6.21: FC 43, MEI type 0x0E, Read Device ID code, Conformity Level, More Follows, Next
+ * Object Id, Number Of Objects, then each object: Object Id, Object Length, Object Value. */
+int
+mb_encode_device_id(uint8_t *buf, size_t *adulen, uint16_t tid, uint8_t unit, uint8_t code, uint8_t object_id,
+    const char *const objs[MB_DEVID_NOBJ])
+{
+	uint8_t *p = buf + MB_MBAP_LEN;
+	size_t n = 7;
+	unsigned first, last, nobj = 0;
+	bool regular = false;
+
+	*adulen = 0;
+	if (code < MB_DEVID_BASIC || code > MB_DEVID_INDIVIDUAL)
+		return MB_EX_ILLEGAL_VALUE;
+	for (unsigned id = 0; id < MB_DEVID_NOBJ; id++) {
+		size_t l = devid_len(objs, id);
+		if (l > MB_DEVID_MAX_LEN || (id <= 2 && l == 0))
+			return MB_EX_DEVICE_FAILURE;
+		if (id > 2 && l > 0)
+			regular = true;
+	}
+	p[0] = MB_FC_MEI;
+	p[1] = MB_MEI_DEVICE_ID;
+	p[2] = code;
+	p[3] = regular ? 0x82 : 0x81; /* basic or regular identification, individual access too */
+	p[4] = 0x00;                  /* More Follows: no */
+	p[5] = 0x00;                  /* Next Object Id: 0 when none follows */
+	if (code == MB_DEVID_INDIVIDUAL) {
+		/* one object, which must exist */
+		if (devid_len(objs, object_id) == 0)
+			return MB_EX_ILLEGAL_ADDRESS;
+		first = last = object_id;
+	} else {
+		/* the basic category is 0..2; regular (and extended, which komd answers as
+		 * regular) 0..0x7F, of which komd has 0..5 */
+		last = code == MB_DEVID_BASIC ? 2 : MB_DEVID_NOBJ - 1;
+		first = object_id <= last && devid_len(objs, object_id) > 0 ? object_id : 0;
+	}
+	for (unsigned id = first; id <= last; id++) {
+		size_t l = devid_len(objs, id);
+		if (l == 0)
+			continue;
+		if (n + 2 + l > MB_MAX_PDU) {
+			/* the rest in the next transaction, from this object */
+			p[4] = 0xFF;
+			p[5] = (uint8_t)id;
+			break;
+		}
+		p[n] = (uint8_t)id;
+		p[n + 1] = (uint8_t)l;
+		memcpy(p + n + 2, objs[id], l);
+		n += 2 + l;
+		nobj++;
+	}
+	p[6] = (uint8_t)nobj;
+	*adulen = mbap(buf, tid, unit, n);
+	return 0;
 }
 
 int
@@ -534,6 +642,300 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 	}
 	codec_err(err, errlen, "function %u not supported", s->fc); /* not reached */
 	return -1;
+}
+
+/* ---- traces ---- */
+
+/* Text appended to a caller's buffer, cut (never overrun) when it is full. */
+struct mb_text {
+	char *buf;
+	size_t size, off;
+};
+
+static void __attribute__((format(printf, 2, 3)))
+text_add(struct mb_text *t, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	if (t->off + 1 >= t->size)
+		return;
+	va_start(ap, fmt);
+	n = vsnprintf(t->buf + t->off, t->size - t->off, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		t->off = (size_t)n >= t->size - t->off ? t->size - 1 : t->off + (size_t)n;
+}
+
+/* At most 16 bytes in hex, then "...". */
+static void
+text_hex(struct mb_text *t, const uint8_t *d, size_t n)
+{
+	for (size_t i = 0; i < n && i < 16; i++)
+		text_add(t, " %02x", d[i]);
+	if (n > 16)
+		text_add(t, " ...");
+}
+
+/* At most 16 big-endian registers in decimal, then "...". */
+static void
+text_regs(struct mb_text *t, const uint8_t *d, size_t nregs)
+{
+	for (size_t i = 0; i < nregs && i < 16; i++)
+		text_add(t, " %u", get_be16(d + 2 * i));
+	if (nregs > 16)
+		text_add(t, " ...");
+}
+
+/* Bytes from the frame as a quoted string: printable ASCII as it is (but " and \), the rest
+ * as \xNN, at most 48 of them. */
+static void
+text_quoted(struct mb_text *t, const uint8_t *d, size_t n)
+{
+	text_add(t, " \"");
+	for (size_t i = 0; i < n && i < 48; i++) {
+		if (d[i] >= 0x20 && d[i] < 0x7f && d[i] != '"' && d[i] != '\\')
+			text_add(t, "%c", d[i]);
+		else
+			text_add(t, "\\x%02x", d[i]);
+	}
+	text_add(t, n > 48 ? "\"..." : "\"");
+}
+
+static const char *
+devid_code_name(uint8_t code)
+{
+	static const char *const names[] = { NULL, "basic", "regular", "extended", "individual" };
+
+	return code >= MB_DEVID_BASIC && code <= MB_DEVID_INDIVIDUAL ? names[code] : NULL;
+}
+
+/* The length a request PDU must have: its function's fixed part and its own byte count;
+ * 0 when the PDU is too short to say (or the function has no fixed layout). */
+static size_t
+request_len(const uint8_t *pdu, size_t len)
+{
+	switch (pdu[0]) {
+	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE: case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT:
+	case MB_FC_WRITE_COIL: case MB_FC_WRITE_REGISTER:
+		return 5;
+	case MB_FC_WRITE_COILS: case MB_FC_WRITE_REGISTERS:
+		return len >= 6 ? 6 + (size_t)pdu[5] : 0;
+	case MB_FC_MASK_WRITE:
+		return 7;
+	case MB_FC_READ_WRITE:
+		return len >= 10 ? 10 + (size_t)pdu[9] : 0;
+	case MB_FC_REPORT_SERVER_ID:
+		return 1;
+	case MB_FC_MEI:
+		/* 6.21: MEI type 14, code, object id; other MEI types have layouts of their own */
+		return len >= 2 && pdu[1] != MB_MEI_DEVICE_ID ? len : 4;
+	}
+	return len;
+}
+
+static void
+describe_request(struct mb_text *t, const uint8_t *pdu, size_t len)
+{
+	const char *name = mb_fc_name(pdu[0]);
+	uint16_t a = len >= 3 ? get_be16(pdu + 1) : 0, b = len >= 5 ? get_be16(pdu + 3) : 0;
+
+	if (name == NULL) {
+		text_add(t, "function %u", pdu[0]);
+		if (len > 1) {
+			text_add(t, " data");
+			text_hex(t, pdu + 1, len - 1);
+		}
+		return;
+	}
+	if (pdu[0] == MB_FC_MEI && len >= 2 && pdu[1] != MB_MEI_DEVICE_ID) {
+		text_add(t, "%s MEI %u", name, pdu[1]);
+		return;
+	}
+	if (request_len(pdu, len) != len) {
+		text_add(t, "%s (malformed, %zu bytes)", pdu[0] == MB_FC_MEI ? "read device identification" : name, len);
+		return;
+	}
+	switch (pdu[0]) {
+	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE: case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT:
+		text_add(t, "%s addr %u count %u", name, a, b);
+		break;
+	case MB_FC_WRITE_COIL:
+		if (b == 0xFF00 || b == 0x0000)
+			text_add(t, "%s addr %u %s", name, a, b ? "on" : "off");
+		else
+			text_add(t, "%s addr %u value 0x%04x", name, a, b);
+		break;
+	case MB_FC_WRITE_REGISTER:
+		text_add(t, "%s addr %u value %u", name, a, b);
+		break;
+	case MB_FC_WRITE_COILS:
+		text_add(t, "%s addr %u count %u:", name, a, b);
+		text_hex(t, pdu + 6, len - 6);
+		break;
+	case MB_FC_WRITE_REGISTERS:
+		text_add(t, "%s addr %u count %u:", name, a, b);
+		text_regs(t, pdu + 6, (len - 6) / 2);
+		break;
+	case MB_FC_MASK_WRITE:
+		text_add(t, "%s addr %u and 0x%04x or 0x%04x", name, a, b, get_be16(pdu + 5));
+		break;
+	case MB_FC_READ_WRITE:
+		text_add(t, "%s read addr %u count %u write addr %u count %u:", name, a, b, get_be16(pdu + 5),
+		    get_be16(pdu + 7));
+		text_regs(t, pdu + 10, (len - 10) / 2);
+		break;
+	case MB_FC_REPORT_SERVER_ID:
+		text_add(t, "%s", name);
+		break;
+	case MB_FC_MEI:
+		if (devid_code_name(pdu[2]))
+			text_add(t, "read device identification %s object %u", devid_code_name(pdu[2]), pdu[3]);
+		else
+			text_add(t, "read device identification code %u object %u", pdu[2], pdu[3]);
+		break;
+	}
+}
+
+/* 6.21: the objects of a device identification response (from its 8th byte); false when
+ * they do not fill the PDU exactly as its Number Of Objects says. */
+static bool
+describe_objects(struct mb_text *t, const uint8_t *pdu, size_t len)
+{
+	size_t o = 7;
+
+	for (unsigned i = 0; i < pdu[6]; i++) {
+		if (o + 2 > len || o + 2 + pdu[o + 1] > len)
+			return false;
+		o += 2 + (size_t)pdu[o + 1];
+	}
+	if (o != len)
+		return false;
+	text_add(t, " objects %u:", pdu[6]);
+	for (o = 7; o < len; o += 2 + (size_t)pdu[o + 1]) {
+		text_add(t, " %u", pdu[o]);
+		text_quoted(t, pdu + o + 2, pdu[o + 1]);
+	}
+	return true;
+}
+
+static void
+describe_response(struct mb_text *t, const uint8_t *pdu, size_t len)
+{
+	uint8_t fc = pdu[0] & 0x7f;
+	const char *name = mb_fc_name(fc);
+	char unknown[16];
+	size_t want = len;
+
+	if (name == NULL) {
+		snprintf(unknown, sizeof(unknown), "function %u", fc);
+		name = unknown;
+	}
+	if (pdu[0] & 0x80) {
+		/* clause 7 */
+		if (len != 2)
+			text_add(t, "%s exception (malformed, %zu bytes)", name, len);
+		else
+			text_add(t, "%s exception %u (%s)", name, pdu[1], mb_exception_name(pdu[1]));
+		return;
+	}
+	switch (fc) {
+	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE: case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT:
+	case MB_FC_READ_WRITE: case MB_FC_REPORT_SERVER_ID:
+		want = len >= 2 ? 2 + (size_t)pdu[1] : 0;
+		break;
+	case MB_FC_WRITE_COIL: case MB_FC_WRITE_REGISTER: case MB_FC_WRITE_COILS: case MB_FC_WRITE_REGISTERS:
+		want = 5;
+		break;
+	case MB_FC_MASK_WRITE:
+		want = 7;
+		break;
+	case MB_FC_MEI:
+		if (len < 2)
+			want = 0;
+		else if (pdu[1] == MB_MEI_DEVICE_ID) {
+			name = "read device identification";
+			want = len >= 7 ? len : 0;
+		}
+		break;
+	}
+	if (want != len || ((is_reg_read(fc) || fc == MB_FC_READ_WRITE) && pdu[1] % 2) ||
+	    (fc == MB_FC_REPORT_SERVER_ID && pdu[1] < 2)) {
+		text_add(t, "%s reply (malformed, %zu bytes)", name, len);
+		return;
+	}
+	switch (fc) {
+	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE:
+		text_add(t, "%s reply: %u byte%s", name, pdu[1], pdu[1] == 1 ? "" : "s");
+		text_hex(t, pdu + 2, pdu[1]);
+		break;
+	case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT: case MB_FC_READ_WRITE:
+		text_add(t, "%s reply:", name);
+		text_regs(t, pdu + 2, pdu[1] / 2u);
+		break;
+	case MB_FC_WRITE_COIL:
+		if (get_be16(pdu + 3) == 0xFF00 || get_be16(pdu + 3) == 0)
+			text_add(t, "%s reply addr %u %s", name, get_be16(pdu + 1), get_be16(pdu + 3) ? "on" : "off");
+		else
+			text_add(t, "%s reply addr %u value 0x%04x", name, get_be16(pdu + 1), get_be16(pdu + 3));
+		break;
+	case MB_FC_WRITE_REGISTER:
+		text_add(t, "%s reply addr %u value %u", name, get_be16(pdu + 1), get_be16(pdu + 3));
+		break;
+	case MB_FC_WRITE_COILS: case MB_FC_WRITE_REGISTERS:
+		text_add(t, "%s reply addr %u count %u", name, get_be16(pdu + 1), get_be16(pdu + 3));
+		break;
+	case MB_FC_MASK_WRITE:
+		text_add(t, "%s reply addr %u and 0x%04x or 0x%04x", name, get_be16(pdu + 1), get_be16(pdu + 3),
+		    get_be16(pdu + 5));
+		break;
+	case MB_FC_REPORT_SERVER_ID:
+		/* 6.13: server id, run indicator status (0x00 off, 0xFF on), additional data */
+		text_add(t, "%s reply: server id %u run ", name, pdu[2]);
+		if (pdu[3] == 0xFF || pdu[3] == 0x00)
+			text_add(t, "%s", pdu[3] ? "on" : "off");
+		else
+			text_add(t, "0x%02x", pdu[3]);
+		if (len > 4)
+			text_quoted(t, pdu + 4, len - 4);
+		break;
+	case MB_FC_MEI:
+		if (pdu[1] != MB_MEI_DEVICE_ID) {
+			text_add(t, "%s reply: MEI %u", name, pdu[1]);
+			text_hex(t, pdu + 2, len - 2);
+			break;
+		}
+		/* 6.21: code, conformity level, More Follows, Next Object Id, then the objects */
+		text_add(t, "%s reply: ", name);
+		if (devid_code_name(pdu[2]))
+			text_add(t, "%s", devid_code_name(pdu[2]));
+		else
+			text_add(t, "code %u", pdu[2]);
+		text_add(t, " conformity 0x%02x more 0x%02x next %u", pdu[3], pdu[4], pdu[5]);
+		if (!describe_objects(t, pdu, len))
+			text_add(t, " (malformed objects, %zu bytes)", len);
+		break;
+	default:
+		text_add(t, "%s reply:", name);
+		text_hex(t, pdu + 1, len - 1);
+	}
+}
+
+char *
+mb_describe(const uint8_t *pdu, size_t len, bool response, char *buf, size_t buflen)
+{
+	struct mb_text t = { .buf = buf, .size = buflen, .off = 0 };
+
+	if (buflen == 0)
+		return buf;
+	buf[0] = '\0';
+	if (len == 0)
+		text_add(&t, "(empty PDU)");
+	else if (response)
+		describe_response(&t, pdu, len);
+	else
+		describe_request(&t, pdu, len);
+	return buf;
 }
 
 bool

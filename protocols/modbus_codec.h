@@ -1,7 +1,8 @@
 /* modbus_codec.h: Modbus TCP frames and tag addresses, pure (no I/O, no libevent).
  * Implements the MODBUS Application Protocol Specification V1.1b3 (function codes 1, 2,
- * 3, 4, 5, 6, 15, 16, 22, 23 and exception responses, clauses 6 and 7) and the MBAP
- * header of MODBUS Messaging on TCP/IP Implementation Guide V1.0b (clause 3.1.3). */
+ * 3, 4, 5, 6, 15, 16, 22, 23, 17 and 43 / MEI 14 and exception responses, clauses 6 and
+ * 7) and the MBAP header of MODBUS Messaging on TCP/IP Implementation Guide V1.0b (clause
+ * 3.1.3). */
 #ifndef KOMD_MODBUS_CODEC_H
 #define KOMD_MODBUS_CODEC_H
 
@@ -32,7 +33,28 @@ enum mb_fc {
 	MB_FC_WRITE_REGISTERS = 16,
 	MB_FC_MASK_WRITE = 22,
 	MB_FC_READ_WRITE = 23,
+	MB_FC_REPORT_SERVER_ID = 17,
+	MB_FC_MEI = 43,           /* encapsulated interface transport */
 };
+
+#define MB_MEI_DEVICE_ID 0x0E  /* FC 43 MEI type 14: read device identification (6.21) */
+
+/* 6.21: Read Device ID codes: stream access to a category, or one object. */
+enum mb_devid_code {
+	MB_DEVID_BASIC = 1,
+	MB_DEVID_REGULAR = 2,
+	MB_DEVID_EXTENDED = 3,
+	MB_DEVID_INDIVIDUAL = 4,
+};
+
+/* 6.21 objects komd has: 0 VendorName, 1 ProductCode, 2 MajorMinorRevision (basic,
+ * mandatory), 3 VendorUrl, 4 ProductName, 5 ModelName (regular, optional). */
+#define MB_DEVID_NOBJ 6
+/* The longest object that fits a response alone (253 - 7 header bytes - id - length). */
+#define MB_DEVID_MAX_LEN 244
+/* 6.13: the additional data that fits a report server id response (253 - FC, byte count,
+ * server id, run indicator). */
+#define MB_SERVER_ID_MAX_DATA 249
 
 enum mb_exception {
 	MB_EX_ILLEGAL_FUNCTION = 0x01,
@@ -48,7 +70,8 @@ enum mb_exception {
 
 /* "illegal data address" etc.; "unknown exception" for unknown codes (constant strings). */
 const char *mb_exception_name(int code);
-/* "read holding registers" etc.; "function N" is not returned: NULL for unknown codes. */
+/* "read holding registers" etc. (FC 43: "encapsulated interface transport"); "function N"
+ * is not returned: NULL for unknown codes. */
 const char *mb_fc_name(int fc);
 
 struct mb_mbap {
@@ -93,19 +116,26 @@ struct mb_request {
 	uint16_t wcount;      /* FC 23: quantity to write */
 	const uint8_t *data;  /* FC 15: packed coils; FC 16, 23: registers, big-endian; in pdu */
 	size_t data_len;
+	uint8_t mei;          /* FC 43: MEI type */
+	uint8_t devid_code;   /* FC 43 / 14: Read Device ID code (enum mb_devid_code) */
+	uint8_t object_id;    /* FC 43 / 14: Object Id */
 };
 
 /* Decode a request PDU (the bytes after the MBAP header, function code first).
  * 0: valid, rq filled. A positive value: the exception code the specification asks the
- * server to answer with (MB_EX_ILLEGAL_FUNCTION for an unsupported function code,
- * MB_EX_ILLEGAL_VALUE for a quantity out of range or a byte count / length that does not
- * match, a coil value other than 0xFF00/0x0000); rq->fc is set in both cases.
+ * server to answer with (MB_EX_ILLEGAL_FUNCTION for a function code komd does not
+ * implement, any of 0 and 0x80..0xFF included, and FC 43 with an MEI type other than 14;
+ * MB_EX_ILLEGAL_VALUE for a PDU shorter or longer than its function needs, a quantity out
+ * of range or a byte count that does not match it, a coil value other than 0xFF00/0x0000,
+ * a Read Device ID code other than 1..4); rq->fc is set in both cases.
  * -1: empty PDU (nothing to answer). Address range checks (addr + count > 65536) give
  * MB_EX_ILLEGAL_ADDRESS. */
 int mb_decode_request(const uint8_t *pdu, size_t len, struct mb_request *rq);
 
 /* ---- responses (server encodes, client decodes) ---- */
 
+/* Clause 7: the request's function code with its high bit set (a request with function
+ * code 0 or 0x80..0xFF is answered too: 0x80 | fc), then the code (not 0). */
 size_t mb_encode_exception(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t fc, uint8_t code);
 /* FC 1, 2: bits one byte per bit (0/1), count of them */
 size_t mb_encode_read_bits_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t fc, const uint8_t *bits,
@@ -119,6 +149,31 @@ size_t mb_encode_write_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_
 /* FC 22: the echo of the request */
 size_t mb_encode_mask_write_response(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t addr, uint16_t and_mask,
     uint16_t or_mask);
+
+/* 6.13 FC 17: byte count, server id, run indicator (0xFF on, 0x00 off), then the additional
+ * data (len bytes; cut at MB_SERVER_ID_MAX_DATA). */
+size_t mb_encode_report_server_id(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t server_id, bool run,
+    const void *data, size_t len);
+/* 6.21 FC 43 / MEI 14: the answer to Read Device ID code `code` from object `object_id`,
+ * with the objects objs[0..MB_DEVID_NOBJ) (NULL or "" for an object the device does not
+ * have; 0..2 must be there, none longer than MB_DEVID_MAX_LEN). Conformity level 0x81
+ * (basic) or, when it has a regular object, 0x82 (regular), both with individual access.
+ * Stream access (codes 1..3) sends the objects of the category (extended is answered as
+ * regular, regular by a basic device as basic) from object_id on, or from object 0 when
+ * object_id is not one the device has in that category; what does not fit the PDU is left
+ * for the next transaction (More Follows 0xFF, Next Object Id). Individual access (code
+ * 4) sends that one object. 0 with the ADU in buf and its length in *adulen, or the
+ * exception code: 03 for a code other than 1..4, 02 for an individual object the device
+ * does not have, 04 when objs breaks the rules above. */
+int mb_encode_device_id(uint8_t *buf, size_t *adulen, uint16_t tid, uint8_t unit, uint8_t code, uint8_t object_id,
+    const char *const objs[MB_DEVID_NOBJ]);
+
+/* A PDU (function code first) in one line for a trace, as its sender meant it: a request
+ * (response false: "read holding registers addr 10 count 2") or a response ("read holding
+ * registers reply: 16320 0", "read coils exception 2 (illegal data address)"), every
+ * function code above and exceptions; text from the frame is quoted and escaped. A PDU
+ * whose length does not fit its function is "... (malformed, N bytes)". Returns buf. */
+char *mb_describe(const uint8_t *pdu, size_t len, bool response, char *buf, size_t buflen);
 
 /* What the client asked, to check the response against. */
 struct mb_sent {
