@@ -13,9 +13,12 @@
  * multi-register types), FC 22 for a bit in a register (or read-modify-write).
  *
  * Server: stations are unit ids; the register image is made from the tags each station
- * serves, with the same address syntax. FC 1, 2, 3, 4, 5, 6, 15, 16, 22, 23. Addresses no
- * served tag covers give "illegal data address"; writes become tag writes routed to the
- * tags' acquirers, and the answer waits for their result. Pipelined requests on one
+ * serves, with the same address syntax. FC 1, 2, 3, 4, 5, 6, 15, 16, 22, 23, and FC 17 and
+ * 43 / MEI 14 (identification: the station's vendor_name, product_code, revision, ...).
+ * Addresses no served tag covers give "illegal data address"; writes become tag writes
+ * routed to the tags' acquirers, and the answer waits for their result. Every request in a
+ * well-formed ADU is answered (an exception for what komd does not implement or cannot
+ * parse); only a broken MBAP header closes the connection. Pipelined requests on one
  * connection are answered in order. */
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,6 +26,10 @@
 
 #include "proto.h"
 #include "modbus_codec.h"
+
+#ifndef KOMD_VERSION
+#define KOMD_VERSION "unknown"
+#endif
 
 /* ---- configuration ---- */
 
@@ -45,6 +52,8 @@ struct mb_station_conf {
 	int reg_write;         /* 0 FC 6 for one register, 1 always FC 16 */
 	int bit_write;         /* 0 FC 22, 1 read-modify-write */
 	int inactivity_ms;     /* server: no request within it flags the station; 0 off */
+	/* server: identification (FC 17, FC 43 / MEI 14 objects 0..5), "" when not set */
+	char *devid[MB_DEVID_NOBJ];
 };
 
 static const struct conf_key mb_client_line_keys[] = {
@@ -90,6 +99,19 @@ static const struct conf_key mb_server_station_keys[] = {
 	{ .name = "inactivity_timeout", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "0",
 	  .off = offsetof(struct mb_station_conf, inactivity_ms),
 	  .help = "no valid request for this unit within it: the station is flagged (0: off)" },
+	/* the objects of read device identification (6.21), in object id order */
+	{ .name = "vendor_name", .type = CK_STRING, .def = "komd", .off = offsetof(struct mb_station_conf, devid[0]),
+	  .help = "FC 43 object 0 (VendorName) and FC 17: the vendor, 1 to 244 bytes" },
+	{ .name = "product_code", .type = CK_STRING, .def = "komd", .off = offsetof(struct mb_station_conf, devid[1]),
+	  .help = "FC 43 object 1 (ProductCode) and FC 17: the product code, 1 to 244 bytes" },
+	{ .name = "revision", .type = CK_STRING, .def = KOMD_VERSION, .off = offsetof(struct mb_station_conf, devid[2]),
+	  .help = "FC 43 object 2 (MajorMinorRevision) and FC 17: the revision, 1 to 244 bytes; default komd's version" },
+	{ .name = "vendor_url", .type = CK_STRING, .def = "", .off = offsetof(struct mb_station_conf, devid[3]),
+	  .help = "FC 43 object 3 (VendorUrl), up to 244 bytes; not set: the device has no such object" },
+	{ .name = "product_name", .type = CK_STRING, .def = "", .off = offsetof(struct mb_station_conf, devid[4]),
+	  .help = "FC 43 object 4 (ProductName), up to 244 bytes; not set: the device has no such object" },
+	{ .name = "model_name", .type = CK_STRING, .def = "", .off = offsetof(struct mb_station_conf, devid[5]),
+	  .help = "FC 43 object 5 (ModelName), up to 244 bytes; not set: the device has no such object" },
 	{ .name = NULL, .type = CK_END },
 };
 
@@ -120,6 +142,40 @@ mb_check_station(const struct station_conf *sc, char *err, size_t errlen)
 	if (sc->simulation && !sc->address)
 		return 0;
 	return mb_unit_of(sc, &unit, err, errlen);
+}
+
+/* The key of identification object id. */
+static const char *
+mb_devid_key(int id)
+{
+	for (const struct conf_key *k = mb_server_station_keys; k->name; k++)
+		if (k->off == offsetof(struct mb_station_conf, devid) + (size_t)id * sizeof(char *))
+			return k->name;
+	return "?";
+}
+
+/* A server station: its unit id, and identification objects that fit their responses. */
+static int
+mb_check_server_station(const struct station_conf *sc, char *err, size_t errlen)
+{
+	const struct mb_station_conf *c = sc->pconf;
+
+	if (mb_check_station(sc, err, errlen) != 0)
+		return -1;
+	for (int id = 0; c && id < MB_DEVID_NOBJ; id++) {
+		const char *v = c->devid[id] ? c->devid[id] : "";
+		if (id <= 2 && v[0] == '\0') {
+			snprintf(err, errlen, "%s must not be empty (a mandatory object of device identification)",
+			    mb_devid_key(id));
+			return -1;
+		}
+		if (strlen(v) > MB_DEVID_MAX_LEN) {
+			snprintf(err, errlen, "%s is %zu bytes long, more than the %d of one identification object",
+			    mb_devid_key(id), strlen(v), MB_DEVID_MAX_LEN);
+			return -1;
+		}
+	}
+	return 0;
 }
 
 static bool
@@ -974,9 +1030,11 @@ struct mb_ssession {
 	int n;                    /* answers queued */
 };
 
-/* Requests a client may have waiting for answers (its writes routed, say); more is a
- * client that does not wait for answers: the connection closes. */
+/* Requests a client may have waiting for answers (its writes routed, say); more are
+ * answered "server device busy" (06), up to MB_MAX_BUSY_REPLIES more: past that the
+ * client does not read its answers, and the connection closes. */
 #define MB_MAX_PENDING_REPLIES 256
+#define MB_MAX_BUSY_REPLIES 256
 
 static int
 mb_span_cmp(const void *x, const void *y)
@@ -1326,29 +1384,69 @@ mb_image_write(struct mb_reply *r, int fn, uint16_t addr, uint16_t count, const 
 	for (unsigned i = 0; i < count; i++)
 		if (!covered[i])
 			return MB_EX_ILLEGAL_ADDRESS;
-	if ((r->w = calloc((size_t)n, sizeof(*r->w))) == NULL)
-		return MB_EX_DEVICE_FAILURE;
+	/* every value converted before any is routed: a request is written whole or not at all */
+	struct value *vals = calloc((size_t)n, sizeof(*vals));
+	struct stag **tags = calloc((size_t)n, sizeof(*tags));
+	int k = 0, ex = 0;
+	if (!vals || !tags) {
+		ex = MB_EX_DEVICE_FAILURE;
+		goto out;
+	}
 	for (int i = first; i < ss->nsp[fn] && ss->sp[fn][i].addr < end; i++) {
 		const struct mb_span *sp = &ss->sp[fn][i];
 		const struct mb_addr *a = &mb_tag(sp->t)->a;
-		struct value v = { .type = stag_type(sp->t) };
+		struct value *v = &vals[k];
 		char err[120];
 		unsigned off = (unsigned)(sp->addr - addr);
 
 		if ((unsigned)sp->addr + sp->len <= addr)
 			continue;
+		v->type = stag_type(sp->t);
 		if (fn == 1 || a->bit >= 0) {
 			int b = fn == 1 ? bits[off] : (regs[off] >> a->bit) & 1;
-			if (v.type == VT_FLOAT)
-				v.f = b;
+			if (v->type == VT_FLOAT)
+				v->f = b;
 			else
-				v.i = b;
-		} else if (mb_regs_to_value(a, regs + off, v.type, &v, err, sizeof(err)) != 0) {
-			return r->nw ? MB_EX_DEVICE_FAILURE : MB_EX_ILLEGAL_VALUE;
+				v->i = b;
+		} else if (mb_regs_to_value(a, regs + off, v->type, v, err, sizeof(err)) != 0) {
+			ex = MB_EX_ILLEGAL_VALUE;
+			goto out;
 		}
-		mb_route_write(r, sp->t, &v);
+		tags[k++] = sp->t;
 	}
-	return 0;
+	if ((r->w = calloc((size_t)n, sizeof(*r->w))) == NULL) {
+		ex = MB_EX_DEVICE_FAILURE;
+		goto out;
+	}
+	for (int i = 0; i < k; i++)
+		mb_route_write(r, tags[i], &vals[i]);
+out:
+	free(vals);
+	free(tags);
+	return ex;
+}
+
+/* Does a served tag cover every address of [addr, addr + count) of fn (count at most
+ * MB_MAX_READ_BITS)? Checked before a request does anything (FC 23 writes first). */
+static bool
+mb_image_covers(const struct mb_sstation *ss, int fn, uint16_t addr, uint16_t count)
+{
+	uint8_t covered[MB_MAX_READ_BITS];
+	unsigned end = (unsigned)addr + count;
+
+	memset(covered, 0, count);
+	for (int i = mb_span_first(ss, fn, addr); i < ss->nsp[fn] && ss->sp[fn][i].addr < end; i++) {
+		const struct mb_span *sp = &ss->sp[fn][i];
+		for (unsigned k = 0; k < sp->len; k++) {
+			unsigned at = (unsigned)sp->addr + k;
+			if (at >= addr && at < end)
+				covered[at - addr] = 1;
+		}
+	}
+	for (unsigned i = 0; i < count; i++)
+		if (!covered[i])
+			return false;
+	return true;
 }
 
 static struct station *
@@ -1361,6 +1459,21 @@ mb_station_for_unit(struct line *l, uint8_t unit)
 			return st;
 	}
 	return NULL;
+}
+
+/* 6.13 report server id: the unit id as server id, run indicator on, and as additional
+ * data the identification: "vendor_name product_code revision". */
+static size_t
+mb_server_id_reply(struct mb_reply *r)
+{
+	const struct mb_station_conf *c = station_conf(r->st)->pconf;
+	char data[3 * (MB_DEVID_MAX_LEN + 1)];
+	int n = snprintf(data, sizeof(data), "%s %s %s", c->devid[0], c->devid[1], c->devid[2]);
+
+	if (n < 0)
+		return 0;
+	return mb_encode_report_server_id(r->adu, r->h.tid, r->h.unit, r->h.unit, true, data,
+	    (size_t)n < sizeof(data) ? (size_t)n : sizeof(data) - 1);
 }
 
 /* Build the answer of r once its writes are done (or at once for reads). */
@@ -1403,9 +1516,18 @@ mb_reply_build(struct mb_reply *r)
 		case MB_FC_MASK_WRITE:
 			r->len = mb_encode_mask_write_response(r->adu, r->h.tid, r->h.unit, q->addr, q->and_mask, q->or_mask);
 			break;
+		case MB_FC_REPORT_SERVER_ID:
+			r->len = mb_server_id_reply(r);
+			break;
+		case MB_FC_MEI:
+			ex = mb_encode_device_id(r->adu, &r->len, r->h.tid, r->h.unit, q->devid_code, q->object_id,
+			    (const char *const *)((const struct mb_station_conf *)station_conf(r->st)->pconf)->devid);
+			break;
 		default:
 			ex = MB_EX_ILLEGAL_FUNCTION;
 		}
+		if (!ex && r->len == 0)
+			ex = MB_EX_DEVICE_FAILURE; /* an answer that cannot be encoded is still an answer */
 	}
 	if (ex)
 		r->len = mb_encode_exception(r->adu, r->h.tid, r->h.unit, q->fc, (uint8_t)ex);
@@ -1445,28 +1567,6 @@ mb_reply_flush(struct session *s)
 	}
 }
 
-/* Is a request PDU cut short (fewer bytes than its function code's fixed part, or than
- * its own byte count says)? Such a frame is malformed, not a request with a bad value. */
-static bool
-mb_truncated(const uint8_t *pdu, size_t plen)
-{
-	if (plen < 1)
-		return true;
-	switch (pdu[0]) {
-	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE: case MB_FC_READ_HOLDING: case MB_FC_READ_INPUT:
-	case MB_FC_WRITE_COIL: case MB_FC_WRITE_REGISTER:
-		return plen < 5;
-	case MB_FC_WRITE_COILS: case MB_FC_WRITE_REGISTERS:
-		return plen < 6 || plen < 6 + (size_t)pdu[5];
-	case MB_FC_MASK_WRITE:
-		return plen < 7;
-	case MB_FC_READ_WRITE:
-		return plen < 10 || plen < 10 + (size_t)pdu[9];
-	default:
-		return false; /* unknown functions get "illegal function" */
-	}
-}
-
 /* One request: decode, route its writes, queue its answer. */
 static void
 mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu, size_t plen)
@@ -1480,23 +1580,29 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 
 	if (!st && lc->unknown_unit == 1)
 		return; /* configured to stay silent, like a serial gateway with no such unit */
-	if (ss->n >= MB_MAX_PENDING_REPLIES) {
-		session_protocol_error(s, "over %d requests waiting for their answers", MB_MAX_PENDING_REPLIES);
+	if (ss->n >= MB_MAX_PENDING_REPLIES + MB_MAX_BUSY_REPLIES) {
+		session_protocol_error(s, "over %d requests waiting for their answers (it does not read them)",
+		    MB_MAX_PENDING_REPLIES + MB_MAX_BUSY_REPLIES);
 		return;
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL)
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		session_close(s, "out of memory");
 		return;
+	}
 	r->s = s;
 	r->st = st;
 	r->h = *h;
-	ex = mb_decode_request(pdu, plen, &r->rq);
-	if (ex < 0) {
-		free(r);
+	/* the request itself first (function code 01, length, quantities and byte counts 03,
+	 * address range 02): a malformed request is malformed whichever unit it names */
+	if ((ex = mb_decode_request(pdu, plen, &r->rq)) < 0) {
+		free(r); /* not reached: mb_frame leaves at least the function code */
 		return;
 	}
-	if (!st)
-		ex = MB_EX_GATEWAY_TARGET; /* whatever it asks: no such unit behind this gateway */
-	if (st) {
+	if (ex == 0 && !st)
+		ex = MB_EX_GATEWAY_TARGET; /* no such unit behind this gateway */
+	else if (ex == 0 && ss->n >= MB_MAX_PENDING_REPLIES)
+		ex = MB_EX_BUSY; /* its earlier requests still wait for their writes */
+	if (ex == 0) {
 		struct mb_sstation *sst = station_priv(st);
 		const struct mb_station_conf *c = station_conf(st)->pconf;
 		if (sst->idle) {
@@ -1541,7 +1647,12 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 			}
 			break;
 		case MB_FC_READ_WRITE:
-			/* clause 6.17: the write is performed before the read */
+			/* clause 6.17: both address ranges are checked before anything is done (02),
+			 * then the write is performed before the read */
+			if (!mb_image_covers(station_priv(st), 3, q->addr, q->count)) {
+				ex = MB_EX_ILLEGAL_ADDRESS;
+				break;
+			}
 			for (unsigned i = 0; i < q->wcount; i++)
 				regs[i] = mb_get_reg(q->data, i);
 			ex = mb_image_write(r, 3, q->waddr, q->wcount, regs, NULL);
@@ -1551,10 +1662,15 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 		}
 	}
 	if (ex) {
-		if (st && ex != MB_EX_ILLEGAL_ADDRESS && ex != MB_EX_ILLEGAL_FUNCTION)
+		if (st && ex != MB_EX_ILLEGAL_ADDRESS && ex != MB_EX_ILLEGAL_FUNCTION && ex != MB_EX_BUSY)
 			station_count_error(st);
 		r->len = mb_encode_exception(r->adu, h->tid, h->unit, r->rq.fc, (uint8_t)ex);
 		r->ready = true;
+	}
+	if (session_closing(s)) {
+		/* closed while its writes were routed (on_close has run): they go on, detached */
+		mb_reply_free(r);
+		return;
 	}
 	r->next = NULL;
 	*ss->tail = r;
@@ -1585,11 +1701,8 @@ mb_server_read(struct session *s, struct evbuffer *in)
 		}
 		session_count_frame(s, false);
 		mb_trace_adu(s, false, buf, alen);
-		if (mb_truncated(buf + MB_MBAP_LEN, alen - MB_MBAP_LEN)) {
-			session_protocol_error(s, "truncated frame: function %u in %zu bytes", alen > MB_MBAP_LEN ?
-			    buf[MB_MBAP_LEN] : 0, alen - MB_MBAP_LEN);
-			return -1;
-		}
+		/* a PDU too short for its function is answered (exception 03), not closed on:
+		 * only a broken MBAP header (mb_frame) closes the connection */
 		mb_server_request(s, &h, buf + MB_MBAP_LEN, alen - MB_MBAP_LEN);
 		if (evbuffer_drain(in, alen) != 0)
 			return -1;
@@ -1660,7 +1773,7 @@ const struct proto_ops modbus_server_ops = {
 	.station_keys = mb_server_station_keys,
 	.line_conf_size = sizeof(struct mb_line_conf),
 	.station_conf_size = sizeof(struct mb_station_conf),
-	.check_station = mb_check_station,
+	.check_station = mb_check_server_station,
 	.check_tag = mb_check_tag,
 	.station_size = sizeof(struct mb_sstation),
 	.stag_size = sizeof(struct mb_tag),

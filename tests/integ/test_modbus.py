@@ -85,11 +85,10 @@ def test_server_exceptions_pymodbus():
       stations = ( { name = "i1"; address = 1; tags = ( { name = "m.u2"; address = "3.0"; } ); } ); }""" % port2
     with Komd(server_conf(port, extra_lines=ign)).start() as k:
         c = pyclient(port)
-        # illegal function: FC 7 (read exception status) and 43 (device identification)
-        from pymodbus.other_message import ReadExceptionStatusRequest
-        from pymodbus.mei_message import ReadDeviceInformationRequest
+        # illegal function: FC 7 (read exception status), FC 11 (get comm event counter)
+        from pymodbus.other_message import GetCommEventCounterRequest, ReadExceptionStatusRequest
         check(excode(c.execute(ReadExceptionStatusRequest(unit=1)), "FC7") == 1, "FC7: illegal function")
-        check(excode(c.execute(ReadDeviceInformationRequest(unit=1)), "FC43") == 1, "FC43: illegal function")
+        check(excode(c.execute(GetCommEventCounterRequest(unit=1)), "FC11") == 1, "FC11: illegal function")
         # illegal data address
         check(excode(c.read_holding_registers(40, 1, slave=1), "unmapped") == 2, "unmapped register")
         check(excode(c.read_holding_registers(23, 3, slave=1), "23..24 mapped, 25 not") == 2, "a range past the map")
