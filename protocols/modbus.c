@@ -401,30 +401,23 @@ mb_line_init(struct line *l)
 static void mb_pump(struct line *l);
 static void mb_txn_timeout(void *arg);
 
+/* Trace one ADU decoded as what it is: a request (a client's out, a server's in) or a
+ * response (the other way round). */
 static void
-mb_trace_adu(struct session *s, bool out, const uint8_t *adu, size_t len)
+mb_trace_adu(struct session *s, bool out, bool response, const uint8_t *adu, size_t len)
 {
-	char text[200];
+	char text[400], what[360];
 	struct mb_mbap h;
 	size_t alen;
 	char err[80];
 
 	if (!session_tracing(s))
 		return;
-	if (mb_frame(adu, len, &h, &alen, err, sizeof(err)) == 1 && alen > MB_MBAP_LEN) {
-		uint8_t fc = adu[MB_MBAP_LEN];
-		const char *name = mb_fc_name(fc & 0x7f);
-		if (fc & 0x80)
-			snprintf(text, sizeof(text), "tid %u unit %u FC%u exception %s", h.tid, h.unit, fc & 0x7f,
-			    len > MB_MBAP_LEN + 1 ? mb_exception_name(adu[MB_MBAP_LEN + 1]) : "?");
-		else if (len >= MB_MBAP_LEN + 5)
-			snprintf(text, sizeof(text), "tid %u unit %u FC%u %s addr %u %u", h.tid, h.unit, fc,
-			    name ? name : "?", mb_get_reg(adu + MB_MBAP_LEN + 1, 0), mb_get_reg(adu + MB_MBAP_LEN + 1, 1));
-		else
-			snprintf(text, sizeof(text), "tid %u unit %u FC%u %s", h.tid, h.unit, fc, name ? name : "?");
-	} else {
+	if (mb_frame(adu, len, &h, &alen, err, sizeof(err)) == 1 && alen > MB_MBAP_LEN)
+		snprintf(text, sizeof(text), "tid %u unit %u %s", h.tid, h.unit,
+		    mb_describe(adu + MB_MBAP_LEN, alen - MB_MBAP_LEN, response, what, sizeof(what)));
+	else
 		snprintf(text, sizeof(text), "(not a Modbus frame)");
-	}
 	session_trace(s, out, adu, len, text);
 }
 
@@ -555,7 +548,7 @@ mb_pump(struct line *l)
 		ptimer_start(t->timer, station_conf(t->st)->response_timeout_ms);
 		session_write(s, t->adu, t->adulen);
 		session_count_frame(s, true);
-		mb_trace_adu(s, true, t->adu, t->adulen);
+		mb_trace_adu(s, true, false, t->adu, t->adulen);
 	}
 }
 
@@ -752,7 +745,7 @@ mb_client_read(struct session *s, struct evbuffer *in)
 			return -1;
 		}
 		session_count_frame(s, false);
-		mb_trace_adu(s, false, buf, alen);
+		mb_trace_adu(s, false, true, buf, alen);
 		for (t = ss->inflight; t && t->tid != h.tid; t = t->next)
 			;
 		if (!t) {
@@ -1562,7 +1555,7 @@ mb_reply_flush(struct session *s)
 		ss->n--;
 		session_write(s, r->adu, r->len);
 		session_count_frame(s, true);
-		mb_trace_adu(s, true, r->adu, r->len);
+		mb_trace_adu(s, true, true, r->adu, r->len);
 		mb_reply_free(r);
 	}
 }
@@ -1700,7 +1693,7 @@ mb_server_read(struct session *s, struct evbuffer *in)
 			return -1;
 		}
 		session_count_frame(s, false);
-		mb_trace_adu(s, false, buf, alen);
+		mb_trace_adu(s, false, false, buf, alen);
 		/* a PDU too short for its function is answered (exception 03), not closed on:
 		 * only a broken MBAP header (mb_frame) closes the connection */
 		mb_server_request(s, &h, buf + MB_MBAP_LEN, alen - MB_MBAP_LEN);
