@@ -177,6 +177,39 @@ def test_client_writes_keep_their_order():
     dev.close()
 
 
+def test_client_answered_write_never_sent():
+    """A write whose requester was told it failed (write_timeout) is never sent afterwards, on
+    the paths where komd sends a write later than it took it: the write half of a
+    read-modify-write (u1, bit_write = "rmw") whose read half is answered after write_timeout,
+    and the retry (u2, retries) of a write whose answer is late. The device holds its answers
+    1 s once both units are polled."""
+    dev = RawServer({1: "normal", 2: "normal"}, regs={(1, 3, 0): 5, (1, 3, 1): 0x10, (2, 3, 0): 6})
+    u1 = station("u1", 1, tag("x", "3.0") + "," + tag("b", "3.1.0", "bool"), 'bit_write = "rmw";')
+    u2 = station("u2", 2, tag("y", "3.0"), "")
+    u1 = u1.replace("period = 0.2; response_timeout = 0.5; retries = 0;", "delay = 3600; response_timeout = 3;")
+    u2 = u2.replace("period = 0.2; response_timeout = 0.5; retries = 0;", "delay = 3600; response_timeout = 0.5; "
+                    "retries = 2;")
+    with Komd("write_timeout = 0.3;\n" + client_conf(dev.port, u1 + "," + u2, "max_outstanding = 4;")).start() as k:
+        k.until(lambda: valid(k, "x", 5) and valid(k, "b", False) and valid(k, "y", 6), 5, "polled once")
+        dev.hold, dev.hold_timeout = 99, 1.0
+        n = len(k.lines)
+        rc, _, err = k.ctl("set", "b", "true", check=False)
+        check(rc != 0 and "timeout" in err, "rmw: failed after write_timeout: %s" % err)
+        check(dev.count(unit=1, fc=3) == 2, "its read half went out (held): %d" % dev.count(unit=1, fc=3))
+        rc, _, err = k.ctl("set", "y", "9", check=False)
+        check(rc != 0 and "timeout" in err, "FC 6: failed after write_timeout: %s" % err)
+        # its first try went out; its answer comes after response_timeout and is stray, by
+        # when a retry would have gone out; the read half's answer came with it
+        k.wait_log(r"line cli: .*response with transaction id \d+ matches no request, dropped", 5, since=n)
+        dev.hold = 0
+        k.ctl("set", "x", "7")  # queued after anything the late answers might have sent
+        sent = [(r[0], r[2], r[3]) for r in dev.requests if r[2] in (6, 16, 22)]
+        check(sent == [(2, 6, 0), (1, 6, 0)], "writes the device got (unit, fc, addr): %s" % sent)
+        check(dev.regs[(1, 3, 1)] == 0x10 and dev.regs[(2, 3, 0)] == 9 and dev.regs[(1, 3, 0)] == 7,
+              "registers: %s" % dev.regs)
+    dev.close()
+
+
 def test_redundant_failover_and_back():
     port, bport = free_port(), free_port()
     primary = PyServer(port, (1,))
@@ -213,5 +246,5 @@ def test_redundant_failover_and_back():
 if __name__ == "__main__":
     main([test_client_pymodbus_poll_and_writes, test_client_writes_keep_their_order,
           test_client_reactive_delayed_and_errors, test_client_stray_wrong_unit_and_isolation,
-          test_client_exception_is_last_error, test_client_max_outstanding,
+          test_client_exception_is_last_error, test_client_max_outstanding, test_client_answered_write_never_sent,
           test_redundant_failover_and_back])
