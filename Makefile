@@ -6,6 +6,7 @@ SYSCONFDIR ?= $(PREFIX)/etc
 SBINDIR    ?= $(PREFIX)/sbin
 BINDIR     ?= $(PREFIX)/bin
 MANDIR     ?= $(PREFIX)/share/man
+DOCDIR     ?= $(PREFIX)/share/doc/komd
 UNITDIR    ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 DESTDIR    ?=
@@ -158,7 +159,11 @@ install: all
 	install -m 0644 systemd/komd.sysusers $(DESTDIR)$(SYSUSERSDIR)/komd.conf
 	[ -n "$(DESTDIR)" ] || systemd-sysusers $(SYSUSERSDIR)/komd.conf
 	[ -e $(DESTDIR)$(SYSCONFDIR)/komd/komd.conf ] || \
-		install -m 0640 $(if $(DESTDIR),,-g komd) conf/komd.conf $(DESTDIR)$(SYSCONFDIR)/komd/komd.conf
+		install -m 0640 $(if $(DESTDIR),,-g komd) conf/komd.conf.skel $(DESTDIR)$(SYSCONFDIR)/komd/komd.conf
+	install -d $(DESTDIR)$(DOCDIR)/examples
+	sed -e 's|^control_socket = .*|control_socket = "/run/komd/komd-demo.sock";|' \
+		conf/komd.conf > $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
+	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
 
 clean:
 	rm -rf build build-asan build-fuzz

@@ -52,9 +52,16 @@ def test_install():
         check(not re.search(r"@[A-Z]+@", unit), "placeholders substituted")
         check("ExecStart=/usr/sbin/komd -c /etc/komd/komd.conf" in unit, "paths in the unit")
         check(os.access(os.path.join(d, "usr/sbin/komd"), os.X_OK), "komd executable")
-        r = subprocess.run([os.path.join(d, "usr/sbin/komd"), "-t", "-c", os.path.join(d, "etc/komd/komd.conf")],
-                           capture_output=True, text=True)
-        check(r.returncode == 0 and "configuration OK" in r.stdout, "installed example config is valid")
+        # a skeleton, not the demo: the default control socket, no line, every section commented
+        conf = open(os.path.join(d, "etc/komd/komd.conf")).read()
+        check("control_socket = " not in conf.replace("# control_socket", "") and "#\tname = " in conf
+              and "simulation" not in conf, "a skeleton: %s" % conf[:300])
+        example = os.path.join(d, "usr/share/doc/komd/examples/komd-demo.conf")
+        check(os.path.exists(example) and 'control_socket = "/run/komd/komd-demo.sock";' in open(example).read(),
+              "the demo as an example, its socket where the unit's PrivateTmp does not hide it")
+        for path in (os.path.join(d, "etc/komd/komd.conf"), example):
+            r = subprocess.run([os.path.join(d, "usr/sbin/komd"), "-t", "-c", path], capture_output=True, text=True)
+            check(r.returncode == 0 and "configuration OK" in r.stdout, "%s is valid: %s" % (path, r.stderr))
         # the default config path follows SYSCONFDIR
         r = subprocess.run([os.path.join(d, "usr/sbin/komd"), "-h"], capture_output=True, text=True)
         check("/etc/komd/komd.conf" in r.stdout, "default config path: %s" % r.stdout)
