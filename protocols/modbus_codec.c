@@ -258,6 +258,29 @@ mb_encode_read_write(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t raddr, u
 	return mbap(buf, tid, unit, 10 + 2 * (size_t)wcount);
 }
 
+/* 6.13 */
+size_t
+mb_encode_report_server_id_request(uint8_t *buf, uint16_t tid, uint8_t unit)
+{
+	buf[MB_MBAP_LEN] = MB_FC_REPORT_SERVER_ID;
+	return mbap(buf, tid, unit, 1);
+}
+
+/* 6.21: FC 43, MEI type 0x0E, Read Device ID code, Object Id. */
+size_t
+mb_encode_device_id_request(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t code, uint8_t object_id)
+{
+	uint8_t *p = buf + MB_MBAP_LEN;
+
+	if (code < MB_DEVID_BASIC || code > MB_DEVID_INDIVIDUAL)
+		return 0;
+	p[0] = MB_FC_MEI;
+	p[1] = MB_MEI_DEVICE_ID;
+	p[2] = code;
+	p[3] = object_id;
+	return mbap(buf, tid, unit, 4);
+}
+
 /* The server's view, following the state diagrams of 6.1 .. 6.17: a PDU of the wrong
  * length is an "illegal data value" (its quantity / byte count cannot be right). */
 int
@@ -639,6 +662,35 @@ mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, stru
 			return -1;
 		}
 		return 0;
+	case MB_FC_REPORT_SERVER_ID:
+		/* 6.13: byte count, server id, run indicator status, additional data */
+		if (len < 4 || pdu[1] < 2 || len != 2 + (size_t)pdu[1]) {
+			codec_err(err, errlen, "%s: response of %zu bytes with byte count %u", name, len, len > 1 ? pdu[1] : 0);
+			return -1;
+		}
+		rs->data = pdu + 2;
+		rs->data_len = pdu[1];
+		return 0;
+	case MB_FC_MEI: {
+		/* 6.21: MEI type 14, code, conformity level, More Follows, Next Object Id, Number
+		 * Of Objects, then the objects, filling the PDU */
+		size_t o = 7;
+		unsigned i = 0;
+
+		if (len < 7 || pdu[1] != MB_MEI_DEVICE_ID) {
+			codec_err(err, errlen, "%s: not a read device identification response", name);
+			return -1;
+		}
+		for (; i < pdu[6] && o + 2 <= len; i++)
+			o += 2 + (size_t)pdu[o + 1];
+		if (i != pdu[6] || o != len) {
+			codec_err(err, errlen, "%s: %u objects do not fill %zu bytes", name, pdu[6], len);
+			return -1;
+		}
+		rs->data = pdu + 1;
+		rs->data_len = len - 1;
+		return 0;
+	}
 	}
 	codec_err(err, errlen, "function %u not supported", s->fc); /* not reached */
 	return -1;

@@ -103,6 +103,10 @@ size_t mb_encode_mask_write(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t a
     uint16_t or_mask);
 size_t mb_encode_read_write(uint8_t *buf, uint16_t tid, uint8_t unit, uint16_t raddr, uint16_t rcount,
     uint16_t waddr, const uint16_t *wregs, uint16_t wcount);
+/* 6.13: the function code alone. */
+size_t mb_encode_report_server_id_request(uint8_t *buf, uint16_t tid, uint8_t unit);
+/* 6.21: MEI type 14, Read Device ID code 1..4 (0 for another), Object Id. */
+size_t mb_encode_device_id_request(uint8_t *buf, uint16_t tid, uint8_t unit, uint8_t code, uint8_t object_id);
 
 /* A request PDU as the server sees it. */
 struct mb_request {
@@ -188,13 +192,18 @@ struct mb_response {
 	uint8_t fc;           /* without the exception bit */
 	bool exception;
 	uint8_t excode;
-	const uint8_t *data;  /* reads: the byte_count data bytes (packed bits or big-endian registers); in pdu */
+	/* reads: the byte_count data bytes (packed bits or big-endian registers); FC 17: the
+	 * byte_count bytes (server id, run indicator, additional data); FC 43: from the MEI
+	 * type to the end; in pdu */
+	const uint8_t *data;
 	size_t data_len;
 };
 
 /* Decode a response PDU to request s: 0 with rs filled (an exception response is valid),
  * -1 when it is malformed or does not answer s (other function code, byte count not
- * matching the quantity asked, echo not matching the write), with a message in err. */
+ * matching the quantity asked, echo not matching the write; FC 17: a byte count below 2
+ * or not the length; FC 43: an MEI type other than 14, objects that do not fill the PDU
+ * as their number says), with a message in err. */
 int mb_decode_response(const uint8_t *pdu, size_t len, const struct mb_sent *s, struct mb_response *rs,
     char *err, size_t errlen);
 

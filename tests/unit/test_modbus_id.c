@@ -97,6 +97,36 @@ test_identification(void)
 	objs[1] = "";
 	CHECK_INT(mb_encode_device_id(buf, &n, TID, UNIT, 1, 0, objs), MB_EX_DEVICE_FAILURE);
 
+	/* the requests, and the responses as a client decodes them */
+	{
+		static const uint8_t req17[] = { 0x11 };
+		static const uint8_t req43[] = { 0x2B, 0x0E, 0x01, 0x00 };
+		struct mb_sent sent = { .fc = 43 };
+		struct mb_response rs;
+		struct mb_request rq;
+		char err[128];
+
+		n = mb_encode_report_server_id_request(buf, TID, UNIT);
+		CHECK(adu_is(buf, n, req17, sizeof(req17)));
+		n = mb_encode_device_id_request(buf, TID, UNIT, 1, 0);
+		CHECK(adu_is(buf, n, req43, sizeof(req43)));
+		CHECK_INT(mb_decode_request(buf + 7, n - 7, &rq), 0);
+		CHECK_INT(mb_encode_device_id_request(buf, TID, UNIT, 5, 0), 0);
+		CHECK_INT(mb_decode_response(basic, sizeof(basic), &sent, &rs, err, sizeof(err)), 0);
+		CHECK(rs.data == basic + 1 && rs.data_len == sizeof(basic) - 1);
+		CHECK_INT(mb_decode_response(basic, sizeof(basic) - 1, &sent, &rs, err, sizeof(err)), -1);
+		CHECK_STR(err, "encapsulated interface transport: 3 objects do not fill 54 bytes");
+		CHECK_INT(mb_decode_response(basic, 7 + 2 + 0x16, &sent, &rs, err, sizeof(err)), -1);
+		CHECK_INT(mb_decode_response(req43, sizeof(req43), &sent, &rs, err, sizeof(err)), -1);
+		CHECK_STR(err, "encapsulated interface transport: not a read device identification response");
+		sent.fc = 17;
+		CHECK_INT(mb_decode_response(fc17, sizeof(fc17), &sent, &rs, err, sizeof(err)), 0);
+		CHECK(rs.data == fc17 + 2 && rs.data_len == 7);
+		CHECK_INT(mb_decode_response(fc17, sizeof(fc17) - 1, &sent, &rs, err, sizeof(err)), -1);
+		CHECK_STR(err, "report server id: response of 8 bytes with byte count 7");
+		CHECK_INT(mb_decode_response(req17, sizeof(req17), &sent, &rs, err, sizeof(err)), -1);
+	}
+
 	/* FC 17: byte count, server id, run indicator, data; the data cut to fit 253 */
 	n = mb_encode_report_server_id(buf, TID, UNIT, 0x11, true, "komd!", 5);
 	CHECK(adu_is(buf, n, fc17, sizeof(fc17)));
