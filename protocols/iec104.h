@@ -93,15 +93,26 @@ struct iec_line {
 	int ngroups;            /* the last is the default group */
 };
 
+/* Data transfer on a connection (104 clause 5.3, the state machines of both stations). */
+enum iec_state {
+	IEC_STOPPED,    /* no data transfer, as every connection begins: an I- or S-frame closes it */
+	IEC_STARTING,   /* client: STARTDT act sent, its con not come: stopped for frames */
+	IEC_STARTED,    /* data transfer */
+	IEC_STOPPING,   /* server: STOPDT act came with I-frames unacknowledged ("pending stopped"):
+	                 * S-frames only; STOPDT con once the last is acknowledged */
+	IEC_DISPLACED,  /* server: a STARTDT on another connection of the redundancy group took the
+	                 * data: S-frames (for what was sent) only; an I-frame closes it */
+};
+
 struct iec_sess {
 	uint16_t vs, vr, ack;   /* next N(S) to send, next N(S) expected, oldest unacknowledged */
 	int unacked_in;         /* I-frames received and not acknowledged by us */
 	bool ack_due;           /* w reached: an S-frame once the frames read together are handled */
-	bool started;           /* data transfer started */
-	bool startdt_sent;      /* client: waiting for STARTDT con */
+	enum iec_state state;
+	char displaced_by[64];  /* server, IEC_DISPLACED: the connection that took the data */
 	uint8_t u_pending;      /* U acts sent, waiting for their con (t1): 1 << IEC_UA_* */
 	int64_t u_sent_ms[3];   /* when each was sent, monotonic */
-	bool orphans;           /* I-frames sent and requeued elsewhere (STOPDT), not yet acknowledged */
+	bool orphans;           /* I-frames sent and requeued elsewhere (displaced), not yet acknowledged */
 	uint16_t orphan_end;    /* their N(S) are before this */
 	int64_t orphan_ms;      /* the oldest's sending */
 	bool hold;              /* building a burst (an interrogation): flush once at its end */
@@ -157,6 +168,8 @@ struct iec_msg *iec_msg_new(const uint8_t *asdu, size_t len);
 void iec_session_init(struct session *s);
 /* A U frame (an act waits for its con within t1). */
 void iec_send_u(struct session *s, uint8_t u);
+/* An S-frame acknowledging every I-frame received. */
+void iec_send_s(struct session *s);
 /* Send what the k window allows from the session's queue. */
 void iec_flush(struct session *s);
 /* Queue encoded ASDU bytes for the session (sent at once when the window allows). */
@@ -179,6 +192,7 @@ void iec_cs_cb(void *arg);
 /* ---- iec104_server.c ---- */
 
 void iec_server_asdu(struct session *s, const struct iec_asdu *a);
+/* STARTDT act and STOPDT act (104 5.3); each sends its con when it is due. */
 void iec_server_startdt(struct session *s);
 void iec_server_stopdt(struct session *s);
 int iec_server_line_init(struct line *l);

@@ -43,7 +43,7 @@ iec_client_session(struct station *st)
 {
 	struct session *s = line_active_session(station_line(st));
 
-	return s && ((struct iec_sess *)session_priv(s))->started ? s : NULL;
+	return s && ((struct iec_sess *)session_priv(s))->state == IEC_STARTED ? s : NULL;
 }
 
 static void
@@ -123,9 +123,9 @@ iec_client_start(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
 
-	if (is->started || is->startdt_sent)
+	if (is->state != IEC_STOPPED)
 		return;
-	is->startdt_sent = true;
+	is->state = IEC_STARTING;
 	iec_send_u(s, IEC_U_STARTDT_ACT);
 }
 

@@ -178,7 +178,7 @@ iec_send_u(struct session *s, uint8_t u)
 	}
 }
 
-static void
+void
 iec_send_s(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
@@ -201,8 +201,8 @@ iec_flush(struct session *s)
 	size_t used = 0;
 	int64_t now = 0;
 
-	if (is->hold)
-		return;
+	if (is->hold || is->state != IEC_STARTED)
+		return; /* a stopped connection sends no I-frame (104 5.3) */
 	while (is->out.head && iec_seq_diff(is->vs, is->ack) < c->k) {
 		uint8_t *apdu = batch + used;
 		size_t n;
@@ -302,8 +302,46 @@ iec_ack(struct session *s, uint16_t nr)
 		is->ack = nr;
 		iec_t1_arm(s);
 	}
+	if (is->state == IEC_STOPPING && is->ack == is->vs) {
+		/* pending stopped: the last I-frame sent is acknowledged (104 5.3) */
+		is->state = IEC_STOPPED;
+		iec_send_u(s, IEC_U_STOPDT_CON);
+		log_info("line %s: %s: data transfer stopped", line_name(session_line(s)), session_peer(s));
+	}
 	iec_flush(s);
 	return 0;
+}
+
+/* 104 5.3: an I-frame outside the started state, or an S-frame on a connection stopped (or
+ * never started), is closed actively: the peer's state machine is not ours. -1 when it is. */
+static int
+iec_check_state(struct session *s, bool iframe)
+{
+	struct iec_sess *is = session_priv(s);
+	const char *what = iframe ? "I-frame" : "S-frame";
+
+	switch (is->state) {
+	case IEC_STARTED:
+		return 0;
+	case IEC_STOPPING:
+		if (!iframe)
+			return 0;
+		session_protocol_error(s, "I-frame while data transfer is stopping (STOPDT act received)");
+		return -1;
+	case IEC_DISPLACED:
+		if (!iframe)
+			return 0;
+		session_protocol_error(s, "I-frame while data transfer is stopped (%s of its redundancy group took the data)",
+		    is->displaced_by);
+		return -1;
+	case IEC_STARTING:
+		session_protocol_error(s, "%s while data transfer is stopped (before STARTDT con)", what);
+		return -1;
+	case IEC_STOPPED:
+		break;
+	}
+	session_protocol_error(s, "%s while data transfer is stopped", what);
+	return -1;
 }
 
 static void
@@ -363,6 +401,8 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 
 	switch (ap->format) {
 	case IEC_S:
+		if (iec_check_state(s, false) != 0)
+			return -1;
 		return iec_ack(s, ap->nr);
 	case IEC_U:
 		switch (ap->u) {
@@ -380,8 +420,7 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 			is->u_pending &= (uint8_t)~(1u << iec_u_act_index(ap->u));
 			iec_t1_arm(s);
 			if (ap->u == IEC_U_STARTDT_CON && !server) {
-				is->started = true;
-				is->startdt_sent = false;
+				is->state = IEC_STARTED;
 				iec_client_started(s);
 			}
 			return 0;
@@ -390,7 +429,6 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 				session_protocol_error(s, "STARTDT act from a controlled station");
 				return -1;
 			}
-			iec_send_u(s, IEC_U_STARTDT_CON);
 			iec_server_startdt(s);
 			return 0;
 		case IEC_U_STOPDT_ACT:
@@ -399,19 +437,16 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 				return -1;
 			}
 			iec_server_stopdt(s);
-			iec_send_u(s, IEC_U_STOPDT_CON);
 			return 0;
 		default:
 			session_protocol_error(s, "unknown U frame 0x%02x", ap->u);
 			return -1;
 		}
 	case IEC_I:
+		if (iec_check_state(s, true) != 0)
+			return -1;
 		if (ap->ns != is->vr) {
 			session_protocol_error(s, "wrong N(S) %u, expected %u", ap->ns, is->vr);
-			return -1;
-		}
-		if (!is->started) {
-			session_protocol_error(s, server ? "I-frame before STARTDT" : "I-frame before STARTDT con");
 			return -1;
 		}
 		is->vr = iec_seq_add(is->vr, 1);

@@ -90,10 +90,11 @@ iec_group_of(struct line *l, const char *peer)
 	return &il->groups[il->ngroups - 1];
 }
 
-/* Frames of events a stopped or lost connection did not get acknowledged go back to the
- * front of its group's queue, in order, for the next started connection. */
+/* Frames of events a connection will not send, or sent and will not have acknowledged
+ * (with_sent: it was displaced or lost), go back to the front of its group's queue, in
+ * order, for the next started connection. */
 static void
-iec_server_requeue(struct session *s)
+iec_server_requeue(struct session *s, bool with_sent)
 {
 	struct iec_sess *is = session_priv(s);
 	struct iec_group *g = is->group;
@@ -101,14 +102,14 @@ iec_server_requeue(struct session *s)
 	struct iec_msg *m;
 
 	/* frames sent and not acknowledged are still owed an acknowledgement within t1 */
-	if (is->sent.head) {
+	if (with_sent && is->sent.head) {
 		if (!is->orphans)
 			is->orphan_ms = is->sent.head->sent_ms;
 		is->orphans = true;
 		is->orphan_end = is->vs;
 	}
 	/* only events: answers to interrogations and commands belonged to that connection */
-	while ((m = iec_mq_pop(&is->sent)) != NULL)
+	while (with_sent && (m = iec_mq_pop(&is->sent)) != NULL)
 		if (m->event)
 			iec_mq_push(&back, m, false);
 		else
@@ -151,6 +152,18 @@ iec_group_send(struct iec_group *g)
 	iec_flush(s);
 }
 
+/* The connection no longer carries its group's data (STOPDT, or closed): what it has not
+ * sent goes back to the group. */
+static void
+iec_server_leave(struct session *s, bool with_sent)
+{
+	struct iec_sess *is = session_priv(s);
+
+	if (is->group && is->group->started == s)
+		is->group->started = NULL;
+	iec_server_requeue(s, with_sent);
+}
+
 void
 iec_server_startdt(struct session *s)
 {
@@ -158,18 +171,24 @@ iec_server_startdt(struct session *s)
 	struct line *l = session_line(s);
 	struct iec_group *g = is->group;
 
+	iec_send_u(s, IEC_U_STARTDT_CON);
+	if (is->state == IEC_STARTED)
+		return; /* started already: confirmed again, nothing changes */
+	/* from stopped, displaced, or pending stopped (the stop is called off: no STOPDT con) */
 	if (g->started && g->started != s) {
-		/* data moves to this connection; the other stays connected and stopped */
+		/* data moves to this connection; the other is stopped (104 clause 10.3): what it
+		 * sent and has not acknowledged comes here, and its next I-frame closes it */
 		struct iec_sess *old = session_priv(g->started);
 		log_info("line %s: %s: STARTDT: data moves here from %s", line_name(l), session_peer(s),
 		    session_peer(g->started));
-		old->started = false;
-		iec_server_requeue(g->started);
+		old->state = IEC_DISPLACED;
+		snprintf(old->displaced_by, sizeof(old->displaced_by), "%s", session_peer(s));
+		iec_server_requeue(g->started, true);
 	} else {
 		log_info("line %s: %s: data transfer started", line_name(l), session_peer(s));
 	}
 	g->started = s;
-	is->started = true;
+	is->state = IEC_STARTED;
 	if (lconf(l)->end_of_init) {
 		for (int i = 0; i < line_nstations(l); i++) {
 			struct iec_asdu a = { .type = M_EI_NA_1, .cot = COT_INIT,
@@ -185,11 +204,32 @@ iec_server_stopdt(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
 
-	if (is->group && is->group->started == s)
-		is->group->started = NULL;
-	if (is->started) {
-		is->started = false;
-		iec_server_requeue(s);
+	switch (is->state) {
+	case IEC_STOPPED:
+	case IEC_STARTING:
+		iec_send_u(s, IEC_U_STOPDT_CON); /* stopped already */
+		return;
+	case IEC_STOPPING:
+		return; /* its con comes once the I-frames sent are acknowledged */
+	case IEC_STARTED:
+		/* nothing more is sent; what waits goes back to the group, what was sent is
+		 * waited for (t1 runs on) */
+		iec_server_leave(s, false);
+		break;
+	case IEC_DISPLACED:
+		break;
+	}
+	if (is->unacked_in > 0)
+		iec_send_s(s); /* the peer's I-frames, acknowledged before we stop */
+	if (is->ack == is->vs) {
+		is->state = IEC_STOPPED;
+		iec_send_u(s, IEC_U_STOPDT_CON);
+		log_info("line %s: %s: data transfer stopped", line_name(session_line(s)), session_peer(s));
+	} else {
+		/* 104 5.3 pending stopped: STOPDT con once every I-frame sent is acknowledged */
+		is->state = IEC_STOPPING;
+		log_info("line %s: %s: STOPDT: %u I-frames to be acknowledged first", line_name(session_line(s)),
+		    session_peer(s), iec_seq_diff(is->vs, is->ack));
 	}
 }
 
@@ -229,7 +269,9 @@ iec_server_close(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
 
-	iec_server_stopdt(s);
+	if (is->state == IEC_STARTED)
+		is->state = IEC_STOPPED;
+	iec_server_leave(s, true);
 	iec_mq_clear(&is->out);
 	iec_mq_clear(&is->sent);
 }
@@ -371,7 +413,7 @@ iec_server_cmd_cb(void *arg, int status, const char *msg)
 			*pp = c->next;
 			break;
 		}
-	if (c->s && ((struct iec_sess *)session_priv(c->s))->started) {
+	if (c->s && ((struct iec_sess *)session_priv(c->s))->state == IEC_STARTED) {
 		if (status != 0 || c->cmdc == 1 || c->cmdc == 3) {
 			c->a.cot = COT_ACTCON;
 			c->a.pn = status != 0;
