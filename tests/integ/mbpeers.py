@@ -1,4 +1,4 @@
-"""mbpeers: Modbus TCP peers for komd's tests (test_modbus.py).
+"""mbpeers: Modbus TCP peers (and tshark) for komd's tests: test_modbus*.py, test_writes.py.
 
 PyServer   pymodbus 3.0's ModbusTcpServer with a ModbusSlaveContext datastore, in a
            subprocess (this file run as a script), with the response manipulator of
