@@ -174,10 +174,35 @@ line_type_name(const struct line *l)
 	return l->lc->type == LINE_TCP_REDUNDANT ? "tcp-redundant" : "tcp";
 }
 
+/* Does /DC switch off the verification of this line's partners? (Client certificate lines
+ * verify the server; server lines verify clients only with partner_certs.) */
+static bool
+tls_unverified(const struct line *l)
+{
+	const struct tls_conf *t = &l->lc->tls;
+
+	return komd.no_peer_verify && t->present && (t->my_cert || t->partner_certs) && (t->partner_certs || !l->server);
+}
+
 static const char *
 tls_mode(const struct line *l)
 {
-	return !l->tls ? "" : l->tls->psk_mode ? ", TLS PSK" : ", TLS";
+	const struct tls_conf *t = &l->lc->tls;
+
+	if (!t->present)
+		return "";
+	if (!t->my_cert && !t->partner_certs)
+		return ", TLS PSK";
+	return tls_unverified(l) ? ", TLS, partners NOT verified (/DC)" : ", TLS";
+}
+
+/* JSON: "psk", "certificate" or "" (plain) */
+static const char *
+tls_kind(const struct line *l)
+{
+	const struct tls_conf *t = &l->lc->tls;
+
+	return !t->present ? "" : !t->my_cert && !t->partner_certs ? "psk" : "certificate";
 }
 
 /* Every certificate of every TLS line: subject, issuer, days to expiry. */
@@ -253,11 +278,11 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 			for (int i = 0; i < l->nstations; i++) {
 				const struct station *st = &l->stations[i];
 				evbuffer_add_printf(b, "  station %s [%s]: %s%s%s%s; %d tags, polls %" PRIu64
-				    ", errors %" PRIu64 ", writes %" PRIu64 "\n", st->sc->name,
+				    ", errors %" PRIu64 ", writes %" PRIu64 " (%" PRIu64 " orphaned)\n", st->sc->name,
 				    st->sc->address ? st->sc->address : "-", station_state_name(st->state),
 				    !st->last_error[0] ? "" : st->state == ST_ERROR ? ": " : " (last error: ", st->last_error,
 				    st->last_error[0] && st->state != ST_ERROR ? ")" : "", st->ntags, st->polls, st->errors,
-				    st->writes);
+				    st->writes, st->writes_orphaned);
 			}
 			continue;
 		}
@@ -266,9 +291,9 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 		json_str(b, l->lc->name);
 		evbuffer_add_printf(b, ",\"protocol\":");
 		json_str(b, l->lc->protocol);
-		evbuffer_add_printf(b, ",\"type\":\"%s\",\"policy\":\"%s\",\"tls\":\"%s\",\"started\":%s,\"state\":",
-		    line_type_name(l), policy_name(l->policy), l->tls ? (l->tls->psk_mode ? "psk" : "certificate") : "",
-		    l->started ? "true" : "false");
+		evbuffer_add_printf(b, ",\"type\":\"%s\",\"policy\":\"%s\",\"tls\":\"%s\",\"tls_verify\":%s,\"started\":%s,"
+		    "\"state\":", line_type_name(l), policy_name(l->policy), tls_kind(l),
+		    !l->lc->tls.present ? "null" : tls_unverified(l) ? "false" : "true", l->started ? "true" : "false");
 		json_str(b, state);
 		evbuffer_add_printf(b, ",\"sessions\":%d,\"paths\":[", l->nsessions);
 		for (int i = 0; i < (l->server ? 0 : l->npaths); i++) {
@@ -300,8 +325,8 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 			json_str(b, st->sc->address ? st->sc->address : "");
 			evbuffer_add_printf(b, ",\"state\":\"%s\",\"last_error\":", station_state_name(st->state));
 			json_str(b, st->last_error);
-			evbuffer_add_printf(b, ",\"tags\":%d,\"polls\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64 "}",
-			    st->ntags, st->polls, st->errors, st->writes);
+			evbuffer_add_printf(b, ",\"tags\":%d,\"polls\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64
+			    ",\"writes_orphaned\":%" PRIu64 "}", st->ntags, st->polls, st->errors, st->writes, st->writes_orphaned);
 		}
 		evbuffer_add_printf(b, "]}");
 	}

@@ -53,7 +53,7 @@ def test_client_one_way_and_mutual():
     with Komd(client_line(port, 'partner_certs = "%s";' % p("ca.pem"))).start() as k:
         k.wait_log(r"line cli: 127\.0\.0\.1:%d: TLS established: TLSv1\.3 .*peer /CN=server \(verified\)" % port)
         expect_data(k, srv, 7)
-        check(k.line("cli")["tls"] == "certificate", "tls mode in status")
+        check(k.line("cli")["tls"] == "certificate" and k.line("cli")["tls_verify"] is True, "tls mode in status")
     srv.stop()
     # mutual: s_server demands a client certificate from our CA
     srv = s_server(port, "-cert", p("server.pem"), "-key", p("server.key"), "-Verify", "1", "-CAfile", p("ca.pem"),
@@ -97,6 +97,9 @@ def test_dc_accepts_untrusted():
             k.wait_log(r"line cli: 127\.0\.0\.1:%d: partner accepted UNVERIFIED \(/DC\): unable to (get local issuer|verify the first)"
                        % port)
             expect_data(k, srv, 9 if flag == "/DC" else 10)
+            # and komctl status says so on the line, in text and JSON
+            check("TLS, partners NOT verified (/DC)" in k.ctl("status")[1], "status names /DC")
+            check(k.line("cli")["tls_verify"] is False, "tls_verify false in --json")
     srv.stop()
 
 

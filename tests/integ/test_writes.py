@@ -45,6 +45,8 @@ def test_master_disconnects_behind_a_busy_line():
         k.until(lambda: dev.count(fc=6) == n6 + 1, 5, "the write still reaches the device")
         k.until(lambda: dev.regs[(1, 3, 0)] == 99, 5, "with its value")
         k.wait_log(r"tag d\.x: write from .* \(who has disconnected since\): ")
+        k.until(lambda: k.line("cli")["stations"][0]["writes_orphaned"] == 1, 5, "counted (writes_orphaned)")
+        check("(1 orphaned)" in k.ctl("status")[1], "komctl status counts it")
         # komtext: SET, then gone at once; the device is told, the result logged
         c = socket.create_connection(("127.0.0.1", kport))
         c.settimeout(5)
