@@ -1017,10 +1017,10 @@ ctl_accept_error_cb(struct evconnlistener *lst, void *arg)
 			ctl_conn_new(fd);
 			return;
 		}
-		ctl_spare_open();
-		if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ECONNABORTED || errno == EINTR)
-			return;
 		err = errno;
+		ctl_spare_open();
+		if (err == EAGAIN || err == EWOULDBLOCK || err == ECONNABORTED || err == EINTR)
+			return;
 	}
 	if (ctl_lograte(&ctl_rate_fds, &skipped))
 		log_warnx("control socket: accept: %s; pausing for 1 s%s", evutil_socket_error_to_string(err),
