@@ -168,6 +168,18 @@ iec_check_line(const struct line_conf *lc, char *err, size_t errlen)
 	if (lc->ops->role == ROLE_SERVER &&
 	    (iec_check_addrs("groups", c->groups, err, errlen) != 0 || iec_check_addrs("allow", c->allow, err, errlen) != 0))
 		return -1;
+	/* 101 7.2.4: a common address fits ca_size octets, and its highest value is the global
+	 * address (a broadcast), no station's */
+	long top = c->ca_len == 2 ? 0xFFFF : 0xFF;
+	for (int i = 0; i < lc->nstations; i++) {
+		const struct station_conf *sc = &lc->stations[i];
+		long ca = sc->address ? strtol(sc->address, NULL, 10) : 0;
+		if (ca >= top) {
+			snprintf(err, errlen, "station '%s': common address %ld %s (ca_size %d: 1..%ld)", sc->name ? sc->name : "",
+			    ca, ca == top ? "is the global address" : "does not fit", c->ca_len, top - 1);
+			return -1;
+		}
+	}
 	int n = 0;
 	if (3 * c->w > 2 * c->k)
 		n += snprintf(err, errlen, "w %d is more than two thirds of k %d (the standard's advice): a peer with "

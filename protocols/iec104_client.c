@@ -257,6 +257,14 @@ iec_client_asdu(struct session *s, const struct iec_asdu *a)
 
 	if (s != line_active_session(l))
 		return; /* the standby carries no data */
+	if (!iec_is_monitor(a->type) && lpriv(l)->prm.cot_len == 2 && a->oa != 0 &&
+	    a->oa != (uint8_t)line_conf(l)->line_number) {
+		/* 101 7.2.3: a confirmation for another controlling station (its originator address);
+		 * 0 is taken too, as many stations send it whoever asked */
+		log_debug("line %s: %s: %s cause %u for originator address %u, not ours (%u), ignored", line_name(l),
+		    session_peer(s), iec_type_name(a->type), a->cot, a->oa, (uint8_t)line_conf(l)->line_number);
+		return;
+	}
 	if (!st) {
 		log_warnx("line %s: %s: %s for unknown common address %u, ignored", line_name(l), session_peer(s),
 		    iec_type_name(a->type), a->ca);

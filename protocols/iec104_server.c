@@ -293,7 +293,9 @@ iec_served_obj(struct stag *t, struct iec_obj *o)
 	}
 }
 
-/* Send (or queue, per group) one object of a served tag with a cause. */
+/* A served tag's change (cause 3) or cyclic transmission (cause 1) to every group's
+ * started connection (changes queued where none is). Answers to a request never come
+ * here: they go to the connection that asked. */
 static void
 iec_server_event(struct stag *t, uint8_t cot)
 {
@@ -352,9 +354,9 @@ iec_cyclic_cb(void *arg)
 }
 
 /* General (or group) interrogation: the image with cause 20 (21..36), in as few ASDUs as
- * fit, then the activation termination. */
+ * fit, to the connection that asked (s), with its originator address. */
 static void
-iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool counters)
+iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool counters, uint8_t oa)
 {
 	struct iec_stn *sn = station_priv(st);
 	struct iec_line *il = lpriv(session_line(s));
@@ -387,6 +389,7 @@ iec_server_interrogate(struct session *s, struct station *st, uint8_t qoi, bool 
 		}
 		a->type = type;
 		a->cot = cot;
+		a->oa = oa;
 		a->ca = sn->ca;
 		iec_served_obj(t, &a->obj[a->nobj]);
 		if (!iec_has_time(type))
@@ -438,17 +441,49 @@ iec_negative(struct session *s, const struct iec_asdu *a, uint8_t cot)
 	iec_send_asdu(s, &r, NULL);
 }
 
+static void iec_server_station_asdu(struct session *s, struct station *st, const struct iec_asdu *a);
+
 void
 iec_server_asdu(struct session *s, const struct iec_asdu *a)
 {
 	struct line *l = session_line(s);
-	struct station *st = iec_station_by_ca(l, a->ca);
-	struct iec_asdu r = *a;
+	struct station *st;
 
-	if (!st && !(a->ca == 0xFFFF && (a->type == C_IC_NA_1 || a->type == C_CS_NA_1 || a->type == C_CI_NA_1))) {
+	if (a->ca == (lpriv(l)->prm.ca_len == 2 ? 0xFFFF : 0xFF)) {
+		/* 101 7.2.4: the global address, for interrogation, counter interrogation, clock
+		 * synchronisation and reset process only; every station answers as if it were
+		 * addressed, each with its own common address */
+		if (a->type != C_IC_NA_1 && a->type != C_CI_NA_1 && a->type != C_CS_NA_1 && a->type != C_RP_NA_1) {
+			iec_negative(s, a, COT_UNKNOWN_CA);
+			return;
+		}
+		struct iec_asdu *r = malloc(sizeof(*r));
+		if (!r) {
+			session_close(s, "out of memory");
+			return;
+		}
+		for (int i = 0; i < line_nstations(l); i++) {
+			*r = *a;
+			r->ca = ((struct iec_stn *)station_priv(line_station(l, i)))->ca;
+			iec_server_station_asdu(s, line_station(l, i), r);
+		}
+		free(r);
+		return;
+	}
+	if ((st = iec_station_by_ca(l, a->ca)) == NULL) {
 		iec_negative(s, a, COT_UNKNOWN_CA);
 		return;
 	}
+	iec_server_station_asdu(s, st, a);
+}
+
+/* A request to station st (its common address in a). */
+static void
+iec_server_station_asdu(struct session *s, struct station *st, const struct iec_asdu *a)
+{
+	struct line *l = session_line(s);
+	struct iec_asdu r = *a;
+
 	switch (a->type) {
 	case C_IC_NA_1:
 	case C_CI_NA_1:
@@ -463,17 +498,11 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 			iec_send_asdu(s, &r, NULL);
 			return;
 		}
-		for (int i = 0; i < line_nstations(l); i++) {
-			struct station *sti = line_station(l, i);
-			if (st && sti != st)
-				continue;
-			r.ca = ((struct iec_stn *)station_priv(sti))->ca;
-			r.cot = COT_ACTCON;
-			iec_send_asdu(s, &r, NULL);
-			iec_server_interrogate(s, sti, a->type == C_CI_NA_1 ? 0 : a->obj[0].qualifier, a->type == C_CI_NA_1);
-			r.cot = COT_ACTTERM;
-			iec_send_asdu(s, &r, NULL);
-		}
+		r.cot = COT_ACTCON;
+		iec_send_asdu(s, &r, NULL);
+		iec_server_interrogate(s, st, a->type == C_CI_NA_1 ? 0 : a->obj[0].qualifier, a->type == C_CI_NA_1, a->oa);
+		r.cot = COT_ACTTERM;
+		iec_send_asdu(s, &r, NULL);
 		return;
 	case C_CS_NA_1:
 		/* komd keeps the system's clock; the synchronisation is confirmed with our time */
@@ -505,7 +534,12 @@ iec_server_asdu(struct session *s, const struct iec_asdu *a)
 			iec_negative(s, a, COT_UNKNOWN_IOA);
 			return;
 		}
-		iec_server_event(station_stag(st, sn->idx[i].tag), COT_REQ);
+		/* the answer goes to the connection that asked, with its originator address */
+		r.type = itag(station_stag(st, sn->idx[i].tag))->type;
+		r.cot = COT_REQ;
+		r.nobj = 1;
+		iec_served_obj(station_stag(st, sn->idx[i].tag), &r.obj[0]);
+		iec_send_asdu(s, &r, NULL);
 		return;
 	}
 	default:

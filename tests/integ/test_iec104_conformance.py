@@ -384,4 +384,6 @@ def test_global_common_address_one_octet():
 
 
 if __name__ == "__main__":
-    main([test_stopdt_waits_for_acknowledgement, test_frames_in_stopped_state_close, test_client_frames_before_startdt_con])
+    main([test_stopdt_waits_for_acknowledgement, test_frames_in_stopped_state_close, test_client_frames_before_startdt_con,
+          test_answers_only_to_requester, test_client_confirmation_of_another_originator, test_global_common_address,
+          test_global_common_address_one_octet])
