@@ -15,6 +15,7 @@
 #include "check.h"
 #include "conf.h"
 #include "log.h"
+#include "proto.h"
 #include "value.h"
 
 static char base[64];
@@ -535,6 +536,61 @@ test_manpage(void)
 		}
 }
 
+/* Is name a key of any schema table, the core's or a protocol's? */
+static bool
+key_known(const char *name)
+{
+	const struct conf_key *const tabs[] = { conf_global_keys, conf_line_keys, conf_backup_keys,
+		conf_tls_keys, conf_station_keys, conf_tag_keys };
+
+	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++)
+		for (const struct conf_key *k = tabs[i]; k->name; k++)
+			if (strcmp(k->name, name) == 0)
+				return true;
+	for (int p = 0; proto_table[p]; p++) {
+		const struct conf_key *const ptabs[] = { proto_table[p]->line_keys, proto_table[p]->station_keys,
+			proto_table[p]->tag_keys };
+		for (size_t i = 0; i < 3; i++)
+			for (const struct conf_key *k = ptabs[i]; k && k->name; k++)
+				if (strcmp(k->name, name) == 0)
+					return true;
+	}
+	return false;
+}
+
+/* The other way round: every key the man page documents (".TP", ".B name", then its type)
+ * exists, so no documented key is refused as unknown. */
+static void
+test_manpage_keys_exist(void)
+{
+	static const char *const types[] = { "Integer", "Seconds", "String", "Boolean", "Group", "List", "One of",
+		".B 1.2", NULL };
+	FILE *f = fopen("man/komd.conf.5", "r");
+	char prev2[256] = "", prev[256] = "", line[256];
+	int n = 0;
+
+	CHECK(f != NULL);
+	while (f && fgets(line, sizeof(line), f)) {
+		char name[128];
+		if (strcmp(prev2, ".TP\n") == 0 && sscanf(prev, ".B %127[a-z0-9_]", name) == 1 &&
+		    strlen(prev) == strlen(name) + 4) {
+			for (int t = 0; types[t]; t++)
+				if (strncmp(line, types[t], strlen(types[t])) == 0) {
+					n++;
+					if (!key_known(name))
+						fprintf(stderr, "man/komd.conf.5 documents key '%s', which komd does not have\n", name);
+					CHECK(key_known(name));
+					break;
+				}
+		}
+		snprintf(prev2, sizeof(prev2), "%s", prev);
+		snprintf(prev, sizeof(prev), "%s", line);
+	}
+	if (f)
+		fclose(f);
+	CHECK(n > 60); /* the parse found the keys at all */
+}
+
 static const char *
 vfmt(enum vtype t, const char *text, bool json)
 {
@@ -630,6 +686,7 @@ main(void)
 	test_errors();
 	test_good();
 	test_manpage();
+	test_manpage_keys_exist();
 	test_values();
 	nftw(base, rm_cb, 16, FTW_DEPTH | FTW_PHYS);
 	return CHECK_DONE();
