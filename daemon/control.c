@@ -334,18 +334,68 @@ ctl_status(struct ctl_conn *c, struct evbuffer *b)
 		evbuffer_add_printf(b, "]}\n");
 }
 
+/* "line/station@address": a station's entry of a tag (the address as the protocol reads it:
+ * a register, an IOA, a komtext name) */
+static void
+stag_where(struct evbuffer *b, const struct stag *e, bool json)
+{
+	const char *addr = e->tc->address ? e->tc->address : "";
+
+	if (!json) {
+		evbuffer_add_printf(b, "%s/%s@", e->st->line->lc->name, e->st->sc->name);
+		ctl_add_clean(b, addr, strlen(addr));
+		return;
+	}
+	evbuffer_add_printf(b, "{\"line\":");
+	json_str(b, e->st->line->lc->name);
+	evbuffer_add_printf(b, ",\"station\":");
+	json_str(b, e->st->sc->name);
+	evbuffer_add_printf(b, ",\"address\":");
+	json_str(b, addr);
+	evbuffer_add_printf(b, "}");
+}
+
+/* A value on one line of text: control bytes (a newline could fake lines of output) as
+ * \xNN here, the rest cleaned by ctl_finish. */
+static void
+ctl_add_oneline(struct evbuffer *b, const char *s)
+{
+	for (; *s; s++) {
+		if ((unsigned char)*s < 0x20 || *s == 0x7f)
+			evbuffer_add_printf(b, "\\x%02x", (unsigned char)*s);
+		else
+			evbuffer_add(b, s, 1);
+	}
+}
+
 /* A string tag's value is shown whole (value_format would cut it at the buffer, perhaps
- * within a UTF-8 sequence); ctl_finish cleans the text. */
+ * within a UTF-8 sequence), on its line; ctl_finish cleans the rest of the text. */
 static void
 tag_text(struct evbuffer *b, const struct tag *t)
 {
 	char v[512], q[64], ts[40], tr[40];
+	const struct stag *e;
+	bool first = true;
 
-	evbuffer_add_printf(b, "%-24s %-6s %-20s %-8s src %s recv %s%s%s\n", t->name, vtype_name(t->type),
-	    t->v.type == VT_STRING && t->v.s ? t->v.s : value_format(&t->v, v, sizeof(v)),
-	    quality_format(t->quality, q, sizeof(q)),
-	    time_format(t->ts_src, ts, sizeof(ts)), time_format(t->ts_recv, tr, sizeof(tr)),
-	    t->acq ? "" : " (memory)", "");
+	evbuffer_add_printf(b, "%-24s %-6s ", t->name, vtype_name(t->type));
+	size_t at = evbuffer_get_length(b);
+	ctl_add_oneline(b, t->v.type == VT_STRING && t->v.s ? t->v.s : value_format(&t->v, v, sizeof(v)));
+	for (size_t w = evbuffer_get_length(b) - at; w < 20; w++)
+		evbuffer_add(b, " ", 1); /* the value's column, as %-20s did */
+	evbuffer_add_printf(b, " %-8s src %s recv %s", quality_format(t->quality, q, sizeof(q)),
+	    time_format(t->ts_src, ts, sizeof(ts)), time_format(t->ts_recv, tr, sizeof(tr)));
+	if (t->acq) {
+		evbuffer_add_printf(b, " from ");
+		stag_where(b, t->acq, false);
+	} else {
+		evbuffer_add_printf(b, " (memory)");
+	}
+	TAILQ_FOREACH(e, &t->servers, slink) {
+		evbuffer_add_printf(b, "%s", first ? " served by " : ", ");
+		stag_where(b, e, false);
+		first = false;
+	}
+	evbuffer_add_printf(b, "\n");
 }
 
 static void
@@ -375,7 +425,20 @@ tag_json(struct evbuffer *b, const struct tag *t)
 	} else {
 		evbuffer_add_printf(b, "null");
 	}
-	evbuffer_add_printf(b, ",\"updates\":%" PRIu64 "}", t->updates);
+	evbuffer_add_printf(b, ",\"source\":");
+	if (t->acq)
+		stag_where(b, t->acq, true);
+	else
+		evbuffer_add_printf(b, "null");
+	evbuffer_add_printf(b, ",\"served_by\":[");
+	const struct stag *e;
+	bool first = true;
+	TAILQ_FOREACH(e, &t->servers, slink) {
+		evbuffer_add_printf(b, "%s", first ? "" : ",");
+		stag_where(b, e, true);
+		first = false;
+	}
+	evbuffer_add_printf(b, "],\"updates\":%" PRIu64 "}", t->updates);
 }
 
 struct tag_list {

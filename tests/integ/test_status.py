@@ -3,7 +3,7 @@ connect proves nothing), and "communication lost" / "communication restored" com
 each once, with the reason; a station in error never logs a false "communication ok"."""
 import re
 
-from komdtest import KtPeer, Komd, check, main
+from komdtest import KtPeer, Komd, check, free_port, main
 from mbpeers import RawServer
 
 
@@ -75,5 +75,36 @@ def test_lost_and_restored_in_pairs():
     peer.close()
 
 
+def test_komctl_shows_where_a_tag_comes_from_and_goes():
+    peer = KtPeer("127.0.0.1")
+    conf = """lines = (
+  { name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d;
+    stations = ( { name = "dev"; address = 1; tags = ( { name = "t"; address = "a1"; type = "int"; } ); } ); },
+  { name = "ksrv"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d;
+    stations = ( { name = "pub"; address = 1; tags = ( { name = "t"; address = "tt"; } ); } ); },
+  { name = "msrv"; protocol = "modbus-server"; host = "127.0.0.1"; port = %d;
+    stations = ( { name = "u1"; address = 1; tags = ( { name = "t"; address = "3.10"; } ); } ); } );""" % (
+        peer.port, free_port(), free_port())
+    with Komd(conf).start() as k:
+        out = k.ctl("get", "t")[1]
+        check(re.search(r" from cli/dev@a1 served by (ksrv/pub@tt, msrv/u1@3\.10|msrv/u1@3\.10, ksrv/pub@tt)$", out.strip()),
+              "get: %s" % out)
+        check(" from cli/dev@a1 served by " in k.ctl("tags")[1], "tags too")
+        j = k.tag("t")
+        check(j["source"] == {"line": "cli", "station": "dev", "address": "a1"}, "source: %s" % j)
+        check(sorted((x["line"], x["station"], x["address"]) for x in j["served_by"]) ==
+              [("ksrv", "pub", "tt"), ("msrv", "u1", "3.10")], "served_by: %s" % j)
+    peer.close()
+
+
+def test_string_values_stay_on_their_line():
+    """A string with a newline (a device's, or a memory tag's) cannot fake lines of output."""
+    with Komd('tags = ( { name = "note"; type = "string"; initial = "a\\nFAKE line\\tx"; } );\nlines = ();').start() as k:
+        out = k.ctl("get", "note")[1]
+        check(out.count("\n") == 1 and "a\\x0aFAKE line\\x09x" in out, "one line: %r" % out)
+        check(k.tag("note")["value"] == "a\nFAKE line\tx", "JSON keeps the value as it is")
+
+
 if __name__ == "__main__":
-    main([test_ok_only_after_an_answer, test_lost_and_restored_in_pairs])
+    main([test_ok_only_after_an_answer, test_lost_and_restored_in_pairs, test_komctl_shows_where_a_tag_comes_from_and_goes,
+          test_string_values_stay_on_their_line])
