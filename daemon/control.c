@@ -56,6 +56,7 @@ struct ctl_conn {
 	struct ctl_peer peer;
 	enum ctl_state state;
 	bool json;
+	bool partial;                /* a reload applied, but some lines did not start */
 	TAILQ_ENTRY(ctl_conn) link;
 };
 
@@ -126,8 +127,9 @@ ctl_add_clean(struct evbuffer *out, const char *s, size_t n)
 	evbuffer_add(out, s + start, n - start);
 }
 
-/* Queue the answer (err, or OK and body); the connection closes once it has been written,
- * or when the client has not taken any of it for control_timeout. */
+/* Queue the answer (err, or OK and body; PARTIAL and body for a reload that applied but
+ * could not start every line); the connection closes once it has been written, or when the
+ * client has not taken any of it for control_timeout. */
 static void
 ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 {
@@ -142,7 +144,7 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 		ctl_add_clean(out, err, strlen(err));
 		evbuffer_add(out, "\n", 1);
 	} else
-		evbuffer_add_printf(out, "OK\n");
+		evbuffer_add_printf(out, "%s\n", c->partial ? "PARTIAL" : "OK");
 	if (body && c->json)
 		evbuffer_add_buffer(out, body); /* every string went through json_str */
 	else if (body && evbuffer_get_length(body)) {
@@ -740,6 +742,9 @@ ctl_cmd_set(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t
 		/* ctl_set_cb answers, perhaps before tag_write returns */
 		c->req = tag_write(t, &v, ctl_set_cb, c, "komctl");
 		value_clear(&v);
+		if (c->req && c->state != CTL_ANSWERING)
+			/* the device answers within write_timeout: komctl waits that long, and more */
+			evbuffer_add_printf(bufferevent_get_output(c->bev), "WAIT %d\n", komd.conf->write_timeout_ms);
 		return 1;
 	}
 	return 0;
@@ -780,13 +785,28 @@ ctl_cmd_reload(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, siz
 {
 	char msg[1024];
 
+	int rc;
+
 	(void)av;
-	if (komd_reload(msg, sizeof(msg)) != 0)
+	msg[0] = '\0';
+	if ((rc = komd_reload(msg, sizeof(msg))) < 0) {
 		snprintf(err, errlen, "%s", msg);
-	else if (c->json) {
+		return 0;
+	}
+	c->partial = rc > 0;
+	if (c->json) {
+		struct line *l;
+		bool first = true;
 		evbuffer_add_printf(b, "{\"reloaded\":true,\"message\":");
 		json_str(b, msg);
-		evbuffer_add_printf(b, "}\n");
+		evbuffer_add_printf(b, ",\"failed_lines\":[");
+		TAILQ_FOREACH(l, &komd.lines, link)
+			if (l->start_failed) {
+				evbuffer_add_printf(b, "%s", first ? "" : ",");
+				json_str(b, l->lc->name);
+				first = false;
+			}
+		evbuffer_add_printf(b, "]}\n");
 	} else
 		evbuffer_add_printf(b, "%s\n", msg);
 	return 0;
@@ -1092,6 +1112,37 @@ ctl_accept_error_cb(struct evconnlistener *lst, void *arg)
 	event_base_once(komd.base, -1, EV_TIMEOUT, ctl_resume_cb, NULL, &tv);
 }
 
+/* The socket's directory, when it does not exist (komd run by hand, no RuntimeDirectory=):
+ * made, with its parents, 0755 (the socket itself is 0660). Failing that, the bind says why. */
+static void
+control_mkdir(const char *path)
+{
+	char dir[sizeof(((struct sockaddr_un *)0)->sun_path)];
+	struct stat st;
+	char *p;
+
+	snprintf(dir, sizeof(dir), "%s", path);
+	if ((p = strrchr(dir, '/')) == NULL || p == dir)
+		return;
+	*p = '\0';
+	if (stat(dir, &st) == 0)
+		return;
+	for (p = dir + 1; ; p++) {
+		if (*p == '/' || *p == '\0') {
+			char c = *p;
+			*p = '\0';
+			if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+				log_warn("control socket %s: cannot create its directory %s", path, dir);
+				return;
+			}
+			*p = c;
+			if (c == '\0')
+				break;
+		}
+	}
+	log_info("control socket %s: created its directory %s", path, dir);
+}
+
 int
 control_start(const char *path)
 {
@@ -1110,6 +1161,7 @@ control_start(const char *path)
 		log_warn("control socket %s: unlink", path);
 		return -1;
 	}
+	control_mkdir(path);
 	/* bound with no more than 0660 whatever the process umask (UMask=0077 in the unit),
 	 * then set to exactly 0660: the group may connect */
 	old = umask(0117);

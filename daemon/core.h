@@ -227,6 +227,7 @@ struct line {
 	bool trace;
 	bool started;
 	bool inited;                 /* the protocol's line_init succeeded */
+	bool start_failed;           /* line_start could not listen at the last (re)load */
 	char last_error[192];
 	struct warn_limit warns[LINE_WARN_KINDS];
 	struct event *warn_timer;    /* the summaries of warns */
@@ -278,7 +279,8 @@ void notify_status(void);
 void notify_watchdog_start(void);
 void notify_watchdog_stop(void);
 
-/* main.c: reload the configuration; 0 applied, -1 refused (errors logged, into msg). */
+/* main.c: reload the configuration; 0 applied, 1 applied but some lines could not start
+ * (named in msg), -1 refused (errors logged, into msg). */
 int komd_reload(char *msg, size_t msglen);
 
 #endif

@@ -1,15 +1,21 @@
 /* komctl.c: the control tool. Sends one request over komd's control socket and prints the
- * answer: "OK" then the body on stdout (exit 0), or "ERR message" on stderr (exit 1).
+ * answer: "OK" then the body on stdout (exit 0), "PARTIAL" then the body (a reload applied
+ * with lines that could not start: exit 3), or "ERR message" on stderr (exit 1). A "WAIT
+ * MS" line before the answer (a set waiting for its device) gives komd MS + 5 s more; komd
+ * silent past the timeout (-T) is an error of its own (exit 1), said plainly.
  * komd may answer and close before it has read the request (too many clients): the answer
  * is read even when the write failed, and a reset after it ends it. */
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
+#include <stdint.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/un.h>
+#include <time.h>
 #include <unistd.h>
 
 #define DEFAULT_SOCKET "/run/komd/komd.sock"
@@ -17,7 +23,7 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: komctl [-s SOCKET] [--json] COMMAND [ARGS]\n"
+	fprintf(f, "usage: komctl [-s SOCKET] [-T SECONDS] [--json] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  status              every line and station: state, peer, counters\n"
 	    "  tags [GLOB]         tags with value, quality and timestamps\n"
@@ -26,7 +32,20 @@ usage(FILE *f)
 	    "  trace LINE on|off   log each frame of a line in hex and decoded\n"
 	    "  certs               TLS certificates of every line: subject, issuer, days to expiry\n"
 	    "  reload              re-read the configuration\n"
-	    "socket: -s, else $KOMD_SOCKET, else %s\n", DEFAULT_SOCKET);
+	    "socket: -s, else $KOMD_SOCKET, else %s\n"
+	    "-T SECONDS: how long to wait for komd's answer (default 15; a set waits for its\n"
+	    "  device up to komd's write_timeout, and 5 s more)\n"
+	    "exit: 0 ok, 1 error (or no answer), 2 usage, 3 reload applied but a line did not start\n",
+	    DEFAULT_SOCKET);
+}
+
+static int64_t
+now_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static int
@@ -50,6 +69,7 @@ main(int argc, char **argv)
 	static const struct option longopts[] = {
 		{ "json", no_argument, NULL, 'j' },
 		{ "socket", required_argument, NULL, 's' },
+		{ "timeout", required_argument, NULL, 'T' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
@@ -58,11 +78,21 @@ main(int argc, char **argv)
 	char req[8192], *resp = NULL;
 	size_t o = 0, rlen = 0, rcap = 0;
 	bool json = false;
+	double timeout_s = 15;
+	int64_t deadline;
 	int ch, fd;
+	char *end;
 
-	while ((ch = getopt_long(argc, argv, "+s:jh", longopts, NULL)) != -1) {
+	while ((ch = getopt_long(argc, argv, "+s:T:jh", longopts, NULL)) != -1) {
 		switch (ch) {
 		case 's': sock = optarg; break;
+		case 'T':
+			timeout_s = strtod(optarg, &end);
+			if (*end || !(timeout_s > 0 && timeout_s <= 86400)) {
+				fprintf(stderr, "komctl: -T %s: give seconds, more than 0 and at most 86400\n", optarg);
+				return 2;
+			}
+			break;
 		case 'j': json = true; break;
 		case 'h': usage(stdout); return 0;
 		default: usage(stderr); return 2;
@@ -109,7 +139,20 @@ main(int argc, char **argv)
 		fprintf(stderr, "komctl: write to %s: %s\n", sock, strerror(errno));
 		return 1;
 	}
+	deadline = now_ms() + (int64_t)(timeout_s * 1000);
 	for (;;) {
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int64_t left = deadline - now_ms();
+		int pr = left > 0 ? poll(&pfd, 1, left > 3600000 ? 3600000 : (int)left) : 0;
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr == 0 && now_ms() >= deadline) {
+			fprintf(stderr, "komctl: komd at %s did not answer in time (busy or stuck? its log may say; "
+			    "-T gives it longer)\n", sock);
+			return 1;
+		}
+		if (pr == 0)
+			continue;
 		if (rcap - rlen < 65536) {
 			char *n = realloc(resp, rcap + 262144);
 			if (!n) {
@@ -131,6 +174,18 @@ main(int argc, char **argv)
 		if (r == 0)
 			break;
 		rlen += (size_t)r;
+		/* "WAIT MS": komd waits for a device up to MS; so do we, and 5 s more */
+		if (rlen >= 5 && memcmp(resp, "WAIT ", 5) == 0) {
+			char *nl = memchr(resp, '\n', rlen);
+			if (nl) {
+				long ms = strtol(resp + 5, NULL, 10);
+				if (ms > 0 && ms <= 86400000 && now_ms() + ms + 5000 > deadline)
+					deadline = now_ms() + ms + 5000;
+				size_t skip = (size_t)(nl + 1 - resp);
+				memmove(resp, nl + 1, rlen - skip);
+				rlen -= skip;
+			}
+		}
 	}
 	close(fd);
 	if (!resp || rlen == 0) {
@@ -141,11 +196,14 @@ main(int argc, char **argv)
 	char *body = strchr(resp, '\n');
 	if (body)
 		*body++ = '\0';
-	if (strcmp(resp, "OK") == 0) {
+	if (strcmp(resp, "OK") == 0 || strcmp(resp, "PARTIAL") == 0) {
+		int rc = strcmp(resp, "OK") == 0 ? 0 : 3;
 		if (body)
 			fputs(body, stdout);
+		if (rc == 3)
+			fprintf(stderr, "komctl: applied, but a line could not start (see above)\n");
 		free(resp);
-		return 0;
+		return rc;
 	}
 	if (strncmp(resp, "ERR ", 4) == 0) {
 		fprintf(stderr, "komctl: %s\n", resp + 4);

@@ -720,6 +720,8 @@ line_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
 	if (i == l->lc->hosts.n) {
 		p->state = CS_LISTENING;
 		l->last_error[0] = '\0';
+		l->start_failed = false;
+		log_info("line %s: listening at last", l->lc->name);
 		return;
 	}
 	line_close_listeners(l);

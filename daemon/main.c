@@ -265,7 +265,7 @@ komd_apply(struct config *nc, char *msg, size_t msglen)
 		if ((l = line_create(lc, cref)) == NULL)
 			continue;
 		TAILQ_INSERT_TAIL(&komd.lines, l, link);
-		line_start(l);
+		l->start_failed = line_start(l) != 0; /* a port in use: it tries again, and says so */
 		nstarted++;
 	}
 	if (komd_cref && --komd_cref->refs == 0) {
@@ -273,8 +273,12 @@ komd_apply(struct config *nc, char *msg, size_t msglen)
 		free(komd_cref);
 	}
 	komd_cref = cref;
-	snprintf(msg, msglen, "configuration applied: %d line%s kept, %d stopped, %d started",
+	size_t o = (size_t)snprintf(msg, msglen, "configuration applied: %d line%s kept, %d stopped, %d started",
 	    nkept, nkept == 1 ? "" : "s", nstopped, nstarted);
+	TAILQ_FOREACH(l, &komd.lines, link)
+		if (l->start_failed && o < msglen)
+			o += (size_t)snprintf(msg + o, msglen - o, "\nline %s could not start: %s (retrying)", l->lc->name,
+			    l->last_error[0] ? l->last_error : "see the log");
 }
 
 int
@@ -317,6 +321,10 @@ komd_reload(char *msg, size_t msglen)
 	log_info("%s", msg);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
 	notify_ready();
+	struct line *l;
+	TAILQ_FOREACH(l, &komd.lines, link)
+		if (l->start_failed)
+			return 1;
 	return 0;
 }
 

@@ -1,9 +1,18 @@
 """What the operator sees is true: a station is "ok" only once its device has answered (a TCP
 connect proves nothing), and "communication lost" / "communication restored" come in pairs,
 each once, with the reason; a station in error never logs a false "communication ok"."""
+import json
+import os
 import re
+import shutil
+import socket
+import stat
+import subprocess
+import tempfile
+import threading
+import time
 
-from komdtest import KtPeer, Komd, check, free_port, main
+from komdtest import KOMCTL, KtPeer, Komd, check, free_port, main
 from mbpeers import RawServer
 
 
@@ -105,6 +114,87 @@ def test_string_values_stay_on_their_line():
         check(k.tag("note")["value"] == "a\nFAKE line\tx", "JSON keeps the value as it is")
 
 
+def fake_komd(path, script):
+    """A control socket that answers each connection with script(conn) (bytes at times)."""
+    ls = socket.socket(socket.AF_UNIX)
+    ls.bind(path)
+    ls.listen(4)
+
+    def serve():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            c.recv(8192)
+            script(c)
+    threading.Thread(target=serve, daemon=True).start()
+    return ls
+
+
+def test_komctl_timeout():
+    d = tempfile.mkdtemp(prefix="komctl-")
+    try:
+        holds = []
+        silent = fake_komd(os.path.join(d, "silent.sock"), holds.append)  # never answers
+        t0 = time.monotonic()
+        r = subprocess.run([KOMCTL, "-s", os.path.join(d, "silent.sock"), "-T", "0.5", "status"],
+                           capture_output=True, text=True, timeout=10)
+        took = time.monotonic() - t0
+        check(r.returncode == 1 and "did not answer in time" in r.stderr and 0.4 < took < 3,
+              "-T 0.5: %d %r in %.2f s" % (r.returncode, r.stderr, took))
+
+        def waiting(c):
+            # a set waiting for its device: "WAIT ms" first, the answer later than -T
+            c.sendall(b"WAIT 2000\n")
+            threading.Event().wait(1.2)  # the device's own time, in this fake komd: not a synchronisation
+            c.sendall(b"OK\nset t = 1: done\n")
+            c.close()
+        fake_komd(os.path.join(d, "wait.sock"), waiting)
+        r = subprocess.run([KOMCTL, "-s", os.path.join(d, "wait.sock"), "-T", "0.5", "set", "t", "1"],
+                           capture_output=True, text=True, timeout=10)
+        check(r.returncode == 0 and "done" in r.stdout and "WAIT" not in r.stdout,
+              "WAIT extends the wait: %d %r %r" % (r.returncode, r.stdout, r.stderr))
+        silent.close()
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def test_reload_exit_codes():
+    port, busy_port = free_port(), free_port()
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", busy_port))
+    busy.listen(1)
+    line = """{ name = "%s"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d; stations = (); }"""
+    with Komd("lines = ( %s );" % (line % ("a", port))).start() as k:
+        k.write_conf("lines = ( %s, %s );" % (line % ("a", port), line % ("b", busy_port)))
+        rc, out, err = k.ctl("reload", check=False)
+        check(rc == 3 and re.search(r"line b could not start: listen 127\.0\.0\.1:%d: Address already in use" % busy_port, out),
+              "applied, a line failed: exit 3: %d %r %r" % (rc, out, err))
+        r = subprocess.run([KOMCTL, "-s", k.sock, "--json", "reload"], capture_output=True, text=True)
+        check(r.returncode == 3 and json.loads(r.stdout)["failed_lines"] == ["b"], "--json: %s" % r.stdout)
+        busy.close()
+        k.until(lambda: "listening on" in k.line("b")["state"], 10, "b listens once the port is free")
+        check(k.ctl("reload", check=False)[0] == 0, "then exit 0")
+        k.write_conf("lines = ( %s " % (line % ("a", port)))
+        rc, out, err = k.ctl("reload", check=False)
+        check(rc == 1 and "reload refused, nothing changed" in err, "refused: exit 1: %d %r" % (rc, err))
+
+
+def test_control_socket_directory_made():
+    d = tempfile.mkdtemp(prefix="komd-ctldir-")
+    sock = os.path.join(d, "run", "komd", "ctl.sock")
+    try:
+        k = Komd('control_socket = "%s";\nlines = ();' % sock)
+        k.sock = sock
+        with k.start():
+            check(stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o755, "the directory made, 0755")
+            k.wait_log(r"control socket .*: created its directory .*/run/komd")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 if __name__ == "__main__":
     main([test_ok_only_after_an_answer, test_lost_and_restored_in_pairs, test_komctl_shows_where_a_tag_comes_from_and_goes,
-          test_string_values_stay_on_their_line])
+          test_string_values_stay_on_their_line, test_komctl_timeout, test_reload_exit_codes,
+          test_control_socket_directory_made])
