@@ -103,6 +103,14 @@ komd_fd_limit(const struct config *c)
 		    "server lines will refuse clients below max_clients (raise LimitNOFILE= or ulimit -Hn)",
 		    (unsigned long long)need, servers, clients, c->control_max_clients, KOMD_FD_RESERVE, FD_MARGIN,
 		    (unsigned long long)rl.rlim_max);
+	/* and each server line that could not have its max_clients even alone */
+	long room = (long)(rl.rlim_max > need ? need : rl.rlim_max) - (long)(need - (rlim_t)servers);
+	for (int i = 0; rl.rlim_max < need && i < c->nlines; i++) {
+		const struct line_conf *lc = &c->lines[i];
+		if (lc->enabled && lc->ops->role == ROLE_SERVER && lc->max_clients > room)
+			log_warnx("%s:%d: line '%s': max_clients %d cannot be had: about %ld descriptors are left for "
+			    "server lines", lc->loc.file, lc->loc.line, lc->name, lc->max_clients, room > 0 ? room : 0);
+	}
 	komd.fd_limit = rl.rlim_cur > INT_MAX ? INT_MAX : (int)rl.rlim_cur;
 }
 

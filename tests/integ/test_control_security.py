@@ -157,7 +157,7 @@ lines = ( { name = "dev"; protocol = "komtext-client"; host = "127.0.0.1"; port 
         dev.send("ACK %s\n" % dev.received("SET ")[0].split()[1])
         s.setblocking(True)
         out = answer(s)
-        check(out.startswith("OK"), "the set is answered: %r" % out[:80])
+        check(re.match(r"WAIT \d+\nOK\n", out), "the set is answered (after komd said how long it waits): %r" % out[:80])
         k.ctl("status")
     dev.close()
 
@@ -202,6 +202,7 @@ def test_descriptor_limit_raised():
     k = Komd(server_conf(port, 1000))
     with started(k, ["prlimit", "--nofile=64:64"]):
         k.wait_log(r"descriptors: the configuration needs \d+ \(.*\), but the hard limit of RLIMIT_NOFILE is 64")
+        k.wait_log(r"komd\.conf:\d+: line '.*': max_clients 1000 cannot be had: about \d+ descriptors are left")
 
 
 def test_control_answers_when_descriptors_run_out():
