@@ -53,6 +53,12 @@ reencode(const uint8_t *adu, size_t alen, const struct mb_mbap *h, const struct 
 			regs[i] = mb_get_reg(rq->data, i);
 		n = mb_encode_read_write(buf, h->tid, h->unit, rq->addr, rq->count, rq->waddr, regs, rq->wcount);
 		break;
+	case MB_FC_REPORT_SERVER_ID:
+		n = mb_encode_report_server_id_request(buf, h->tid, h->unit);
+		break;
+	case MB_FC_MEI:
+		n = mb_encode_device_id_request(buf, h->tid, h->unit, rq->devid_code, rq->object_id);
+		break;
 	default:
 		assert(0);
 	}
@@ -71,6 +77,21 @@ answer(const struct mb_request *rq)
 	char err[128];
 	size_t n;
 
+	if (rq->fc == MB_FC_REPORT_SERVER_ID || rq->fc == MB_FC_MEI) {
+		/* identification: an answer, or for an object the device lacks exception 02 */
+		static const char *const objs[MB_DEVID_NOBJ] = { "komd", "komd", "0.1.0", NULL, "x" };
+		int ex = 0;
+
+		if (rq->fc == MB_FC_MEI)
+			ex = mb_encode_device_id(buf, &n, 1, 1, rq->devid_code, rq->object_id, objs);
+		else
+			n = mb_encode_report_server_id(buf, 1, 1, 1, true, "komd", 4);
+		assert(ex == 0 || (ex == MB_EX_ILLEGAL_ADDRESS && rq->devid_code == MB_DEVID_INDIVIDUAL));
+		if (ex == 0)
+			assert(n > MB_MBAP_LEN && mb_decode_response(buf + MB_MBAP_LEN, n - MB_MBAP_LEN, &s, &rs, err,
+			    sizeof(err)) == 0 && !rs.exception);
+		return;
+	}
 	switch (rq->fc) {
 	case MB_FC_READ_COILS: case MB_FC_READ_DISCRETE:
 		n = mb_encode_read_bits_response(buf, 1, 1, rq->fc, ones, rq->count);
@@ -203,6 +224,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else
 			assert(mb_fc_name(rq.fc) != NULL || r == MB_EX_ILLEGAL_FUNCTION);
 		(void)mb_exception_name(plen > 1 ? pdu[1] : 0);
+		{
+			char text[400];
+
+			/* traces read any PDU both ways, within their buffer */
+			assert(strlen(mb_describe(pdu, plen, false, text, sizeof(text))) < sizeof(text));
+			assert(strlen(mb_describe(pdu, plen, true, text, sizeof(text))) < sizeof(text));
+			(void)mb_describe(pdu, plen, true, text, 17);
+		}
 		responses(pdu, plen, data, size);
 		off += alen;
 	}
