@@ -3,6 +3,7 @@
  * tags by information object address. The APCI of clause 5 is iec104_link.c, the
  * controlling station iec104_client.c, the controlled station iec104_server.c, the frames
  * iec104_codec.c. */
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -239,18 +240,29 @@ iec_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *er
 
 /* ---- values ---- */
 
+/* komd's quality bits and a type's quality descriptor (iec_quality_mask). Integrated totals
+ * (BCR) have their own: CY (carry) is komd's overflow, CA (counter adjusted) its
+ * substituted. */
 unsigned
-iec_q_from_wire(uint8_t q)
+iec_q_from_wire(uint8_t type, uint8_t q)
 {
+	if (iec_quality_mask(type) == 0xe0)
+		return ((q & IEC_Q_IV) ? Q_INVALID : 0) | ((q & IEC_Q_CY) ? Q_OVERFLOW : 0) |
+		    ((q & IEC_Q_CA) ? Q_SUBSTITUTED : 0);
 	return ((q & IEC_Q_IV) ? Q_INVALID : 0) | ((q & IEC_Q_NT) ? Q_NOTTOPICAL : 0) |
 	    ((q & IEC_Q_SB) ? Q_SUBSTITUTED : 0) | ((q & IEC_Q_BL) ? Q_BLOCKED : 0) | ((q & IEC_Q_OV) ? Q_OVERFLOW : 0);
 }
 
 uint8_t
-iec_q_to_wire(unsigned q)
+iec_q_to_wire(uint8_t type, unsigned q)
 {
-	return (uint8_t)(((q & Q_INVALID) ? IEC_Q_IV : 0) | ((q & Q_NOTTOPICAL) ? IEC_Q_NT : 0) |
-	    ((q & Q_SUBSTITUTED) ? IEC_Q_SB : 0) | ((q & Q_BLOCKED) ? IEC_Q_BL : 0) | ((q & Q_OVERFLOW) ? IEC_Q_OV : 0));
+	uint8_t mask = iec_quality_mask(type);
+
+	if (mask == 0xe0)
+		return (uint8_t)(((q & Q_INVALID) ? IEC_Q_IV : 0) | ((q & Q_OVERFLOW) ? IEC_Q_CY : 0) |
+		    ((q & Q_SUBSTITUTED) ? IEC_Q_CA : 0));
+	return (uint8_t)((((q & Q_INVALID) ? IEC_Q_IV : 0) | ((q & Q_NOTTOPICAL) ? IEC_Q_NT : 0) |
+	    ((q & Q_SUBSTITUTED) ? IEC_Q_SB : 0) | ((q & Q_BLOCKED) ? IEC_Q_BL : 0) | ((q & Q_OVERFLOW) ? IEC_Q_OV : 0)) & mask);
 }
 
 /* Which value family a type carries. */
@@ -287,50 +299,87 @@ iec_has_time(uint8_t t)
 	    (t >= 30 && t <= 40) || (t >= 58 && t <= 64);
 }
 
-void
+static bool
+iec_is_r32(uint8_t t)
+{
+	return t == M_ME_NC_1 || t == M_ME_TC_1 || t == M_ME_TF_1 || t == C_SE_NC_1 || t == C_SE_TC_1;
+}
+
+enum iec_fit
 iec_obj_to_value(uint8_t type, const struct iec_obj *o, struct value *v)
 {
+	enum iec_fit r = IEC_FIT_OK;
+	double min, max, step, x;
+	int64_t i;
+
 	switch (iec_family(type)) {
 	case F_FLOAT:
-		if (v->type == VT_FLOAT)
-			v->f = (type == M_ME_NC_1 || type == M_ME_TC_1 || type == M_ME_TF_1 || type == C_SE_NC_1 ||
-			    type == C_SE_TC_1) ? value_float32_decimal(o->v.f) : o->v.f;
-		else
-			v->i = value_round_i64(o->v.f);
-		return;
+		x = o->v.f;
+		break;
 	case F_UINT:
-		v->i = (int64_t)o->v.u;
+		x = o->v.u;
 		break;
 	default:
-		v->i = o->v.i;
+		x = (double)o->v.i;
 		break;
 	}
-	if (v->type == VT_FLOAT)
-		v->f = (double)v->i;
+	/* what the type may carry: NaN and infinities (R32), a double command's 0 and 3 */
+	if (isnan(x) || isinf(x))
+		r = IEC_FIT_NAN;
+	else if (iec_value_range(type, &min, &max, &step) && (x < min || x > max))
+		r = IEC_FIT_RANGE;
+	if (v->type == VT_FLOAT) {
+		v->f = iec_is_r32(type) ? value_float32_decimal(x) : x;
+		return r;
+	}
+	/* what the tag may hold */
+	i = iec_family(type) == F_FLOAT ? value_round_i64(x) : iec_family(type) == F_UINT ? (int64_t)o->v.u : o->v.i;
+	if (r == IEC_FIT_OK && (x < -9223372036854775808.0 || x >= 9223372036854775808.0 ||
+	    (v->type == VT_BOOL && i != 0 && i != 1) || (v->type == VT_DPI && (i < 0 || i > 3))))
+		r = IEC_FIT_RANGE;
+	if (v->type == VT_BOOL)
+		i = i != 0;
+	else if (v->type == VT_DPI)
+		i = i < 0 ? 0 : i > 3 ? 3 : i;
+	v->i = i;
+	return r;
 }
 
-void
-iec_value_to_obj(uint8_t type, const struct value *v, struct iec_obj *o)
+enum iec_fit
+iec_value_fit(uint8_t type, const struct value *v, struct iec_obj *o)
 {
-	double f = v->type == VT_FLOAT ? v->f : (double)v->i;
-	int64_t i = v->type == VT_FLOAT ? value_round_i64(v->f) : v->i;
+	enum iec_fit r = IEC_FIT_OK;
+	double min, max, step, x = v->type == VT_FLOAT ? v->f : (double)v->i;
 
+	if (!iec_value_range(type, &min, &max, &step))
+		return IEC_FIT_OK; /* no value */
+	if (isnan(x)) {
+		x = min > 0 ? min : 0;
+		r = IEC_FIT_NAN;
+	} else if (isinf(x)) {
+		x = x > 0 ? max : min;
+		r = IEC_FIT_NAN;
+	} else {
+		if (step > 0)
+			x = round(x / step) * step; /* to the type's resolution (halves away from zero) */
+		if (x < min || x > max) {
+			x = x < min ? min : max;
+			r = IEC_FIT_RANGE;
+		}
+	}
 	switch (iec_family(type)) {
 	case F_FLOAT:
-		o->v.f = f;
+		o->v.f = x;
 		break;
 	case F_UINT:
-		o->v.u = (uint32_t)i;
-		break;
-	case F_SP:
-		o->v.i = i != 0;
+		o->v.u = (uint32_t)x;
 		break;
 	default:
-		o->v.i = i;
+		o->v.i = (int64_t)x;
 		break;
 	}
+	return r;
 }
-
 
 /* ---- per-station index of tags by IOA ---- */
 

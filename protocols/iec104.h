@@ -145,11 +145,25 @@ static inline bool iec_is_command(uint8_t t) { return (t >= 45 && t <= 51) || (t
 
 /* ---- iec104.c: values, stations, lines ---- */
 
-unsigned iec_q_from_wire(uint8_t q);
-uint8_t iec_q_to_wire(unsigned q);
+/* komd's quality bits from a type's quality descriptor, and back (only the bits the type has). */
+unsigned iec_q_from_wire(uint8_t type, uint8_t q);
+uint8_t iec_q_to_wire(uint8_t type, unsigned q);
 bool iec_has_time(uint8_t t);
-void iec_obj_to_value(uint8_t type, const struct iec_obj *o, struct value *v);
-void iec_value_to_obj(uint8_t type, const struct value *v, struct iec_obj *o);
+/* A number that does not fit where it goes (issue 10: never clamped silently). */
+enum iec_fit {
+	IEC_FIT_OK,
+	IEC_FIT_RANGE,  /* beyond the type's (or the tag's) range: the nearest end was taken */
+	IEC_FIT_NAN,    /* NaN or an infinity */
+};
+/* An object's value as the tag's type (v->type set by the caller): IEC_FIT_NAN for a NaN or
+ * infinite float, IEC_FIT_RANGE for a value the type may not carry (a double command's 0
+ * and 3) or the tag cannot hold (beyond an int; a bool not 0 or 1, a dpi not 0..3); v holds
+ * the nearest it can. */
+enum iec_fit iec_obj_to_value(uint8_t type, const struct iec_obj *o, struct value *v);
+/* A tag's value as the value of an object of type (iec_value_range): clamped to its range
+ * (IEC_FIT_RANGE) and rounded to its resolution; NaN becomes 0 and an infinity the nearest
+ * end (IEC_FIT_NAN). */
+enum iec_fit iec_value_fit(uint8_t type, const struct value *v, struct iec_obj *o);
 /* The first index entry for ioa, or -1. */
 int iec_find(const struct iec_stn *sn, uint32_t ioa);
 struct station *iec_station_by_ca(struct line *l, uint16_t ca);

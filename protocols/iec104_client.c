@@ -24,6 +24,14 @@ struct iec_cmd {
 	struct iec_asdu *exec;  /* the execute ASDU of a select-before-operate */
 };
 
+/* The quality a value that did not fit the tag gets: NaN and infinities invalid, a value
+ * beyond the tag's range (saturated) overflow. */
+static unsigned
+iec_fit_quality(enum iec_fit fit)
+{
+	return fit == IEC_FIT_NAN ? Q_INVALID : fit == IEC_FIT_RANGE ? Q_OVERFLOW : 0;
+}
+
 void
 iec_client_station_free(struct station *st)
 {
@@ -237,8 +245,8 @@ iec_client_confirm(struct session *s, struct station *st, const struct iec_asdu 
 		if (a->cot == COT_ACTCON) {
 			/* the value the device confirms goes to the tag */
 			struct value v = { .type = stag_type(cmd->tag) };
-			iec_obj_to_value(a->type, o, &v);
-			stag_update(cmd->tag, &v, 0, o->has_time ? o->time_ms : 0);
+			stag_update(cmd->tag, &v, iec_fit_quality(iec_obj_to_value(a->type, o, &v)),
+			    o->has_time ? o->time_ms : 0);
 		}
 		if (done) {
 			*pp = cmd->next;
@@ -306,8 +314,10 @@ iec_client_asdu(struct session *s, const struct iec_asdu *a)
 
 			if (stag_conf(t)->dir == TD_OUT || (it->type && iec_is_command(it->type)))
 				continue; /* an output sharing the IOA */
-			iec_obj_to_value(a->type, o, &v);
-			stag_update(t, &v, iec_q_from_wire(o->q) | (o->time_invalid ? Q_INVALID : 0),
+			if (v.type != VT_BOOL && v.type != VT_DPI && v.type != VT_INT && v.type != VT_FLOAT)
+				continue; /* a string or time tag takes no IEC 104 value */
+			unsigned q = iec_fit_quality(iec_obj_to_value(a->type, o, &v));
+			stag_update(t, &v, q | iec_q_from_wire(a->type, o->q) | (o->time_invalid ? Q_INVALID : 0),
 			    o->has_time ? o->time_ms : 0);
 		}
 	}
@@ -335,7 +345,17 @@ iec_client_write(struct stag *t, struct write_req *req)
 		return;
 	}
 	a.obj[0].ioa = it->ioa;
-	iec_value_to_obj(it->type, write_req_value(req), &a.obj[0]);
+	if (iec_value_fit(it->type, write_req_value(req), &a.obj[0]) != IEC_FIT_OK) {
+		/* never a clamped command: the device would do what nobody asked */
+		double min = 0, max = 0, step;
+		char val[64], why[160];
+		iec_value_range(it->type, &min, &max, &step);
+		value_format(write_req_value(req), val, sizeof(val));
+		snprintf(why, sizeof(why), "value %s out of the range of %s (%.10g..%.10g)", val, iec_type_name(it->type),
+		    min, max);
+		write_done(req, -1, why);
+		return;
+	}
 	if (iec_has_time(it->type)) {
 		a.obj[0].has_time = true;
 		a.obj[0].time_ms = time_now_ms();

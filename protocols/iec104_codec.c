@@ -18,6 +18,7 @@
  * Everything from the network is bounds-checked against len. */
 #include <ctype.h>
 #include <errno.h>
+#include <float.h>
 #include <inttypes.h>
 #include <math.h>
 #include <stdarg.h>
@@ -308,6 +309,46 @@ iec_max_objs(uint8_t type, bool sq, const struct iec_params *prm)
 	} else
 		n = room / (prm->ioa_len + esize);
 	return n > IEC_MAX_OBJS ? IEC_MAX_OBJS : (int)n;
+}
+
+bool
+iec_value_range(uint8_t type, double *min, double *max, double *step)
+{
+	double lo, hi, st = 1;
+
+	switch (types[type].elem) {
+	case E_SIQ: case E_SCO: lo = 0, hi = 1; break;                       /* 7.2.6.1, 7.2.6.15 */
+	case E_DIQ: case E_SEP_CP16: lo = 0, hi = 3; break;                  /* 7.2.6.2, 7.2.6.10 */
+	case E_DCO: case E_RCO: lo = 1, hi = 2; break;                       /* 0, 3 not permitted */
+	case E_VTI_QDS: lo = -64, hi = 63; break;                            /* 7.2.6.5: I7 */
+	case E_BSI_QDS: case E_SCD_QDS: case E_BSI: lo = 0, hi = 4294967295.0; break; /* 32 bits */
+	case E_SPE_QDP_CP16: lo = 0, hi = 63; break;                         /* 7.2.6.11: 6 bits */
+	case E_OCI_QDP_CP16: lo = 0, hi = 15; break;                         /* 7.2.6.12: 4 bits */
+	case E_SVA_QDS: case E_SVA_QOS: lo = -32768, hi = 32767; break;      /* 7.2.6.7: I16 */
+	case E_BCR: lo = -2147483648.0, hi = 2147483647.0; break;            /* 7.2.6.9: I32 */
+	case E_NVA_QDS: case E_NVA: case E_NVA_QOS:                          /* 7.2.6.6: F16 */
+		lo = -1, hi = 32767 / 32768.0, st = 1 / 32768.0;
+		break;
+	case E_R32_QDS: case E_R32_QOS:                                      /* 7.2.6.8: IEEE 754 single */
+		lo = -FLT_MAX, hi = FLT_MAX, st = 0;
+		break;
+	default:
+		return false;
+	}
+	*min = lo, *max = hi, *step = st;
+	return true;
+}
+
+uint8_t
+iec_quality_mask(uint8_t type)
+{
+	switch (types[type].elem) {
+	case E_SIQ: case E_DIQ: return 0xf0;
+	case E_VTI_QDS: case E_BSI_QDS: case E_NVA_QDS: case E_SVA_QDS: case E_R32_QDS: case E_SCD_QDS: return 0xf1;
+	case E_BCR: return 0xe0;
+	case E_SEP_CP16: case E_SPE_QDP_CP16: case E_OCI_QDP_CP16: return 0xf8;
+	default: return 0;
+	}
 }
 
 /* ---- time tags ---- */

@@ -89,6 +89,9 @@ enum iec_cot {
 #define IEC_Q_BL 0x10
 #define IEC_Q_OV 0x01
 #define IEC_Q_EI 0x08
+/* Integrated totals (101 7.2.6.9 BCR): IV 0x80, CA (counter adjusted) 0x40, CY (carry) 0x20. */
+#define IEC_Q_CA 0x40
+#define IEC_Q_CY 0x20
 
 /* Field sizes of a link (a line's settings). */
 struct iec_params {
@@ -165,6 +168,14 @@ int iec_asdu_decode(const uint8_t *p, size_t len, const struct iec_params *prm, 
 size_t iec_asdu_encode(const struct iec_asdu *a, const struct iec_params *prm, uint8_t *out, size_t cap);
 /* How many objects of type fit one ASDU (with or without SQ) for the field sizes. */
 int iec_max_objs(uint8_t type, bool sq, const struct iec_params *prm);
+/* What the value of an object of type can be (101 7.2.6): *min..*max in steps of *step (0:
+ * any real between them, R32 7.2.6.8). Commands: only what may be sent, so a double or
+ * regulating step command is 1..2 (0 and 3 "not permitted", 7.2.6.16, 7.2.6.17). False for
+ * types without a value (the system types). */
+bool iec_value_range(uint8_t type, double *min, double *max, double *step);
+/* The quality bits an object of type carries, as on the wire: 0xf0 (SIQ, DIQ), 0xf1 (QDS),
+ * 0xe0 (BCR: IV CA CY), 0xf8 (SEP, QDP), 0 (M_ME_ND_1, commands, system types). */
+uint8_t iec_quality_mask(uint8_t type);
 
 /* CP56Time2a (101 7.2.6.18) <-> ms since the epoch (UTC, or the local time zone). */
 void iec_cp56_encode(uint8_t out[7], int64_t ms, bool local_time, bool invalid);

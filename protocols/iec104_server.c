@@ -276,16 +276,31 @@ iec_server_close(struct session *s)
 	iec_mq_clear(&is->sent);
 }
 
-/* A served tag's object of its type. */
+/* A served tag's object of its type. A value the type cannot carry is never sent as if it
+ * could: clamped with OV where the quality descriptor has it (QDS), CY for integrated
+ * totals, IV where neither (SIQ, DIQ, SEP, QDP); NaN and infinities invalid; M_ME_ND_1 has
+ * no quality descriptor: clamped, logged and counted. */
 static void
 iec_served_obj(struct stag *t, struct iec_obj *o)
 {
 	const struct iec_tag *it = itag(t);
+	uint8_t mask = iec_quality_mask(it->type);
+	enum iec_fit fit;
 
 	memset(o, 0, sizeof(*o));
 	o->ioa = it->ioa;
-	iec_value_to_obj(it->type, stag_value(t), o);
-	o->q = iec_q_to_wire(stag_quality(t));
+	o->q = iec_q_to_wire(it->type, stag_quality(t));
+	fit = iec_value_fit(it->type, stag_value(t), o);
+	if (fit == IEC_FIT_RANGE)
+		o->q |= (mask & IEC_Q_OV) ? IEC_Q_OV : mask == 0xe0 ? IEC_Q_CY : (mask & IEC_Q_IV);
+	else if (fit == IEC_FIT_NAN)
+		o->q |= mask & IEC_Q_IV;
+	if (fit != IEC_FIT_OK && !(mask & IEC_Q_IV)) {
+		char why[200];
+		snprintf(why, sizeof(why), "tag %s: value out of the range of %s, which has no quality descriptor: "
+		    "sent clamped", stag_name(t), iec_type_name(it->type));
+		station_note_error(stag_station(t), why);
+	}
 	if (iec_has_time(it->type)) {
 		int64_t ts = stag_time_source(t);
 		o->has_time = true;
@@ -567,6 +582,17 @@ iec_server_station_asdu(struct session *s, struct station *st, const struct iec_
 		iec_negative(s, a, COT_UNKNOWN_IOA);
 		return;
 	}
+	/* a value the type may not carry (NaN, an infinity, a double command's 0 or 3) or the
+	 * tag cannot hold: refused, never clamped */
+	struct value v = { .type = stag_type(t) };
+	if (iec_obj_to_value(a->type, &a->obj[0], &v) != IEC_FIT_OK) {
+		log_warnx("line %s: %s: %s ioa %u for tag %s: a value out of the range of the type or the tag, refused",
+		    line_name(l), session_peer(s), iec_type_name(a->type), a->obj[0].ioa, stag_name(t));
+		r.cot = COT_ACTCON;
+		r.pn = true;
+		iec_send_asdu(s, &r, NULL);
+		return;
+	}
 	if (a->cot == COT_DEACT || a->obj[0].select) {
 		/* select (or its cancellation): confirmed, nothing written yet */
 		r.cot = a->cot == COT_DEACT ? COT_DEACTCON : COT_ACTCON;
@@ -574,7 +600,6 @@ iec_server_station_asdu(struct session *s, struct station *st, const struct iec_
 		return;
 	}
 	struct iec_srv_cmd *c = calloc(1, sizeof(*c));
-	struct value v = { .type = stag_type(t) };
 	if (!c) {
 		iec_negative(s, a, COT_ACTCON);
 		return;
@@ -585,7 +610,6 @@ iec_server_station_asdu(struct session *s, struct station *st, const struct iec_
 	c->cmdc = sconf(st)->cmdc;
 	c->next = c->il->pending;
 	c->il->pending = c;
-	iec_obj_to_value(a->type, &a->obj[0], &v);
 	/* answered at once (a memory tag): the callback freed c already */
 	struct write_req *req = stag_write(t, &v, iec_server_cmd_cb, c);
 	if (req)

@@ -857,6 +857,44 @@ dump(const char *path)
 	return 0;
 }
 
+/* 101 7.2.6: what a value of each type can be, and its quality bits. */
+static void
+test_value_range(void)
+{
+	static const struct { uint8_t type; double min, max, step; } r[] = {
+		{ 1, 0, 1, 1 }, { 30, 0, 1, 1 }, { 45, 0, 1, 1 },                       /* SIQ, SCO */
+		{ 3, 0, 3, 1 }, { 31, 0, 3, 1 }, { 17, 0, 3, 1 },                       /* DIQ, SEP */
+		{ 46, 1, 2, 1 }, { 47, 1, 2, 1 }, { 59, 1, 2, 1 },                      /* DCO, RCO: 0, 3 not permitted */
+		{ 5, -64, 63, 1 }, { 18, 0, 63, 1 }, { 19, 0, 15, 1 },                  /* VTI, SPE, OCI */
+		{ 7, 0, 4294967295.0, 1 }, { 20, 0, 4294967295.0, 1 }, { 51, 0, 4294967295.0, 1 },
+		{ 11, -32768, 32767, 1 }, { 49, -32768, 32767, 1 },                     /* SVA */
+		{ 15, -2147483648.0, 2147483647.0, 1 }, { 37, -2147483648.0, 2147483647.0, 1 }, /* BCR */
+		{ 9, -1, 32767 / 32768.0, 1 / 32768.0 }, { 21, -1, 32767 / 32768.0, 1 / 32768.0 },
+		{ 48, -1, 32767 / 32768.0, 1 / 32768.0 },                               /* NVA */
+	};
+	double min, max, step;
+
+	for (size_t i = 0; i < sizeof(r) / sizeof(r[0]); i++) {
+		CHECK(iec_value_range(r[i].type, &min, &max, &step));
+		if (min != r[i].min || max != r[i].max || step != r[i].step)
+			fprintf(stderr, "type %u: %g..%g step %g\n", r[i].type, min, max, step);
+		CHECK(min == r[i].min && max == r[i].max && step == r[i].step);
+	}
+	/* R32: any real a float32 holds */
+	CHECK(iec_value_range(13, &min, &max, &step) && max == 3.4028234663852886e38 && min == -max && step == 0);
+	CHECK(iec_value_range(63, &min, &max, &step) && max == 3.4028234663852886e38 && step == 0);
+	static const uint8_t novalue[] = { 70, 100, 101, 102, 103, 105, 107, 99, 0 };
+	for (size_t i = 0; i < sizeof(novalue); i++)
+		CHECK(!iec_value_range(novalue[i], &min, &max, &step));
+	/* the quality bits of every monitor type, from the table above (qmask) */
+	for (int t = 1; t < 128; t++)
+		if (iec_type_name((uint8_t)t) != NULL && ((t >= 1 && t <= 21) || (t >= 30 && t <= 40)))
+			CHECK_INT(iec_quality_mask((uint8_t)t), qmask((uint8_t)t));
+	CHECK_INT(iec_quality_mask(21), 0);     /* M_ME_ND_1: none */
+	CHECK_INT(iec_quality_mask(45), 0);
+	CHECK_INT(iec_quality_mask(100), 0);
+}
+
 int
 main(int argc, char **argv)
 {
@@ -874,5 +912,6 @@ main(int argc, char **argv)
 	test_cp24();
 	test_describe();
 	test_parse_ioa();
+	test_value_range();
 	return CHECK_DONE();
 }
