@@ -254,6 +254,8 @@ void line_tls_reload(struct line *l);
 struct session *session_new(struct line *l, struct path *p, struct bufferevent *bev,
     const char *peer, enum path_kind kind, bool handshaking);
 void session_close_all(struct line *l, const char *reason);
+/* Free the bufferevents of closed sessions still writing their last answers (shutdown). */
+void session_linger_free_all(void);
 /* The event loop's cached time, ms (no system call): for per-frame bookkeeping. */
 int64_t session_loop_ms(void);
 void ptimer_free_list(struct ptimer_list *list);

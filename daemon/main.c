@@ -474,6 +474,7 @@ main(int argc, char **argv)
 		line_free(l);
 	}
 	event_base_loop(komd.base, EVLOOP_NONBLOCK); /* run deferred session frees */
+	session_linger_free_all();
 	tag_foreach(tag_free_cb, NULL);
 	if (--komd_cref->refs == 0) {
 		conf_free(komd_cref->conf);

@@ -224,6 +224,62 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	return s;
 }
 
+/* A closed session's answers still queued (a reply, then a protocol error in the same read;
+ * an exception before the close) go out before the socket closes: its bufferevent lingers,
+ * writing only, for at most SESSION_LINGER_S. */
+#define SESSION_LINGER_S 2
+
+struct session_linger {
+	struct bufferevent *bev;
+	LIST_ENTRY(session_linger) link;
+};
+static LIST_HEAD(, session_linger) session_lingering = LIST_HEAD_INITIALIZER(session_lingering);
+
+static void
+linger_end(struct session_linger *lg)
+{
+	LIST_REMOVE(lg, link);
+	bufferevent_free(lg->bev);
+	free(lg);
+}
+
+static void
+linger_write_cb(struct bufferevent *bev, void *arg)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+	if (ssl)
+		SSL_shutdown(ssl); /* close_notify after the last answer */
+	linger_end(arg);
+}
+static void linger_event_cb(struct bufferevent *bev, short what, void *arg) { (void)bev; (void)what; linger_end(arg); }
+
+static void
+session_linger(struct bufferevent *bev)
+{
+	static const struct timeval tv = { SESSION_LINGER_S, 0 };
+	struct session_linger *lg;
+
+	if (komd.stopping || evbuffer_get_length(bufferevent_get_output(bev)) == 0 ||
+	    (lg = calloc(1, sizeof(*lg))) == NULL) {
+		bufferevent_free(bev);
+		return;
+	}
+	lg->bev = bev;
+	LIST_INSERT_HEAD(&session_lingering, lg, link);
+	bufferevent_setwatermark(bev, EV_WRITE, 0, 0);
+	bufferevent_setcb(bev, NULL, linger_write_cb, linger_event_cb, lg);
+	bufferevent_set_timeouts(bev, NULL, &tv);
+	bufferevent_enable(bev, EV_WRITE);
+}
+
+void
+session_linger_free_all(void)
+{
+	while (!LIST_EMPTY(&session_lingering))
+		linger_end(LIST_FIRST(&session_lingering));
+}
+
 static void
 session_free_cb(evutil_socket_t fd, short ev, void *arg)
 {
@@ -231,7 +287,7 @@ session_free_cb(evutil_socket_t fd, short ev, void *arg)
 
 	(void)fd; (void)ev;
 	if (s->bev)
-		bufferevent_free(s->bev);
+		session_linger(s->bev);
 	ptimer_free_list(&s->timers);
 	free(s->priv);
 	free(s);
@@ -251,10 +307,10 @@ session_close(struct session *s, const char *reason)
 		log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
 	if (l->ops->on_close && !s->handshaking)
 		l->ops->on_close(s);
-	if (l->tls && !s->handshaking) {
+	if (l->tls && !s->handshaking && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
 		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
 		if (ssl)
-			SSL_shutdown(ssl); /* close_notify */
+			SSL_shutdown(ssl); /* close_notify; with answers still queued, after them (linger) */
 	}
 	/* its timers stop now and are freed with it: the protocol may still hold them while
 	 * the callback that closed the session unwinds */

@@ -69,7 +69,8 @@ def test_gateway_routing_and_komctl():
     dev = KtPeer("127.0.0.1", dev_port)
     with Komd(gateway_conf(dev_port, srv_port)).start() as k:
         k.until(lambda: dev.nconns() == 1, 5, "acq connected")
-        # status, text and json
+        # status, text and json (the station is "ok" once the device has answered a poll)
+        k.until(lambda: "station plc [3]: ok" in k.ctl("status")[1], 5, "the device answered")
         rc, out, _ = k.ctl("status")
         check("line acq (komtext-client, tcp): connected to 127.0.0.1:%d via primary" % dev_port in out, out)
         check("station plc [3]: ok" in out, out)
@@ -211,9 +212,11 @@ def test_control_socket_moves_on_reload():
         k.sock = new
         check(k.ctl("status", check=False)[0] == 0, "komctl on the new socket")
         n = len(k.lines)
-        k.write_conf('control_socket = "%s";\nlines = ();' % os.path.join(k.dir, "no-such-dir", "x.sock"))
+        # a directory that cannot be made (komd makes a missing one): a file is in the way
+        open(os.path.join(k.dir, "a-file"), "w").close()
+        k.write_conf('control_socket = "%s";\nlines = ();' % os.path.join(k.dir, "a-file", "x.sock"))
         check(k.ctl("reload", check=False)[0] == 0, "the reload is still taken")
-        k.wait_log(r"control_socket .*no-such-dir/x\.sock cannot be opened: %s still serves" % re.escape(new), since=n)
+        k.wait_log(r"control_socket .*a-file/x\.sock cannot be opened: %s still serves" % re.escape(new), since=n)
         check(k.ctl("status", check=False)[0] == 0 and os.path.exists(new), "the moved socket still serves")
         # another name of the same socket (through a symbolic link): kept, not removed
         link = k.dir + "-link"

@@ -6,8 +6,13 @@ value), and only a broken MBAP header closes the connection (issue 10 item 7); F
 server id, 6.13) and FC 43 / MEI 14 (read device identification, 6.21) as pymodbus 3.0,
 libmodbus (tests/peers/mbpeer.c) and tshark read them (issue 10 item 9)."""
 import os
+import shutil
+import socket
+import ssl
 import struct
 import tempfile
+
+import tlspki
 
 from komdtest import Komd, KtPeer, check, free_port, main, run_komd
 from mbpeers import MEM, SERVED, Capture, RawClient, excode, mbclient, pyclient, server_conf
@@ -151,6 +156,35 @@ def test_only_a_broken_header_closes():
         check(c.answer() is None and not c.is_open(), "protocol id 1 closes")
         k.wait_log(r"line srv: .*protocol error: protocol id 1", 5)
         c.close()
+
+
+def test_answers_before_a_broken_header_go_out():
+    """Requests answered before a broken MBAP header in the same read still get their
+    answers: the connection closes after they are written, not before (over TLS the answers
+    wait in the session's output when the header is found: they used to be thrown away)."""
+    pki = tempfile.mkdtemp(prefix="komd-pki-")
+    tlspki.make(pki)
+    try:
+        for tls in ("", 'tls = { my_cert = "%s/server.pem"; my_key = "%s/server.key"; };' % (pki, pki)):
+            port = free_port()
+            with Komd(server_conf(port, tls)).start() as k:
+                raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+                if tls:
+                    ctx = ssl.create_default_context(cafile=os.path.join(pki, "ca.pem"))
+                    raw = ctx.wrap_socket(raw, server_hostname="localhost")
+                c = RawClient.__new__(RawClient)
+                c.s, c.tid = raw, 0
+                good = struct.pack(">HHHB", 5, 0, 6, 1) + h("03 00 0A 00 02")
+                c.s.sendall(good * 3 + struct.pack(">HHHB", 7, 1, 6, 1) + h("03 00 0A 00 01"))
+                for _ in range(3):
+                    a = c.answer()
+                    check(a is not None and a[0] == 5 and a[2] == h("03 04 3F C0 00 00"),
+                          "%s: the answers first: %s" % ("TLS" if tls else "plain", a))
+                check(c.answer() is None, "then the close")
+                k.wait_log(r"line srv: .*protocol error: protocol id 1", 5)
+                raw.close()
+    finally:
+        shutil.rmtree(pki, ignore_errors=True)
 
 
 def test_busy_instead_of_closing():
@@ -347,6 +381,7 @@ def test_device_identification_config():
 
 
 if __name__ == "__main__":
-    main([test_every_request_answered, test_only_a_broken_header_closes, test_busy_instead_of_closing,
+    main([test_every_request_answered, test_only_a_broken_header_closes, test_answers_before_a_broken_header_go_out,
+          test_busy_instead_of_closing,
           test_device_identification_pymodbus,
           test_device_identification_libmodbus_and_tshark, test_device_identification_config])

@@ -47,13 +47,21 @@ def test_master_disconnects_behind_a_busy_line():
         k.wait_log(r"tag d\.x: write from .* \(who has disconnected since\): ")
         k.until(lambda: k.line("cli")["stations"][0]["writes_orphaned"] == 1, 5, "counted (writes_orphaned)")
         check("(1 orphaned)" in k.ctl("status")[1], "komctl status counts it")
-        # komtext: SET, then gone at once; the device is told, the result logged
+        # komtext: SET, then gone before the device answers; the device is told, the result logged
+        kt.answer = False
         c = socket.create_connection(("127.0.0.1", kport))
         c.settimeout(5)
         check(c.recv(4096).startswith(b"VAL y"), "the served tag first")
         c.sendall(b"SET 1 y 31\n")
+        # gone: its side closed at once (FIN; a close() with unread bytes would reset the
+        # connection and the kernel drop the SET before komd reads it)
+        c.shutdown(socket.SHUT_WR)
+        while c.recv(4096):
+            pass
         c.close()
         k.until(lambda: any(f.split()[-1] == "31" for f in kt.received("SET ")), 5, "SET y 31 at the device")
+        k.until(lambda: k.line("ksrv")["sessions"] == 0, 5, "the master is gone")
+        kt.send("ACK %s\n" % kt.received("SET ")[-1].split()[1])
         k.wait_log(r"tag k\.y: write from .* \(who has disconnected since\): ok")
     dev.close()
     kt.close()
