@@ -41,6 +41,23 @@ def test_ok_only_after_an_answer():
         k.until(lambda: station(k)["state"] == "ok", 5, "ok once the device answered")
         k.wait_log(r"line cli: station dev: communication (ok|restored)")
     peer.close()
+    # IEC 104: connected, STARTDT act sent, never confirmed: not "ok" (a controlled station
+    # of scapy's IEC 104 layer that does not answer STARTDT)
+    from iec104peer import PeerServer
+    srv = PeerServer(name="no STARTDT con", answer_startdt=False)
+    try:
+        conf = """lines = ( { name = "cli"; protocol = "iec104-client"; host = "127.0.0.1"; port = %d; t1 = 10;
+  stations = ( { name = "dev"; address = 1; tags = (
+    { name = "c.f"; address = "101"; type = "float"; iec_type = "M_ME_NC_1"; } ); } ); } );""" % srv.port
+        with Komd(conf).start() as k:
+            p = srv.wait_conn(1)
+            p.wait_u("STARTDT_ACT")
+            check(k.line("cli")["paths"][0]["state"] == "connected" and station(k)["state"] == "waiting",
+                  "STARTDT not confirmed: not ok: %s" % station(k))
+            p.send_u("STARTDT_CON")
+            k.until(lambda: station(k)["state"] == "waiting", 2, "confirmed, no data yet: still waiting")
+    finally:
+        srv.close()
     # Modbus: a unit that never answers is never "ok"
     dev = RawServer({1: "silent"})
     conf = """lines = ( { name = "cli"; protocol = "modbus-client"; host = "127.0.0.1"; port = %d;
