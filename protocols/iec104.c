@@ -43,12 +43,13 @@ const struct conf_key iec_server_line_keys[] = {
 	IEC_COMMON_LINE_KEYS,
 	{ .name = "groups", .type = CK_STRING, .def = "", .off = offsetof(struct iec_line_conf, groups),
 	  .help = "redundancy groups of clients: addresses separated by ',' within a group and ';' between groups; "
-	  "clients in no group share one (empty: one group for all)" },
+	  "clients in no group share one (empty: every connection is a group of its own)" },
 	{ .name = "allow", .type = CK_STRING, .def = "", .off = offsetof(struct iec_line_conf, allow),
 	  .help = "client addresses allowed to connect, separated by ','; empty: all" },
 	{ .name = "queue_size", .type = CK_INT, .min = 1, .max = 10000000, .def = "100000",
 	  .off = offsetof(struct iec_line_conf, queue_size),
-	  .help = "events kept per group while no connection of it is started; on overflow the oldest go" },
+	  .help = "time-tagged events kept per group (per line without groups) while no connection of it is started; "
+	  "on overflow the oldest go" },
 	{ .name = "end_of_init", .type = CK_BOOL, .def = "true", .off = offsetof(struct iec_line_conf, end_of_init),
 	  .help = "send end of initialisation (M_EI_NA_1) after STARTDT" },
 	{ .name = NULL, .type = CK_END },

@@ -89,8 +89,9 @@ struct iec_srv_cmd {
 struct iec_line {
 	struct iec_params prm;
 	struct iec_srv_cmd *pending;  /* server: commands routed, waiting for their answers */
-	struct iec_group *groups;
-	int ngroups;            /* the last is the default group */
+	struct iec_group *groups; /* server: the redundancy groups of `groups`, the last for clients in none */
+	int ngroups;            /* 0 without `groups`: every connection is a group of its own */
+	struct iec_group lineq; /* server without groups: the events kept while no connection is started */
 };
 
 /* Data transfer on a connection (104 clause 5.3, the state machines of both stations). */
@@ -119,7 +120,7 @@ struct iec_sess {
 	struct ptimer *t1, *t2, *t3;
 	struct iec_mq out;      /* waiting for room in the k window */
 	struct iec_mq sent;     /* sent, not acknowledged */
-	struct iec_group *group;
+	struct iec_group *group; /* server: its redundancy group (`groups`), NULL: a group of its own */
 };
 
 /* A station's tags by IOA (both roles). */

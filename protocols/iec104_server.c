@@ -1,11 +1,13 @@
 /* iec104_server.c: the iec104-server protocol, the controlled station of IEC 60870-5-104.
- * Clients are grouped (by address; one group for all by default); in a group one
- * connection is started, a STARTDT on another moves data to it. Each group has a bounded
- * event queue: spontaneous changes wait there while no connection of the group is started,
- * and I-frames not acknowledged when a connection stops or fails are sent again on the
- * next started one. General interrogation (COT 20, groups), cyclic transmission (COT 1),
- * end of initialisation, clock synchronisation, and commands routed to the tags' acquirers
- * with replies per cmdc. */
+ * Without `groups` every connection is a redundancy group of its own: each started
+ * connection gets all data. With `groups`, clients are grouped by address; in a group one
+ * connection is started, and a STARTDT on another moves the data to it. While no
+ * connection is started (of a group; of the line without groups) time-tagged events wait
+ * in a bounded queue, as do those a connection that stops or fails did not have
+ * acknowledged, for the next started one. General interrogation (COT 20, groups), counter
+ * interrogation, read, cyclic transmission (COT 1), end of initialisation, clock
+ * synchronisation, reset process, test command, and commands routed to the tags'
+ * acquirers with replies per cmdc; an answer goes to the connection that asked. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,30 +20,31 @@ iec_server_line_init(struct line *l)
 	struct iec_line *il = lpriv(l);
 	const struct iec_line_conf *c = lconf(l);
 
-	/* redundancy groups: "a,b; c" and the default group last */
-	int n = 1;
-	for (const char *p = c->groups; p && *p; p++)
+	/* without groups every connection is a redundancy group of its own (is->group NULL),
+	 * and the line keeps the queue for when none is started */
+	il->lineq.events.tail = &il->lineq.events.head;
+	if (!c->groups || !*c->groups)
+		return 0;
+	/* redundancy groups by address: "a,b; c", and one more for the clients in none */
+	int n = 2;
+	for (const char *p = c->groups; *p; p++)
 		n += *p == ';';
-	if (c->groups && *c->groups)
-		n++;
 	if ((il->groups = calloc((size_t)n, sizeof(*il->groups))) == NULL)
 		return -1;
 	il->ngroups = n;
-	if (c->groups && *c->groups) {
-		char *copy = strdup(c->groups), *save = NULL;
-		int g = 0;
-		if (!copy)
-			return -1;
-		for (char *grp = strtok_r(copy, ";", &save); grp && g < n - 1; grp = strtok_r(NULL, ";", &save), g++) {
-			char *s2 = NULL;
-			size_t o = 0;
-			il->groups[g].addrs[o++] = ',';
-			for (char *a = strtok_r(grp, ", ", &s2); a; a = strtok_r(NULL, ", ", &s2))
-				o += (size_t)snprintf(il->groups[g].addrs + o, sizeof(il->groups[g].addrs) - o, "%s,", a);
-		}
-		free(copy);
+	char *copy = strdup(c->groups), *save = NULL;
+	int g = 0;
+	if (!copy)
+		return -1;
+	for (char *grp = strtok_r(copy, ";", &save); grp && g < n - 1; grp = strtok_r(NULL, ";", &save), g++) {
+		char *s2 = NULL;
+		size_t o = 0;
+		il->groups[g].addrs[o++] = ',';
+		for (char *a = strtok_r(grp, ", ", &s2); a; a = strtok_r(NULL, ", ", &s2))
+			o += (size_t)snprintf(il->groups[g].addrs + o, sizeof(il->groups[g].addrs) - o, "%s,", a);
 	}
-	for (int g = 0; g < n; g++)
+	free(copy);
+	for (g = 0; g < n; g++)
 		il->groups[g].events.tail = &il->groups[g].events.head;
 	return 0;
 }
@@ -55,6 +58,7 @@ iec_server_line_free(struct line *l)
 	for (int g = 0; g < il->ngroups; g++)
 		iec_mq_clear(&il->groups[g].events);
 	free(il->groups);
+	iec_mq_clear(&il->lineq.events);
 	while ((c = il->pending) != NULL) {
 		il->pending = c->next;
 		write_req_detach(c->req); /* its answer would find the line gone */
@@ -90,16 +94,68 @@ iec_group_of(struct line *l, const char *peer)
 	return &il->groups[il->ngroups - 1];
 }
 
-/* Frames of events a connection will not send, or sent and will not have acknowledged
- * (with_sent: it was displaced or lost), go back to the front of its group's queue, in
- * order, for the next started connection. */
+/* Connections started, other than s (of the line: without groups, each is its own). */
 static void
-iec_server_requeue(struct session *s, bool with_sent)
+iec_count_started_cb(struct session *x, void *arg)
+{
+	struct iec_sess *is = session_priv(x);
+
+	if (is->state == IEC_STARTED)
+		(*(int *)arg)++;
+}
+
+static int
+iec_server_nstarted(struct session *s)
+{
+	int n = 0;
+
+	line_foreach_session(session_line(s), iec_count_started_cb, &n);
+	return n - (((struct iec_sess *)session_priv(s))->state == IEC_STARTED);
+}
+
+/* The queue for when no connection is started: the redundancy group's, or the line's. */
+static struct iec_group *
+iec_queue_of(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
-	struct iec_group *g = is->group;
+
+	return is->group ? is->group : &lpriv(session_line(s))->lineq;
+}
+
+/* One event into a queue kept while no connection is started: bounded per group or line
+ * (queue_size; the oldest go, counted and logged). */
+static void
+iec_queue_event(struct line *l, struct iec_group *q, struct iec_msg *m)
+{
+	struct iec_line *il = lpriv(l);
+
+	if (q->events.n >= lconf(l)->queue_size) {
+		free(iec_mq_pop(&q->events));
+		if (q->dropped++ % 1000 == 0) {
+			char which[32] = "";
+			if (q != &il->lineq)
+				snprintf(which, sizeof(which), " of group %d", (int)(q - il->groups) + 1);
+			log_warnx("line %s: event queue%s full (%d): oldest events dropped (%llu so far); the next "
+			    "interrogation gives the current image", line_name(l), which, lconf(l)->queue_size,
+			    (unsigned long long)q->dropped);
+		}
+	}
+	iec_mq_push(&q->events, m, false);
+}
+
+/* Frames of events a connection will not send, or sent and will not have acknowledged
+ * (with_sent: it was displaced or lost), go back to the front of its queue, in order, for
+ * the next started connection. Only time-tagged ones while none is started (untimed, the
+ * next interrogation tells better; displaced: the connection taking over gets them all);
+ * none when another connection of the line (without groups) got them itself. */
+static void
+iec_server_requeue(struct session *s, bool with_sent, bool all)
+{
+	struct iec_sess *is = session_priv(s);
+	struct iec_group *q = iec_queue_of(s);
 	struct iec_mq back = { .tail = &back.head };
 	struct iec_msg *m;
+	bool keep = is->group != NULL || iec_server_nstarted(s) == 0;
 
 	/* frames sent and not acknowledged are still owed an acknowledgement within t1 */
 	if (with_sent && is->sent.head) {
@@ -110,44 +166,37 @@ iec_server_requeue(struct session *s, bool with_sent)
 	}
 	/* only events: answers to interrogations and commands belonged to that connection */
 	while (with_sent && (m = iec_mq_pop(&is->sent)) != NULL)
-		if (m->event)
+		if (keep && m->event && (all || iec_has_time(m->asdu[0])))
 			iec_mq_push(&back, m, false);
 		else
 			free(m);
 	while ((m = iec_mq_pop(&is->out)) != NULL)
-		if (m->event)
+		if (keep && m->event && (all || iec_has_time(m->asdu[0])))
 			iec_mq_push(&back, m, false);
 		else
 			free(m);
-	if (!g) {
-		iec_mq_clear(&back);
-		return;
-	}
 	/* back before what is queued already; the queue keeps its bound (the oldest go) */
-	while ((m = iec_mq_pop(&g->events)) != NULL)
+	while ((m = iec_mq_pop(&q->events)) != NULL)
 		iec_mq_push(&back, m, false);
 	while (back.n > lconf(session_line(s))->queue_size) {
 		free(iec_mq_pop(&back));
-		g->dropped++;
+		q->dropped++;
 	}
-	g->events = back;
-	if (!g->events.head)
-		g->events.tail = &g->events.head;
+	q->events = back;
+	if (!q->events.head)
+		q->events.tail = &q->events.head;
 	else if (back.tail == &back.head)
-		g->events.tail = &g->events.head;
+		q->events.tail = &q->events.head;
 }
 
+/* A connection that starts takes what its queue kept. */
 static void
-iec_group_send(struct iec_group *g)
+iec_queue_send(struct iec_group *q, struct session *s)
 {
-	struct session *s = g->started;
-	struct iec_sess *is;
+	struct iec_sess *is = session_priv(s);
 	struct iec_msg *m;
 
-	if (!s)
-		return;
-	is = session_priv(s);
-	while ((m = iec_mq_pop(&g->events)) != NULL)
+	while ((m = iec_mq_pop(&q->events)) != NULL)
 		iec_mq_push(&is->out, m, false);
 	iec_flush(s);
 }
@@ -161,7 +210,7 @@ iec_server_leave(struct session *s, bool with_sent)
 
 	if (is->group && is->group->started == s)
 		is->group->started = NULL;
-	iec_server_requeue(s, with_sent);
+	iec_server_requeue(s, with_sent, false);
 }
 
 void
@@ -175,7 +224,7 @@ iec_server_startdt(struct session *s)
 	if (is->state == IEC_STARTED)
 		return; /* started already: confirmed again, nothing changes */
 	/* from stopped, displaced, or pending stopped (the stop is called off: no STOPDT con) */
-	if (g->started && g->started != s) {
+	if (g && g->started && g->started != s) {
 		/* data moves to this connection; the other is stopped (104 clause 10.3): what it
 		 * sent and has not acknowledged comes here, and its next I-frame closes it */
 		struct iec_sess *old = session_priv(g->started);
@@ -183,11 +232,12 @@ iec_server_startdt(struct session *s)
 		    session_peer(g->started));
 		old->state = IEC_DISPLACED;
 		snprintf(old->displaced_by, sizeof(old->displaced_by), "%s", session_peer(s));
-		iec_server_requeue(g->started, true);
+		iec_server_requeue(g->started, true, true);
 	} else {
 		log_info("line %s: %s: data transfer started", line_name(l), session_peer(s));
 	}
-	g->started = s;
+	if (g)
+		g->started = s;
 	is->state = IEC_STARTED;
 	if (lconf(l)->end_of_init) {
 		for (int i = 0; i < line_nstations(l); i++) {
@@ -196,7 +246,7 @@ iec_server_startdt(struct session *s)
 			iec_send_asdu(s, &a, NULL);
 		}
 	}
-	iec_group_send(g);
+	iec_queue_send(iec_queue_of(s), s);
 }
 
 void
@@ -261,7 +311,7 @@ iec_server_connect(struct session *s)
 		session_close(s, "not in the allow list");
 		return;
 	}
-	is->group = iec_group_of(l, session_peer(s));
+	is->group = lpriv(l)->ngroups ? iec_group_of(l, session_peer(s)) : NULL;
 }
 
 static void
@@ -308,9 +358,30 @@ iec_served_obj(struct stag *t, struct iec_obj *o)
 	}
 }
 
-/* A served tag's change (cause 3) or cyclic transmission (cause 1) to every group's
- * started connection (changes queued where none is). Answers to a request never come
- * here: they go to the connection that asked. */
+/* The started connections of a line without groups. */
+struct iec_fanout {
+	const uint8_t *buf;
+	size_t n;
+	bool event;
+	int sent;
+};
+
+static void
+iec_fanout_cb(struct session *x, void *arg)
+{
+	struct iec_fanout *f = arg;
+
+	if (((struct iec_sess *)session_priv(x))->state != IEC_STARTED)
+		return;
+	iec_send_bytes(x, f->buf, f->n, NULL, f->event);
+	f->sent++;
+}
+
+/* A served tag's change (cause 3) or cyclic transmission (cause 1) to every started
+ * connection: each group's, or each of the line's without groups. While none is, changes of
+ * time-tagged types are queued (per group, or for the line); untimed ones are not: the
+ * interrogation after STARTDT gives their current values, not stale ones as spontaneous.
+ * Answers to a request never come here: they go to the connection that asked. */
 static void
 iec_server_event(struct stag *t, uint8_t cot)
 {
@@ -321,6 +392,8 @@ iec_server_event(struct stag *t, uint8_t cot)
 	struct iec_asdu a = { .type = it->type, .cot = cot, .ca = ((struct iec_stn *)station_priv(st))->ca, .nobj = 1 };
 	uint8_t buf[IEC_MAX_ASDU];
 	size_t n;
+	bool queue = cot == COT_SPONT && iec_has_time(it->type);
+	struct iec_msg *m;
 
 	if (it->ignore || !iec_is_monitor(it->type))
 		return;
@@ -328,26 +401,23 @@ iec_server_event(struct stag *t, uint8_t cot)
 	struct iec_params p = iec_prm(l, a.ca);
 	if ((n = iec_asdu_encode(&a, &p, buf, sizeof(buf))) == 0)
 		return;
+	if (il->ngroups == 0) {
+		struct iec_fanout f = { .buf = buf, .n = n, .event = cot == COT_SPONT };
+		line_foreach_session(l, iec_fanout_cb, &f);
+		if (f.sent == 0 && queue && (m = iec_msg_new(buf, n)) != NULL) {
+			m->event = true;
+			iec_queue_event(l, &il->lineq, m);
+		}
+		return;
+	}
 	for (int g = 0; g < il->ngroups; g++) {
 		struct iec_group *grp = &il->groups[g];
-		struct iec_msg *m;
 
-		if (grp->started) {
+		if (grp->started)
 			iec_send_bytes(grp->started, buf, n, NULL, cot == COT_SPONT);
-			continue;
-		}
-		if (cot != COT_SPONT)
-			continue; /* cyclic data is not queued */
-		if (grp->events.n >= lconf(l)->queue_size) {
-			free(iec_mq_pop(&grp->events));
-			if (grp->dropped++ % 1000 == 0)
-				log_warnx("line %s: event queue of group %d full (%d): oldest events dropped (%llu so far); "
-				    "the next interrogation gives the current image", line_name(l), g + 1,
-				    lconf(l)->queue_size, (unsigned long long)grp->dropped);
-		}
-		if ((m = iec_msg_new(buf, n)) != NULL) {
+		else if (queue && (m = iec_msg_new(buf, n)) != NULL) {
 			m->event = true;
-			iec_mq_push(&grp->events, m, false);
+			iec_queue_event(l, grp, m);
 		}
 	}
 }

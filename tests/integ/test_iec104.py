@@ -1,9 +1,9 @@
 """IEC 60870-5-104: komd's client against komd's server (each test under a loopback capture
 that tshark must decode without malformed frames) (values with quality and time,
 commands with each cmdc mode and select-before-operate, interrogation), client
-redundancy (parallel: one started, the standby takes over), server redundancy groups
-(data moves with STARTDT; events queued while no connection is started are delivered,
-none lost), event queue overflow."""
+redundancy (parallel: one started, the standby takes over), the server's event queue
+(time-tagged events queued while no connection is started are delivered, none lost),
+event queue overflow."""
 import os
 import subprocess
 import tempfile
@@ -151,8 +151,8 @@ def test_client_parallel_failover():
 
 
 def test_server_group_switch_keeps_events():
-    # two clients in one group (the default): the second connection stays stopped; data
-    # moves with STARTDT; events while no connection is started are queued, not lost
+    # a client that stops leaves no connection started: time-tagged changes (m.sp is
+    # M_SP_TB_1) are queued, not lost, and the next client gets them before its interrogation
     port = free_port()
     srv = Komd(MEM + "lines = (%s);" % server_line(port)).start()
     with srv:
@@ -161,13 +161,13 @@ def test_server_group_switch_keeps_events():
             c1.until(lambda: c1.tag("c.f")["value"] == 21.5, 5, "c1 started")
             c1.stop()
         # no started connection now: changes queue up
-        for v in (1, 2, 3):
-            srv.ctl("set", "m.sc", str(v))
+        for v in ("false", "true", "false"):
+            srv.ctl("set", "m.sp", v)
         c2 = Komd("lines = (%s);" % client_line(port)).start()
         with c2:
-            c2.until(lambda: c2.tag("c.sc")["value"] == 3, 5, "queued events delivered")
-            # three queued events (1, 2, 3) before the interrogation's image (3): four updates
-            c2.until(lambda: c2.tag("c.sc")["updates"] >= 4, 5, "every queued event arrived: %s" % c2.tag("c.sc"))
+            c2.until(lambda: c2.tag("c.sp")["value"] is False, 5, "queued events delivered")
+            # three queued events before the interrogation's image: four updates
+            c2.until(lambda: c2.tag("c.sp")["updates"] >= 4, 5, "every queued event arrived: %s" % c2.tag("c.sp"))
 
 
 def test_event_queue_overflow():
@@ -176,15 +176,14 @@ def test_event_queue_overflow():
     port = free_port()
     srv = Komd(MEM + "lines = (%s);" % server_line(port, extra="queue_size = 3;")).start()
     with srv:
-        for v in range(1, 11):
-            srv.ctl("set", "m.sc", str(v))
-        srv.wait_log(r"line srv: event queue of group 1 full \(3\): oldest events dropped")
+        for n in range(1, 11):
+            srv.ctl("set", "m.sp", "true" if n % 2 == 0 else "false")
+        srv.wait_log(r"line srv: event queue full \(3\): oldest events dropped")
         c = Komd("lines = (%s);" % client_line(port)).start()
         with c:
-            c.until(lambda: c.tag("c.sc")["value"] == 10, 5, "the current image")
-            # the three newest events (8, 9, 10), then the interrogation's 10: four updates
-            c.until(lambda: c.tag("c.sc")["updates"] >= 4, 5, "the queued events")
-            check(c.tag("c.sc")["updates"] < 11, "not every event: %s" % c.tag("c.sc"))
+            c.until(lambda: c.tag("c.sp")["value"] is True and c.tag("c.sp")["updates"] >= 4, 5,
+                    "the three newest events and the interrogation's image")
+            check(c.tag("c.sp")["updates"] < 11, "not every event: %s" % c.tag("c.sp"))
 
 
 def test_cyclic_and_clock_sync():

@@ -25,8 +25,8 @@
   ignored, wrong N(S) closes and komd reconnects.
 - test_server_k_window: komd sends at most k unacknowledged I-frames and goes on as they are
   acknowledged.
-- test_server_requeue_unacknowledged: events a lost connection did not acknowledge go to the
-  next started one, in order; acknowledged ones do not.
+- test_server_requeue_unacknowledged: time-tagged events a lost connection did not
+  acknowledge go to the next started one, in order; acknowledged and untimed ones do not.
 - test_client_startdt_rules: komd's client closes on t1 when STARTDT is not confirmed (and
   sends no I-frame before), and when the controlled station sends STARTDT act.
 - test_client_more_than_k_received: with w > k komd closes a connection whose partner sends
@@ -604,17 +604,18 @@ def test_client_more_than_k_received():
 
 
 def test_server_requeue_unacknowledged():
-    # events the lost connection did not acknowledge go to the next started one; the
-    # acknowledged ones do not
+    # time-tagged events the lost connection did not acknowledge go to the next started one,
+    # in order; the acknowledged ones do not, nor untimed ones (its interrogation tells)
     port = free_port()
     with Komd(MEM + "lines = (%s);" % server_line(port)).start() as k:
         k.wait_log(r"line srv: listening")
         a = Peer.connect(port, auto_ack=None, name="first master")
         a.startdt()
         a.wait_i(M_EI_NA_1, COT_INIT, ca=2)
-        for v in (1, 2, 3):
-            k.ctl("set", "m.sc", str(v))
-        a.wait(lambda f: f.fmt == "I" and f.type == M_ME_NB_1 and f.obj(102).scaled_value == 3, 5, "3 events")
+        for v in ("false", "true", "false"):
+            k.ctl("set", "m.sp", v)  # M_SP_TB_1
+        k.ctl("set", "m.sc", "5")   # M_ME_NB_1, untimed
+        a.wait(lambda f: f.fmt == "I" and f.type == M_ME_NB_1 and f.obj(102).scaled_value == 5, 5, "4 events")
         a.send_s(3)  # the two ends of initialisation and the first event
         m = a.mark()
         a.send_u("TESTFR_ACT")
@@ -623,9 +624,11 @@ def test_server_requeue_unacknowledged():
         k.wait_log(r"line srv: %s: closed" % peer_name(a))
         b = Peer.connect(port, name="second master")
         b.startdt()
-        b.wait(lambda f: f.fmt == "I" and f.type == M_ME_NB_1 and f.obj(102).scaled_value == 3, 5, "event 3 again")
-        vals = [f.obj(102).scaled_value for f in b.iframes() if f.type == M_ME_NB_1]
-        check(vals == [2, 3], "the unacknowledged events, in order: %s" % vals)
+        b.wait(lambda f: f.fmt == "I" and f.type == M_SP_TB_1 and f.obj(100).spi_value == 0, 5, "event 3 again")
+        b.roundtrip()
+        vals = [f.obj(100).spi_value for f in b.iframes() if f.type == M_SP_TB_1]
+        check(vals == [1, 0], "the unacknowledged time-tagged events, in order: %s" % vals)
+        check(not [f for f in b.iframes() if f.type == M_ME_NB_1], "no untimed event again")
         check([f.type for f in b.iframes()][:2] == [M_EI_NA_1, M_EI_NA_1], "after the ends of initialisation")
         b.check_clean()
         b.close()
