@@ -318,6 +318,25 @@ class KtPeer:
             c.close()
 
 
+def serve(handler, path=None):
+    """A listening socket (TCP on 127.0.0.1, or a Unix socket at path) that runs
+    handler(conn) for each connection in a thread of its own; returns (socket, port).
+    Close the socket to stop it."""
+    ls = socket.socket(socket.AF_UNIX) if path else socket.socket()
+    ls.bind(path or ("127.0.0.1", 0))
+    ls.listen(8)
+
+    def loop():
+        while True:
+            try:
+                c, _ = ls.accept()
+            except OSError:
+                return
+            threading.Thread(target=handler, args=(c,), daemon=True).start()
+    threading.Thread(target=loop, daemon=True).start()
+    return ls, (None if path else ls.getsockname()[1])
+
+
 def main(tests):
     """Run every test function; print PASS/FAIL; exit 1 on any failure."""
     failed = 0

@@ -12,7 +12,7 @@ import tempfile
 import threading
 import time
 
-from komdtest import KOMCTL, KtPeer, Komd, check, free_port, main
+from komdtest import KOMCTL, KtPeer, Komd, check, free_port, main, serve
 from mbpeers import RawServer
 
 
@@ -132,21 +132,11 @@ def test_string_values_stay_on_their_line():
 
 
 def fake_komd(path, script):
-    """A control socket that answers each connection with script(conn) (bytes at times)."""
-    ls = socket.socket(socket.AF_UNIX)
-    ls.bind(path)
-    ls.listen(4)
-
-    def serve():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            c.recv(8192)
-            script(c)
-    threading.Thread(target=serve, daemon=True).start()
-    return ls
+    """A control socket that takes each request and answers it with script(conn)."""
+    def handle(c):
+        c.recv(8192)
+        script(c)
+    return serve(handle, path)[0]
 
 
 def test_komctl_timeout():

@@ -6,10 +6,9 @@ import os
 import shutil
 import socket
 import tempfile
-import threading
 
 import tlspki
-from komdtest import Komd, check, free_port, main, run_komd
+from komdtest import Komd, check, free_port, main, run_komd, serve
 from tlspki import OpenSSL, s_server
 
 PKI = tempfile.mkdtemp(prefix="komd-pki-")
@@ -99,23 +98,13 @@ def test_plain_tcp_on_a_tls_line():
         k.wait_log(r"line srv: 127\.0\.0\.1:\d+: TLS handshake failed: plain TCP on a TLS line")
         s.close()
     # komd's TLS client meets a plain server that talks first
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-
-    def serve():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                c.sendall(b"VAL a1 0 0 1\n" * 20)
-            except OSError:
-                pass
-            c.close()
-    threading.Thread(target=serve, daemon=True).start()
+    def talk(c):
+        try:
+            c.sendall(b"VAL a1 0 0 1\n" * 20)
+        except OSError:
+            pass
+        c.close()
+    ls, port = serve(talk)
     with Komd(client_conf(port, 'partner_certs = "%s";' % p("ca.pem"))).start() as k:
         k.wait_log(r"line cli: connect 127\.0\.0\.1:%d: TLS handshake failed: the partner answered without TLS" % port)
     ls.close()
@@ -134,24 +123,14 @@ def test_tls_from_a_plain_line():
         cli.stop()
     # komd's plain client polls a TLS server that answers plain bytes with a TLS alert
     # (protocol_version, record version 3.3), as TLS Modbus servers do: named, not a bad frame
-    ls = socket.socket()
-    ls.bind(("127.0.0.1", 0))
-    ls.listen(4)
-    port = ls.getsockname()[1]
-
-    def serve():
-        while True:
-            try:
-                c, _ = ls.accept()
-            except OSError:
-                return
-            try:
-                c.recv(100)
-                c.sendall(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]))
-            except OSError:
-                pass
-            c.close()
-    threading.Thread(target=serve, daemon=True).start()
+    def alert(c):
+        try:
+            c.recv(100)
+            c.sendall(bytes([0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 0x46]))
+        except OSError:
+            pass
+        c.close()
+    ls, port = serve(alert)
     with Komd(client_conf(port, "", "period = 0.2;")).start() as k:
         k.wait_log(r"line cli: 127\.0\.0\.1:%d: the partner answered with TLS \(a TLS server on a plain line\?" % port)
     ls.close()
