@@ -76,6 +76,9 @@ const struct conf_key iec_server_station_keys[] = {
 	  .off = offsetof(struct iec_station_conf, time_zone), .help = "time tags in UTC or local time" },
 	{ .name = "cmdc", .type = CK_INT, .min = 0, .max = 3, .def = "3", .off = offsetof(struct iec_station_conf, cmdc),
 	  .help = "command replies: 0 none, 1 activation confirmation, 2 activation termination, 3 both" },
+	{ .name = "select_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
+	  .off = offsetof(struct iec_station_conf, select_ms),
+	  .help = "how long a select (select before operate) waits for its execute" },
 	{ .name = NULL, .type = CK_END },
 };
 

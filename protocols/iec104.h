@@ -25,6 +25,7 @@ struct iec_station_conf {
 	int gi_ms;             /* client: periodic general interrogation, 0 only after STARTDT */
 	int ci_ms;             /* client: counter interrogation, 0 off */
 	int cs_ms;             /* client: clock synchronisation, 0 off (after STARTDT too when set) */
+	int select_ms;         /* server: how long a select waits for its execute */
 };
 
 struct iec_tag_conf {
@@ -59,6 +60,7 @@ struct iec_msg {
 	int64_t sent_ms;        /* when sent, monotonic: t1 runs from here */
 	bool event;             /* server: a spontaneous event (requeued if unacknowledged) */
 	struct write_req *wr;   /* client command with cmdc 0: done when acknowledged */
+	struct iec_cmd *cmd;    /* client command waiting for its confirmation, until sent */
 	size_t len;
 	uint8_t asdu[];
 };
@@ -86,9 +88,33 @@ struct iec_srv_cmd {
 	struct iec_srv_cmd *next;
 };
 
+/* Client: a command waiting for its confirmation. */
+struct iec_cmd {
+	struct iec_cmd *next;
+	struct write_req *wr;
+	struct stag *tag;
+	uint8_t type;
+	uint32_t ioa;
+	bool selecting;         /* select sent; execute follows its ActCon */
+	struct iec_asdu *exec;  /* the execute ASDU of a select-before-operate */
+	struct iec_msg *msg;    /* its frame while it waits for the k window */
+};
+
+/* Server: a select (S/E = 1) waiting for its execute; s NULL once its connection closed
+ * (cancelled: it still keeps other connections' executes off until it expires). */
+struct iec_select {
+	struct iec_select *next;
+	struct stag *t;
+	struct session *s;
+	uint8_t type;
+	struct iec_obj o;       /* the command selected */
+	int64_t until_ms;       /* monotonic */
+};
+
 struct iec_line {
 	struct iec_params prm;
 	struct iec_srv_cmd *pending;  /* server: commands routed, waiting for their answers */
+	struct iec_select *selects;   /* server: selects waiting for their executes */
 	struct iec_group *groups; /* server: the redundancy groups of `groups`, the last for clients in none */
 	int ngroups;            /* 0 without `groups`: every connection is a group of its own */
 	struct iec_group lineq; /* server without groups: the events kept while no connection is started */
@@ -181,6 +207,7 @@ struct iec_msg *iec_mq_pop(struct iec_mq *q);
 void iec_mq_clear(struct iec_mq *q);
 struct iec_msg *iec_msg_new(const uint8_t *asdu, size_t len);
 void iec_session_init(struct session *s);
+int64_t iec_mono_ms(void);
 /* A U frame (an act waits for its con within t1). */
 void iec_send_u(struct session *s, uint8_t u);
 /* An S-frame acknowledging every I-frame received. */
@@ -190,6 +217,10 @@ void iec_flush(struct session *s);
 /* Queue encoded ASDU bytes for the session (sent at once when the window allows). */
 int iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event);
 int iec_send_asdu(struct session *s, const struct iec_asdu *a, struct write_req *wr);
+/* Client: a command's ASDU, for write wr (cmdc 0: done when acknowledged) or command cmd
+ * (confirmed later). A frame that waits for the k window is dropped when its requester was
+ * answered meanwhile (the core's write timeout): never sent later. */
+int iec_send_command(struct session *s, const struct iec_asdu *a, struct write_req *wr, struct iec_cmd *cmd);
 /* The line's field sizes, with the time zone of the station with common address ca. */
 struct iec_params iec_prm(struct line *l, uint16_t ca);
 int iec_client_read(struct session *s, struct evbuffer *in);
@@ -200,6 +231,7 @@ int iec_server_read(struct session *s, struct evbuffer *in);
 void iec_client_asdu(struct session *s, const struct iec_asdu *a);
 void iec_client_started(struct session *s);
 void iec_client_station_free(struct station *st);
+void iec_client_cmd_unsent(struct iec_cmd *cmd);
 void iec_gi_cb(void *arg);
 void iec_ci_cb(void *arg);
 void iec_cs_cb(void *arg);

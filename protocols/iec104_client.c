@@ -13,17 +13,6 @@
 
 #include "iec104.h"
 
-/* A client command waiting for its confirmation. */
-struct iec_cmd {
-	struct iec_cmd *next;
-	struct write_req *wr;
-	struct stag *tag;
-	uint8_t type;
-	uint32_t ioa;
-	bool selecting;         /* select sent; execute follows its ActCon */
-	struct iec_asdu *exec;  /* the execute ASDU of a select-before-operate */
-};
-
 /* The quality a value that did not fit the tag gets: NaN and infinities invalid, a value
  * beyond the tag's range (saturated) overflow. */
 static unsigned
@@ -40,6 +29,8 @@ iec_client_station_free(struct station *st)
 
 	while ((c = sn->cmds) != NULL) {
 		sn->cmds = c->next;
+		if (c->msg)
+			c->msg->cmd = NULL; /* its frame, still waiting for the k window, goes with its session */
 		write_done(c->wr, -1, "station stopped");
 		free(c->exec);
 		free(c);
@@ -230,9 +221,19 @@ iec_client_confirm(struct session *s, struct station *st, const struct iec_asdu 
 			continue;
 		}
 		if (cmd->selecting && a->cot == COT_ACTCON) {
-			/* the select is confirmed: now execute */
+			/* the select is confirmed: now execute, unless the requester had its answer
+			 * meanwhile (the core's write timeout): a write reported failed never goes */
+			if (write_req_answered(cmd->wr)) {
+				log_warnx("line %s: station %s: %s ioa %u: select confirmed after the write timed out: not "
+				    "executed", line_name(session_line(s)), station_name(st), iec_type_name(a->type), o->ioa);
+				*pp = cmd->next;
+				write_done(cmd->wr, -1, "select confirmed too late");
+				free(cmd->exec);
+				free(cmd);
+				continue;
+			}
 			cmd->selecting = false;
-			iec_send_asdu(s, cmd->exec, c->cmdc == 0 ? cmd->wr : NULL);
+			iec_send_command(s, cmd->exec, c->cmdc == 0 ? cmd->wr : NULL, c->cmdc == 0 ? NULL : cmd);
 			if (c->cmdc == 0) {
 				*pp = cmd->next;
 				free(cmd->exec);
@@ -381,7 +382,7 @@ iec_client_write(struct stag *t, struct write_req *req)
 	if (sconf(st)->cmdc == 0 && !cmd->selecting) {
 		/* done when the station acknowledges the I-frame */
 		free(cmd);
-		iec_send_asdu(s, &a, req);
+		iec_send_command(s, &a, req, NULL);
 		return;
 	}
 	/* commands the core timed out (the station never confirmed) go; the new one joins the
@@ -389,7 +390,7 @@ iec_client_write(struct stag *t, struct write_req *req)
 	struct iec_cmd **pp = &sn->cmds;
 	while (*pp) {
 		struct iec_cmd *old = *pp;
-		if (write_req_answered(old->wr)) {
+		if (write_req_answered(old->wr) && !old->msg) {
 			*pp = old->next;
 			write_done(old->wr, -1, "no confirmation");
 			free(old->exec);
@@ -399,7 +400,23 @@ iec_client_write(struct stag *t, struct write_req *req)
 		}
 	}
 	*pp = cmd;
-	iec_send_asdu(s, &a, NULL);
+	iec_send_command(s, &a, NULL, cmd);
+}
+
+/* Command cmd was not sent: its requester was answered while it waited for the k window. */
+void
+iec_client_cmd_unsent(struct iec_cmd *cmd)
+{
+	struct iec_stn *sn = station_priv(stag_station(cmd->tag));
+
+	for (struct iec_cmd **pp = &sn->cmds; *pp; pp = &(*pp)->next)
+		if (*pp == cmd) {
+			*pp = cmd->next;
+			break;
+		}
+	write_done(cmd->wr, -1, "not sent: answered before the k window let it go");
+	free(cmd->exec);
+	free(cmd);
 }
 
 

@@ -52,6 +52,8 @@ iec_mq_clear(struct iec_mq *q)
 	struct iec_msg *m;
 
 	while ((m = iec_mq_pop(q)) != NULL) {
+		if (m->cmd)
+			m->cmd->msg = NULL;
 		if (m->wr)
 			write_done(m->wr, -1, "connection lost");
 		free(m);
@@ -96,7 +98,7 @@ iec_send_raw(struct session *s, const uint8_t *apdu, size_t len)
 	ptimer_start(is->t3, lconf(session_line(s))->t3_ms);
 }
 
-static int64_t
+int64_t
 iec_mono_ms(void)
 {
 	struct timespec ts;
@@ -208,6 +210,20 @@ iec_flush(struct session *s)
 		size_t n;
 
 		m = iec_mq_pop(&is->out);
+		if ((m->cmd && write_req_answered(m->cmd->wr)) || (m->wr && write_req_answered(m->wr))) {
+			/* a command whose requester had its answer (the core's write timeout) while it
+			 * waited for the window: a write reported failed is never sent later */
+			if (m->cmd)
+				iec_client_cmd_unsent(m->cmd);
+			else
+				write_done(m->wr, -1, "not sent: answered before the k window let it go");
+			free(m);
+			continue;
+		}
+		if (m->cmd) {
+			m->cmd->msg = NULL; /* sent: its confirmation completes it */
+			m->cmd = NULL;
+		}
 		m->ns = is->vs;
 		m->sent_ms = now ? now : (now = iec_mono_ms());
 		n = iec_encode_i(apdu, is->vs, is->vr, m->asdu, m->len);
@@ -235,14 +251,17 @@ iec_flush(struct session *s)
  * objects is about 3,400). */
 #define IEC_MAX_OUT 200000
 
-int
-iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event)
+static int
+iec_queue(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event, struct iec_cmd *cmd)
 {
 	struct iec_sess *is = session_priv(s);
 	struct iec_msg *m;
 
-	if (n == 0 || (m = iec_msg_new(asdu, n)) == NULL)
+	if (n == 0 || (m = iec_msg_new(asdu, n)) == NULL) {
+		if (wr)
+			write_done(wr, -1, n == 0 ? "the command does not encode" : "out of memory");
 		return -1;
+	}
 	if (is->out.n >= IEC_MAX_OUT) {
 		/* the peer does not acknowledge (or keeps asking): close rather than grow */
 		free(m);
@@ -252,9 +271,18 @@ iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_re
 	}
 	m->wr = wr;
 	m->event = event;
+	m->cmd = cmd;
+	if (cmd)
+		cmd->msg = m;
 	iec_mq_push(&is->out, m, false);
 	iec_flush(s);
 	return 0;
+}
+
+int
+iec_send_bytes(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr, bool event)
+{
+	return iec_queue(s, asdu, n, wr, event, NULL);
 }
 
 struct iec_params
@@ -275,6 +303,15 @@ iec_send_asdu(struct session *s, const struct iec_asdu *a, struct write_req *wr)
 	struct iec_params p = iec_prm(session_line(s), a->ca);
 
 	return iec_send_bytes(s, buf, iec_asdu_encode(a, &p, buf, sizeof(buf)), wr, false);
+}
+
+int
+iec_send_command(struct session *s, const struct iec_asdu *a, struct write_req *wr, struct iec_cmd *cmd)
+{
+	uint8_t buf[IEC_MAX_ASDU];
+	struct iec_params p = iec_prm(session_line(s), a->ca);
+
+	return iec_queue(s, buf, iec_asdu_encode(a, &p, buf, sizeof(buf)), wr, false, cmd);
 }
 
 /* N(R) from the peer: everything before it is acknowledged. */

@@ -59,6 +59,10 @@ iec_server_line_free(struct line *l)
 		iec_mq_clear(&il->groups[g].events);
 	free(il->groups);
 	iec_mq_clear(&il->lineq.events);
+	for (struct iec_select *sel; (sel = il->selects) != NULL; ) {
+		il->selects = sel->next;
+		free(sel);
+	}
 	while ((c = il->pending) != NULL) {
 		il->pending = c->next;
 		write_req_detach(c->req); /* its answer would find the line gone */
@@ -526,6 +530,41 @@ iec_negative(struct session *s, const struct iec_asdu *a, uint8_t cot)
 	iec_send_asdu(s, &r, NULL);
 }
 
+/* The select of served tag t, or where it would be linked; expired ones go first. */
+static struct iec_select **
+iec_select_find(struct line *l, struct stag *t)
+{
+	struct iec_select **pp = &lpriv(l)->selects, *sel;
+	int64_t now = iec_mono_ms();
+
+	while ((sel = *pp) != NULL) {
+		if (sel->until_ms <= now) {
+			*pp = sel->next;
+			free(sel);
+		} else if (sel->t == t)
+			return pp;
+		else
+			pp = &sel->next;
+	}
+	return pp;
+}
+
+static void
+iec_select_end(struct iec_select **pp)
+{
+	struct iec_select *sel = *pp;
+
+	*pp = sel->next;
+	free(sel);
+}
+
+/* An execute is the command selected: its value and qualifier. */
+static bool
+iec_same_command(const struct iec_obj *x, const struct iec_obj *y)
+{
+	return x->v.i == y->v.i && x->qu == y->qu;
+}
+
 static void iec_server_station_asdu(struct session *s, struct station *st, const struct iec_asdu *a);
 
 void
@@ -663,9 +702,51 @@ iec_server_station_asdu(struct session *s, struct station *st, const struct iec_
 		iec_send_asdu(s, &r, NULL);
 		return;
 	}
-	if (a->cot == COT_DEACT || a->obj[0].select) {
-		/* select (or its cancellation): confirmed, nothing written yet */
-		r.cot = a->cot == COT_DEACT ? COT_DEACTCON : COT_ACTCON;
+	/* select before operate (101 7.2.6.26, S/E): a select reserves the object for the
+	 * connection that made it, until its execute, deactivation, select_timeout, or the
+	 * connection's end; the execute must be the command selected */
+	struct iec_select **sp = iec_select_find(l, t), *sel = *sp;
+	const char *refuse = NULL;
+	if (a->cot == COT_DEACT) {
+		if (sel && sel->s == s)
+			iec_select_end(sp);
+		r.cot = COT_DEACTCON;
+		iec_send_asdu(s, &r, NULL);
+		return;
+	}
+	if (a->obj[0].select) {
+		if (sel && sel->s && sel->s != s)
+			refuse = "selected by another connection";
+		else if (!sel && (sel = calloc(1, sizeof(*sel))) == NULL)
+			refuse = "out of memory";
+		else {
+			if (!*sp) {
+				sel->next = lpriv(l)->selects;
+				lpriv(l)->selects = sel;
+			}
+			sel->t = t;
+			sel->s = s;
+			sel->type = a->type;
+			sel->o = a->obj[0];
+			sel->until_ms = iec_mono_ms() + sconf(st)->select_ms;
+			r.cot = COT_ACTCON;
+			iec_send_asdu(s, &r, NULL);
+			return;
+		}
+	} else if (sel && sel->s == s) {
+		/* the execute of this connection's select: the same command, or nothing */
+		if (sel->type != a->type || !iec_same_command(&sel->o, &a->obj[0]))
+			refuse = "not the command selected (the select ends)";
+		iec_select_end(sp);
+	} else if (sel)
+		refuse = sel->s ? "selected by another connection" : "its select was cancelled when its connection closed";
+	else if (stag_conf(t)->pconf && ((const struct iec_tag_conf *)stag_conf(t)->pconf)->sbo)
+		refuse = "select before operate: no select";
+	if (refuse) {
+		log_warnx("line %s: %s: %s ioa %u (%s) refused: %s", line_name(l), session_peer(s), iec_type_name(a->type),
+		    a->obj[0].ioa, a->obj[0].select ? "select" : "execute", refuse);
+		r.cot = COT_ACTCON;
+		r.pn = true;
 		iec_send_asdu(s, &r, NULL);
 		return;
 	}
@@ -686,12 +767,30 @@ iec_server_station_asdu(struct session *s, struct station *st, const struct iec_
 		c->req = req;
 }
 
+/* The connection is going: a command it sent that is still on its way to the device goes
+ * on (the core logs and counts its result: nobody is left to answer), and its selects are
+ * cancelled: no other connection's execute can complete them. */
 static void
 iec_server_close_cmds(struct session *s)
 {
-	for (struct iec_srv_cmd *c = lpriv(session_line(s))->pending; c; c = c->next)
-		if (c->s == s)
-			c->s = NULL; /* the routed write goes on; its answer has nowhere to go */
+	struct iec_line *il = lpriv(session_line(s));
+	struct iec_srv_cmd **pp = &il->pending, *c;
+
+	while ((c = *pp) != NULL) {
+		if (c->s == s) {
+			*pp = c->next;
+			write_req_detach(c->req);
+			free(c);
+		} else
+			pp = &c->next;
+	}
+	for (struct iec_select *sel = il->selects; sel; sel = sel->next)
+		if (sel->s == s) {
+			sel->s = NULL;
+			log_info("line %s: %s: its select of %s (%s ioa %u) is cancelled: the connection closed",
+			    line_name(session_line(s)), session_peer(s), stag_name(sel->t), iec_type_name(sel->type),
+			    sel->o.ioa);
+		}
 }
 
 static void

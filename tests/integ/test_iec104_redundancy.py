@@ -315,4 +315,6 @@ def test_client_never_sends_an_answered_write():
 
 if __name__ == "__main__":
     main([test_second_master_does_not_freeze_first, test_configured_group_moves_data,
-          test_queue_keeps_only_time_tagged_events, test_queue_bounded_per_line])
+          test_queue_keeps_only_time_tagged_events, test_queue_bounded_per_line,
+          test_select_cancelled_when_master_closes, test_detached_command_goes_on,
+          test_client_never_sends_an_answered_write])
