@@ -32,7 +32,6 @@
 
 static const char *const conf_log_levels[] = { "error", "warning", "info", "debug", NULL };
 static const char *const conf_line_types[] = { "tcp", "tcp-redundant", NULL };
-static const char *const conf_tag_types[] = { "bool", "dpi", "int", "float", "string", "time", NULL };
 static const char *const conf_tag_dirs[] = { "in", "out", "inout", NULL };
 static const char *const conf_tls_versions[] = { "1.2", "1.3", NULL };
 
@@ -195,7 +194,7 @@ const struct conf_key conf_tag_keys[] = {
 	  .help = "tag name: letters, digits, '_', '.', ':', '-'; at most 127 characters" },
 	{ .name = "address", .type = CK_VALUE, .off = offsetof(struct tag_conf, address),
 	  .help = "string: the tag's protocol address; required on stations unless simulated; not on memory tags" },
-	{ .name = "type", .type = CK_VALUE, .choices = conf_tag_types,
+	{ .name = "type", .type = CK_VALUE, .choices = vtype_names,
 	  .help = "bool, dpi, int, float, string or time; optional on serving stations" },
 	{ .name = "direction", .type = CK_CHOICE, .def = "in", .choices = conf_tag_dirs,
 	  .off = offsetof(struct tag_conf, dir), .help = "in, out or inout: may the value be written" },
@@ -986,7 +985,7 @@ conf_tag(struct conf_ctx *x, const struct line_conf *lc, struct station_conf *sc
 	if ((m = config_setting_get_member(grp, "type"))) {
 		char list[128];
 
-		conf_choice_list(conf_tag_types, list, sizeof(list));
+		conf_choice_list(vtype_names, list, sizeof(list));
 		if (config_setting_type(m) != CONFIG_TYPE_STRING || vtype_parse(config_setting_get_string(m), &tc.type) != 0)
 			conf_err(x, m, "'type' must be one of %s", list);
 		else
@@ -1482,16 +1481,6 @@ conf_cmp_def(const void *a, const void *b)
 	return 0;
 }
 
-static uint32_t
-conf_hash(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 16777619u;
-	return h;
-}
-
 /* Open-addressing index of tag definitions; cap is a power of two > 2 * entries. */
 struct conf_index {
 	const struct tag_conf **slot;
@@ -1501,7 +1490,7 @@ struct conf_index {
 static const struct tag_conf *
 conf_index_find(const struct conf_index *ix, const char *name)
 {
-	for (size_t i = conf_hash(name) & (ix->cap - 1); ix->slot[i]; i = (i + 1) & (ix->cap - 1))
+	for (size_t i = str_hash(name) & (ix->cap - 1); ix->slot[i]; i = (i + 1) & (ix->cap - 1))
 		if (strcmp(ix->slot[i]->name, name) == 0)
 			return ix->slot[i];
 	return NULL;
@@ -1510,7 +1499,7 @@ conf_index_find(const struct conf_index *ix, const char *name)
 static void
 conf_index_add(struct conf_index *ix, const struct tag_conf *tc)
 {
-	size_t i = conf_hash(tc->name) & (ix->cap - 1);
+	size_t i = str_hash(tc->name) & (ix->cap - 1);
 
 	while (ix->slot[i])
 		i = (i + 1) & (ix->cap - 1);

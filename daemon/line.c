@@ -199,6 +199,17 @@ path_abort_attempt(struct path *p)
 	}
 }
 
+/* The delay before the next attempt (ms), and the one after it doubled, up to
+ * reconnect_max: one rule for client paths and for server lines that cannot listen. */
+static int
+path_backoff(struct path *p)
+{
+	int max = p->line->lc->reconnect_max_ms, delay = p->backoff_ms;
+
+	p->backoff_ms = delay > max / 2 ? max : delay * 2;
+	return delay;
+}
+
 /* The current endpoint failed: try the next one, or back off after a full cycle. */
 static void
 path_failed(struct path *p, const char *err)
@@ -224,13 +235,12 @@ path_failed(struct path *p, const char *err)
 		return;
 	}
 	/* a full cycle failed: back off with +-20 % jitter */
-	int delay = p->backoff_ms;
+	int delay = path_backoff(p);
 	int jitter = delay / 5;
 	if (jitter > 0)
 		delay += (int)(random() % (2 * jitter + 1)) - jitter;
 	if (delay < 1)
 		delay = 1;
-	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
 	p->cur = 0;
 	p->state = CS_WAITING;
 	log_info("line %s: all %d host%s failed, next attempt in %.1f s", l->lc->name, p->nep,
@@ -298,15 +308,8 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	fd = bufferevent_getfd(bev);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	line_keepalive(l, fd);
-	if (l->tls) {
-		SSL *ssl = bufferevent_openssl_get_ssl(bev);
-		char desc[512];
-		tls_describe(ssl, l->tls, desc, sizeof(desc));
-		log_info("line %s: %s: TLS established: %s", l->lc->name, p->peer, desc);
-		if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl))
-			log_warnx("line %s: %s: partner accepted UNVERIFIED (/DC): %s", l->lc->name, p->peer,
-			    X509_verify_cert_error_string(SSL_get_verify_result(ssl)));
-	}
+	if (l->tls)
+		tls_log_established(bufferevent_openssl_get_ssl(bev), l->tls, l->lc->name, p->peer);
 	p->state = CS_CONNECTED;
 	l->cnt.connects++;
 	/* a failover: a change between primary and backup, or the backup from the start */
@@ -479,8 +482,7 @@ path_session_closed(struct path *p, const char *reason, int64_t lived_ms)
 	 * delays after sessions that a peer accepted and dropped at once */
 	if (lived_ms >= PATH_STABLE_MS)
 		p->backoff_ms = l->lc->reconnect_delay_ms;
-	delay = p->backoff_ms;
-	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
+	delay = path_backoff(p);
 	p->cur = 0;
 	p->state = CS_WAITING;
 	if (delay > l->lc->reconnect_delay_ms)
@@ -726,9 +728,9 @@ line_listen_retry_cb(evutil_socket_t fd, short ev, void *arg)
 	}
 	line_close_listeners(l);
 	p->state = CS_WAITING;
-	path_timer_start(p, p->backoff_ms);
-	log_info("line %s: listening again in %.1f s", l->lc->name, p->backoff_ms / 1000.0);
-	p->backoff_ms = p->backoff_ms * 2 > l->lc->reconnect_max_ms ? l->lc->reconnect_max_ms : p->backoff_ms * 2;
+	int delay = path_backoff(p);
+	path_timer_start(p, delay);
+	log_info("line %s: listening again in %.1f s", l->lc->name, delay / 1000.0);
 }
 
 /* ---- lines ---- */

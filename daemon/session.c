@@ -446,12 +446,7 @@ session_tls_ready(struct session *s)
 	s->handshaking = false;
 	ptimer_stop(s->deadline);
 	session_watch_idle(s);
-	tls_describe(ssl, l->tls, desc, sizeof(desc));
-	log_info("line %s: %s: TLS established: %s", l->lc->name, s->peer, desc);
-	if (!l->tls->psk_mode && !l->tls->verify && !tls_peer_verified(ssl) && l->lc->tls.partner_certs)
-		log_warnx("line %s: %s: partner accepted UNVERIFIED (/DC): %s", l->lc->name, s->peer,
-		    SSL_get0_peer_certificate(ssl) ? X509_verify_cert_error_string(SSL_get_verify_result(ssl)) :
-		    "no certificate");
+	tls_log_established(ssl, l->tls, l->lc->name, s->peer);
 	if (l->ops->on_connect)
 		l->ops->on_connect(s);
 }

@@ -14,15 +14,6 @@
 static struct tag **tag_hash;
 static size_t tag_hash_size, tag_n;
 
-static uint32_t
-tag_hashfn(const char *s)
-{
-	uint32_t h = 2166136261u; /* FNV-1a */
-
-	while (*s)
-		h = (h ^ (uint8_t)*s++) * 16777619u;
-	return h;
-}
 
 void
 tags_init(void)
@@ -47,7 +38,7 @@ tag_rehash(void)
 		struct tag *t = tag_hash[i], *next;
 		for (; t; t = next) {
 			next = t->hnext;
-			uint32_t b = tag_hashfn(t->name) & (nsize - 1);
+			uint32_t b = str_hash(t->name) & (nsize - 1);
 			t->hnext = nh[b];
 			nh[b] = t;
 		}
@@ -62,7 +53,7 @@ tag_find(const char *name)
 {
 	if (!tag_hash)
 		return NULL;
-	for (struct tag *t = tag_hash[tag_hashfn(name) & (tag_hash_size - 1)]; t; t = t->hnext)
+	for (struct tag *t = tag_hash[str_hash(name) & (tag_hash_size - 1)]; t; t = t->hnext)
 		if (strcmp(t->name, name) == 0)
 			return t;
 	return NULL;
@@ -85,7 +76,7 @@ tag_create(const char *name, enum vtype type)
 		fatal("tag_create");
 	t->quality = Q_INVALID; /* nothing known yet */
 	TAILQ_INIT(&t->servers);
-	b = tag_hashfn(name) & (tag_hash_size - 1);
+	b = str_hash(name) & (tag_hash_size - 1);
 	t->hnext = tag_hash[b];
 	tag_hash[b] = t;
 	tag_n++;
@@ -95,7 +86,7 @@ tag_create(const char *name, enum vtype type)
 void
 tag_destroy(struct tag *t)
 {
-	struct tag **pp = &tag_hash[tag_hashfn(t->name) & (tag_hash_size - 1)];
+	struct tag **pp = &tag_hash[str_hash(t->name) & (tag_hash_size - 1)];
 
 	while (*pp && *pp != t)
 		pp = &(*pp)->hnext;

@@ -869,6 +869,20 @@ tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
 	return buf;
 }
 
+void
+tls_log_established(SSL *ssl, const struct line_tls *t, const char *line, const char *peer)
+{
+	char desc[512];
+
+	tls_describe(ssl, t, desc, sizeof(desc));
+	log_info("line %s: %s: TLS established: %s", line, peer, desc);
+	/* /DC: a partner that would have been refused is let in, and said so each time */
+	if (!t->psk_mode && !t->verify && (!t->server || t->partner_certs) && !tls_peer_verified(ssl))
+		log_warnx("line %s: %s: partner accepted UNVERIFIED (/DC): %s", line, peer,
+		    SSL_get0_peer_certificate(ssl) ? X509_verify_cert_error_string(SSL_get_verify_result(ssl)) :
+		    "no certificate");
+}
+
 int
 tls_warn_expiry(const struct line_tls *t, const char *line, int days)
 {

@@ -76,6 +76,9 @@ bool tls_check_auth(SSL *ssl, const struct line_tls *t, char *why, size_t len);
 /* What was negotiated: "TLSv1.3 TLS_AES_256_GCM_SHA384, peer /CN=... (verified)", or
  * "..., PSK identity ID" when the session was authenticated by a PSK. */
 char *tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len);
+/* "line L: PEER: TLS established: ..." (what was negotiated), and the /DC warning when
+ * the partner was let in unverified. */
+void tls_log_established(SSL *ssl, const struct line_tls *t, const char *line, const char *peer);
 /* Did the partner's certificate verify? (false also when none was sent) */
 bool tls_peer_verified(SSL *ssl);
 /* Warn about certificates expiring within days; returns how many. */

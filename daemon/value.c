@@ -13,13 +13,23 @@
 #include "log.h"
 #include "value.h"
 
-static const char *const vtype_names[] = { "bool", "dpi", "int", "float", "string", "time" };
+const char *const vtype_names[] = { "bool", "dpi", "int", "float", "string", "time", NULL };
+
+uint32_t
+str_hash(const char *s)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 16777619u;
+	return h;
+}
 static const char *const dpi_names[] = { "intermediate", "off", "on", "faulty" };
 
 const char *
 vtype_name(enum vtype t)
 {
-	if ((unsigned)t >= sizeof(vtype_names) / sizeof(vtype_names[0]))
+	if ((unsigned)t >= sizeof(vtype_names) / sizeof(vtype_names[0]) - 1)
 		return "?";
 	return vtype_names[t];
 }
@@ -27,7 +37,7 @@ vtype_name(enum vtype t)
 int
 vtype_parse(const char *s, enum vtype *out)
 {
-	for (size_t i = 0; i < sizeof(vtype_names) / sizeof(vtype_names[0]); i++)
+	for (size_t i = 0; vtype_names[i]; i++)
 		if (strcmp(s, vtype_names[i]) == 0) {
 			*out = (enum vtype)i;
 			return 0;

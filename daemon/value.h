@@ -27,6 +27,10 @@ struct value {
 #define Q_OVERFLOW    0x10 /* OV */
 
 const char *vtype_name(enum vtype t);
+/* The type names in enum vtype's order, NULL-terminated (a schema's choices). */
+extern const char *const vtype_names[];
+/* FNV-1a of a string: the hash of komd's name tables (tags, the configuration's index). */
+uint32_t str_hash(const char *s);
 int vtype_parse(const char *s, enum vtype *out); /* 0 / -1 */
 
 /* Parse text as type t into v (v->s allocated for strings). 0, or -1 with err. */
