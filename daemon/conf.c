@@ -52,7 +52,7 @@ const struct conf_key conf_global_keys[] = {
 	{ .name = "control_timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
 	  .off = offsetof(struct config, control_timeout_ms),
 	  .help = "time a komctl client may take to send its request before it is dropped" },
-	{ .name = "control_readonly_group", .type = CK_VALUE, .off = offsetof(struct config, control_readonly_group),
+	{ .name = "control_readonly_group", .type = CK_STRING, .off = offsetof(struct config, control_readonly_group),
 	  .help = "string: a group whose members may use status, tags, get and certs only (not set, reload or "
 	  "trace); default: none" },
 	{ .name = "resolv_conf", .type = CK_STRING, .def = "/etc/resolv.conf",
@@ -67,17 +67,17 @@ const struct conf_key conf_global_keys[] = {
 };
 
 const struct conf_key conf_line_keys[] = {
-	{ .name = "name", .type = CK_STRING, .off = offsetof(struct line_conf, name),
+	{ .name = "name", .type = CK_STRING, .required = true, .off = offsetof(struct line_conf, name),
 	  .help = "unique name of the line: letters, digits, '_', '.', '-'" },
 	{ .name = "type", .type = CK_CHOICE, .def = "tcp", .choices = conf_line_types,
 	  .off = offsetof(struct line_conf, type),
 	  .help = "tcp, or tcp-redundant for a client line with a backup" },
-	{ .name = "protocol", .type = CK_STRING, .off = offsetof(struct line_conf, protocol),
+	{ .name = "protocol", .type = CK_STRING, .required = true, .off = offsetof(struct line_conf, protocol),
 	  .help = "protocol name; it decides whether the line is a client or a server" },
 	{ .name = "host", .type = CK_VALUE,
 	  .help = "string: host list; client lines: hosts to connect to (required); "
 	  "server lines: addresses to listen on (default \"*\")" },
-	{ .name = "port", .type = CK_INT, .min = 1, .max = 65535, .off = offsetof(struct line_conf, port),
+	{ .name = "port", .type = CK_INT, .required = true, .min = 1, .max = 65535, .off = offsetof(struct line_conf, port),
 	  .help = "TCP port to connect to or listen on" },
 	{ .name = "line_number", .type = CK_INT, .min = 0, .max = 65535, .def = "0",
 	  .off = offsetof(struct line_conf, line_number), .help = "number of the line, for the protocol and for reports" },
@@ -124,13 +124,13 @@ const struct conf_key conf_backup_keys[] = {
 };
 
 const struct conf_key conf_tls_keys[] = {
-	{ .name = "partner_certs", .type = CK_VALUE, .off = offsetof(struct tls_conf, partner_certs),
+	{ .name = "partner_certs", .type = CK_STRING, .off = offsetof(struct tls_conf, partner_certs),
 	  .help = "string: comma-separated certificate files (PEM) that the partner's certificate must chain to" },
-	{ .name = "my_cert", .type = CK_VALUE, .off = offsetof(struct tls_conf, my_cert),
+	{ .name = "my_cert", .type = CK_STRING, .off = offsetof(struct tls_conf, my_cert),
 	  .help = "string: our certificate file (PEM); needs my_key" },
-	{ .name = "my_key", .type = CK_VALUE, .off = offsetof(struct tls_conf, my_key),
+	{ .name = "my_key", .type = CK_STRING, .off = offsetof(struct tls_conf, my_key),
 	  .help = "string: our private key file (PEM); needs my_cert" },
-	{ .name = "psk", .type = CK_VALUE, .off = offsetof(struct tls_conf, psk),
+	{ .name = "psk", .type = CK_STRING, .off = offsetof(struct tls_conf, psk),
 	  .help = "string: the pre-shared key, in hex or as \"text:...\" (PSK mode, when no certificate is "
 	  "set); in certificate mode the password of an encrypted my_key" },
 	{ .name = "psk_identity", .type = CK_STRING, .def = "Client_identity",
@@ -140,11 +140,11 @@ const struct conf_key conf_tls_keys[] = {
 	  .off = offsetof(struct tls_conf, min_version), .help = "lowest TLS version: 1.2 or 1.3" },
 	{ .name = "max_version", .type = CK_CHOICE, .def = "1.3", .choices = conf_tls_versions,
 	  .off = offsetof(struct tls_conf, max_version), .help = "highest TLS version: 1.2 or 1.3" },
-	{ .name = "ciphers", .type = CK_VALUE, .off = offsetof(struct tls_conf, ciphers),
+	{ .name = "ciphers", .type = CK_STRING, .off = offsetof(struct tls_conf, ciphers),
 	  .help = "string: OpenSSL cipher list for TLS 1.2; default: OpenSSL's, or the PSK suites in PSK mode" },
-	{ .name = "ciphersuites", .type = CK_VALUE, .off = offsetof(struct tls_conf, ciphersuites),
+	{ .name = "ciphersuites", .type = CK_STRING, .off = offsetof(struct tls_conf, ciphersuites),
 	  .help = "string: OpenSSL TLS 1.3 ciphersuites; default: OpenSSL's" },
-	{ .name = "crl", .type = CK_VALUE, .off = offsetof(struct tls_conf, crl),
+	{ .name = "crl", .type = CK_STRING, .off = offsetof(struct tls_conf, crl),
 	  .help = "string: comma-separated certificate revocation list files (PEM); a partner whose "
 	  "certificate (or any certificate of its chain) is revoked is refused; read at start-up and reload" },
 	{ .name = "plain_psk", .type = CK_BOOL, .def = "false", .off = offsetof(struct tls_conf, plain_psk),
@@ -165,7 +165,7 @@ const struct conf_key conf_tls_keys[] = {
 };
 
 const struct conf_key conf_station_keys[] = {
-	{ .name = "name", .type = CK_STRING, .off = offsetof(struct station_conf, name),
+	{ .name = "name", .type = CK_STRING, .required = true, .off = offsetof(struct station_conf, name),
 	  .help = "name of the station, unique within its line" },
 	{ .name = "address", .type = CK_VALUE, .off = offsetof(struct station_conf, address),
 	  .help = "integer or string: the station's protocol address; required unless simulation is true" },
@@ -190,7 +190,7 @@ const struct conf_key conf_station_keys[] = {
 };
 
 const struct conf_key conf_tag_keys[] = {
-	{ .name = "name", .type = CK_STRING, .off = offsetof(struct tag_conf, name),
+	{ .name = "name", .type = CK_STRING, .required = true, .off = offsetof(struct tag_conf, name),
 	  .help = "tag name: letters, digits, '_', '.', ':', '-'; at most 127 characters" },
 	{ .name = "address", .type = CK_VALUE, .off = offsetof(struct tag_conf, address),
 	  .help = "string: the tag's protocol address; required on stations unless simulated; not on memory tags" },
@@ -199,7 +199,7 @@ const struct conf_key conf_tag_keys[] = {
 	{ .name = "direction", .type = CK_CHOICE, .def = "in", .choices = conf_tag_dirs,
 	  .off = offsetof(struct tag_conf, dir), .help = "in, out or inout: may the value be written" },
 	{ .name = "initial", .type = CK_VALUE, .help = "memory tags: the value at start-up" },
-	{ .name = "description", .type = CK_VALUE, .off = offsetof(struct tag_conf, description),
+	{ .name = "description", .type = CK_STRING, .off = offsetof(struct tag_conf, description),
 	  .help = "string: free text" },
 	{ .name = NULL, .type = CK_END },
 };
@@ -523,12 +523,11 @@ conf_section(struct conf_ctx *x, const config_setting_t *grp, const struct conf_
 				continue;
 			if (t == 1 && conf_key_find(keys, k->name))
 				continue; /* the core's key of the same name wins */
-			if (k->def)
-				conf_key_default(x, k, bases[t]);
-			else if (k->type != CK_VALUE) {
+			if (k->required) {
 				conf_err(x, grp, "missing required key '%s'%s%s", k->name, what ? " in " : "", what ? what : "");
 				nerr++;
-			}
+			} else if (k->def)
+				conf_key_default(x, k, bases[t]);
 		}
 	return nerr;
 }
@@ -999,7 +998,6 @@ conf_tag(struct conf_ctx *x, const struct line_conf *lc, struct station_conf *sc
 		else if (tc.has_type)
 			conf_initial(x, m, &tc);
 	}
-	conf_opt(x, grp, conf_tag_keys, "description", CK_STRING, &tc);
 
 	if (sc) {
 		conf_grow(&sc->tags, sc->ntags, sizeof(tc));
@@ -1139,9 +1137,6 @@ conf_tls(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *grp, 
 
 	t->present = true;
 	conf_section(x, grp, conf_tls_keys, t, NULL, NULL, what);
-	for (const struct conf_key *k = conf_tls_keys; k->name; k++)
-		if (k->type == CK_VALUE)
-			conf_opt(x, grp, conf_tls_keys, k->name, CK_STRING, t);
 	conf_loc_of(x, grp, &t->loc);
 	t->loc_partner_certs = t->loc_my_cert = t->loc_my_key = t->loc_psk = t->loc;
 
@@ -1377,7 +1372,6 @@ conf_main(struct conf_ctx *x, const char *path, const char *dir)
 		c->appdir = conf_strdup(abs);
 	if (root) {
 		conf_section(x, root, conf_global_keys, c, NULL, NULL, NULL);
-		conf_opt(x, root, conf_global_keys, "control_readonly_group", CK_STRING, c);
 		conf_lists(x, root);
 	} else {
 		for (const struct conf_key *k = conf_global_keys; k->name; k++)
@@ -1697,22 +1691,47 @@ conf_find_tag(const struct config *c, const char *name)
 	return NULL;
 }
 
+/* Every string of a section: the CK_STRING keys of its table, whatever the section. */
+void
+conf_free_strings(const struct conf_key *keys, void *base)
+{
+	for (; base && keys && keys->name; keys++)
+		if (keys->type == CK_STRING)
+			free(*(char **)((char *)base + keys->off));
+}
+
+int
+conf_check_tables(char *err, size_t errlen)
+{
+	for (int p = 0; proto_table[p]; p++) {
+		const struct proto_ops *o = proto_table[p];
+		const struct conf_key *const pairs[][2] = { { o->line_keys, conf_line_keys },
+			{ o->station_keys, conf_station_keys }, { o->tag_keys, conf_tag_keys } };
+
+		for (size_t i = 0; i < sizeof(pairs) / sizeof(pairs[0]); i++)
+			for (const struct conf_key *k = pairs[i][0]; k && k->name; k++)
+				if (conf_key_find(pairs[i][1], k->name)) {
+					snprintf(err, errlen, "protocol %s: key '%s' shadows the core's key of that name",
+					    o->name, k->name);
+					return -1;
+				}
+	}
+	return 0;
+}
+
 /* The protocol's strings in pconf, then pconf itself. */
 static void
 conf_free_pconf(const struct conf_key *keys, void *pconf)
 {
-	for (; pconf && keys && keys->name; keys++)
-		if (keys->type == CK_STRING)
-			free(*(char **)((char *)pconf + keys->off));
+	conf_free_strings(keys, pconf);
 	free(pconf);
 }
 
 static void
 conf_free_tag(const struct proto_ops *ops, struct tag_conf *tc)
 {
-	free(tc->name);
-	free(tc->address);
-	free(tc->description);
+	conf_free_strings(conf_tag_keys, tc);
+	free(tc->address);    /* CK_VALUE: a string or a number in the file */
 	value_clear(&tc->initial);
 	conf_free_pconf(ops ? ops->tag_keys : NULL, tc->pconf);
 }
@@ -1731,23 +1750,15 @@ conf_free(struct config *c)
 			for (int t = 0; t < sc->ntags; t++)
 				conf_free_tag(lc->ops, &sc->tags[t]);
 			free(sc->tags);
-			free(sc->name);
-			free(sc->address);
+			conf_free_strings(conf_station_keys, sc);
+			free(sc->address);    /* CK_VALUE: a string or a number in the file */
 			conf_free_pconf(lc->ops ? lc->ops->station_keys : NULL, sc->pconf);
 		}
 		free(lc->stations);
-		free(lc->name);
-		free(lc->protocol);
-		free(lc->tls.partner_certs);
-		free(lc->tls.my_cert);
-		free(lc->tls.my_key);
+		conf_free_strings(conf_line_keys, lc);
 		if (lc->tls.psk)
 			OPENSSL_cleanse(lc->tls.psk, strlen(lc->tls.psk));
-		free(lc->tls.psk);
-		free(lc->tls.crl);
-		free(lc->tls.psk_identity);
-		free(lc->tls.ciphers);
-		free(lc->tls.ciphersuites);
+		conf_free_strings(conf_tls_keys, &lc->tls);
 		conf_free_pconf(lc->ops ? lc->ops->line_keys : NULL, lc->pconf);
 		free(lc->fingerprint);
 	}
@@ -1759,11 +1770,8 @@ conf_free(struct config *c)
 		free(c->files[i]);
 	free(c->files);
 	free(c->path);
-	free(c->appdir);
-	free(c->control_socket);
-	free(c->control_readonly_group);
-	free(c->resolv_conf);
-	free(c->hosts_file);
+	free(c->appdir);      /* CK_VALUE: relative to the main file */
+	conf_free_strings(conf_global_keys, c);
 	free(c);
 }
 

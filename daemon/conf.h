@@ -41,7 +41,7 @@ enum ck_type {
 	CK_BOOL,     /* bool */
 	CK_INT,      /* int, within [min, max] */
 	CK_SECONDS,  /* int milliseconds; config gives seconds, int or float, within [min, max] seconds */
-	CK_STRING,   /* char * (strdup'ed; #APPDIR# substituted) */
+	CK_STRING,   /* char * (strdup'ed; #APPDIR# substituted; freed by conf_free_strings) */
 	CK_CHOICE,   /* int: index into choices[], config gives the string */
 	CK_VALUE,    /* handled by the section's own code (type-dependent values, lists, groups) */
 };
@@ -50,6 +50,7 @@ struct conf_key {
 	const char *name;
 	enum ck_type type;
 	double min, max;
+	bool required;              /* the section must give it (else: def, or left unset) */
 	const char *def;            /* default as text (NULL: no default / not set) */
 	size_t off;                 /* offset in the section's struct */
 	const char *const *choices; /* CK_CHOICE: NULL-terminated */
@@ -176,6 +177,12 @@ struct config *conf_load(const char *path, struct conf_errors *errs);
  * for checks that need it (TLS files, komd -t): conf_free it. */
 struct config *conf_load_keep(const char *path, struct conf_errors *errs);
 void conf_free(struct config *c);
+/* Free the CK_STRING fields of a section's struct base, as its table keys lists them. */
+void conf_free_strings(const struct conf_key *keys, void *base);
+/* Does any protocol's key shadow a key of the core's table for the same section? Such a key
+ * could never be set (the core's wins): a programming error, checked at start-up. 0, or -1
+ * with the first in err. */
+int conf_check_tables(char *err, size_t errlen);
 void conf_errors_clear(struct conf_errors *errs);
 
 const struct line_conf *conf_find_line(const struct config *c, const char *name);

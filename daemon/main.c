@@ -411,6 +411,9 @@ main(int argc, char **argv)
 		return 2;
 	}
 	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	char terr[200];
+	if (conf_check_tables(terr, sizeof(terr)) != 0)
+		fatalx("%s", terr); /* a protocol's table is broken: no configuration could use it */
 	if (!core_dumps)
 		komd_no_core_dumps(); /* before any key is read */
 
