@@ -12,6 +12,7 @@
 #include "log.h"
 #include "value.h"
 #include "proto.h"
+#include "komd.h"
 
 #ifndef TAILQ_FOREACH_SAFE
 #define TAILQ_FOREACH_SAFE(var, head, field, tvar) \
@@ -25,19 +26,7 @@ struct counters {
 	uint64_t connects, failovers, proto_errors, rejected, tls_failures;
 };
 
-/* The process-wide state the core modules share. */
-struct komd {
-	struct event_base *base;
-	struct evdns_base *dns;
-	struct config *conf;       /* the running configuration */
-	bool no_peer_verify;
-	bool stopping;
-	int fd_limit;              /* RLIMIT_NOFILE in force (main.c); 0 unknown */
-	TAILQ_HEAD(, line) lines;
-};
-/* Descriptors kept free for the control socket, logs and reloads: lines refuse new
- * connections rather than take them (line.c). */
-#define KOMD_FD_RESERVE 32
+
 extern struct komd komd;
 
 struct ptimer {
@@ -245,8 +234,6 @@ bool line_uses_tag(const struct line *l, const char *name);
  * handshake, a bad frame): the first five of each kind (fmt) in a second are logged, the
  * others counted and summed up ("N more like this") at the end of that second. */
 void line_warn(struct line *l, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* Is fd among the last KOMD_FD_RESERVE descriptors of komd.fd_limit? */
-bool line_fd_reserved(int fd);
 /* Reload kept this line: load its certificates and keys again (new connections use them). */
 void line_tls_reload(struct line *l);
 
@@ -280,6 +267,12 @@ void notify_stopping(void);
 void notify_status(void);
 void notify_watchdog_start(void);
 void notify_watchdog_stop(void);
+
+/* reload.c: apply a checked configuration as a difference (kept, restarted, stopped,
+ * started lines; a summary, and the lines that could not start, in msg); release the
+ * running one at exit. */
+void reload_apply(struct config *nc, char *msg, size_t msglen);
+void reload_release(void);
 
 /* main.c: reload the configuration; 0 applied, 1 applied but some lines could not start
  * (named in msg), -1 refused (errors logged, into msg). */

@@ -25,8 +25,6 @@
 #include "core.h"
 #include "tls.h"
 
-struct komd komd; /* the process's shared state */
-
 #define LINE_WARN_WINDOW_MS 1000
 #define LINE_WARN_BURST 5        /* logged in full per window, before the counting starts */
 
@@ -117,14 +115,6 @@ line_keepalive(const struct line *l, int fd)
 	setsockopt(fd, IPPROTO_TCP, TCP_KEEPCNT, &cnt, sizeof(cnt));
 }
 
-/* Is descriptor fd among the last KOMD_FD_RESERVE of the limit? The kernel hands out the
- * lowest free number, so fd is about the count in use: the rest stays for the control
- * socket, reloads and logs. */
-bool
-line_fd_reserved(int fd)
-{
-	return komd.fd_limit > 0 && fd >= komd.fd_limit - KOMD_FD_RESERVE;
-}
 
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms);
 static void path_attempt(struct path *p);
@@ -361,7 +351,7 @@ path_connect(struct path *p, const struct sockaddr *sa, socklen_t salen)
 	if (bufferevent_socket_connect(p->bev, sa, (int)salen) != 0) {
 		int err = EVUTIL_SOCKET_ERROR();
 		path_failed(p, err ? evutil_socket_error_to_string(err) : "connect failed");
-	} else if (line_fd_reserved(bufferevent_getfd(p->bev))) {
+	} else if (komd_fd_reserved(bufferevent_getfd(p->bev))) {
 		path_failed(p, "out of descriptors: the rest is kept for the control socket (raise LimitNOFILE)");
 	}
 }
@@ -572,7 +562,7 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 		evutil_closesocket(fd);
 		return;
 	}
-	if (line_fd_reserved(fd)) {
+	if (komd_fd_reserved(fd)) {
 		/* the last descriptors are the control socket's: pause as for EMFILE */
 		l->cnt.rejected++;
 		evutil_closesocket(fd);

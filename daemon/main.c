@@ -23,9 +23,7 @@
  * DNS, standard streams, files read at a reload. */
 #define FD_MARGIN 64
 
-static struct confref *komd_cref; /* the running configuration */
 static const char *conf_path = DEFAULT_CONF;
-static bool opt_debug;
 
 static void
 usage(FILE *f)
@@ -161,134 +159,6 @@ tls_expiry_cb(evutil_socket_t fd, short ev, void *arg)
 		tls_warn_expiry(l->tls, l->lc->name, 30);
 }
 
-/* Does line l still stand unchanged in the new configuration nc? */
-static bool
-line_unchanged(const struct line *l, const struct config *nc)
-{
-	const struct line_conf *nlc = conf_find_line(nc, l->lc->name);
-
-	if (!nlc || strcmp(nlc->fingerprint, l->lc->fingerprint) != 0)
-		return false;
-	for (int i = 0; i < l->nstations; i++)
-		for (int j = 0; j < l->stations[i].ntags; j++) {
-			const struct tag *t = l->stations[i].tags[j].tag;
-			const struct tag_conf *tc = conf_find_tag(nc, t->name);
-			if (!tc || tc->type != t->type)
-				return false;
-		}
-	return true;
-}
-
-static void
-tag_define(const struct tag_conf *tc, bool memory)
-{
-	struct tag *t = tag_find(tc->name);
-
-	if (t && t->type != tc->type) {
-		/* the type changed: every line that used it has been stopped and freed */
-		tag_destroy(t);
-		t = NULL;
-	}
-	if (!t)
-		t = tag_create(tc->name, tc->type);
-	else if (t->memory == memory)
-		goto keep; /* same role: the value stays */
-	if (memory && tc->has_initial)
-		tag_set(t, &tc->initial, 0, time_now_ms());
-	else if (memory)
-		tag_set_quality(t, 0); /* a memory tag without an initial value: zero, good */
-	else
-		tag_set_quality(t, t->quality | Q_INVALID); /* now acquired: nothing known until the device says */
-	t->memory = memory;
-keep:
-	t->mark = true;
-}
-
-static void
-tag_sweep(struct tag *t, void *arg)
-{
-	(void)arg;
-	if (!t->mark && !t->acq && TAILQ_EMPTY(&t->servers))
-		tag_destroy(t);
-	else
-		t->mark = false;
-}
-
-/* Apply a validated configuration: keep unchanged lines, stop removed and changed ones,
- * start new and changed ones. Returns a one-line summary in msg. */
-static void
-komd_apply(struct config *nc, char *msg, size_t msglen)
-{
-	struct confref *cref = calloc(1, sizeof(*cref));
-	struct line *l, *next;
-	TAILQ_HEAD(, line) kept;
-	int nkept = 0, nstopped = 0, nstarted = 0;
-
-	if (!cref)
-		fatal("apply");
-	cref->conf = nc;
-	cref->refs = 1;
-	TAILQ_INIT(&kept);
-	TAILQ_FOREACH_SAFE(l, &komd.lines, link, next) {
-		TAILQ_REMOVE(&komd.lines, l, link);
-		if (line_unchanged(l, nc)) {
-			TAILQ_INSERT_TAIL(&kept, l, link);
-			line_tls_reload(l); /* certificates may have been renewed in place */
-			nkept++;
-		} else {
-			log_info("line %s: %s", l->lc->name, conf_find_line(nc, l->lc->name) ? "changed: restarting" : "removed: stopping");
-			line_free(l);
-			nstopped++;
-		}
-	}
-
-	/* the tag table: memory tags and tags of acquiring stations */
-	for (int i = 0; i < nc->ntags; i++)
-		tag_define(&nc->tags[i], true);
-	for (int i = 0; i < nc->nlines; i++) {
-		const struct line_conf *lc = &nc->lines[i];
-		if (lc->ops->role != ROLE_CLIENT)
-			continue;
-		for (int j = 0; j < lc->nstations; j++)
-			for (int k = 0; k < lc->stations[j].ntags; k++)
-				tag_define(&lc->stations[j].tags[k], false);
-	}
-	tag_foreach(tag_sweep, NULL);
-
-	komd.conf = nc;
-	if (!opt_debug)
-		log_setlevel((enum log_level)nc->log_level);
-
-	/* lines in the order of the file; kept ones as they are */
-	for (int i = 0; i < nc->nlines; i++) {
-		struct line_conf *lc = &nc->lines[i];
-		TAILQ_FOREACH(l, &kept, link)
-			if (strcmp(l->lc->name, lc->name) == 0)
-				break;
-		if (l) {
-			TAILQ_REMOVE(&kept, l, link);
-			TAILQ_INSERT_TAIL(&komd.lines, l, link);
-			continue;
-		}
-		if ((l = line_create(lc, cref)) == NULL)
-			continue;
-		TAILQ_INSERT_TAIL(&komd.lines, l, link);
-		l->start_failed = line_start(l) != 0; /* a port in use: it tries again, and says so */
-		nstarted++;
-	}
-	if (komd_cref && --komd_cref->refs == 0) {
-		conf_free(komd_cref->conf);
-		free(komd_cref);
-	}
-	komd_cref = cref;
-	size_t o = (size_t)snprintf(msg, msglen, "configuration applied: %d line%s kept, %d stopped, %d started",
-	    nkept, nkept == 1 ? "" : "s", nstopped, nstarted);
-	TAILQ_FOREACH(l, &komd.lines, link)
-		if (l->start_failed && o < msglen)
-			o += (size_t)snprintf(msg + o, msglen - o, "\nline %s could not start: %s (retrying)", l->lc->name,
-			    l->last_error[0] ? l->last_error : "see the log");
-}
-
 int
 komd_reload(char *msg, size_t msglen)
 {
@@ -325,7 +195,7 @@ komd_reload(char *msg, size_t msglen)
 			log_warnx("control_socket %s cannot be opened: %s still serves", nc->control_socket, old);
 	}
 	komd_fd_limit(nc);
-	komd_apply(nc, msg, msglen);
+	reload_apply(nc, msg, msglen);
 	log_info("%s", msg);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
 	notify_ready();
@@ -397,7 +267,7 @@ main(int argc, char **argv)
 		case 'f': foreground = true; break;
 		case 'c': conf_path = optarg; break;
 		case 't': check = true; break;
-		case 'd': opt_debug = true; break;
+		case 'd': komd.debug = true; break;
 		case 'N': komd.no_peer_verify = true; break;
 		case 'C': core_dumps = true; break;
 		case 'V': printf("komd %s\n", KOMD_VERSION); return 0;
@@ -410,7 +280,7 @@ main(int argc, char **argv)
 		usage(stderr);
 		return 2;
 	}
-	log_init(foreground || check, opt_debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
+	log_init(foreground || check, komd.debug ? LOG_LVL_DEBUG : LOG_LVL_INFO);
 	char terr[200];
 	if (conf_check_tables(terr, sizeof(terr)) != 0)
 		fatalx("%s", terr); /* a protocol's table is broken: no configuration could use it */
@@ -454,7 +324,7 @@ main(int argc, char **argv)
 	komd.conf = conf;
 	if (control_start(conf->control_socket) != 0)
 		fatalx("cannot open the control socket %s", conf->control_socket);
-	komd_apply(conf, msg, sizeof(msg));
+	reload_apply(conf, msg, sizeof(msg));
 	log_info("%s", msg);
 	malloc_trim(0);
 
@@ -479,10 +349,7 @@ main(int argc, char **argv)
 	event_base_loop(komd.base, EVLOOP_NONBLOCK); /* run deferred session frees */
 	session_linger_free_all();
 	tag_foreach(tag_free_cb, NULL);
-	if (--komd_cref->refs == 0) {
-		conf_free(komd_cref->conf);
-		free(komd_cref);
-	}
+	reload_release();
 	event_free(ev_hup);
 	event_free(ev_term);
 	event_free(ev_int);
