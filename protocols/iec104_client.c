@@ -193,8 +193,8 @@ iec_client_confirm(struct session *s, struct station *st, const struct iec_asdu 
 		struct iec_cmd **pp, *cmd;
 
 		for (pp = &sn->cmds; (cmd = *pp) != NULL; pp = &cmd->next)
-			if (cmd->type == a->type && cmd->ioa == o->ioa)
-				break;
+			if (cmd->type == a->type && cmd->ioa == o->ioa && !cmd->msg)
+				break; /* (one still waiting for the k window was not sent: not this one) */
 		if (!cmd) {
 			/* an ActTerm after the ActCon that completed it (cmdc 1) is normal */
 			if (a->cot == COT_ACTTERM && !a->pn)
@@ -233,12 +233,16 @@ iec_client_confirm(struct session *s, struct station *st, const struct iec_asdu 
 				continue;
 			}
 			cmd->selecting = false;
-			iec_send_command(s, cmd->exec, c->cmdc == 0 ? cmd->wr : NULL, c->cmdc == 0 ? NULL : cmd);
 			if (c->cmdc == 0) {
+				/* done when the execute is acknowledged: the frame holds the write */
+				struct iec_asdu *exec = cmd->exec;
+				struct write_req *wr = cmd->wr;
 				*pp = cmd->next;
-				free(cmd->exec);
 				free(cmd);
-			}
+				iec_send_command(s, exec, wr, NULL);
+				free(exec);
+			} else
+				iec_send_command(s, cmd->exec, NULL, cmd);
 			continue;
 		}
 		bool done = (c->cmdc == 1 && a->cot == COT_ACTCON) || (c->cmdc == 2 && a->cot == COT_ACTTERM) ||

@@ -265,6 +265,8 @@ iec_queue(struct session *s, const uint8_t *asdu, size_t n, struct write_req *wr
 	if (is->out.n >= IEC_MAX_OUT) {
 		/* the peer does not acknowledge (or keeps asking): close rather than grow */
 		free(m);
+		if (wr)
+			write_done(wr, -1, "connection lost");
 		session_protocol_error(s, "over %d frames waiting for the k window: the peer does not acknowledge",
 		    IEC_MAX_OUT);
 		return -1;
