@@ -164,6 +164,7 @@ struct session {
 	struct path *path;           /* client sessions */
 	enum path_kind kind;
 	struct bufferevent *bev;
+	const struct transport *tr;  /* plain or TLS (session.c) */
 	struct event *rev;           /* plain TCP: our own read event (bufferevent writes only) */
 	char peer[128];
 	void *priv;

@@ -169,13 +169,85 @@ session_watch_idle(struct session *s)
 	ptimer_start(s->deadline, ms);
 }
 
+/* ---- transports: how a session's bytes move ----
+ * Plain TCP reads through an event of its own, one recv() a readiness (libevent's
+ * evbuffer_read asks ioctl(FIONREAD) first, a system call a frame), and writes straight to
+ * the socket when nothing is queued; TLS reads and writes through the OpenSSL bufferevent.
+ * Every read, write and close goes through this, so that nothing (a watermark, a timeout)
+ * applies to one kind by accident. */
+struct transport {
+	const char *name;
+	size_t extra;                                   /* bytes after struct session */
+	int (*start)(struct session *s);                /* begin reading; -1: the session fails */
+	void (*stop)(struct session *s);                /* read no more */
+	size_t (*send_now)(struct session *s, const void *data, size_t len); /* bytes sent at once */
+	void (*shutdown)(struct session *s);            /* the orderly end (close_notify) */
+};
+
+static int
+plain_start(struct session *s)
+{
+	s->rev = (struct event *)(s + 1); /* room after the session: no allocation a connection */
+	if (event_assign(s->rev, komd.base, bufferevent_getfd(s->bev), EV_READ | EV_PERSIST, session_raw_read_cb,
+	    s) != 0 || event_add(s->rev, NULL) != 0)
+		return -1;
+	return 0;
+}
+
+static void plain_stop(struct session *s) { event_del(s->rev); }
+
+/* nothing waiting: straight to the socket (an answer goes out now, without a loop pass and
+ * two epoll_ctl calls); what does not fit is queued by the caller */
+static size_t
+plain_send_now(struct session *s, const void *data, size_t len)
+{
+	ssize_t n = send(bufferevent_getfd(s->bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+static void plain_shutdown(struct session *s) { (void)s; }
+
+static int
+tls_start(struct session *s)
+{
+	return bufferevent_enable(s->bev, EV_READ);
+}
+
+static void tls_stop(struct session *s) { bufferevent_disable(s->bev, EV_READ); }
+
+static size_t
+tls_send_now(struct session *s, const void *data, size_t len)
+{
+	(void)s; (void)data; (void)len;
+	return 0; /* records are the bufferevent's */
+}
+
+static void
+tls_shutdown(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
+
+	/* close_notify; with answers still queued, after them (session_linger) */
+	if (ssl && !s->handshaking && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0)
+		SSL_shutdown(ssl);
+}
+
+static const struct transport transport_plain = {
+	.name = "plain", .start = plain_start, .stop = plain_stop, .send_now = plain_send_now,
+	.shutdown = plain_shutdown,
+};
+static const struct transport transport_tls = {
+	.name = "tls", .start = tls_start, .stop = tls_stop, .send_now = tls_send_now, .shutdown = tls_shutdown,
+};
+
 struct session *
 session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
     enum path_kind kind, bool handshaking)
 {
-	/* plain TCP: room for the read event after the session (see session_raw_read_cb) */
-	size_t evsz = l->tls ? 0 : event_get_struct_event_size();
-	struct session *s = calloc(1, sizeof(*s) + evsz);
+	const struct transport *tr = l->tls ? &transport_tls : &transport_plain;
+	size_t extra = tr == &transport_plain ? event_get_struct_event_size() : 0;
+	struct session *s = calloc(1, sizeof(*s) + extra);
 
 	if (!s)
 		return NULL;
@@ -191,22 +263,17 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->last_req_ms = session_loop_ms(); /* "without a request" counts from the accept */
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	LIST_INIT(&s->timers);
-	if (evsz) {
-		/* plain TCP: reads are ours, one recv() a readiness; libevent's evbuffer_read asks
-		 * ioctl(FIONREAD) first, a system call a frame */
-		s->rev = (struct event *)(s + 1);
-		if (event_assign(s->rev, komd.base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, session_raw_read_cb,
-		    s) != 0 || event_add(s->rev, NULL) != 0) {
-			free(s->priv); /* the caller frees bev */
-			free(s);
-			return NULL;
-		}
+	s->tr = tr;
+	s->handshaking = handshaking;
+	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
+	if (tr->start(s) != 0 || bufferevent_enable(bev, EV_WRITE) != 0) {
+		bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+		free(s->priv); /* the caller frees bev */
+		free(s);
+		return NULL;
 	}
 	TAILQ_INSERT_TAIL(&l->sessions, s, link);
 	l->nsessions++;
-	s->handshaking = handshaking;
-	bufferevent_setcb(bev, session_read_cb, NULL, session_event_cb, s);
-	bufferevent_enable(bev, evsz ? EV_WRITE : EV_READ | EV_WRITE);
 	if (handshaking) {
 		/* the handshake must finish within the line's connect_timeout */
 		if ((s->deadline = session_timer(s, session_deadline_cb, s)) == NULL) {
@@ -307,11 +374,7 @@ session_close(struct session *s, const char *reason)
 		log_info("line %s: %s: closed: %s", l->lc->name, s->peer, reason);
 	if (l->ops->on_close && !s->handshaking)
 		l->ops->on_close(s);
-	if (l->tls && !s->handshaking && evbuffer_get_length(bufferevent_get_output(s->bev)) == 0) {
-		SSL *ssl = bufferevent_openssl_get_ssl(s->bev);
-		if (ssl)
-			SSL_shutdown(ssl); /* close_notify; with answers still queued, after them (linger) */
-	}
+	s->tr->shutdown(s);
 	/* its timers stop now and are freed with it: the protocol may still hold them while
 	 * the callback that closed the session unwinds */
 	struct ptimer *t;
@@ -319,8 +382,7 @@ session_close(struct session *s, const char *reason)
 		t->dead = true;
 		evtimer_del(t->ev);
 	}
-	if (s->rev)
-		event_del(s->rev);
+	s->tr->stop(s);
 	bufferevent_disable(s->bev, EV_READ | EV_WRITE);
 	bufferevent_setcb(s->bev, NULL, NULL, NULL, NULL);
 	TAILQ_REMOVE(&l->sessions, s, link);
@@ -508,16 +570,12 @@ session_write(struct session *s, const void *data, size_t len)
 	}
 	s->line->cnt.bytes_out += len;
 	s->wrote = true;
-	if (queued == 0 && !s->line->tls && !s->handshaking) {
-		/* nothing waiting: straight to the socket (an answer goes out now, without a loop
-		 * pass and two epoll_ctl calls); what does not fit is queued as usual */
-		ssize_t n = send(bufferevent_getfd(s->bev), data, len, MSG_NOSIGNAL | MSG_DONTWAIT);
-		if (n == (ssize_t)len)
+	if (queued == 0 && !s->handshaking) {
+		size_t n = s->tr->send_now(s, data, len);
+		if (n == len)
 			return;
-		if (n > 0) {
-			data = (const uint8_t *)data + n;
-			len -= (size_t)n;
-		}
+		data = (const uint8_t *)data + n;
+		len -= n;
 	}
 	if (bufferevent_write(s->bev, data, len) != 0)
 		session_close(s, "write failed: out of memory");
