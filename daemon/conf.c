@@ -549,16 +549,19 @@ conf_is_list(const config_setting_t *s)
 	    (config_setting_type(s) == CONFIG_TYPE_ARRAY && config_setting_length(s) == 0);
 }
 
+/* Does the line listen (server lines: listen addresses, no backup, no simulation)? */
 static bool
-conf_serving(const struct line_conf *lc)
+conf_listens(const struct line_conf *lc)
 {
-	return lc->ops && lc->ops->role == ROLE_SERVER;
+	return lc->ops && lc->ops->transport == PROTO_LISTEN;
 }
 
-static bool
-conf_acquiring(const struct line_conf *lc)
+bool
+conf_tag_serves(const struct line_conf *lc, const struct tag_conf *tc)
 {
-	return lc->ops && lc->ops->role == ROLE_CLIENT;
+	if (!lc->ops)
+		return false;
+	return lc->ops->tag_serves ? lc->ops->tag_serves(lc, tc) : lc->ops->transport == PROTO_LISTEN;
 }
 
 /* A libconfig value as the tag's type (memory tags' initial). */
@@ -665,7 +668,7 @@ conf_tag(struct conf_ctx *x, const struct line_conf *lc, struct station_conf *sc
 			conf_err(x, m, "'type' must be one of %s", list);
 		else
 			tc.has_type = true;
-	} else if (!sc || !conf_serving(lc))
+	} else if (!sc || !conf_tag_serves(lc, &tc))
 		conf_err(x, grp, "missing required key 'type' in %s", what);
 
 	if ((m = config_setting_get_member(grp, "initial"))) {
@@ -710,7 +713,7 @@ conf_station(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *g
 			conf_errloc(x, &sc.loc, "station '%s' already defined in line '%s' at %s:%d", sc.name,
 			    lc->name ? lc->name : "", lc->stations[i].loc.file, lc->stations[i].loc.line);
 
-	if (sc.simulation && conf_serving(lc))
+	if (sc.simulation && conf_listens(lc))
 		conf_err(x, config_setting_get_member(grp, "simulation"), "simulation is only for client protocols");
 
 	if ((m = config_setting_get_member(grp, "address"))) {
@@ -921,9 +924,9 @@ conf_line(struct conf_ctx *x, const config_setting_t *grp)
 	if ((m = config_setting_get_member(grp, "host"))) {
 		if (config_setting_type(m) != CONFIG_TYPE_STRING)
 			conf_err(x, m, "'host' must be a string");
-		else if (conf_parse_hostlist(config_setting_get_string(m), conf_serving(&lc), &lc.hosts, err, sizeof(err)) != 0)
+		else if (conf_parse_hostlist(config_setting_get_string(m), conf_listens(&lc), &lc.hosts, err, sizeof(err)) != 0)
 			conf_err(x, m, "'host': %s", err);
-	} else if (conf_serving(&lc))
+	} else if (conf_listens(&lc))
 		conf_parse_hostlist("*", true, &lc.hosts, err, sizeof(err));
 	else if (lc.ops)
 		conf_err(x, grp, "missing required key 'host' in %s", what);
@@ -933,15 +936,15 @@ conf_line(struct conf_ctx *x, const config_setting_t *grp)
 		    "'reconnect_max' must not be less than 'reconnect_delay'");
 
 	if ((m = config_setting_get_member(grp, "backup"))) {
-		if (conf_serving(&lc))
+		if (conf_listens(&lc))
 			conf_err(x, m, "a backup is only for client protocols");
 		else if (lc.type != LINE_TCP_REDUNDANT)
 			conf_err(x, m, "'backup' is only allowed when type is tcp-redundant");
 		else
 			conf_backup(x, &lc, m, what);
-	} else if (lc.type == LINE_TCP_REDUNDANT && conf_acquiring(&lc))
+	} else if (lc.type == LINE_TCP_REDUNDANT && lc.ops && !conf_listens(&lc))
 		conf_err(x, grp, "%s: type tcp-redundant needs a backup group", what);
-	if (lc.type == LINE_TCP_REDUNDANT && conf_serving(&lc))
+	if (lc.type == LINE_TCP_REDUNDANT && conf_listens(&lc))
 		conf_err(x, config_setting_get_member(grp, "type"), "type tcp-redundant is only for client protocols");
 
 	if ((m = config_setting_get_member(grp, "tls")))
@@ -1200,9 +1203,10 @@ conf_check(struct conf_ctx *x)
 
 	defs = conf_alloc((size_t)total * sizeof(*defs));
 	for (int i = 0; i < c->nlines; i++)
-		for (int s = 0; conf_acquiring(&c->lines[i]) && s < c->lines[i].nstations; s++)
+		for (int s = 0; c->lines[i].ops && s < c->lines[i].nstations; s++)
 			for (int t = 0; t < c->lines[i].stations[s].ntags; t++)
-				defs[ndefs++].tc = &c->lines[i].stations[s].tags[t];
+				if (!conf_tag_serves(&c->lines[i], &c->lines[i].stations[s].tags[t]))
+					defs[ndefs++].tc = &c->lines[i].stations[s].tags[t];
 	for (int t = 0; t < c->ntags; t++)
 		defs[ndefs++].tc = &c->tags[t];
 	for (int i = 0; i < ndefs; i++)
@@ -1238,7 +1242,8 @@ conf_check(struct conf_ctx *x)
 
 				if (!tc->name)
 					continue;
-				if (conf_serving(lc)) {
+				bool serves = conf_tag_serves(lc, tc);
+				if (serves) {
 					if (!(def = conf_index_find(&ix, tc->name))) {
 						conf_errloc(x, &tc->loc, "tag '%s' is not defined", tc->name);
 						continue;
@@ -1251,7 +1256,7 @@ conf_check(struct conf_ctx *x)
 						continue;
 					}
 				}
-				if (!tc->has_type && !conf_serving(lc))
+				if (!tc->has_type && !serves)
 					continue; /* its missing type is the error: nothing follows from a guess */
 				err[0] = '\0';
 				if (lc->ops->check_tag && lc->ops->check_tag(sc, tc, err, sizeof(err)) != 0)
@@ -1360,9 +1365,10 @@ conf_find_tag(const struct config *c, const char *name)
 		if (strcmp(c->tags[t].name, name) == 0)
 			return &c->tags[t];
 	for (int i = 0; i < c->nlines; i++)
-		for (int s = 0; conf_acquiring(&c->lines[i]) && s < c->lines[i].nstations; s++)
+		for (int s = 0; c->lines[i].ops && s < c->lines[i].nstations; s++)
 			for (int t = 0; t < c->lines[i].stations[s].ntags; t++)
-				if (strcmp(c->lines[i].stations[s].tags[t].name, name) == 0)
+				if (strcmp(c->lines[i].stations[s].tags[t].name, name) == 0 &&
+				    !conf_tag_serves(&c->lines[i], &c->lines[i].stations[s].tags[t]))
 					return &c->lines[i].stations[s].tags[t];
 	return NULL;
 }

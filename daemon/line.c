@@ -737,7 +737,7 @@ line_create(struct line_conf *lc, struct confref *cref)
 	l->cref = cref;
 	cref->refs++;
 	l->ops = lc->ops;
-	l->server = l->ops->role == ROLE_SERVER;
+	l->server = l->ops->transport == PROTO_LISTEN;
 	l->policy = l->ops->line_redundancy ? l->ops->line_redundancy(lc) : l->ops->redundancy;
 	TAILQ_INIT(&l->sessions);
 	if (l->ops->line_size && (l->priv = calloc(1, l->ops->line_size)) == NULL)
@@ -984,6 +984,7 @@ int line_nstations(const struct line *l) { return l->nstations; }
 struct station *line_station(const struct line *l, int i) { return &l->stations[i]; }
 struct session *line_active_session(const struct line *l) { return l->active; }
 bool line_running(const struct line *l) { return l->started; }
+bool line_listens(const struct line *l) { return l->server; }
 
 void
 line_foreach_session(struct line *l, session_fn fn, void *arg)

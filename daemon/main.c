@@ -74,7 +74,7 @@ komd_fd_limit(const struct config *c)
 		const struct line_conf *lc = &c->lines[i];
 		if (!lc->enabled)
 			continue;
-		if (lc->ops->role == ROLE_SERVER)
+		if (lc->ops->transport == PROTO_LISTEN)
 			servers += lc->max_clients + lc->hosts.n;
 		else
 			clients += lc->type == LINE_TCP_REDUNDANT ? 2 : 1;
@@ -105,7 +105,7 @@ komd_fd_limit(const struct config *c)
 	long room = (long)(rl.rlim_max > need ? need : rl.rlim_max) - (long)(need - (rlim_t)servers);
 	for (int i = 0; rl.rlim_max < need && i < c->nlines; i++) {
 		const struct line_conf *lc = &c->lines[i];
-		if (lc->enabled && lc->ops->role == ROLE_SERVER && lc->max_clients > room)
+		if (lc->enabled && lc->ops->transport == PROTO_LISTEN && lc->max_clients > room)
 			log_warnx("%s:%d: line '%s': max_clients %d cannot be had: about %ld descriptors are left for "
 			    "server lines", lc->loc.file, lc->loc.line, lc->name, lc->max_clients, room > 0 ? room : 0);
 	}

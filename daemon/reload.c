@@ -97,11 +97,10 @@ reload_apply(struct config *nc, char *msg, size_t msglen)
 		tag_define(&nc->tags[i], true);
 	for (int i = 0; i < nc->nlines; i++) {
 		const struct line_conf *lc = &nc->lines[i];
-		if (lc->ops->role != ROLE_CLIENT)
-			continue;
 		for (int j = 0; j < lc->nstations; j++)
 			for (int k = 0; k < lc->stations[j].ntags; k++)
-				tag_define(&lc->stations[j].tags[k], false);
+				if (!conf_tag_serves(lc, &lc->stations[j].tags[k]))
+					tag_define(&lc->stations[j].tags[k], false);
 	}
 	tag_foreach(tag_sweep, NULL);
 

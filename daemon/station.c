@@ -39,7 +39,7 @@ station_setup(struct station *st, struct line *l, const struct station_conf *sc)
 			fatalx("station %s: tag %s missing from the table", sc->name, e->tc->name);
 		if (ops->stag_size && (e->priv = calloc(1, ops->stag_size)) == NULL)
 			fatal("station_setup");
-		tags_bind(e, l->server);
+		tags_bind(e, conf_tag_serves(l->lc, e->tc));
 		st->ntags++;
 	}
 	if (ops->station_init && ops->station_init(st) != 0) {
@@ -72,9 +72,7 @@ station_teardown(struct station *st)
 static void
 station_invalidate(struct station *st)
 {
-	if (st->line->server)
-		return;
-	for (int i = 0; i < st->ntags; i++)
+	for (int i = 0; i < st->ntags; i++) /* only what the station acquires */
 		if (!st->tags[i].serving)
 			tag_set_quality(st->tags[i].tag, st->tags[i].tag->quality | Q_INVALID);
 }

@@ -508,7 +508,7 @@ tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e)
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	t->server = lc->ops && lc->ops->role == ROLE_SERVER;
+	t->server = lc->ops && lc->ops->transport == PROTO_LISTEN;
 	t->psk_mode = !c->my_cert && !c->partner_certs && c->psk;
 	t->verify = !no_verify;
 	t->verify_host = c->verify_host;

@@ -170,7 +170,7 @@ iec_check_line(const struct line_conf *lc, char *err, size_t errlen)
 	 * advice (5.5 of IEC 60870-5-104) but stay possible, with a warning (odd peers, tests) */
 	if (!c)
 		return 0;
-	if (lc->ops->role == ROLE_SERVER &&
+	if (lc->ops->transport == PROTO_LISTEN &&
 	    (iec_check_addrs("groups", c->groups, err, errlen) != 0 || iec_check_addrs("allow", c->allow, err, errlen) != 0))
 		return -1;
 	/* 101 7.2.4: a common address fits ca_size octets, and its highest value is the global
@@ -427,7 +427,7 @@ iec_station_init(struct station *st)
 {
 	struct iec_stn *sn = station_priv(st);
 	struct line *l = station_line(st);
-	bool server = proto_find(line_conf(l)->protocol)->role == ROLE_SERVER;
+	bool server = line_listens(l);
 	const struct station_conf *sc = station_conf(st);
 	int n = station_ntags(st);
 
@@ -483,7 +483,7 @@ iec_line_init(struct line *l)
 
 	il->prm = (struct iec_params){ .cot_len = (uint8_t)c->cot_len, .ca_len = (uint8_t)c->ca_len,
 		.ioa_len = (uint8_t)c->ioa_len };
-	if (proto_find(line_conf(l)->protocol)->role != ROLE_SERVER)
+	if (!line_listens(l))
 		return 0;
 	return iec_server_line_init(l);
 }
@@ -491,6 +491,6 @@ iec_line_init(struct line *l)
 void
 iec_line_free(struct line *l)
 {
-	if (proto_find(line_conf(l)->protocol)->role == ROLE_SERVER)
+	if (line_listens(l))
 		iec_server_line_free(l);
 }

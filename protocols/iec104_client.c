@@ -426,7 +426,7 @@ iec_client_cmd_unsent(struct iec_cmd *cmd)
 
 const struct proto_ops iec104_client_ops = {
 	.name = "iec104-client",
-	.role = ROLE_CLIENT,
+	.transport = PROTO_CONNECT,
 	.redundancy = REDUND_PARALLEL,
 	.line_keys = iec_client_line_keys,
 	.station_keys = iec_client_station_keys,

@@ -802,7 +802,7 @@ iec_server_close_all(struct session *s)
 
 const struct proto_ops iec104_server_ops = {
 	.name = "iec104-server",
-	.role = ROLE_SERVER,
+	.transport = PROTO_LISTEN,
 	.line_keys = iec_server_line_keys,
 	.station_keys = iec_server_station_keys,
 	.tag_keys = iec_tag_keys,

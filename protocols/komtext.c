@@ -500,7 +500,7 @@ kt_client_close(struct session *s)
 
 const struct proto_ops komtext_client_ops = {
 	.name = "komtext-client",
-	.role = ROLE_CLIENT,
+	.transport = PROTO_CONNECT,
 	.redundancy = REDUND_ALTERNATE,
 	.line_redundancy = kt_line_redundancy,
 	.line_keys = kt_line_keys,
@@ -518,7 +518,7 @@ const struct proto_ops komtext_client_ops = {
 
 const struct proto_ops komtext_server_ops = {
 	.name = "komtext-server",
-	.role = ROLE_SERVER,
+	.transport = PROTO_LISTEN,
 	.redundancy = REDUND_ALTERNATE,
 	.line_keys = kt_line_keys,
 	.line_conf_size = sizeof(struct kt_line_conf),

@@ -21,7 +21,14 @@ struct stag;     /* one tag as a station sees it (acquired or served) */
 struct write_req;
 struct ptimer;
 
-enum proto_role { ROLE_CLIENT, ROLE_SERVER };
+/* The transport of a protocol's lines: they connect out (client lines) or listen (server
+ * lines). What a station does with each of its tags, acquire it or serve it, is another
+ * matter (proto_ops.tag_serves): an MQTT client connects out, acquires what it subscribes to
+ * and serves what it publishes. */
+enum proto_transport { PROTO_CONNECT, PROTO_LISTEN };
+/* the older names, while code still spells them so */
+#define ROLE_CLIENT PROTO_CONNECT
+#define ROLE_SERVER PROTO_LISTEN
 
 /* How a tcp-redundant line uses its backup (the core implements all three). */
 enum redund_policy {
@@ -34,7 +41,14 @@ enum path_kind { PATH_PRIMARY, PATH_BACKUP };
 
 struct proto_ops {
 	const char *name;
-	enum proto_role role;
+	union {
+		enum proto_transport transport;
+		enum proto_transport role; /* the older name of transport */
+	};
+	/* Optional: does a station of line lc serve tag tc (publish it, take writes for it)
+	 * rather than acquire it? NULL: the tags of listening lines are served, those of
+	 * connecting lines acquired. Stateless: it may see only the configuration. */
+	bool (*tag_serves)(const struct line_conf *lc, const struct tag_conf *tc);
 	enum redund_policy redundancy;
 	/* Optional: the policy from the line's own settings (overrides .redundancy). */
 	enum redund_policy (*line_redundancy)(const struct line_conf *lc);
@@ -59,7 +73,10 @@ struct proto_ops {
 	/* Private state, zeroed by the core: protocol_priv() of each object. */
 	size_t line_size, station_size, stag_size, session_size;
 
-	/* Life cycle; every hook is optional. *_init return 0 or -1 (start-up of that line fails). */
+	/* Life cycle; every hook is optional. *_init return 0 or -1 (start-up of that line fails).
+	 * A failed line_init or station_init undoes everything it did itself: the core calls
+	 * line_free / station_free only for objects whose init succeeded (the private struct the
+	 * core allocated is freed by the core either way). */
 	int (*line_init)(struct line *l);
 	void (*line_free)(struct line *l);
 	int (*station_init)(struct station *st);
@@ -174,5 +191,10 @@ void write_done(struct write_req *r, int status, const char *msg);
 bool write_req_answered(const struct write_req *r);
 /* Is the line running (false while it is being stopped)? */
 bool line_running(const struct line *l);
+/* Does line l listen (server lines) rather than connect out? The core's answer: protocols
+ * that serve both kinds of line ask it, rather than look themselves up by name. */
+bool line_listens(const struct line *l);
+/* Does the station of line lc serve tag tc (proto_ops.tag_serves, or the line's transport)? */
+bool conf_tag_serves(const struct line_conf *lc, const struct tag_conf *tc);
 
 #endif
