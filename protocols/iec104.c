@@ -452,7 +452,7 @@ iec_station_init(struct station *st)
 		sn->idx[sn->nidx++] = (struct iec_idx){ it->ioa, i };
 		if (server && tc && tc->cyclic_ms) {
 			if ((it->cyclic = station_timer(st, iec_cyclic_cb, t)) == NULL)
-				return -1;
+				goto fail;
 			ptimer_start(it->cyclic, tc->cyclic_ms);
 		}
 	}
@@ -463,9 +463,16 @@ iec_station_init(struct station *st)
 		sn->ci = station_timer(st, iec_ci_cb, st);
 		sn->cs = station_timer(st, iec_cs_cb, st);
 		if (!sn->gi || !sn->ci || !sn->cs)
-			return -1;
+			goto fail;
 	}
 	return 0;
+fail:
+	/* station_free is not called after a failed init (proto.h): undo what was made here;
+	 * the station's timers go with the station (the core's) */
+	free(sn->idx);
+	sn->idx = NULL;
+	sn->nidx = 0;
+	return -1;
 }
 
 void
