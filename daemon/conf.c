@@ -931,6 +931,15 @@ conf_line(struct conf_ctx *x, const config_setting_t *grp)
 	else if (lc.ops)
 		conf_err(x, grp, "missing required key 'host' in %s", what);
 
+	if ((m = config_setting_get_member(grp, "allow"))) {
+		if (config_setting_type(m) != CONFIG_TYPE_STRING)
+			conf_err(x, m, "'allow' must be a string");
+		else if (lc.ops && !conf_listens(&lc))
+			conf_err(x, m, "'allow' is only for server lines (the clients that may connect)");
+		else if (conf_parse_addrlist(config_setting_get_string(m), &lc.allow, err, sizeof(err)) != 0)
+			conf_err(x, m, "'allow': %s", err);
+	}
+
 	if (lc.reconnect_max_ms < lc.reconnect_delay_ms)
 		conf_err(x, config_setting_get_member(grp, "reconnect_max") ? config_setting_get_member(grp, "reconnect_max") : grp,
 		    "'reconnect_max' must not be less than 'reconnect_delay'");

@@ -29,6 +29,25 @@ struct hostlist {
 	struct hostspec h[CONF_MAX_HOSTS];
 };
 
+/* An address list ("allow", IEC 104 "groups"): IP literals, each with an optional prefix
+ * length ("10.0.0.0/8", "fd00::/8"); parsed once, at load, and matched as addresses, never
+ * as text (a text match let "10.0.0.1" pass for "10.0.0.11"). */
+#define CONF_MAX_ADDRS 64
+struct addrmatch {
+	int family;              /* AF_INET, AF_INET6 */
+	unsigned char addr[16];
+	int bits;                /* prefix length: 32 or 128 for one address */
+};
+struct addrlist {
+	int n;                   /* 0: the list is empty */
+	struct addrmatch a[CONF_MAX_ADDRS];
+};
+/* Parse a list separated by ',' or spaces. 0, or -1 with a message naming the entry. */
+int conf_parse_addrlist(const char *s, struct addrlist *out, char *err, size_t errlen);
+/* Is the address (family AF_INET/AF_INET6, 4 or 16 bytes; an IPv4-mapped IPv6 address is
+ * taken as the IPv4 one) in the list? */
+bool addrlist_match(const struct addrlist *l, int family, const void *addr);
+
 /* Parse "a, b; [::1]" (client: up to 8 hosts) or, with listen, listen addresses
  * ("*", "ALL", "[*]", "[ALL]", literals). 0, or -1 with a message in err. */
 int conf_parse_hostlist(const char *s, bool listen, struct hostlist *out, char *err, size_t errlen);
@@ -134,6 +153,7 @@ struct line_conf {
 	int reconnect_max_ms;
 	int max_clients;     /* server lines */
 	int max_clients_per_address; /* server lines; 0 no limit */
+	struct addrlist allow;       /* server lines: the clients that may connect; empty: all */
 	int keepalive_idle_ms;     /* TCP keepalive; 0 off */
 	int keepalive_interval_ms;
 	int keepalive_count;

@@ -6,6 +6,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
@@ -157,4 +158,85 @@ hostspec_format(const struct hostspec *h, int port, char *buf, size_t len)
 	else
 		snprintf(buf, len, "%s:%d", h->name, port);
 	return buf;
+}
+
+/* ---- address lists ---- */
+
+int
+conf_parse_addrlist(const char *s, struct addrlist *out, char *err, size_t errlen)
+{
+	char copy[2048], *save = NULL;
+
+	memset(out, 0, sizeof(*out));
+	if (!s || !*s)
+		return 0;
+	if (strlen(s) >= sizeof(copy)) {
+		snprintf(err, errlen, "the list is too long");
+		return -1;
+	}
+	snprintf(copy, sizeof(copy), "%s", s);
+	for (char *e = strtok_r(copy, ", \t", &save); e; e = strtok_r(NULL, ", \t", &save)) {
+		struct addrmatch *m = &out->a[out->n];
+		char *slash = strchr(e, '/'), *end;
+		long bits = -1;
+
+		if (out->n >= CONF_MAX_ADDRS) {
+			snprintf(err, errlen, "more than %d addresses", CONF_MAX_ADDRS);
+			return -1;
+		}
+		if (slash) {
+			*slash = '\0';
+			bits = strtol(slash + 1, &end, 10);
+			if (!slash[1] || *end) {
+				snprintf(err, errlen, "'%s/%s': the prefix length is not a number", e, slash + 1);
+				return -1;
+			}
+		}
+		if (*e == '[' && e[strlen(e) - 1] == ']') {
+			e[strlen(e) - 1] = '\0';
+			e++;
+		}
+		if (inet_pton(AF_INET, e, m->addr) == 1)
+			m->family = AF_INET;
+		else if (inet_pton(AF_INET6, e, m->addr) == 1)
+			m->family = AF_INET6;
+		else {
+			snprintf(err, errlen, "'%s' is not an IP address", e);
+			return -1;
+		}
+		int max = m->family == AF_INET ? 32 : 128;
+		if (bits > max || bits == 0 || (slash && bits < 0)) {
+			snprintf(err, errlen, "'%s/%ld': the prefix length must be 1..%d", e, bits, max);
+			return -1;
+		}
+		m->bits = bits < 0 ? max : (int)bits;
+		out->n++;
+	}
+	return 0;
+}
+
+static bool
+addr_prefix_eq(const unsigned char *a, const unsigned char *b, int bits)
+{
+	int bytes = bits / 8, rest = bits % 8;
+
+	if (memcmp(a, b, (size_t)bytes) != 0)
+		return false;
+	return rest == 0 || ((a[bytes] ^ b[bytes]) & (0xff << (8 - rest)) & 0xff) == 0;
+}
+
+bool
+addrlist_match(const struct addrlist *l, int family, const void *addr)
+{
+	static const unsigned char v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	const unsigned char *a = addr;
+
+	if (family == AF_INET6 && memcmp(a, v4mapped, sizeof(v4mapped)) == 0) {
+		family = AF_INET;
+		a += 12;
+	}
+	for (int i = 0; i < l->n; i++)
+		if (l->a[i].family == family && addr_prefix_eq(l->a[i].addr, a, l->a[i].bits))
+			return true;
+	return false;
 }

@@ -85,6 +85,9 @@ const struct conf_key conf_line_keys[] = {
 	{ .name = "tcp_keepalive_count", .type = CK_INT, .min = 1, .max = 127, .def = "5",
 	  .off = offsetof(struct line_conf, keepalive_count),
 	  .help = "TCP keepalive: unanswered probes before the connection is dropped" },
+	{ .name = "allow", .type = CK_VALUE,
+	  .help = "string: server lines: the client addresses that may connect (IP literals, optionally "
+	  "with a prefix length: \"10.0.0.0/8, 192.0.2.7\"); others are refused at accept; default: all" },
 	{ .name = "idle_timeout", .type = CK_SECONDS, .min = 0, .max = 86400, .def = "120",
 	  .off = offsetof(struct line_conf, idle_timeout_ms),
 	  .help = "server lines: a client that sends no complete request within this time is "

@@ -8,6 +8,8 @@
 #include <sys/queue.h>
 #include <event2/event.h>
 
+struct sockaddr;
+
 #include "conf.h"
 #include "log.h"
 #include "value.h"
@@ -167,6 +169,8 @@ struct session {
 	const struct transport *tr;  /* plain or TLS (session.c) */
 	struct event *rev;           /* plain TCP: our own read event (bufferevent writes only) */
 	char peer[128];
+	int peer_family;             /* the peer's address, for address lists (0: unknown) */
+	unsigned char peer_addr[16];
 	void *priv;
 	struct ptimer_list timers;
 	bool closing;
@@ -240,7 +244,7 @@ void line_tls_reload(struct line *l);
 
 /* handshaking: a TLS server session whose handshake is still running (on_connect later) */
 struct session *session_new(struct line *l, struct path *p, struct bufferevent *bev,
-    const char *peer, enum path_kind kind, bool handshaking);
+    const char *peer, const struct sockaddr *sa, enum path_kind kind, bool handshaking);
 void session_close_all(struct line *l, const char *reason);
 /* Free the bufferevents of closed sessions still writing their last answers (shutdown). */
 void session_linger_free_all(void);

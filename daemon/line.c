@@ -310,7 +310,7 @@ path_connect_event_cb(struct bufferevent *bev, short what, void *arg)
 	p->last_kind = p->ep[p->cur].kind;
 	p->last_error[0] = '\0';
 	log_info("line %s: connected to %s via %s", l->lc->name, p->peer, kind_name(p->last_kind));
-	if ((s = session_new(l, p, bev, p->peer, p->last_kind, false)) == NULL) {
+	if ((s = session_new(l, p, bev, p->peer, NULL, p->last_kind, false)) == NULL) {
 		bufferevent_free(bev);
 		path_failed(p, "out of memory");
 		return;
@@ -549,6 +549,13 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 		inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, addr, sizeof(addr));
 		snprintf(peer, sizeof(peer), "%s:%d", addr, ntohs(((struct sockaddr_in *)sa)->sin_port));
 	}
+	if (l->lc->allow.n && !addrlist_match(&l->lc->allow, sa->sa_family, sa->sa_family == AF_INET6 ?
+	    (const void *)&((struct sockaddr_in6 *)sa)->sin6_addr : (const void *)&((struct sockaddr_in *)sa)->sin_addr)) {
+		l->cnt.rejected++;
+		line_warn(l, "%s: refused: not in the line's allow list", peer);
+		evutil_closesocket(fd);
+		return;
+	}
 	if (l->nsessions >= l->lc->max_clients && !line_evict_idlest(l, peer)) {
 		l->cnt.rejected++;
 		line_warn(l, "%s: refused: max_clients %d reached", peer, l->lc->max_clients);
@@ -589,7 +596,7 @@ line_accept_cb(struct evconnlistener *lst, evutil_socket_t fd, struct sockaddr *
 	}
 	l->cnt.connects++;
 	log_info("line %s: %s: accepted%s", l->lc->name, peer, l->tls ? ", TLS handshake" : "");
-	if (session_new(l, NULL, bev, peer, PATH_PRIMARY, l->tls != NULL) == NULL) {
+	if (session_new(l, NULL, bev, peer, sa, PATH_PRIMARY, l->tls != NULL) == NULL) {
 		log_warnx("line %s: %s: refused: out of memory", l->lc->name, peer);
 		bufferevent_free(bev);
 	}

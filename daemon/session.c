@@ -243,7 +243,7 @@ static const struct transport transport_tls = {
 
 struct session *
 session_new(struct line *l, struct path *p, struct bufferevent *bev, const char *peer,
-    enum path_kind kind, bool handshaking)
+    const struct sockaddr *sa, enum path_kind kind, bool handshaking)
 {
 	const struct transport *tr = l->tls ? &transport_tls : &transport_plain;
 	size_t extra = tr == &transport_plain ? event_get_struct_event_size() : 0;
@@ -262,6 +262,13 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->since_ms = time_now_ms();
 	s->last_req_ms = session_loop_ms(); /* "without a request" counts from the accept */
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
+	if (sa && sa->sa_family == AF_INET) {
+		s->peer_family = AF_INET;
+		memcpy(s->peer_addr, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+	} else if (sa && sa->sa_family == AF_INET6) {
+		s->peer_family = AF_INET6;
+		memcpy(s->peer_addr, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+	}
 	LIST_INIT(&s->timers);
 	s->tr = tr;
 	s->handshaking = handshaking;
@@ -628,6 +635,12 @@ session_protocol_error(struct session *s, const char *fmt, ...)
 }
 
 struct line *session_line(const struct session *s) { return s->line; }
+
+bool
+session_peer_in(const struct session *s, const struct addrlist *l)
+{
+	return s->peer_family && addrlist_match(l, s->peer_family, s->peer_addr);
+}
 bool session_closing(const struct session *s) { return s->closing; }
 void *session_priv(const struct session *s) { return s->priv; }
 const char *session_peer(const struct session *s) { return s->peer; }

@@ -44,8 +44,6 @@ const struct conf_key iec_server_line_keys[] = {
 	{ .name = "groups", .type = CK_STRING, .def = "", .off = offsetof(struct iec_line_conf, groups),
 	  .help = "redundancy groups of clients: addresses separated by ',' within a group and ';' between groups; "
 	  "clients in no group share one (empty: every connection is a group of its own)" },
-	{ .name = "allow", .type = CK_STRING, .def = "", .off = offsetof(struct iec_line_conf, allow),
-	  .help = "client addresses allowed to connect, separated by ','; empty: all" },
 	{ .name = "queue_size", .type = CK_INT, .min = 1, .max = 10000000, .def = "100000",
 	  .off = offsetof(struct iec_line_conf, queue_size),
 	  .help = "time-tagged events kept per group (per line without groups) while no connection of it is started; "
@@ -137,27 +135,26 @@ iec_type_fits(uint8_t t, enum vtype vt)
 	}
 }
 
-/* "a, b; c": addresses separated by ',' (and ';' between groups), each an IP literal. */
+/* "a, b; c": address lists (conf.h: literals, optional prefix lengths) separated by ';',
+ * one a redundancy group. 0, or -1 with err. */
 static int
-iec_check_addrs(const char *key, const char *list, char *err, size_t errlen)
+iec_check_groups(const char *list, char *err, size_t errlen)
 {
-	char copy[600], *save = NULL;
+	char copy[2048], *save = NULL, aerr[160];
+	struct addrlist al;
 
 	if (!list || !*list)
 		return 0;
 	if (strlen(list) >= sizeof(copy)) {
-		snprintf(err, errlen, "'%s' is too long", key);
+		snprintf(err, errlen, "'groups' is too long");
 		return -1;
 	}
 	snprintf(copy, sizeof(copy), "%s", list);
-	for (char *a = strtok_r(copy, ",; ", &save); a; a = strtok_r(NULL, ",; ", &save)) {
-		struct hostlist hl;
-		char herr[160];
-		if (conf_parse_hostlist(a, true, &hl, herr, sizeof(herr)) != 0 || hl.h[0].wildcard) {
-			snprintf(err, errlen, "'%s': '%s' is not an IP address", key, a);
+	for (char *g = strtok_r(copy, ";", &save); g; g = strtok_r(NULL, ";", &save))
+		if (conf_parse_addrlist(g, &al, aerr, sizeof(aerr)) != 0) {
+			snprintf(err, errlen, "'groups': %s", aerr);
 			return -1;
 		}
-	}
 	return 0;
 }
 
@@ -166,12 +163,11 @@ iec_check_line(const struct line_conf *lc, char *err, size_t errlen)
 {
 	const struct iec_line_conf *c = lc->pconf;
 
-	/* addresses must be addresses; w over 2k/3 and t2 >= t1 go against the standard's
+	/* groups must be addresses (the core checks the line's allow list); w over 2k/3 and t2 >= t1 go against the standard's
 	 * advice (5.5 of IEC 60870-5-104) but stay possible, with a warning (odd peers, tests) */
 	if (!c)
 		return 0;
-	if (lc->ops->transport == PROTO_LISTEN &&
-	    (iec_check_addrs("groups", c->groups, err, errlen) != 0 || iec_check_addrs("allow", c->allow, err, errlen) != 0))
+	if (lc->ops->transport == PROTO_LISTEN && iec_check_groups(c->groups, err, errlen) != 0)
 		return -1;
 	/* 101 7.2.4: a common address fits ca_size octets, and its highest value is the global
 	 * address (a broadcast), no station's */

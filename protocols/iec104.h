@@ -14,7 +14,6 @@ struct iec_line_conf {
 	int t1_ms, t2_ms, t3_ms;
 	int cot_len, ca_len, ioa_len;
 	char *groups;          /* server: "ip,ip; ip" */
-	char *allow;           /* server: "ip, ip" */
 	int queue_size;        /* server: events kept per group */
 	bool end_of_init;      /* server: M_EI_NA_1 after STARTDT */
 };
@@ -75,7 +74,7 @@ struct iec_group {
 	struct session *started;
 	struct iec_mq events;
 	uint64_t dropped;
-	char addrs[512];        /* ",a,b," for lookup; "" the default group */
+	struct addrlist addrs;  /* its clients (parsed once); empty: the default group */
 };
 
 /* A command's reply (cmdc decides which) after the routed write's answer. */

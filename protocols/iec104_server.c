@@ -32,18 +32,16 @@ iec_server_line_init(struct line *l)
 	if ((il->groups = calloc((size_t)n, sizeof(*il->groups))) == NULL)
 		return -1;
 	il->ngroups = n;
-	char *copy = strdup(c->groups), *save = NULL;
+	char copy[2048], *save = NULL, err[160];
 	int g = 0;
-	if (!copy)
-		return -1;
-	for (char *grp = strtok_r(copy, ";", &save); grp && g < n - 1; grp = strtok_r(NULL, ";", &save), g++) {
-		char *s2 = NULL;
-		size_t o = 0;
-		il->groups[g].addrs[o++] = ',';
-		for (char *a = strtok_r(grp, ", ", &s2); a; a = strtok_r(NULL, ", ", &s2))
-			o += (size_t)snprintf(il->groups[g].addrs + o, sizeof(il->groups[g].addrs) - o, "%s,", a);
-	}
-	free(copy);
+	snprintf(copy, sizeof(copy), "%s", c->groups); /* checked at load: it fits and parses */
+	for (char *grp = strtok_r(copy, ";", &save); grp && g < n - 1; grp = strtok_r(NULL, ";", &save), g++)
+		if (conf_parse_addrlist(grp, &il->groups[g].addrs, err, sizeof(err)) != 0) {
+			free(il->groups);
+			il->groups = NULL;
+			il->ngroups = 0;
+			return -1;
+		}
 	for (g = 0; g < n; g++)
 		il->groups[g].events.tail = &il->groups[g].events.head;
 	return 0;
@@ -70,30 +68,13 @@ iec_server_line_free(struct line *l)
 	}
 }
 
-/* "10.0.0.5:2404" or "[::1]:2404" -> ",10.0.0.5," */
-static void
-iec_peer_ip(const char *peer, char *out, size_t len)
-{
-	const char *end;
-
-	if (*peer == '[') {
-		end = strchr(peer, ']');
-		snprintf(out, len, ",%.*s,", end ? (int)(end - peer - 1) : 0, peer + 1);
-	} else {
-		end = strrchr(peer, ':');
-		snprintf(out, len, ",%.*s,", end ? (int)(end - peer) : (int)strlen(peer), peer);
-	}
-}
-
 static struct iec_group *
-iec_group_of(struct line *l, const char *peer)
+iec_group_of(struct session *s)
 {
-	struct iec_line *il = lpriv(l);
-	char ip[80];
+	struct iec_line *il = lpriv(session_line(s));
 
-	iec_peer_ip(peer, ip, sizeof(ip));
 	for (int g = 0; g < il->ngroups - 1; g++)
-		if (strstr(il->groups[g].addrs, ip))
+		if (session_peer_in(s, &il->groups[g].addrs))
 			return &il->groups[g];
 	return &il->groups[il->ngroups - 1];
 }
@@ -287,22 +268,6 @@ iec_server_stopdt(struct session *s)
 	}
 }
 
-static bool
-iec_allowed(struct line *l, const char *peer)
-{
-	const char *allow = lconf(l)->allow;
-	char ip[80], list[600];
-
-	if (!allow || !*allow)
-		return true;
-	iec_peer_ip(peer, ip, sizeof(ip));
-	snprintf(list, sizeof(list), ",%s,", allow);
-	for (char *p = list; *p; p++)
-		if (*p == ' ')
-			*p = ',';
-	return strstr(list, ip) != NULL;
-}
-
 static void
 iec_server_connect(struct session *s)
 {
@@ -310,12 +275,7 @@ iec_server_connect(struct session *s)
 	struct line *l = session_line(s);
 
 	iec_session_init(s);
-	if (!iec_allowed(l, session_peer(s))) {
-		log_warnx("line %s: %s: refused: not in the allow list", line_name(l), session_peer(s));
-		session_close(s, "not in the allow list");
-		return;
-	}
-	is->group = lpriv(l)->ngroups ? iec_group_of(l, session_peer(s)) : NULL;
+	is->group = lpriv(l)->ngroups ? iec_group_of(s) : NULL;
 }
 
 static void

@@ -194,6 +194,8 @@ bool line_running(const struct line *l);
 /* Does line l listen (server lines) rather than connect out? The core's answer: protocols
  * that serve both kinds of line ask it, rather than look themselves up by name. */
 bool line_listens(const struct line *l);
+/* Is the session's peer (a server session's client) in address list l (conf.h)? */
+bool session_peer_in(const struct session *s, const struct addrlist *l);
 /* Does the station of line lc serve tag tc (proto_ops.tag_serves, or the line's transport)? */
 bool conf_tag_serves(const struct line_conf *lc, const struct tag_conf *tc);
 

@@ -673,7 +673,7 @@ fuzz_connect(struct line *l, int pi, const char *from)
 	}
 	l->cnt.connects++;
 	if (l->server) {
-		s = session_new(l, NULL, bev, from, PATH_PRIMARY, l->tls != NULL);
+		s = session_new(l, NULL, bev, from, NULL, PATH_PRIMARY, l->tls != NULL);
 		CHECK(s != NULL);
 		return p;
 	}
@@ -683,7 +683,7 @@ fuzz_connect(struct line *l, int pi, const char *from)
 	path->state = CS_CONNECTED;
 	path->ever_connected = true;
 	path->last_kind = path->ep[0].kind;
-	s = session_new(l, path, bev, path->peer, path->last_kind, false);
+	s = session_new(l, path, bev, path->peer, NULL, path->last_kind, false);
 	CHECK(s != NULL);
 	if (s->closing)
 		return p; /* refused in on_connect */

@@ -177,6 +177,37 @@ def test_repeated_warnings_are_summed():
             c.close()
 
 
+def test_allow_list():
+    """The line's allow list, matched as addresses at accept: not as text (10.0.0.1 is not
+    10.0.0.11), prefixes, and the refusal logged and counted."""
+    for allow, ok, refused in (("127.0.0.11", [], ["127.0.0.1"]),
+                               ("127.0.0.2, 127.0.0.1", ["127.0.0.1", "127.0.0.2"], ["127.0.0.3"]),
+                               ("127.0.0.0/31", ["127.0.0.1"], ["127.0.0.2", "127.0.0.3"])):
+        port = free_port()
+        conf = server_conf(port, 'allow = "%s";' % allow).replace('host = "127.0.0.1, 127.0.0.2"', 'host = "*"')
+        with Komd(conf).start() as k:
+            for src in ok:
+                c = socket.create_connection(("127.0.0.1", port), source_address=(src, 0))
+                c.settimeout(5)
+                check(c.recv(4096).startswith(b"VAL m"), "%s allowed by %r" % (src, allow))
+                c.close()
+            for src in refused:
+                c = socket.create_connection(("127.0.0.1", port), source_address=(src, 0))
+                check(closed_by_peer(c, 5), "%s refused by %r" % (src, allow))
+                c.close()
+                k.wait_log(r"line srv: %s:\d+: refused: not in the line's allow list" % re.escape(src))
+            k.until(lambda: k.line("srv")["counters"]["rejected"] == len(refused), 5, "counted")
+    # an IEC 104 server line: its allow list used to be matched as text, per connection
+    port = free_port()
+    conf = """lines = ( { name = "srv"; protocol = "iec104-server"; host = "*"; port = %d; allow = "127.0.0.11";
+  stations = ( { name = "ca1"; address = 1; tags = (); } ); } );""" % port
+    with Komd(conf).start() as k:
+        c = socket.create_connection(("127.0.0.1", port), source_address=("127.0.0.1", 0))
+        check(closed_by_peer(c, 5), "127.0.0.1 is not 127.0.0.11")
+        c.close()
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: refused: not in the line's allow list")
+
+
 def keepalive_timer(port):
     """The keepalive timer ss shows on komd's end of the connection with port (local or remote)."""
     out = subprocess.run(["ss", "-tnoH", "state", "established", "( sport = :%d or dport = :%d )" % (port, port)],
@@ -206,6 +237,6 @@ if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_handshake_deadline_is_absolute, test_idle_timeout, test_max_clients_per_address,
-              test_max_clients_makes_room, test_tcp_keepalive, test_repeated_warnings_are_summed])
+              test_max_clients_makes_room, test_tcp_keepalive, test_repeated_warnings_are_summed, test_allow_list])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
