@@ -437,6 +437,44 @@ session_speaks_tls(struct session *s, struct evbuffer *in)
 	return true;
 }
 
+/* The frame loop of every framed protocol (proto_ops.frame_len, on_frame): complete frames
+ * one at a time out of the input, whatever the protocol; the closing rules in one place. */
+static int
+session_frames(struct session *s, struct evbuffer *in)
+{
+	const struct proto_ops *ops = s->line->ops;
+	int rc = 0;
+
+	for (;;) {
+		size_t len = evbuffer_get_length(in), want = len < ops->max_frame ? len : ops->max_frame;
+		const uint8_t *buf;
+		char err[200] = "";
+		long flen;
+
+		if (len == 0 || s->closing)
+			break;
+		buf = evbuffer_pullup(in, (ev_ssize_t)want);
+		flen = ops->frame_len(buf, want, err, sizeof(err));
+		if (flen == 0 && want < ops->max_frame)
+			break; /* the rest of the frame is still on its way */
+		if (flen <= 0 || (size_t)flen > want) {
+			session_protocol_error(s, "%s", err[0] ? err : flen == 0 ? "no frame within the protocol's "
+			    "largest size" : "frame length out of range");
+			rc = -1;
+			break;
+		}
+		session_count_frame(s, false);
+		if (ops->on_frame(s, buf, (size_t)flen) != 0) {
+			rc = -1;
+			break;
+		}
+		evbuffer_drain(in, (size_t)flen);
+	}
+	if (ops->on_frames_done && !s->closing)
+		ops->on_frames_done(s);
+	return rc;
+}
+
 static void
 session_read_cb(struct bufferevent *bev, void *arg)
 {
@@ -446,7 +484,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
-	if (!s->line->ops->on_read) {
+	if (!s->line->ops->on_read && !s->line->ops->on_frame) {
 		evbuffer_drain(in, len);
 		s->in_left = 0;
 		return;
@@ -454,7 +492,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	if (!s->peeked && !s->line->tls && session_speaks_tls(s, in))
 		return;
 	s->wrote = false;
-	if (s->line->ops->on_read(s, in) < 0 && !s->closing)
+	if ((s->line->ops->on_frame ? session_frames(s, in) : s->line->ops->on_read(s, in)) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");
 	s->in_left = s->closing ? 0 : evbuffer_get_length(in);
 	if (s->path && !s->wrote && !s->closing) {

@@ -222,8 +222,11 @@ int iec_send_asdu(struct session *s, const struct iec_asdu *a, struct write_req 
 int iec_send_command(struct session *s, const struct iec_asdu *a, struct write_req *wr, struct iec_cmd *cmd);
 /* The line's field sizes, with the time zone of the station with common address ca. */
 struct iec_params iec_prm(struct line *l, uint16_t ca);
-int iec_client_read(struct session *s, struct evbuffer *in);
-int iec_server_read(struct session *s, struct evbuffer *in);
+/* Framing for the core's frame loop: an APDU's length (clause 5.1), one APDU, the burst's end. */
+long iec_frame_len(const uint8_t *buf, size_t len, char *err, size_t errlen);
+int iec_client_on_frame(struct session *s, const uint8_t *frame, size_t len);
+int iec_server_on_frame(struct session *s, const uint8_t *frame, size_t len);
+void iec_frames_done(struct session *s);
 
 /* ---- iec104_client.c ---- */
 

@@ -446,7 +446,10 @@ const struct proto_ops iec104_client_ops = {
 	.station_init = iec_station_init,
 	.station_free = iec_station_free,
 	.on_connect = iec_client_connect,
-	.on_read = iec_client_read,
+	.max_frame = IEC_MAX_APDU,
+	.frame_len = iec_frame_len,
+	.on_frame = iec_client_on_frame,
+	.on_frames_done = iec_frames_done,
 	.on_close = iec_client_close,
 	.on_tag_write = iec_client_write,
 };

@@ -533,46 +533,43 @@ iec_frame(struct session *s, const struct iec_apci *ap, bool server)
 /* The frames read together are handled: the acknowledgement w asked for, if no I-frame of
  * ours carried it meanwhile. One S-frame for a burst, not one every w frames of it: the
  * peer gets it at the same moment either way. */
-static int
-iec_read_done(struct session *s)
+void
+iec_frames_done(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
 
 	if (is->ack_due && is->unacked_in > 0 && !session_closing(s))
 		iec_send_s(s);
 	is->ack_due = false;
-	return 0;
 }
 
-static int
-iec_read(struct session *s, struct evbuffer *in, bool server)
+long
+iec_frame_len(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	for (;;) {
-		size_t len = evbuffer_get_length(in), flen;
-		size_t want = len < IEC_MAX_APDU ? len : IEC_MAX_APDU;
-		uint8_t *buf;
-		struct iec_apci ap;
-		char err[160];
-		int r;
+	struct iec_apci ap;
+	size_t flen;
+	int r = iec_apci_parse(buf, len, &ap, &flen, err, errlen);
 
-		if (len == 0 || session_closing(s))
-			return iec_read_done(s); /* a write may have closed it: no more frames */
-		buf = evbuffer_pullup(in, (ev_ssize_t)want);
-		if ((r = iec_apci_parse(buf, want, &ap, &flen, err, sizeof(err))) == 0)
-			return iec_read_done(s);
-		if (r < 0) {
-			session_protocol_error(s, "%s", err);
-			return -1;
-		}
-		session_count_frame(s, false);
-		iec_trace(s, false, buf, flen);
-		ptimer_start(((struct iec_sess *)session_priv(s))->t3, lconf(session_line(s))->t3_ms);
-		if (iec_frame(s, &ap, server) != 0)
-			return -1;
-		evbuffer_drain(in, flen);
-	}
+	return r > 0 ? (long)flen : r;
 }
 
-int iec_client_read(struct session *s, struct evbuffer *in) { return iec_read(s, in, false); }
-int iec_server_read(struct session *s, struct evbuffer *in) { return iec_read(s, in, true); }
+/* One APDU, as the core's frame loop hands it over (clause 5: the APCI, then the ASDU). */
+static int
+iec_on_frame(struct session *s, const uint8_t *buf, size_t len, bool server)
+{
+	struct iec_apci ap;
+	size_t flen;
+	char err[160];
+
+	if (iec_apci_parse(buf, len, &ap, &flen, err, sizeof(err)) <= 0) {
+		session_protocol_error(s, "%s", err); /* frame_len took it: cannot happen */
+		return -1;
+	}
+	iec_trace(s, false, buf, flen);
+	ptimer_start(((struct iec_sess *)session_priv(s))->t3, lconf(session_line(s))->t3_ms);
+	return iec_frame(s, &ap, server);
+}
+
+int iec_client_on_frame(struct session *s, const uint8_t *f, size_t n) { return iec_on_frame(s, f, n, false); }
+int iec_server_on_frame(struct session *s, const uint8_t *f, size_t n) { return iec_on_frame(s, f, n, true); }
 

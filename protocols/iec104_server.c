@@ -781,7 +781,10 @@ const struct proto_ops iec104_server_ops = {
 	.station_init = iec_station_init,
 	.station_free = iec_station_free,
 	.on_connect = iec_server_connect,
-	.on_read = iec_server_read,
+	.max_frame = IEC_MAX_APDU,
+	.frame_len = iec_frame_len,
+	.on_frame = iec_server_on_frame,
+	.on_frames_done = iec_frames_done,
 	.on_close = iec_server_close_all,
 	.on_tag_change = iec_server_tag_change,
 };

@@ -409,44 +409,39 @@ kt_client_write(struct stag *t, struct write_req *req)
 
 /* ---- common ---- */
 
-static int
-kt_read(struct session *s, struct evbuffer *in, bool server)
+static long
+kt_frame_len(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
-	for (;;) {
-		size_t len = evbuffer_get_length(in), flen;
-		size_t want = len < KOMTEXT_MAX_FRAME ? len : KOMTEXT_MAX_FRAME;
-		const uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)want);
-		struct komtext_msg m;
-		char err[128];
-		int r;
+	size_t flen;
+	int r = komtext_frame(buf, len, &flen);
 
-		if (len == 0 || session_closing(s))
-			return 0; /* a write may have closed it: no more frames */
-		if ((r = komtext_frame(buf, want, &flen)) == 0)
-			return 0;
-		if (r < 0) {
-			session_protocol_error(s, "not a komtext frame (control byte or over %d bytes)", KOMTEXT_MAX_FRAME);
-			return -1;
-		}
-		session_count_frame(s, false);
-		if (session_tracing(s)) {
-			char text[KOMTEXT_MAX_FRAME + 1];
-			memcpy(text, buf, flen - 1);
-			text[flen - 1] = '\0';
-			session_trace(s, false, buf, flen, text);
-		}
-		if (komtext_parse((const char *)buf, flen - 1, &m, err, sizeof(err)) != 0) {
-			session_protocol_error(s, "%s", err);
-			return -1;
-		}
-		evbuffer_drain(in, flen);
-		if ((server ? kt_server_frame(s, &m) : kt_client_frame(s, &m)) != 0)
-			return -1;
-	}
+	if (r < 0)
+		snprintf(err, errlen, "not a komtext frame (control byte or over %d bytes)", KOMTEXT_MAX_FRAME);
+	return r > 0 ? (long)flen : r;
 }
 
-static int kt_server_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, true); }
-static int kt_client_read(struct session *s, struct evbuffer *in) { return kt_read(s, in, false); }
+/* One frame (with its newline), as the core's frame loop hands it over. */
+static int
+kt_frame(struct session *s, const uint8_t *buf, size_t flen, bool server)
+{
+	struct komtext_msg m;
+	char err[128];
+
+	if (session_tracing(s)) {
+		char text[KOMTEXT_MAX_FRAME + 1];
+		memcpy(text, buf, flen - 1);
+		text[flen - 1] = '\0';
+		session_trace(s, false, buf, flen, text);
+	}
+	if (komtext_parse((const char *)buf, flen - 1, &m, err, sizeof(err)) != 0) {
+		session_protocol_error(s, "%s", err);
+		return -1;
+	}
+	return server ? kt_server_frame(s, &m) : kt_client_frame(s, &m);
+}
+
+static int kt_server_on_frame(struct session *s, const uint8_t *f, size_t n) { return kt_frame(s, f, n, true); }
+static int kt_client_on_frame(struct session *s, const uint8_t *f, size_t n) { return kt_frame(s, f, n, false); }
 
 /* Writes in flight on a closing session: a client fails them, a server detaches them. */
 static void
@@ -510,7 +505,9 @@ const struct proto_ops komtext_client_ops = {
 	.station_size = sizeof(struct kt_station),
 	.station_init = kt_station_init,
 	.on_connect = kt_client_connect,
-	.on_read = kt_client_read,
+	.max_frame = KOMTEXT_MAX_FRAME,
+	.frame_len = kt_frame_len,
+	.on_frame = kt_client_on_frame,
 	.on_close = kt_client_close,
 	.on_poll = kt_client_poll,
 	.on_tag_write = kt_client_write,
@@ -525,7 +522,9 @@ const struct proto_ops komtext_server_ops = {
 	.check_tag = kt_check_tag,
 	.session_size = sizeof(struct kt_session),
 	.on_connect = kt_server_connect,
-	.on_read = kt_server_read,
+	.max_frame = KOMTEXT_MAX_FRAME,
+	.frame_len = kt_frame_len,
+	.on_frame = kt_server_on_frame,
 	.on_close = kt_server_close,
 	.on_tag_change = kt_server_tag_change,
 };

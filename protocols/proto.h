@@ -83,7 +83,20 @@ struct proto_ops {
 	void (*station_free)(struct station *st);
 
 	void (*on_connect)(struct session *s);
-	/* Consume complete frames from in; return 0, or -1 after session_protocol_error(). */
+	/* Framing, the core's frame loop (session.c): it asks frame_len how long the frame at
+	 * buf is (len bytes there, at most max_frame): the length once the whole frame is
+	 * there, 0 while that is not known yet or the frame not complete (a variable-length
+	 * header, as MQTT's), -1 when it is not a frame (err says which rule it breaks); then
+	 * hands each complete frame to on_frame (0, or -1 after session_protocol_error()), and
+	 * calls on_frames_done, if set, once the frames read together are handled (IEC 104
+	 * acknowledges them in one S-frame). The core counts frames and closes the session on
+	 * a bad one. */
+	size_t max_frame;
+	long (*frame_len)(const uint8_t *buf, size_t len, char *err, size_t errlen);
+	int (*on_frame)(struct session *s, const uint8_t *frame, size_t len);
+	void (*on_frames_done)(struct session *s);
+	/* Or, for a protocol that frames its input itself: consume complete frames from in;
+	 * return 0, or -1 after session_protocol_error(). */
 	int (*on_read)(struct session *s, struct evbuffer *in);
 	/* The session is going away (any reason); release what refers to it. */
 	void (*on_close)(struct session *s);
