@@ -367,6 +367,28 @@ session_free_cb(evutil_socket_t fd, short ev, void *arg)
 	free(s);
 }
 
+/* The active session of a client line has gone: on a parallel or dual line the other
+ * connected session takes over at once (the protocol makes it carry data: on_takeover),
+ * else the line has none. One rule for every protocol. */
+static void
+session_take_over(struct line *l)
+{
+	struct session *other = NULL, *x;
+
+	TAILQ_FOREACH(x, &l->sessions, link)
+		if (!x->closing && !x->handshaking && x->path) {
+			other = x;
+			break;
+		}
+	if (!other || l->policy == REDUND_ALTERNATE || !l->started) {
+		line_set_active_session(l, NULL);
+		return;
+	}
+	line_set_active_session(l, other);
+	if (l->ops->on_takeover && l->active == other)
+		l->ops->on_takeover(other);
+}
+
 void
 session_close(struct session *s, const char *reason)
 {
@@ -395,7 +417,7 @@ session_close(struct session *s, const char *reason)
 	TAILQ_REMOVE(&l->sessions, s, link);
 	l->nsessions--;
 	if (l->active == s)
-		line_set_active_session(l, NULL);
+		session_take_over(l);
 	if (s->path)
 		path_session_closed(s->path, reason, time_now_ms() - s->since_ms);
 	/* freed after the callback that closed it returns */

@@ -142,14 +142,6 @@ iec_client_connect(struct session *s)
 }
 
 static void
-iec_other_cb(struct session *s, void *arg)
-{
-	struct session **found = arg;
-	if (!*found)
-		*found = s;
-}
-
-static void
 iec_client_close(struct session *s)
 {
 	struct iec_sess *is = session_priv(s);
@@ -168,17 +160,7 @@ iec_client_close(struct session *s)
 			free(c);
 		}
 	}
-	/* parallel: the standby is started at once and interrogated */
-	if (line_active_session(l) == s && line_running(l)) {
-		struct session *other = NULL;
-		line_foreach_session(l, iec_other_cb, &other);
-		if (other == s)
-			other = NULL;
-		if (other) {
-			line_set_active_session(l, other);
-			iec_client_start(other);
-		}
-	}
+	/* parallel: the standby takes over (the core chooses it; iec_client_start starts it) */
 }
 
 /* A command's confirmation: ActCon (7) or ActTerm (10), positive or negative. */
@@ -451,6 +433,7 @@ const struct proto_ops iec104_client_ops = {
 	.on_frame = iec_client_on_frame,
 	.on_frames_done = iec_frames_done,
 	.on_close = iec_client_close,
+	.on_takeover = iec_client_start,
 	.on_tag_write = iec_client_write,
 };
 

@@ -255,14 +255,6 @@ kt_client_connect(struct session *s)
 		line_set_active_session(l, s);
 }
 
-static void
-kt_other_cb(struct session *s, void *arg)
-{
-	struct session **found = arg;
-	if (!*found)
-		*found = s;
-}
-
 static int
 kt_client_frame(struct session *s, const struct komtext_msg *m)
 {
@@ -482,15 +474,7 @@ kt_client_close(struct session *s)
 			station_poll_done(st);
 		}
 	}
-	/* parallel or dual: the other session takes over at once */
-	if (line_active_session(l) == s && line_running(l)) {
-		struct session *other = NULL;
-		line_foreach_session(l, kt_other_cb, &other);
-		if (other == s)
-			other = NULL;
-		if (other)
-			line_set_active_session(l, other);
-	}
+	/* parallel or dual: the other session takes over at once (the core) */
 }
 
 const struct proto_ops komtext_client_ops = {

@@ -100,6 +100,9 @@ struct proto_ops {
 	int (*on_read)(struct session *s, struct evbuffer *in);
 	/* The session is going away (any reason); release what refers to it. */
 	void (*on_close)(struct session *s);
+	/* Client lines, parallel or dual: s takes over as the active session because the active
+	 * one closed (the core chooses it); e.g. IEC 104 starts it (STARTDT) and interrogates. */
+	void (*on_takeover)(struct session *s);
 	/* Client: time for station st to poll (period/offset or delay, see station_poll_done). */
 	void (*on_poll)(struct station *st);
 	/* Server: a tag this station serves has a new value or quality. */
