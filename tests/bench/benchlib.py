@@ -83,6 +83,18 @@ def free_ports(n):
             s.close()
 
 
+def callgrind_total(path):
+    """The instructions (Ir) a callgrind output file counts in all."""
+    try:
+        with open(path) as f:
+            for line in f:
+                if line.startswith(("summary:", "totals:")):
+                    return int(line.split()[1])
+    except OSError as e:
+        raise BenchError("no callgrind output %s: %s" % (path, e))
+    raise BenchError("callgrind output %s has no summary line" % path)
+
+
 def median(xs):
     return statistics.median(xs) if xs else float("nan")
 
@@ -161,13 +173,14 @@ class Komd:
         self.t0 = None
         self.stop_secs = 0.0
 
-    def start(self):
+    def start(self, wrap=()):
+        """Start komd (under the command wrap, e.g. valgrind and its options, if given)."""
         env = dict(os.environ)
         env.pop("NOTIFY_SOCKET", None)
         env.pop("JOURNAL_STREAM", None)
         self.log = open(self.logpath, "w")
         self.t0 = time.monotonic()
-        self.proc = subprocess.Popen([KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(list(wrap) + [KOMD, "-f", "-c", self.conf], stdin=subprocess.DEVNULL,
                                      stdout=self.log, stderr=subprocess.STDOUT, env=env)
         return self
 

@@ -2,15 +2,18 @@
 """modbus_bench: komd's Modbus TCP server and client against libmodbus, side by side.
 
 Run from the repository root:  /usr/bin/python3 tests/bench/modbus_bench.py
-Binaries: $KOMD_BUILD/komd, $KOMD_BUILD/komctl and the libmodbus peers
-$KOMD_BUILD/peers/mb_ref_server and $KOMD_BUILD/peers/mb_load (make all build/peers/...;
-`make bench` builds them). Peers (tests/peers/):
+Binaries: $KOMD_BUILD/komd, $KOMD_BUILD/komctl and the peers $KOMD_BUILD/peers/mb_ref_server,
+$KOMD_BUILD/peers/mb_epoll_server and $KOMD_BUILD/peers/mb_load (make all build/peers/...;
+`make bench` builds them); valgrind for the instruction counts. Peers (tests/peers/):
   mb_ref_server  libmodbus's bandwidth-server pattern: modbus_tcp_listen, one select() over
                  every connection, modbus_receive, modbus_reply; 65536 holding registers;
+  mb_epoll_server  the physical limit: a minimal epoll server of our own (no library), one
+                 recv a readiness and one send of canned answers (register i holds i);
   mb_load        `load`: N connections, a thread and a modbus_t each, reading 125 holding
                  registers at 0 in a loop; `rr`: the same from one thread, a read sent on
-                 every connection and then every answer taken, round after round; `scan`: one connection reading registers
-                 0..9999 in requests of 125 in a loop. Rates from its elapsed time.
+                 every connection and then every answer taken, round after round; `rounds`: rr
+                 for a number of rounds instead of a time; `scan`: one connection reading
+                 registers 0..9999 in requests of 125 in a loop. Rates from its elapsed time.
 
 Measures (goals from the issue in brackets):
   1. server: requests/s of mb_load against a modbus-server line of komd (unit 1, 125 int
@@ -20,7 +23,13 @@ Measures (goals from the issue in brackets):
      SECONDS each, alternately; with 2 CPUs or more the servers run on one CPU and mb_load
      on another for the 32-connection runs. Also the servers' CPU time a request (/proc/PID/stat), whose ratio is the
      rate ratio when the server and not the load client is the limit
-     [komd >= 1.5 x ref with 32, >= 1 x with 1];
+     [komd >= 1.5 x ref with 32, >= 1 x with 1]. The same runs against mb_epoll_server,
+     the physical limit: komd's and the reference's CPU a request as multiples of its;
+  1b. callgrind: komd's instructions a request as a server, which the machine's noise does
+     not change: komd under valgrind --tool=callgrind serving mb_load `rounds` (1 and 32
+     connections) for a short and a long run (CG_RUNS), the difference of the two totals
+     over the difference of the requests (start-up, the configuration and the exit cancel
+     out); the same for mb_epoll_server. User space only: the kernel's part is not counted;
   2. client: registers/s komd acquires from mb_ref_server with one modbus-client line, one
      station (unit 1, continuous = true: polled again as soon as a poll ends) of 10,000 int tags at
      "3.0".."3.9999" (80 requests of 125 a poll), with max_outstanding 1 and 8: the
@@ -39,6 +48,7 @@ a failure of the benchmark.
 """
 import os
 import resource
+import shutil
 import signal
 import socket
 import struct
@@ -47,10 +57,11 @@ import sys
 import time
 
 import benchlib
-from benchlib import (BUILD, BenchError, KOMCTL, KOMD, free_ports, median, open_idle_connections, pause, poll,
-                      proc_cpu, raise_nofile)
+from benchlib import (BUILD, BenchError, KOMCTL, KOMD, callgrind_total, free_ports, median, open_idle_connections,
+                      pause, poll, proc_cpu, raise_nofile)
 
 REF_SERVER = os.path.join(BUILD, "peers", "mb_ref_server")
+LIMIT_SERVER = os.path.join(BUILD, "peers", "mb_epoll_server")
 LOAD = os.path.join(BUILD, "peers", "mb_load")
 
 ROUNDS = 3          # runs of each measurement, alternately komd and the reference
@@ -79,6 +90,10 @@ PIN = len(os.sched_getaffinity(0)) >= 2
 LOAD_CPU, SERVER_CPU = (sorted(os.sched_getaffinity(0))[:2] if PIN else (None, None))
 GOAL_CLIENT = {1: 1.0, 8: 2.0}
 GOAL_RSS_KB = 64 * 1024
+# callgrind: (connections of mb_load rounds, the rounds of the two runs whose difference
+# counts); one connection is exact to an instruction or two, 32 vary by about 0.5 % (how
+# many requests one epoll_wait returns)
+CG_RUNS = ((1, 200, 5200), (32, 100, 1100))
 
 
 
@@ -145,6 +160,12 @@ class Bench(benchlib.Bench):
         poll(lambda: pr.alive() and "listening %d" % port in pr.text(), 10, "mb_ref_server to listen")
         return pr
 
+    def limit_server(self, port, wrap=(), name="mb_epoll_server"):
+        """mb_epoll_server on port (under the command wrap, if given), once it says it listens."""
+        pr = self.proc(name, list(wrap) + [LIMIT_SERVER, str(port)])
+        poll(lambda: pr.alive() and "listening %d" % port in pr.text(), 60, "mb_epoll_server to listen")
+        return pr
+
     def load(self, args, what, cpu=None):
         """Run mb_load to completion (on CPU cpu alone, if given); its parsed figures
         (BenchError unless all requests succeeded)."""
@@ -168,15 +189,16 @@ class Bench(benchlib.Bench):
     # ---- measurements ------------------------------------------------------------------
 
     def server(self):
-        """server: mb_load (125 registers a request) against komd's modbus-server and mb_ref_server"""
-        pref, pkomd = free_ports(2)
+        """server: mb_load (125 registers a request) against komd's modbus-server, mb_ref_server and mb_epoll_server"""
+        pref, pkomd, plim = free_ports(3)
         ref = self.ref_server(pref)
+        lim = self.limit_server(plim)
         k = self.komd("server", server_conf(pkomd)).start()
         try:
             poll(lambda: (k.line() or {}).get("listeners"), 30, "komd's modbus-server line to listen")
-            # both serve the same registers to unit 1: check one request each
+            # all serve the same registers to unit 1: check one request each
             want = list(range(SERVER_TAGS))
-            for name, port in (("komd", pkomd), ("mb_ref_server", pref)):
+            for name, port in (("komd", pkomd), ("mb_ref_server", pref), ("mb_epoll_server", plim)):
                 got = read_holding(port, 1, 0, NREGS)
                 if got != want[:NREGS]:
                     raise BenchError("%s serves %r... at 3.0, not 0, 1, 2, ..." % (name, got[:5]))
@@ -190,13 +212,12 @@ class Bench(benchlib.Bench):
                     # that the load client does not take the server's CPU. One connection is a
                     # question of latency: there both run where the scheduler puts them (a wake-up
                     # across CPUs costs more than the request).
-                    for pid in (ref.proc.pid, k.proc.pid):
+                    for pid in (ref.proc.pid, lim.proc.pid, k.proc.pid):
                         os.sched_setaffinity(pid, {SERVER_CPU})
-                runs = {"komd": [], "ref": []}
+                runs = {"komd": [], "ref": [], "limit": []}
+                servers = (("ref", pref, ref.proc.pid), ("limit", plim, lim.proc.pid), ("komd", pkomd, k.proc.pid))
                 for rnd in range(ROUNDS):
-                    order = (("ref", pref, ref.proc.pid), ("komd", pkomd, k.proc.pid))
-                    if rnd % 2:
-                        order = order[::-1]
+                    order = servers[rnd % 3:] + servers[:rnd % 3]
                     for name, port, pid in order:
                         cpu0 = proc_cpu(pid)
                         r = self.load([mode, "127.0.0.1", port, 1, n, SECONDS, NREGS, 0],
@@ -208,8 +229,9 @@ class Bench(benchlib.Bench):
                         if name == "komd":
                             reqs_komd += r["requests"]
                         ref.alive()
+                        lim.alive()
                         k.alive()
-                        print("   %2d connections (%-4s), %-4s run %d: %9.0f requests/s, server CPU %.1f us a request"
+                        print("   %2d connections (%-4s), %-5s run %d: %9.0f requests/s, server CPU %.1f us a request"
                               " (%.0f %% of a core), mb_load CPU %.1f us a request"
                               % (n, mode, name, rnd + 1, r["req_per_s"], r["cpu_us"], 100 * r["cpu_share"],
                                  r["load_us"]), flush=True)
@@ -221,14 +243,18 @@ class Bench(benchlib.Bench):
                 x["ratio"] = x["komd"]["rate"] / x["ref"]["rate"]
                 # what the servers' CPU a request says: the rate ratio when the server is the limit
                 x["cpu_ratio"] = x["ref"]["cpu_us"] / x["komd"]["cpu_us"]
+                # the servers' CPU a request as multiples of the physical limit's
+                x["komd_limit"] = x["komd"]["cpu_us"] / x["limit"]["cpu_us"]
+                x["ref_limit"] = x["ref"]["cpu_us"] / x["limit"]["cpu_us"]
                 # The load client has load_cores cores: even a server that cost nothing could not go
                 # past (load_cores / mb_load's CPU a request) when the client's CPU is the limit.
                 x["load_cores"] = 1 if pin else os.cpu_count()
                 x["bound"] = x["load_cores"] * 1e6 / x["komd"]["load_us"] / x["ref"]["rate"]
                 res[(n, mode)] = x
                 print("   %2d connections (%s): komd %.0f, mb_ref_server %.0f requests/s (medians): komd/ref %.2f;"
-                      " server CPU a request ref/komd %.2f"
-                      % (n, mode, x["komd"]["rate"], x["ref"]["rate"], x["ratio"], x["cpu_ratio"]), flush=True)
+                      " server CPU a request ref/komd %.2f; against the limit (%.1f us): komd %.2f x, ref %.2f x"
+                      % (n, mode, x["komd"]["rate"], x["ref"]["rate"], x["ratio"], x["cpu_ratio"],
+                         x["limit"]["cpu_us"], x["komd_limit"], x["ref_limit"]), flush=True)
             # komd counted every request it was sent (the two checks above included)
             frames = k.line()["counters"]["frames_in"] - frames0
             if frames < reqs_komd:
@@ -236,7 +262,61 @@ class Bench(benchlib.Bench):
             self.results["server"] = res
         finally:
             self.unproc(ref)
+            self.unproc(lim)
         self.finish(k)
+
+    def callgrind_run(self, name, conns, rounds):
+        """komd's server (name "komd") or mb_epoll_server ("limit") under callgrind, serving
+        mb_load rounds over conns connections; (instructions counted in all, requests)."""
+        port = free_ports(1)[0]
+        self.n += 1
+        out = os.path.join(self.workdir, "callgrind.%s.%d.%d.%d" % (name, conns, rounds, self.n))
+        wrap = ("valgrind", "--tool=callgrind", "--callgrind-out-file=" + out)
+        args = ["rounds", "127.0.0.1", port, 1, conns, rounds, NREGS, 0]
+        if name == "limit":
+            pr = self.limit_server(port, wrap, "callgrind-limit")
+            try:
+                r = self.load(args, "limit under callgrind, %d rounds" % rounds)
+            finally:
+                pr.proc.terminate()
+                try:
+                    pr.proc.wait(60)
+                except subprocess.TimeoutExpired:
+                    raise BenchError("mb_epoll_server under callgrind did not exit")
+                self.unproc(pr)
+            if pr.proc.returncode != 0:
+                raise BenchError("mb_epoll_server under callgrind exited with %s" % pr.proc.returncode)
+        else:
+            k = self.komd("callgrind", server_conf(port)).start(wrap)
+
+            # ready when it accepts (not komctl: each status would count, as many as the polls)
+            def accepts():
+                k.alive()
+                try:
+                    socket.create_connection(("127.0.0.1", port), 1).close()
+                    return True
+                except OSError:
+                    return False
+            poll(accepts, 60, "komd under callgrind to listen")
+            r = self.load(args, "komd under callgrind, %d rounds" % rounds)
+            self.finish(k)
+        if r["requests"] != conns * rounds:
+            raise BenchError("mb_load made %d requests, not %d" % (r["requests"], conns * rounds))
+        return callgrind_total(out), int(r["requests"])
+
+    def callgrind(self):
+        """callgrind: komd's and mb_epoll_server's instructions a request (mb_load rounds, 1 and 32 connections)"""
+        if not shutil.which("valgrind"):
+            raise BenchError("valgrind not found (apt-get install valgrind)")
+        res = {}
+        for conns, short, long in CG_RUNS:
+            for name in ("komd", "limit"):
+                (ir0, n0), (ir1, n1) = (self.callgrind_run(name, conns, rounds) for rounds in (short, long))
+                res[(name, conns)] = x = dict(per=(ir1 - ir0) / (n1 - n0), runs=((ir0, n0), (ir1, n1)))
+                print("   %-5s %2d connection%s: %d instructions for %d requests, %d for %d: %.0f a request (the"
+                      " difference); %.0f a request in all in the longer run"
+                      % (name, conns, " " if conns == 1 else "s", ir0, n0, ir1, n1, x["per"], ir1 / n1), flush=True)
+        self.results["callgrind"] = res
 
     def client_window(self, port, outstanding):
         """Start a komd polling mb_ref_server; its registers/s over WINDOW seconds."""
@@ -381,11 +461,21 @@ class Bench(benchlib.Bench):
                              " ref/komd %.2f"
                              % (x["komd"]["cpu_us"], 100 * x["komd"]["cpu_share"], x["ref"]["cpu_us"],
                                 100 * x["ref"]["cpu_share"], x["cpu_ratio"])))
+                rows.append(("  server CPU a request / the limit's",
+                             "limit (mb_epoll_server) %.1f us (%.0f rq/s): komd %.2f x, ref %.2f x"
+                             % (x["limit"]["cpu_us"], x["limit"]["rate"], x["komd_limit"], x["ref_limit"])))
                 rows.append(("  mb_load CPU a request",
                              "against komd %.1f us, against ref %.1f us: a server costing nothing could reach"
                              " at most %.2f x ref (mb_load on %d core%s)"
                              % (x["komd"]["load_us"], x["ref"]["load_us"], x["bound"], x["load_cores"],
                                 "" if x["load_cores"] == 1 else "s")))
+        g = r.get("callgrind")
+        if g:
+            for conns, _, _ in CG_RUNS:
+                rows.append(("server instructions a request (callgrind, %d connection%s)"
+                             % (conns, "" if conns == 1 else "s"),
+                             "komd %.0f, limit %.0f (user space only)"
+                             % (g[("komd", conns)]["per"], g[("limit", conns)]["per"])))
         c = r.get("client")
         if c:
             for mo in OUTSTANDING:
@@ -410,9 +500,10 @@ class Bench(benchlib.Bench):
 
 
 def main():
-    for exe in (KOMD, KOMCTL, REF_SERVER, LOAD):
+    for exe in (KOMD, KOMCTL, REF_SERVER, LIMIT_SERVER, LOAD):
         if not os.access(exe, os.X_OK):
-            print("modbus_bench: %s not found; run make all build/peers/mb_ref_server build/peers/mb_load"
+            print("modbus_bench: %s not found; run make all build/peers/mb_ref_server build/peers/mb_epoll_server"
+                  " build/peers/mb_load"
                   " (or set KOMD_BUILD)" % exe, file=sys.stderr)
             return 1
     signal.signal(signal.SIGTERM, lambda *a: sys.exit(143))
@@ -422,7 +513,7 @@ def main():
         print("server runs of many connections: the servers on CPU %d, mb_load on CPU %d" % (SERVER_CPU, LOAD_CPU),
               flush=True)
     b = Bench()
-    return b.run("modbus_bench", (b.server, b.client, b.memory))
+    return b.run("modbus_bench", (b.server, b.callgrind, b.client, b.memory))
 
 
 if __name__ == "__main__":

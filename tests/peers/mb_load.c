@@ -14,6 +14,10 @@
  *     request in flight, as with threads, but the client does not sleep and wake once a
  *     request: on a machine with few cores it leaves the server the CPU that a thread per
  *     connection spends on context switches, so the server, not the client, is measured.
+ *   mb_load rounds HOST PORT UNIT NCONN ROUNDS [NREGS [ADDR]]
+ *     rr for exactly ROUNDS rounds (NCONN x ROUNDS requests) instead of a time: a count of
+ *     requests that does not depend on the machine's speed, for counting a server's
+ *     instructions under callgrind.
  *   mb_load scan HOST PORT UNIT SECONDS TOTAL
  *     One connection reading holding registers 0..TOTAL-1 in requests of 125 (the last one
  *     shorter), scan after scan, for SECONDS: the plain libmodbus polling loop.
@@ -23,6 +27,7 @@
  * its last answer, so rates are computed from elapsed time (libmodbus's bandwidth client
  * prints a points/s figure that overflows). Prints one line of key=value pairs:
  *   load: mode=load conns=N requests=R errors=E elapsed=S req_per_s=X regs_per_s=Y
+ *   (mode=rr and mode=rounds alike)
  *   scan: mode=scan requests=R scans=C registers=G errors=E elapsed=S regs_per_s=Y
  * Exit status 1 when a connection could not be made, 2 on bad usage; failed requests are
  * counted in errors (the caller decides). */
@@ -48,6 +53,7 @@ struct worker {
 
 static pthread_barrier_t go;
 static double deadline;
+static unsigned long long max_rounds; /* rounds mode: the rounds to make (deadline unused) */
 static const char *host;
 static int port, unit;
 
@@ -137,7 +143,7 @@ run_rr(struct worker *ws, int n)
 	req[2] = (uint8_t)(addr >> 8);
 	req[3] = (uint8_t)addr;
 	req[4] = 0;
-	while (now() < deadline) {
+	for (unsigned long long round = 0; max_rounds ? round < max_rounds : now() < deadline; round++) {
 		for (int i = 0; i < n; i++) {
 			uint8_t r[6] = {req[0], req[1], req[2], req[3], (uint8_t)(nregs >> 8), (uint8_t)nregs};
 			if (modbus_send_raw_request(ws[i].ctx, r, 6) == -1) {
@@ -174,6 +180,7 @@ static int
 usage(void)
 {
 	fprintf(stderr, "usage: mb_load load|rr HOST PORT UNIT NCONN SECONDS [NREGS [ADDR]]\n"
+	    "       mb_load rounds HOST PORT UNIT NCONN ROUNDS [NREGS [ADDR]]\n"
 	    "       mb_load scan HOST PORT UNIT SECONDS TOTAL\n");
 	return 2;
 }
@@ -185,12 +192,13 @@ main(int argc, char **argv)
 	int n, nregs = 125, addr = 0, total = 0, rc = 0;
 	double seconds, t0, t_end = 0;
 	unsigned long long requests = 0, errors = 0, registers = 0, scans = 0;
-	bool scan, rr;
+	bool scan, rr, rounds;
 
 	if (argc < 2)
 		return usage();
 	scan = strcmp(argv[1], "scan") == 0;
-	rr = strcmp(argv[1], "rr") == 0;
+	rounds = strcmp(argv[1], "rounds") == 0;
+	rr = rounds || strcmp(argv[1], "rr") == 0;
 	if (scan ? argc != 7 : ((!rr && strcmp(argv[1], "load") != 0) || argc < 7 || argc > 9))
 		return usage();
 	host = argv[2];
@@ -204,7 +212,12 @@ main(int argc, char **argv)
 			return usage();
 	} else {
 		n = atoi(argv[5]);
-		seconds = atof(argv[6]);
+		if (rounds) {
+			max_rounds = strtoull(argv[6], NULL, 10);
+			seconds = max_rounds ? 1 : 0;
+		} else {
+			seconds = atof(argv[6]);
+		}
 		if (argc > 7)
 			nregs = atoi(argv[7]);
 		if (argc > 8)
@@ -270,6 +283,6 @@ main(int argc, char **argv)
 		    requests, scans, registers, errors, el, (double)registers / el);
 	else
 		printf("mode=%s conns=%d requests=%llu errors=%llu elapsed=%.6f req_per_s=%.1f regs_per_s=%.1f\n",
-		    rr ? "rr" : "load", n, requests, errors, el, (double)requests / el, (double)registers / el);
+		    rounds ? "rounds" : rr ? "rr" : "load", n, requests, errors, el, (double)requests / el, (double)registers / el);
 	return rc;
 }
