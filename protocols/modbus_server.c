@@ -332,6 +332,59 @@ mb_reply_flush(struct session *s)
 	}
 }
 
+/* Does a request with function code fc write (and so wait for its writes' results)? */
+static bool
+mb_request_writes(uint8_t fc)
+{
+	switch (fc) {
+	case MB_FC_WRITE_COIL:
+	case MB_FC_WRITE_REGISTER:
+	case MB_FC_WRITE_COILS:
+	case MB_FC_WRITE_REGISTERS:
+	case MB_FC_MASK_WRITE:
+	case MB_FC_READ_WRITE:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Count an exception ex to a request for station st, unless it is the client's mistake or
+ * komd's choice (02, 01, 06). */
+static void
+mb_count_exception(struct station *st, int ex)
+{
+	if (st && ex != MB_EX_ILLEGAL_ADDRESS && ex != MB_EX_ILLEGAL_FUNCTION && ex != MB_EX_BUSY)
+		station_count_error(st);
+}
+
+/* A request that waits for nothing, with no answer before it waiting: answered now from an
+ * answer on the stack (most requests are reads: no allocation), with exception ex if not
+ * 0. The same answer as through the queue. */
+static void
+mb_server_answer_now(struct session *s, struct station *st, const struct mb_mbap *h, const struct mb_request *rq,
+    int ex)
+{
+	struct mb_reply now; /* only what mb_reply_build reads is set */
+
+	now.st = st;
+	now.h = *h;
+	now.rq = *rq;
+	now.failed = false;
+	now.len = 0;
+	if (ex) {
+		mb_count_exception(st, ex);
+		now.len = mb_encode_exception(now.adu, h->tid, h->unit, rq->fc, (uint8_t)ex);
+	} else {
+		mb_reply_build(&now);
+	}
+	if (session_closing(s))
+		return;
+	session_write(s, now.adu, now.len);
+	session_count_frame(s, true);
+	mb_trace_adu(s, true, true, now.adu, now.len);
+}
+
 /* One request: decode, route its writes, queue its answer. */
 static void
 mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu, size_t plen)
@@ -340,6 +393,7 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 	struct mb_ssession *ss = session_priv(s);
 	const struct mb_line_conf *lc = line_conf(l)->pconf;
 	struct station *st = mb_station_for_unit(l, h->unit);
+	struct mb_request rq;
 	struct mb_reply *r;
 	int ex;
 
@@ -350,19 +404,10 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 		    MB_MAX_PENDING_REPLIES + MB_MAX_BUSY_REPLIES);
 		return;
 	}
-	if ((r = calloc(1, sizeof(*r))) == NULL) {
-		session_close(s, "out of memory");
-		return;
-	}
-	r->s = s;
-	r->st = st;
-	r->h = *h;
 	/* the request itself first (function code 01, length, quantities and byte counts 03,
 	 * address range 02): a malformed request is malformed whichever unit it names */
-	if ((ex = mb_decode_request(pdu, plen, &r->rq)) < 0) {
-		free(r); /* not reached: mb_frame leaves at least the function code */
-		return;
-	}
+	if ((ex = mb_decode_request(pdu, plen, &rq)) < 0)
+		return; /* not reached: mb_frame leaves at least the function code */
 	if (ex == 0 && !st)
 		ex = MB_EX_GATEWAY_TARGET; /* no such unit behind this gateway */
 	else if (ex == 0 && ss->n >= MB_MAX_PENDING_REPLIES)
@@ -375,6 +420,18 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 			station_set_comm(st, true, NULL);
 		}
 	}
+	if (!ss->head && (ex || !mb_request_writes(rq.fc))) {
+		mb_server_answer_now(s, st, h, &rq, ex);
+		return;
+	}
+	if ((r = calloc(1, sizeof(*r))) == NULL) {
+		session_close(s, "out of memory");
+		return;
+	}
+	r->s = s;
+	r->st = st;
+	r->h = *h;
+	r->rq = rq;
 	if (ex == 0 && r->rq.data_len > 0 && r->rq.data_len <= sizeof(r->rdata)) {
 		/* keep the request's data: the pdu goes with the input buffer */
 		memcpy(r->rdata, r->rq.data, r->rq.data_len);
@@ -427,8 +484,7 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 		}
 	}
 	if (ex) {
-		if (st && ex != MB_EX_ILLEGAL_ADDRESS && ex != MB_EX_ILLEGAL_FUNCTION && ex != MB_EX_BUSY)
-			station_count_error(st);
+		mb_count_exception(st, ex);
 		r->len = mb_encode_exception(r->adu, h->tid, h->unit, r->rq.fc, (uint8_t)ex);
 		r->ready = true;
 	}
