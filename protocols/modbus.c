@@ -199,3 +199,13 @@ mb_trace(struct session *s, bool out, bool response, const uint8_t *adu, size_t 
 		snprintf(text, sizeof(text), "(not a Modbus frame)");
 	session_trace(s, out, adu, len, text);
 }
+
+long
+mb_frame_len(const uint8_t *buf, size_t len, char *err, size_t errlen)
+{
+	struct mb_mbap h;
+	size_t alen;
+	int r = mb_frame(buf, len, &h, &alen, err, errlen);
+
+	return r > 0 ? (long)alen : r;
+}

@@ -64,4 +64,9 @@ mb_tag(const struct stag *t)
 	return stag_priv((struct stag *)t);
 }
 
+/* Framing for the core's frame loop: an ADU's length from its MBAP header (Modbus
+ * Messaging on TCP/IP Implementation Guide, clause 3.1.3): 0 until 7 bytes and the whole
+ * ADU are there, -1 for a broken header (protocol id, length). */
+long mb_frame_len(const uint8_t *buf, size_t len, char *err, size_t errlen);
+
 #endif

@@ -486,81 +486,71 @@ mb_rmw_write(struct line *l, struct mb_txn *t, const struct mb_response *rs)
 	return 0;
 }
 
+/* One response ADU, as the core's frame loop hands it over: matched to its request by
+ * transaction id (a late or stray one is dropped without losing step). */
 static int
-mb_client_read(struct session *s, struct evbuffer *in)
+mb_client_frame(struct session *s, const uint8_t *buf, size_t len)
 {
 	struct line *l = session_line(s);
 	struct mb_csession *ss = session_priv(s);
+	struct mb_mbap h;
+	struct mb_response rs;
+	struct mb_txn *t;
+	size_t alen;
+	char err[160];
+	int r;
 
-	for (;;) {
-		size_t len = evbuffer_get_length(in), alen;
-		uint8_t *buf = evbuffer_pullup(in, (ev_ssize_t)(len < MB_MAX_ADU ? len : MB_MAX_ADU));
-		struct mb_mbap h;
-		struct mb_response rs;
-		struct mb_txn *t;
-		char err[160];
-		int r;
-
-		if (len == 0 || session_closing(s))
-			return 0; /* a write may have closed it: no more frames */
-		if ((r = mb_frame(buf, len < MB_MAX_ADU ? len : MB_MAX_ADU, &h, &alen, err, sizeof(err))) == 0)
-			return 0;
-		if (r < 0) {
-			session_protocol_error(s, "%s", err);
-			return -1;
-		}
-		session_count_frame(s, false);
-		mb_trace_adu(s, false, true, buf, alen);
-		for (t = ss->inflight; t && t->tid != h.tid; t = t->next)
-			;
-		if (!t) {
-			/* late (timed out and sent again) or never asked: drop it, stay in step */
-			log_warnx("line %s: %s: response with transaction id %u matches no request, dropped",
-			    line_name(l), session_peer(s), h.tid);
-			evbuffer_drain(in, alen);
-			continue;
-		}
-		struct mb_cstation *cs = station_priv(t->st);
-		mb_unlink_inflight(t);
-		if (h.unit != cs->unit) {
-			snprintf(err, sizeof(err), "response from unit %u to a request for unit %u", h.unit, cs->unit);
-			r = -1;
-		} else {
-			r = mb_decode_response(buf + MB_MBAP_LEN, alen - MB_MBAP_LEN, &t->sent, &rs, err, sizeof(err));
-		}
-		if (r != 0) {
-			char why[240];
-			snprintf(why, sizeof(why), "unit %u: malformed response: %s", cs->unit, err);
-			mb_txn_fail(t, why, false);
-		} else if (rs.exception) {
-			char why[240];
-			bool lost = rs.excode == MB_EX_DEVICE_FAILURE || rs.excode == MB_EX_GATEWAY_PATH ||
-			    rs.excode == MB_EX_GATEWAY_TARGET;
-			snprintf(why, sizeof(why), "unit %u: %s at %u: exception %u, %s", cs->unit,
-			    mb_fc_name(t->sent.fc) ? mb_fc_name(t->sent.fc) : "request", t->sent.addr, rs.excode,
-			    mb_exception_name(rs.excode));
-			if (t->plan < 0)
-				lost = false;
-			mb_txn_fail(t, why, lost);
-		} else if (t->plan >= 0) {
-			cs->lost = false;
-			/* the next request first: the device works on it while we update the tags */
-			mb_pump(l);
-			mb_apply_read(t, &rs);
-			mb_poll_step(t->st);
-			mb_txn_free(t);
-		} else if (t->rmw_read) {
-			if (mb_rmw_write(l, t, &rs) != 0)
-				mb_txn_fail(t, "value is not a bit", false);
-		} else {
-			write_done(t->wr, 0, "ok");
-			mb_txn_free(t);
-		}
-		evbuffer_drain(in, alen);
-		mb_pump(l);
-		if (!line_active_session(l))
-			return 0;
+	if (mb_frame(buf, len, &h, &alen, err, sizeof(err)) <= 0) {
+		session_protocol_error(s, "%s", err); /* mb_frame_len took it: cannot happen */
+		return -1;
 	}
+	mb_trace_adu(s, false, true, buf, alen);
+	for (t = ss->inflight; t && t->tid != h.tid; t = t->next)
+		;
+	if (!t) {
+		/* late (timed out and sent again) or never asked: drop it, stay in step */
+		log_warnx("line %s: %s: response with transaction id %u matches no request, dropped",
+		    line_name(l), session_peer(s), h.tid);
+		return 0;
+	}
+	struct mb_cstation *cs = station_priv(t->st);
+	mb_unlink_inflight(t);
+	if (h.unit != cs->unit) {
+		snprintf(err, sizeof(err), "response from unit %u to a request for unit %u", h.unit, cs->unit);
+		r = -1;
+	} else {
+		r = mb_decode_response(buf + MB_MBAP_LEN, alen - MB_MBAP_LEN, &t->sent, &rs, err, sizeof(err));
+	}
+	if (r != 0) {
+		char why[240];
+		snprintf(why, sizeof(why), "unit %u: malformed response: %s", cs->unit, err);
+		mb_txn_fail(t, why, false);
+	} else if (rs.exception) {
+		char why[240];
+		bool lost = rs.excode == MB_EX_DEVICE_FAILURE || rs.excode == MB_EX_GATEWAY_PATH ||
+		    rs.excode == MB_EX_GATEWAY_TARGET;
+		snprintf(why, sizeof(why), "unit %u: %s at %u: exception %u, %s", cs->unit,
+		    mb_fc_name(t->sent.fc) ? mb_fc_name(t->sent.fc) : "request", t->sent.addr, rs.excode,
+		    mb_exception_name(rs.excode));
+		if (t->plan < 0)
+			lost = false;
+		mb_txn_fail(t, why, lost);
+	} else if (t->plan >= 0) {
+		cs->lost = false;
+		/* the next request first: the device works on it while we update the tags */
+		mb_pump(l);
+		mb_apply_read(t, &rs);
+		mb_poll_step(t->st);
+		mb_txn_free(t);
+	} else if (t->rmw_read) {
+		if (mb_rmw_write(l, t, &rs) != 0)
+			mb_txn_fail(t, "value is not a bit", false);
+	} else {
+		write_done(t->wr, 0, "ok");
+		mb_txn_free(t);
+	}
+	mb_pump(l);
+	return 0;
 }
 
 static void
@@ -735,7 +725,9 @@ const struct proto_ops modbus_client_ops = {
 	.line_free = mb_client_line_free,
 	.station_init = mb_client_station_init,
 	.station_free = mb_client_station_free,
-	.on_read = mb_client_read,
+	.max_frame = MB_MAX_ADU,
+	.frame_len = mb_frame_len,
+	.on_frame = mb_client_frame,
 	.on_close = mb_client_close,
 	.on_poll = mb_client_poll,
 	.station_needs_trigger = true,

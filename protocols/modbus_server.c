@@ -500,34 +500,23 @@ mb_server_request(struct session *s, const struct mb_mbap *h, const uint8_t *pdu
 	mb_reply_flush(s);
 }
 
+/* One request ADU, as the core's frame loop hands it over. A PDU too short for its
+ * function is answered (exception 03), not closed on: only a broken MBAP header (mb_frame,
+ * in mb_frame_len) closes the connection. */
 static int
-mb_server_read(struct session *s, struct evbuffer *in)
+mb_server_frame(struct session *s, const uint8_t *buf, size_t len)
 {
-	for (;;) {
-		size_t len = evbuffer_get_length(in), alen;
-		size_t want = len < MB_MAX_ADU ? len : MB_MAX_ADU;
-		uint8_t *buf;
-		struct mb_mbap h;
-		char err[160];
-		int r;
+	struct mb_mbap h;
+	size_t alen;
+	char err[160];
 
-		if (len == 0 || session_closing(s))
-			return 0; /* a write may have closed it: no more frames */
-		buf = evbuffer_pullup(in, (ev_ssize_t)want);
-		if ((r = mb_frame(buf, want, &h, &alen, err, sizeof(err))) == 0)
-			return 0;
-		if (r < 0) {
-			session_protocol_error(s, "%s", err);
-			return -1;
-		}
-		session_count_frame(s, false);
-		mb_trace_adu(s, false, false, buf, alen);
-		/* a PDU too short for its function is answered (exception 03), not closed on:
-		 * only a broken MBAP header (mb_frame) closes the connection */
-		mb_server_request(s, &h, buf + MB_MBAP_LEN, alen - MB_MBAP_LEN);
-		if (evbuffer_drain(in, alen) != 0)
-			return -1;
+	if (mb_frame(buf, len, &h, &alen, err, sizeof(err)) <= 0) {
+		session_protocol_error(s, "%s", err); /* mb_frame_len took it: cannot happen */
+		return -1;
 	}
+	mb_trace_adu(s, false, false, buf, alen);
+	mb_server_request(s, &h, buf + MB_MBAP_LEN, alen - MB_MBAP_LEN);
+	return 0;
 }
 
 static void
@@ -575,7 +564,9 @@ const struct proto_ops modbus_server_ops = {
 	.station_init = mb_server_station_init,
 	.station_free = mb_server_station_free,
 	.on_connect = mb_server_connect,
-	.on_read = mb_server_read,
+	.max_frame = MB_MAX_ADU,
+	.frame_len = mb_frame_len,
+	.on_frame = mb_server_frame,
 	.on_close = mb_server_close,
 	.on_tag_change = mb_server_tag_change,
 };
