@@ -506,7 +506,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
-	if (!s->line->ops->on_read && !s->line->ops->on_frame) {
+	if (!s->line->ops->on_frame) {
 		evbuffer_drain(in, len);
 		s->in_left = 0;
 		return;
@@ -514,7 +514,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	if (!s->peeked && !s->line->tls && session_speaks_tls(s, in))
 		return;
 	s->wrote = false;
-	if ((s->line->ops->on_frame ? session_frames(s, in) : s->line->ops->on_read(s, in)) < 0 && !s->closing)
+	if (session_frames(s, in) < 0 && !s->closing)
 		session_protocol_error(s, "frame rejected");
 	s->in_left = s->closing ? 0 : evbuffer_get_length(in);
 	if (s->path && !s->wrote && !s->closing) {

@@ -26,9 +26,6 @@ struct ptimer;
  * matter (proto_ops.tag_serves): an MQTT client connects out, acquires what it subscribes to
  * and serves what it publishes. */
 enum proto_transport { PROTO_CONNECT, PROTO_LISTEN };
-/* the older names, while code still spells them so */
-#define ROLE_CLIENT PROTO_CONNECT
-#define ROLE_SERVER PROTO_LISTEN
 
 /* How a tcp-redundant line uses its backup (the core implements all three). */
 enum redund_policy {
@@ -41,10 +38,7 @@ enum path_kind { PATH_PRIMARY, PATH_BACKUP };
 
 struct proto_ops {
 	const char *name;
-	union {
-		enum proto_transport transport;
-		enum proto_transport role; /* the older name of transport */
-	};
+	enum proto_transport transport;
 	/* Optional: does a station of line lc serve tag tc (publish it, take writes for it)
 	 * rather than acquire it? NULL: the tags of listening lines are served, those of
 	 * connecting lines acquired. Stateless: it may see only the configuration. */
@@ -95,9 +89,6 @@ struct proto_ops {
 	long (*frame_len)(const uint8_t *buf, size_t len, char *err, size_t errlen);
 	int (*on_frame)(struct session *s, const uint8_t *frame, size_t len);
 	void (*on_frames_done)(struct session *s);
-	/* Or, for a protocol that frames its input itself: consume complete frames from in;
-	 * return 0, or -1 after session_protocol_error(). */
-	int (*on_read)(struct session *s, struct evbuffer *in);
 	/* The session is going away (any reason); release what refers to it. */
 	void (*on_close)(struct session *s);
 	/* Client lines, parallel or dual: s takes over as the active session because the active

@@ -410,7 +410,7 @@ fuzz_tags(void)
 	}
 	for (int i = 0; i < conf->nlines; i++) {
 		const struct line_conf *lc = &conf->lines[i];
-		if (lc->ops->role != ROLE_CLIENT)
+		if (lc->ops->transport != PROTO_CONNECT)
 			continue;
 		for (int j = 0; j < lc->nstations; j++)
 			for (int k = 0; k < lc->stations[j].ntags; k++)

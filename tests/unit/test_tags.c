@@ -16,8 +16,8 @@ static void t_change(struct stag *t) { (void)t; changes++; }
 static void t_write(struct stag *t, struct write_req *r) { (void)t; writes_seen++; held = r; }
 static void t_write_sync(struct stag *t, struct write_req *r) { (void)t; write_done(r, 0, "at once"); }
 
-static struct proto_ops srv_ops = { .name = "test-server", .role = ROLE_SERVER, .on_tag_change = t_change };
-static struct proto_ops cli_ops = { .name = "test-client", .role = ROLE_CLIENT, .on_tag_write = t_write };
+static struct proto_ops srv_ops = { .name = "test-server", .transport = PROTO_LISTEN, .on_tag_change = t_change };
+static struct proto_ops cli_ops = { .name = "test-client", .transport = PROTO_CONNECT, .on_tag_write = t_write };
 
 static int answers, last_status;
 static char last_msg[128];
