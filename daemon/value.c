@@ -13,7 +13,7 @@
 #include "log.h"
 #include "value.h"
 
-const char *const vtype_names[] = { "bool", "dpi", "int", "float", "string", "time", NULL };
+const char *const vtype_names[] = { VTYPE_NAME_LIST, NULL };
 
 uint32_t
 str_hash(const char *s)

@@ -7,6 +7,9 @@
 #include <stdint.h>
 
 enum vtype { VT_BOOL, VT_DPI, VT_INT, VT_FLOAT, VT_STRING, VT_TIME };
+/* Their names, in that order: the one list (value.c's vtype_names; the pure codecs, which
+ * do not link value.c, spell their table with it too). */
+#define VTYPE_NAME_LIST "bool", "dpi", "int", "float", "string", "time"
 
 /* bool: i 0/1; dpi (double point): i 0 intermediate, 1 off, 2 on, 3 faulty;
  * int: i; float: f; string: s (owned, NUL-terminated); time: i, ms since the epoch (UTC). */

@@ -1204,7 +1204,7 @@ type_is_little(enum mb_type t)
 static const char *
 vt_name(enum vtype vt)
 {
-	static const char *const names[] = { "bool", "dpi", "int", "float", "string", "time" };
+	static const char *const names[] = { VTYPE_NAME_LIST };
 
 	return (unsigned)vt < sizeof(names) / sizeof(names[0]) ? names[vt] : "?";
 }
