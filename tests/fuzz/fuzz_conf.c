@@ -18,14 +18,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static char dir[64], path[96];
 
-/* control.c links with the core; the reload it would ask for lives in main.c */
-int komd_reload(char *msg, size_t msglen);
-int
-komd_reload(char *msg, size_t msglen)
-{
-	snprintf(msg, msglen, "not in the fuzzer");
-	return -1;
-}
+#include "fuzz_core.h"
 
 int
 LLVMFuzzerInitialize(int *argc, char ***argv)

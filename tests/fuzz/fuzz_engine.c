@@ -49,16 +49,8 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
 
-/* control.c links with the core; the reload it would ask for lives in main.c */
-int komd_reload(char *msg, size_t msglen);
-int
-komd_reload(char *msg, size_t msglen)
-{
-	snprintf(msg, msglen, "not in the fuzzer");
-	return -1;
-}
+#include "fuzz_core.h"
 
-#define CHECK(c) do { if (!(c)) { fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, #c); abort(); } } while (0)
 
 /* Reconnect delays of an hour: a client line whose session ends schedules its next
  * attempt, which must never come (the fuzzer's advances skip those timers too). */
