@@ -29,7 +29,7 @@ LDLIBS   = $(PKG_LIBS) -lm
 DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
 	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
-	python3-scapy
+	python3-scapy valgrind
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
