@@ -1,8 +1,8 @@
 /* test_modbus_id.c: Modbus identification, FC 17 (report server id, 6.13) and FC 43 / MEI 14
  * (read device identification, 6.21 of the MODBUS Application Protocol Specification
  * V1.1b3), with the specification's example as byte vectors; mb_describe, the trace's
- * reading of every PDU as a request or as a response; and the Modbus protocols' keys as
- * komd.conf(5) documents them. */
+ * reading of every PDU as a request or as a response. (Every protocol's keys in komd.conf(5):
+ * test_conf's test_manpage.) */
 #include <stdbool.h>
 #include <stdint.h>
 #include <string.h>
@@ -229,45 +229,10 @@ test_describe(void)
 #undef DR
 }
 
-/* Every key of the Modbus protocols' schema tables is documented in komd.conf(5). */
-static void
-test_manpage(void)
-{
-	static const char *const protos[] = { "modbus-client", "modbus-server" };
-	static char text[300000];
-	FILE *f = fopen("man/komd.conf.5", "r");
-	size_t n;
-
-	CHECK(f != NULL);
-	if (!f)
-		return;
-	n = fread(text, 1, sizeof(text) - 1, f);
-	text[n] = '\0';
-	fclose(f);
-	for (size_t i = 0; i < sizeof(protos) / sizeof(protos[0]); i++) {
-		const struct proto_ops *ops = proto_find(protos[i]);
-		const struct conf_key *const tabs[] = { ops ? ops->line_keys : NULL, ops ? ops->station_keys : NULL,
-			ops ? ops->tag_keys : NULL };
-
-		CHECK(ops != NULL);
-		for (size_t t = 0; t < sizeof(tabs) / sizeof(tabs[0]); t++)
-			for (const struct conf_key *k = tabs[t]; k && k->name; k++) {
-				char pat[128];
-
-				snprintf(pat, sizeof(pat), "\n.B %s\n", k->name);
-				if (!strstr(text, pat))
-					fprintf(stderr, "man/komd.conf.5 does not document %s key '%s'\n", protos[i], k->name);
-				CHECK(strstr(text, pat) != NULL);
-				CHECK(k->help != NULL && k->help[0] != '\0');
-			}
-	}
-}
-
 int
 main(void)
 {
 	test_identification();
 	test_describe();
-	test_manpage();
 	return CHECK_DONE();
 }
