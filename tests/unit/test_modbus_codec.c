@@ -10,17 +10,7 @@
 #include "check.h"
 #include "modbus_codec.h"
 
-#define TID 0x1234
-#define UNIT 0x11
-
-/* Does the ADU (len bytes) hold MBAP(TID, UNIT) followed by exactly the PDU? */
-static int
-adu_is(const uint8_t *adu, size_t len, const uint8_t *pdu, size_t plen)
-{
-	uint8_t hdr[7] = { TID >> 8, TID & 0xff, 0, 0, (uint8_t)((plen + 1) >> 8), (uint8_t)(plen + 1), UNIT };
-
-	return len == 7 + plen && memcmp(adu, hdr, 7) == 0 && memcmp(adu + 7, pdu, plen) == 0;
-}
+#include "mb_adu.h"
 
 /* Unpack count bits of packed data into one byte each (to feed the encoders). */
 static void

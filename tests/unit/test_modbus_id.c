@@ -11,17 +11,7 @@
 #include "modbus_codec.h"
 #include "proto.h"
 
-#define TID 0x1234
-#define UNIT 0x11
-
-/* Does the ADU (len bytes) hold MBAP(TID, UNIT) followed by exactly the PDU? */
-static int
-adu_is(const uint8_t *adu, size_t len, const uint8_t *pdu, size_t plen)
-{
-	uint8_t hdr[7] = { TID >> 8, TID & 0xff, 0, 0, (uint8_t)((plen + 1) >> 8), (uint8_t)(plen + 1), UNIT };
-
-	return len == 7 + plen && memcmp(adu, hdr, 7) == 0 && memcmp(adu + 7, pdu, plen) == 0;
-}
+#include "mb_adu.h"
 
 /* 6.13 FC 17 and 6.21 FC 43 / MEI 14, after the specification's example (basic
  * identification in one response: "Company identification", "Product code XX", "V2.11"). */
