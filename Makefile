@@ -14,7 +14,7 @@ VERSION    := 0.1.0
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libevent libevent_openssl libconfig libsystemd openssl
+PKGS    := libevent libevent_openssl libconfig libsystemd openssl jansson
 # snprintf truncation of status and log text is deliberate, so -Wno-format-truncation.
 WARN    := -Wall -Wextra -Wshadow -Wformat=2 -Wstrict-prototypes -Wmissing-prototypes -Werror -Wno-format-truncation -Wno-unknown-warning-option
 CFLAGS  ?= -O2 -g
@@ -25,11 +25,13 @@ PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 LDLIBS   = $(PKG_LIBS) -lm
 
 # Debian packages the build and the tests need (the deps step installs what is missing).
-# Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark.
+# Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark,
+# mosquitto and its clients, paho-mqtt, libmosquitto (bench peers); JSON is jansson.
 DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
 	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
-	python3-scapy valgrind
+	python3-scapy valgrind libjansson-dev mosquitto mosquitto-clients python3-paho-mqtt \
+	libmosquitto-dev
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)

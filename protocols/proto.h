@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <event2/buffer.h>
+#include <jansson.h>
 
 #include "../daemon/conf.h"
 #include "../daemon/log.h"
@@ -179,6 +180,10 @@ void stag_set_quality(struct stag *t, unsigned quality);
 const struct value *stag_value(const struct stag *t);
 unsigned stag_quality(const struct stag *t);
 int64_t stag_time_source(const struct stag *t);
+/* Serving station: the tag behind t as the JSON object `komctl --json get` gives for it
+ * (name, value, quality, source, times in ISO 8601 UTC with ms; an invalid value is null
+ * with its quality). A new reference; NULL when out of memory. */
+json_t *stag_json(const struct stag *t);
 
 /* Writes. A serving station (or komctl) asks; the acquiring station answers. */
 typedef void (*write_cb)(void *arg, int status, const char *msg); /* status 0 ok, -1 failed */

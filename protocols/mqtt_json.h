@@ -1,0 +1,87 @@
+/* mqtt_json.h: the payloads of the mqtt-client protocol, pure (no sessions, no I/O): tag
+ * addresses in the original's `key=value;key=value` form, text payloads parsed by the
+ * tag's type, JSON payloads (RFC 8259, through jansson) read along a JSON path, a JSON
+ * payload's own timestamp, command messages and their responses. mqtt.c uses it; the
+ * unit test and the fuzzer drive it alone. */
+#ifndef KOMD_MQTT_JSON_H
+#define KOMD_MQTT_JSON_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#include "../daemon/value.h"
+
+/* A JSON path "a.b[1].c": object keys separated by dots, array indexes from 1 in brackets
+ * (the original's JA= form); "" or "." is the whole document. */
+struct mqtt_jstep {
+	char *key;      /* object member, or NULL for an array index */
+	size_t index;   /* array index from 1 */
+};
+struct mqtt_jpath {
+	struct mqtt_jstep *step;
+	int n;
+	char *text;     /* as configured, for messages */
+};
+
+/* A tag's address: "T=topic;JA=a.b[1].c" (either part may be left out; keys as the
+ * original spells them, case-sensitive; spaces around ';' and '=' are not allowed). */
+struct mqtt_tag_addr {
+	char *topic;            /* T=: an absolute topic name (no wildcard); NULL: the station's */
+	struct mqtt_jpath ja;   /* JA=: n 0 and text NULL when not given */
+	bool has_ja;
+};
+
+/* Parse an address; 0, or -1 with err naming the part ("JA=a..b: empty key at 3"). The
+ * topic is checked as an MQTT topic name (mqtt_check_topic_name). */
+int mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t errlen);
+void mqtt_tag_addr_free(struct mqtt_tag_addr *a);
+int mqtt_jpath_parse(const char *s, struct mqtt_jpath *out, char *err, size_t errlen);
+void mqtt_jpath_free(struct mqtt_jpath *p);
+
+/* A received payload as JSON: a new reference, or NULL with err (jansson's message with
+ * line and column). Payloads over 1 MiB nest no deeper than jansson allows; bytes that
+ * are not UTF-8 are an error. */
+json_t *mqtt_json_load(const uint8_t *payload, size_t len, char *err, size_t errlen);
+
+/* The value at path in root, as type t: bool from true/false or 0/1; dpi from 0..3 (or
+ * true/false as on/off); int from an integer (or a float with no fraction, within int64);
+ * float from any number; string from a string (other JSON values as their compact JSON
+ * text); time from a number (ms since the epoch) or an ISO 8601 string. 0, or -1 with err
+ * ("JA=a.b[2]: no element 2 (array of 1)", "JA=x: string, not a number"). v->s is
+ * allocated for strings. */
+int mqtt_json_value(json_t *root, const struct mqtt_jpath *path, enum vtype t, struct value *v,
+    char *err, size_t errlen);
+
+/* A text payload as type t (value_parse: "1"/"true", numbers, strings as they are; not
+ * NaN or infinities; no NUL byte, valid UTF-8 for strings). 0, or -1 with err. */
+int mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
+    char *err, size_t errlen);
+
+/* A payload's own timestamp (station keys time_field, time_format). */
+enum mqtt_time_format { MQTT_TIME_EPOCH_S, MQTT_TIME_EPOCH_MS, MQTT_TIME_ISO8601 };
+#define MQTT_TIME_FORMAT_CHOICES "epoch_s", "epoch_ms", "iso8601"
+/* ms since the epoch (UTC) from the member at path: a number (s, fractions allowed, or ms)
+ * or an ISO 8601 string ("2026-11-30T12:00:00Z", ".123", "+01:00" offsets). 0, or -1
+ * with err. */
+int mqtt_json_time(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,
+    int64_t *ms, char *err, size_t errlen);
+/* ISO 8601 date-time text (as above) to ms since the epoch; 0 or -1. */
+int mqtt_iso8601_ms(const char *s, int64_t *ms);
+
+/* A command message for a tag of type t. Text: the payload is the value. JSON: a bare
+ * JSON value, or an object {"value": V, "time": T} where the optional T (ISO 8601, or ms
+ * since the epoch) is when the command was issued (*issued_ms, else 0). 0, or -1 with
+ * err. */
+int mqtt_command_parse(enum vtype t, bool json, const uint8_t *payload, size_t len,
+    struct value *v, int64_t *issued_ms, char *err, size_t errlen);
+/* {"ok":true} or {"ok":false,"error":"..."} (msg's bytes that are not UTF-8 escaped as
+ * U+FFFD): a malloc'ed NUL-terminated string, NULL when out of memory. */
+char *mqtt_command_response(bool ok, const char *msg);
+
+/* A served tag's value as a text payload (value_format; strings as they are). Returns
+ * the length written (NUL-terminated), or -1 when it does not fit in len. */
+int mqtt_value_text(const struct value *v, char *buf, size_t len);
+
+#endif
