@@ -37,6 +37,14 @@ enum redund_policy {
 
 enum path_kind { PATH_PRIMARY, PATH_BACKUP };
 
+/* One counter of a protocol (proto_ops.counters). name: lower case with '_', a counter's
+ * ending in "_total" (Prometheus's convention: it only goes up), a gauge's not. */
+struct proto_counter {
+	const char *name;
+	bool gauge;          /* a level (queue depth) rather than a count of events */
+	const char *help;    /* one line for komctl and metrics */
+};
+
 struct proto_ops {
 	const char *name;
 	enum proto_transport transport;
@@ -64,6 +72,12 @@ struct proto_ops {
 	 * period, delay or continuous is required for a station with inputs (komd -t refuses
 	 * it otherwise, rather than run it as "ok; polls 0"). */
 	bool station_needs_trigger;
+
+	/* Optional: the protocol's own counters of a line (e.g. MQTT's queue depth and
+	 * drops), terminated by a NULL name; shown by `komctl status` (text and --json, beside
+	 * the core's counters) and kept across nothing (a line's restart zeroes them). Counted
+	 * with line_counter_add, gauges set with line_counter_set, by index in this table. */
+	const struct proto_counter *counters;
 
 	/* Private state, zeroed by the core: protocol_priv() of each object. */
 	size_t line_size, station_size, stag_size, session_size;
@@ -149,6 +163,11 @@ void line_foreach_session(struct line *l, session_fn fn, void *arg);
  * on parallel lines the protocol sets it. NULL when none. */
 struct session *line_active_session(const struct line *l);
 void line_set_active_session(struct line *l, struct session *s);
+
+/* The line's protocol counters (proto_ops.counters, by index): add to a count, set a
+ * gauge. An index out of the table is ignored. */
+void line_counter_add(struct line *l, int idx, uint64_t n);
+void line_counter_set(struct line *l, int idx, uint64_t v);
 
 /* --- stations --- */
 const struct station_conf *station_conf(const struct station *st);
