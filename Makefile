@@ -79,8 +79,18 @@ $(BUILD)/tests/%: $(BUILD)/tests/unit/%.o $(BUILD)/libkomd.a
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
+# The demo. Its MQTT line needs a broker on 127.0.0.1:11883: when none listens there, a
+# private mosquitto (conf/demo-mosquitto.conf) runs beside komd and stops with it.
+DEMO_MQTT_PORT := 11883
 run: all
-	$(BUILD)/komd -f -c conf/komd.conf
+	@if /usr/bin/python3 -c 'import socket; socket.create_connection(("127.0.0.1", $(DEMO_MQTT_PORT)), 1)' 2>/dev/null; then \
+		echo "run: an MQTT broker listens on 127.0.0.1:$(DEMO_MQTT_PORT) already; the demo's MQTT line uses it"; \
+		exec $(BUILD)/komd -f -c conf/komd.conf; \
+	fi; \
+	echo "run: starting a private mosquitto on 127.0.0.1:$(DEMO_MQTT_PORT) for the demo's MQTT line (stops with komd)"; \
+	mosquitto -c conf/demo-mosquitto.conf & mpid=$$!; \
+	trap 'kill $$mpid 2>/dev/null' EXIT INT TERM; \
+	$(BUILD)/komd -f -c conf/komd.conf; rc=$$?; kill $$mpid 2>/dev/null; wait $$mpid; exit $$rc
 
 # All tests: unit programs, then integration tests against a fresh komd each.
 check: test
