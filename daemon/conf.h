@@ -124,6 +124,7 @@ struct tls_conf {
 	char *ciphers;       /* TLS 1.2 cipher list; NULL: OpenSSL's default (or the PSK suites) */
 	char *ciphersuites;  /* TLS 1.3 suites; NULL: OpenSSL's default */
 	bool verify_host;    /* client: the partner's certificate must name the host we dialled */
+	char *alpn;          /* ALPN protocol names, comma-separated (RFC 7301); NULL: none */
 	char *crl;           /* comma-separated CRL files; NULL: no revocation check */
 	bool plain_psk;      /* PSK without (EC)DHE allowed */
 	bool renegotiation;  /* accept the partner's TLS 1.2 renegotiation */

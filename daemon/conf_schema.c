@@ -140,6 +140,10 @@ const struct conf_key conf_tls_keys[] = {
 	{ .name = "renegotiate_interval", .type = CK_SECONDS, .min = 0, .max = 604800, .def = "0",
 	  .off = offsetof(struct tls_conf, renegotiate_interval_ms),
 	  .help = "renew the session keys this often (TLS 1.2: renegotiation; TLS 1.3: KeyUpdate); 0: never" },
+	{ .name = "alpn", .type = CK_STRING, .off = offsetof(struct tls_conf, alpn),
+	  .help = "application protocols (RFC 7301 ALPN), comma-separated, e.g. \"x-amzn-mqtt-ca\" for AWS IoT "
+	          "on port 443: a client offers them in order, a server accepts a client offering one of them "
+	          "(and refuses one offering only others)" },
 	{ .name = "verify_host", .type = CK_BOOL, .def = "true", .off = offsetof(struct tls_conf, verify_host),
 	  .help = "client lines: the partner's certificate must name the host dialled (DNS name, or IP "
 	  "address for an IP literal); false checks the chain only" },

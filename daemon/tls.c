@@ -491,6 +491,56 @@ tls_load_crl(struct line_tls *t, const char *f, void *arg)
 	return tls_read_crls(t, f, ld->err, ld->errlen);
 }
 
+/* "a, b" to the ALPN wire format (RFC 7301 3.1: each name 1..255 bytes with its length
+ * byte before it). 0, or -1 with err. */
+static int
+tls_alpn_wire(const char *s, unsigned char *out, size_t cap, size_t *len, char *err, size_t errlen)
+{
+	size_t n = 0;
+
+	while (*s) {
+		size_t k;
+		while (*s == ' ' || *s == ',')
+			s++;
+		if (!*s)
+			break;
+		for (k = 0; s[k] && s[k] != ',' && s[k] != ' '; k++)
+			;
+		if (k > 255 || n + 1 + k > cap) {
+			snprintf(err, errlen, "alpn: '%.*s': a protocol name is 1 to 255 bytes, all of them at most %zu",
+			    (int)(k > 40 ? 40 : k), s, cap - 1);
+			return -1;
+		}
+		out[n++] = (unsigned char)k;
+		memcpy(out + n, s, k);
+		n += k;
+		s += k;
+	}
+	if (n == 0) {
+		snprintf(err, errlen, "alpn: no protocol name given");
+		return -1;
+	}
+	*len = n;
+	return 0;
+}
+
+/* Server: the first of the line's protocols the client offers (RFC 7301 3.2: none of them
+ * is a fatal no_application_protocol alert). A client offering no ALPN is not asked. */
+static int
+tls_alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen, const unsigned char *in,
+    unsigned int inlen, void *arg)
+{
+	const struct line_tls *t = arg;
+	unsigned char *sel;
+
+	(void)ssl;
+	if (SSL_select_next_proto(&sel, outlen, t->alpn, (unsigned)t->alpn_len, in, inlen) !=
+	    OPENSSL_NPN_NEGOTIATED)
+		return SSL_TLSEXT_ERR_ALERT_FATAL;
+	*out = sel;
+	return SSL_TLSEXT_ERR_OK;
+}
+
 struct line_tls *
 tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e)
 {
@@ -549,6 +599,16 @@ tls_setup(const struct line_conf *lc, bool no_verify, struct tls_error *e)
 		goto fail;
 	}
 	tls_setup_renegotiation(t);
+	if (c->alpn) {
+		if (tls_alpn_wire(c->alpn, t->alpn, sizeof(t->alpn), &t->alpn_len, err, errlen) != 0)
+			goto fail;
+		if (t->server)
+			SSL_CTX_set_alpn_select_cb(t->ctx, tls_alpn_select, t);
+		else if (SSL_CTX_set_alpn_protos(t->ctx, t->alpn, (unsigned)t->alpn_len) != 0) {
+			snprintf(err, errlen, "alpn: %s", tls_openssl_errors(oerr, sizeof(oerr)));
+			goto fail;
+		}
+	}
 	if (t->server) {
 		/* resumption (TLS 1.2 session ids and tickets, TLS 1.3 tickets) needs a context
 		 * that names the line: without it OpenSSL refuses resuming clients on lines that
@@ -853,10 +913,18 @@ char *
 tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
 {
 	X509 *x = SSL_get0_peer_certificate(ssl);
-	char subj[256] = "";
+	char subj[256] = "", alpn[280] = "";
+	const unsigned char *ap;
+	unsigned aplen;
+	size_t n;
 
 	if (x)
 		X509_NAME_oneline(X509_get_subject_name(x), subj, sizeof(subj));
+	SSL_get0_alpn_selected(ssl, &ap, &aplen);
+	if (aplen)
+		snprintf(alpn, sizeof(alpn), ", ALPN %.*s", (int)aplen, (const char *)ap);
+	else if (t->alpn_len)
+		snprintf(alpn, sizeof(alpn), ", no ALPN protocol chosen");
 	if (tls_psk_used(ssl)) {
 		const char *id = t->server ? SSL_get_psk_identity(ssl) : t->identity;
 		snprintf(buf, len, "%s %s, PSK identity %s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
@@ -866,6 +934,9 @@ tls_describe(SSL *ssl, const struct line_tls *t, char *buf, size_t len)
 		    x ? ", peer " : ", no peer certificate", subj,
 		    x ? (tls_peer_verified(ssl) ? " (verified)" : " (NOT verified)") : "",
 		    SSL_session_reused(ssl) ? ", resumed" : "");
+	n = strlen(buf);
+	if (n < len)
+		snprintf(buf + n, len - n, "%s", alpn);
 	return buf;
 }
 

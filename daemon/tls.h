@@ -38,6 +38,8 @@ struct line_tls {
 	bool renegotiation;     /* accept the partner's secure renegotiation (TLS 1.2) */
 	int renegotiation_min_interval_ms;
 	int renegotiate_interval_ms; /* our own key renewal; 0 off */
+	unsigned char alpn[256];    /* ALPN protocol list in wire format (RFC 7301 3.1); alpn_len 0: none */
+	size_t alpn_len;
 };
 
 /* Default TLS 1.2 cipher lists (openssl-ciphers(1)); ciphers in the tls section overrides.

@@ -219,6 +219,33 @@ def test_komd_renews_keys():
     srv.stop()
 
 
+def test_alpn():
+    """alpn (RFC 7301), for clouds that choose the protocol by it on port 443 (AWS IoT's
+    x-amzn-mqtt-ca): a client line offers it, s_server sees it and chooses it; a server line
+    accepts a client offering one of its protocols and refuses one offering only others."""
+    sport = free_port()
+    srv = s_server(sport, "-alpn", "x-amzn-mqtt-ca", "-cert", p("server.pem"), "-key", p("server.key"))
+    with Komd(client_line(sport, 'partner_certs = "%s"; alpn = "x-amzn-mqtt-ca";' % p("ca.pem"))).start() as k:
+        srv.wait(r"^ALPN protocols advertised by the client: x-amzn-mqtt-ca$")
+        k.wait_log(r"line cli: 127\.0\.0\.1:%d: TLS established: .*\(verified\), ALPN x-amzn-mqtt-ca" % sport)
+    srv.stop()
+    port = free_port()
+    with Komd(MEM + "lines = (%s);" % server_line(port, MUTUAL + ' alpn = "mqtt, x-amzn-mqtt-ca";')).start() as k:
+        good = s_client(port, "-alpn", "foo,x-amzn-mqtt-ca", *CLIENT_CERT)
+        good.wait(r"^ALPN protocol: x-amzn-mqtt-ca$")
+        good.wait(r"^VAL m 0 \d+ 42$")
+        good.stop()
+        bad = s_client(port, "-alpn", "http/1.1", *CLIENT_CERT)
+        k.wait_log(r"line srv: 127\.0\.0\.1:\d+: TLS handshake failed: .*no application protocol")
+        bad.stop()
+    # a name longer than 255 bytes: komd -t names the tls section
+    k = Komd(client_line(sport, 'partner_certs = "%s"; alpn = "%s";' % (p("ca.pem"), "x" * 300)))
+    r = run_komd("-t", "-c", k.conf)
+    out = r.stdout + r.stderr
+    check(r.returncode == 1 and re.search(r"\.conf:\d+: .*alpn: 'x+': a protocol name is 1 to 255 bytes", out), out)
+    shutil.rmtree(k.dir)
+
+
 def test_secret_file_modes():
     d = tempfile.mkdtemp(prefix="komd-modes-")
     key = os.path.join(d, "server.key")
@@ -288,7 +315,7 @@ if __name__ == "__main__":
     tlspki.make(PKI)
     try:
         main([test_resumption_on_mutual_line, test_cipher_defaults, test_crl, test_expired_certificate_fails_its_line_only,
-              test_partner_renegotiation, test_komd_renews_keys, test_secret_file_modes,
+              test_partner_renegotiation, test_komd_renews_keys, test_alpn, test_secret_file_modes,
               test_secrets_wiped])
     finally:
         shutil.rmtree(PKI, ignore_errors=True)
