@@ -657,7 +657,7 @@ conf_tag(struct conf_ctx *x, const struct line_conf *lc, struct station_conf *sc
 	r = conf_opt(x, grp, conf_tag_keys, "address", CK_STRING, &tc);
 	if (r == 1 && !sc)
 		conf_err(x, config_setting_get_member(grp, "address"), "'address' is not allowed on memory tags");
-	else if (r == 0 && sc && !sc->simulation)
+	else if (r == 0 && sc && !sc->simulation && !(lc->ops && lc->ops->address_optional))
 		conf_err(x, grp, "missing required key 'address' in %s", what);
 
 	if ((m = config_setting_get_member(grp, "type"))) {
@@ -726,7 +726,7 @@ conf_station(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *g
 			sc.address = conf_strdup(config_setting_get_string(m));
 		else
 			conf_err(x, m, "'address' must be an integer or a string");
-	} else if (!sc.simulation)
+	} else if (!sc.simulation && !(lc->ops && lc->ops->address_optional))
 		conf_err(x, grp, "missing required key 'address' in %s", what);
 
 	if (sc.period_ms && sc.delay_ms)

@@ -53,6 +53,9 @@ struct proto_ops {
 	 * connecting lines acquired. Stateless: it may see only the configuration. */
 	bool (*tag_serves)(const struct line_conf *lc, const struct tag_conf *tc);
 	enum redund_policy redundancy;
+	/* Stations and tags may leave `address` out (station_conf/tag_conf address NULL; the
+	 * check hooks decide): an MQTT station without a topic filter, a published tag. */
+	bool address_optional;
 	/* Optional: the policy from the line's own settings (overrides .redundancy). */
 	enum redund_policy (*line_redundancy)(const struct line_conf *lc);
 
