@@ -12,6 +12,7 @@
 #include "mqtt_codec.h"
 
 #include "mqtt_codec_eq.h"
+#include "mqtt_codec_vectors.h"
 
 #define S(lit) ((struct mqtt_str){ lit, sizeof(lit) - 1 })
 #define BIN(lit) ((struct mqtt_bin){ (const uint8_t *)(lit), sizeof(lit) - 1 })
@@ -325,6 +326,139 @@ test_simple(void)
 	round_trip(&p, MQTT_V5, &q);
 }
 
+/* Is the decoded property the vector's? *user and *sub count the repeated ones. */
+static bool
+prop_is(const struct mqtt_props *pr, const struct mqtt_vec_prop *e, int *user, int *sub)
+{
+	int k;
+
+	if (!MQTT_PROP_HAS(pr, e->id))
+		return false;
+	switch (e->id) {
+	case MQTT_P_PAYLOAD_FORMAT: return pr->payload_format == e->num;
+	case MQTT_P_MESSAGE_EXPIRY: return pr->message_expiry == e->num;
+	case MQTT_P_CONTENT_TYPE: return mqtt_eq_bytes(pr->content_type.p, pr->content_type.len, e->s, e->len);
+	case MQTT_P_RESPONSE_TOPIC:
+		return mqtt_eq_bytes(pr->response_topic.p, pr->response_topic.len, e->s, e->len);
+	case MQTT_P_CORRELATION_DATA:
+		return mqtt_eq_bytes(pr->correlation_data.p, pr->correlation_data.len, e->s, e->len);
+	case MQTT_P_SUBSCRIPTION_ID: k = (*sub)++; return k < pr->n_sub_id && pr->sub_id[k] == e->num;
+	case MQTT_P_SESSION_EXPIRY: return pr->session_expiry == e->num;
+	case MQTT_P_ASSIGNED_CLIENT_ID:
+		return mqtt_eq_bytes(pr->assigned_client_id.p, pr->assigned_client_id.len, e->s, e->len);
+	case MQTT_P_SERVER_KEEPALIVE: return pr->server_keepalive == e->num;
+	case MQTT_P_AUTH_METHOD: return mqtt_eq_bytes(pr->auth_method.p, pr->auth_method.len, e->s, e->len);
+	case MQTT_P_AUTH_DATA: return mqtt_eq_bytes(pr->auth_data.p, pr->auth_data.len, e->s, e->len);
+	case MQTT_P_REQUEST_PROBLEM_INFO: return pr->request_problem_info == e->num;
+	case MQTT_P_WILL_DELAY: return pr->will_delay == e->num;
+	case MQTT_P_REQUEST_RESPONSE_INFO: return pr->request_response_info == e->num;
+	case MQTT_P_RESPONSE_INFO: return mqtt_eq_bytes(pr->response_info.p, pr->response_info.len, e->s, e->len);
+	case MQTT_P_SERVER_REFERENCE:
+		return mqtt_eq_bytes(pr->server_reference.p, pr->server_reference.len, e->s, e->len);
+	case MQTT_P_REASON_STRING: return mqtt_eq_bytes(pr->reason_string.p, pr->reason_string.len, e->s, e->len);
+	case MQTT_P_RECEIVE_MAXIMUM: return pr->receive_maximum == e->num;
+	case MQTT_P_TOPIC_ALIAS_MAXIMUM: return pr->topic_alias_maximum == e->num;
+	case MQTT_P_TOPIC_ALIAS: return pr->topic_alias == e->num;
+	case MQTT_P_MAXIMUM_QOS: return pr->maximum_qos == e->num;
+	case MQTT_P_RETAIN_AVAILABLE: return pr->retain_available == e->num;
+	case MQTT_P_USER_PROPERTY:
+		k = (*user)++;
+		return k < pr->n_user && mqtt_eq_bytes(pr->user[k].key.p, pr->user[k].key.len, e->s, e->len) &&
+		    mqtt_eq_bytes(pr->user[k].val.p, pr->user[k].val.len, e->s2, e->len2);
+	case MQTT_P_MAXIMUM_PACKET_SIZE: return pr->maximum_packet_size == e->num;
+	case MQTT_P_WILDCARD_SUB_AVAILABLE: return pr->wildcard_sub_available == e->num;
+	case MQTT_P_SUB_ID_AVAILABLE: return pr->sub_id_available == e->num;
+	case MQTT_P_SHARED_SUB_AVAILABLE: return pr->shared_sub_available == e->num;
+	default: return false;
+	}
+}
+
+/* Exactly the vector's properties: each one, and no other. */
+static bool
+props_are(const struct mqtt_props *pr, const struct mqtt_vec_prop *e, int n)
+{
+	uint64_t want = 0;
+	int user = 0, sub = 0;
+
+	for (int i = 0; i < n; i++) {
+		if (!prop_is(pr, &e[i], &user, &sub)) {
+			fprintf(stderr, "property 0x%02X differs\n", e[i].id);
+			return false;
+		}
+		want |= (uint64_t)1 << e[i].id;
+	}
+	return pr->present == want && pr->n_user == user && pr->n_sub_id == sub;
+}
+
+#define EQ(a, alen, b, blen) mqtt_eq_bytes(a, alen, b, blen)
+
+/* mqtt_codec_vectors.h: each packet decodes to the fields paho or mosquitto put in it;
+ * encoding what was decoded gives the same bytes, or (where the sender chose a longer
+ * form the standard allows) a packet that decodes the same. */
+static void
+test_vectors(void)
+{
+	int exact = 0, n = (int)(sizeof(mqtt_vecs) / sizeof(mqtt_vecs[0]));
+
+	for (int i = 0; i < n; i++) {
+		const struct mqtt_vec *e = &mqtt_vecs[i];
+		struct mqtt_packet p, q;
+		char err[256] = "";
+		const struct mqtt_connect *c = &p.connect;
+		int before = check_failures;
+		long len;
+
+		CHECK_INT(mqtt_frame_len((const uint8_t *)e->bytes, e->len, e->len, err, sizeof(err)), e->len);
+		if (mqtt_decode((const uint8_t *)e->bytes, e->len, e->v, &p, err, sizeof(err)) != 0) {
+			fprintf(stderr, "%s: %s\n", e->name, err);
+			CHECK(0);
+			continue;
+		}
+		CHECK(p.type == e->type && p.qos == e->qos && p.dup == e->dup && p.retain == e->retain);
+		CHECK_INT(p.packet_id, e->packet_id);
+		CHECK_INT(p.reason_code, e->reason_code);
+		CHECK(p.session_present == e->session_present);
+		CHECK(EQ(p.topic.p, p.topic.len, e->topic, e->topic_len));
+		CHECK(EQ(p.payload.p, p.payload.len, e->payload, e->payload_len));
+		CHECK_INT(p.n_subs, e->n_subs);
+		for (int k = 0; k < e->n_subs && k < p.n_subs; k++) {
+			CHECK(EQ(p.subs[k].filter.p, p.subs[k].filter.len, e->filters[k], strlen(e->filters[k])));
+			CHECK_INT(p.subs[k].options, e->options[k]);
+		}
+		CHECK_INT(p.n_codes, e->n_codes);
+		CHECK(memcmp(p.codes, e->codes, (size_t)e->n_codes) == 0);
+		if (e->type == MQTT_CONNECT) {
+			CHECK(EQ(c->client_id.p, c->client_id.len, e->client_id, e->client_id_len));
+			CHECK_INT(c->keepalive, e->keepalive);
+			CHECK(c->clean_start == e->clean_start && c->will == e->will);
+			CHECK(c->will_qos == e->will_qos && c->will_retain == e->will_retain);
+			CHECK(EQ(c->will_topic.p, c->will_topic.len, e->will_topic, e->will_topic_len));
+			CHECK(EQ(c->will_payload.p, c->will_payload.len, e->will_payload, e->will_payload_len));
+			CHECK(c->has_username == (e->username != NULL));
+			CHECK(EQ(c->username.p, c->username.len, e->username, e->username_len));
+			CHECK(c->has_password == (e->password != NULL));
+			CHECK(EQ(c->password.p, c->password.len, e->password, e->password_len));
+			CHECK(props_are(&c->will_props, e->will_props, e->n_will_props));
+		}
+		CHECK(props_are(&p.props, e->props, e->n_props));
+
+		len = mqtt_encode(&p, e->v, frame, sizeof(frame), err, sizeof(err));
+		CHECK(len > 0);
+		if (len == (long)e->len && memcmp(frame, e->bytes, e->len) == 0)
+			exact++;
+		else if (len > 0) {
+			/* mosquitto orders its properties otherwise (their order is free, 2.2.2.2) */
+			fprintf(stderr, "%s: encoded back to other bytes (%ld, was %zu)\n", e->name, len, e->len);
+			CHECK_INT(mqtt_decode(frame, (size_t)len, e->v, &q, err, sizeof(err)), 0);
+			CHECK(mqtt_packet_diff(&p, &q) == NULL);
+		}
+		if (check_failures != before)
+			fprintf(stderr, "  in vector \"%s\"\n", e->name);
+	}
+	fprintf(stderr, "vectors: %d, %d encoded back to the same bytes\n", n, exact);
+	CHECK(n >= 50);
+}
+
 /* 4.7.1, 4.7.2: the examples of the specification. */
 static void
 test_match(void)
@@ -397,6 +531,7 @@ main(void)
 	test_acks();
 	test_subscribe();
 	test_simple();
+	test_vectors();
 	test_match();
 	test_names();
 	return CHECK_DONE();
