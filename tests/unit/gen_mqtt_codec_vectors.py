@@ -10,6 +10,14 @@
       OUT.h also the fuzz seeds tests/fuzz/corpus/mqtt/. The expected v5 properties of every
       packet are what paho's Properties.unpack reads from its bytes; the other fields are
       what the scenario asked paho or mosquitto for.
+  gen_mqtt_codec_vectors.py --check FILE
+      The reverse: FILE holds packets komd's codec encoded (one per line: version, hex,
+      the fields as JSON; written by `test_mqtt_codec --dump FILE`). The broker's side
+      (CONNACK, PUBLISH, the acknowledgements, SUBACK, UNSUBACK, PINGRESP, DISCONNECT) is
+      fed to paho's own packet handlers, which must accept it and report the same fields;
+      the client's side (CONNECT, SUBSCRIBE, UNSUBSCRIBE, PINGREQ) is sent to a fresh
+      mosquitto, which must answer it (CONNACK not 0x81/0x82, SUBACK/UNSUBACK with the
+      packet identifier and one code per filter, PINGRESP). Exit 1 on any difference.
 
 Needs Debian's python3-paho-mqtt (1.6) and mosquitto (2.0): run with /usr/bin/python3.
 """
@@ -506,7 +514,131 @@ static const struct mqtt_vec mqtt_vecs[] = {
 """
 
 
+def paho_reads(v5, b, f):
+    """Feed b to paho's handler for its type; None, or what differs."""
+    c = Capture(v5, "komd-check")
+    got = {}
+    c.on_connect = lambda cl, ud, flags, rc, *props: got.update(sp=flags["session present"],
+                                                                       rc=getattr(rc, "value", rc))
+    c.on_message = lambda cl, ud, m: got.update(topic=m._topic, payload=m.payload, qos=m.qos,
+                                                retain=bool(m.retain), dup=bool(m.dup), id=m.mid)
+    c.on_subscribe = lambda cl, ud, mid, codes, *props: got.update(
+        id=mid, codes=[getattr(x, "value", x) for x in codes])
+    c.on_unsubscribe = lambda cl, ud, mid, *rest: got.update(id=mid)
+    t = b[0] >> 4
+    rem, off = vbi(b, 1)
+    c._in_packet = {"command": b[0], "have_remaining": 1, "remaining_count": [], "remaining_mult": 1,
+                    "remaining_length": rem, "packet": bytearray(b[off:]), "to_process": 0, "pos": 0}
+    if t == 6:    # PUBREL answers a PUBREC paho sent: give it that message
+        c._in_messages[f["id"]] = mqtt.MQTTMessage(f["id"])
+    if t == 5:    # PUBREC answers a QoS 2 PUBLISH paho sent
+        c._out_messages[f["id"]] = mqtt.MQTTMessage(f["id"])
+    rc = c._packet_handle()
+    if t == 3 and f["qos"] == 2 and f["id"] in c._in_messages:   # on_message waits for PUBREL
+        m = c._in_messages[f["id"]]
+        got.update(topic=m._topic, payload=m.payload, qos=m.qos, retain=bool(m.retain), dup=bool(m.dup),
+                   id=m.mid)
+    if t == 2 and f["rc"] != 0 and rc in (mqtt.MQTT_ERR_CONN_REFUSED, mqtt.MQTT_ERR_PROTOCOL) \
+            and got.get("rc") == f["rc"]:
+        rc = mqtt.MQTT_ERR_SUCCESS    # paho's answer to a refusal it read (on_connect had it)
+    if rc != mqtt.MQTT_ERR_SUCCESS:
+        return "paho: %s" % mqtt.error_string(rc)
+    want = {}
+    if t == 2:
+        want = dict(sp=f["sp"], rc=f["rc"])
+    elif t == 3:
+        want = dict(topic=bytes.fromhex(f["topic"]), payload=bytes.fromhex(f["payload"]), qos=f["qos"],
+                    retain=f["retain"], dup=f["dup"], id=f["id"] if f["qos"] else 0)
+    elif t == 9:
+        want = dict(id=f["id"], codes=f["codes"])
+    elif t == 11:
+        want = dict(id=f["id"])
+    elif t in (5, 6):  # paho answers PUBREC with PUBREL, PUBREL with PUBCOMP: for the same id
+        sent = c.out.pop()
+        got["id"] = struct.unpack("!H", sent[2:4])[0]
+        want = dict(id=f["id"])
+    for k, v in want.items():
+        if got.get(k) != v:
+            return "paho read %s = %r, komd wrote %r" % (k, got.get(k), v)
+    return None
+
+
+def mosquitto_reads(br, v5, b, f):
+    """Send b to mosquitto (after a CONNECT of paho's, unless b is one); None, or what is wrong."""
+    t = b[0] >> 4
+    s = br.conn()
+    try:
+        if t != 1:
+            s.sendall(connect_packet(v5, "komd-check", 60))
+            if recv_packet(s)[3] != 0:
+                return "mosquitto refused paho's CONNECT"
+        s.sendall(b)
+        try:
+            r = recv_packet(s)
+        except (RuntimeError, OSError) as e:
+            return "mosquitto: %s" % e
+        rt = r[0] >> 4
+        if t == 1:
+            if rt != 2 or (v5 and r[3] in (0x81, 0x82)):
+                return "mosquitto answered %s" % r.hex()
+        elif t in (8, 10):
+            rem, off = vbi(r, 1)
+            mid = struct.unpack("!H", r[off:off + 2])[0]
+            ncodes = None
+            if v5:
+                plen, q = vbi(r, off + 2)
+                ncodes = len(r) - q - plen
+            elif t == 8:
+                ncodes = len(r) - off - 2
+            if rt != t + 1 or mid != f["id"] or ncodes not in (None, f["nsubs"]):
+                return "mosquitto answered %s" % r.hex()
+            if v5 and any(c >= 0x80 for c in r[q + plen:]):
+                return "mosquitto refused a filter: %s" % r.hex()
+        elif t == 12 and r != b"\xd0\x00":
+            return "mosquitto answered %s" % r.hex()
+        return None
+    finally:
+        s.close()
+
+
+def check(path):
+    import json
+    bad = n = 0
+    br = Broker()
+    try:
+        for line in open(path):
+            ver, hexb, fields = line.split(" ", 2)
+            v5, b, f = ver == "5", bytes.fromhex(hexb), json.loads(fields)
+            t = b[0] >> 4
+            if t in (1, 8, 10, 12):
+                why = mosquitto_reads(br, v5, b, f)
+            elif t == 14 and not v5:
+                continue    # no peer reads a 3.1.1 DISCONNECT but a broker, which just closes
+            elif t == 6 and len(b) > 4:
+                continue    # paho 1.6's _handle_pubrel unpacks exactly 2 bytes (no v5 reason code)
+            else:
+                try:
+                    why = paho_reads(v5, b, f)
+                except Exception as e:      # paho's parsers raise on what they cannot read
+                    why = "paho: %r" % e
+            if why is None and v5 and t not in (12, 13):
+                plen = f["nprops"]
+                e = expect(True, b)
+                if len(e.get("props", [])) != plen:
+                    why = "paho reads %d properties, komd wrote %d" % (len(e.get("props", [])), plen)
+            n += 1
+            if why:
+                bad += 1
+                print("v%s %s %s: %s" % (ver, TYPES[t], hexb[:80], why))
+    finally:
+        br.close()
+    print("%s: %d packets read by paho or mosquitto, %d wrong" % (path, n, bad))
+    return 1 if bad or n == 0 else 0
+
+
 def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--check":
+        sys.exit(check(sys.argv[2]))
     out = sys.argv[1] if len(sys.argv) > 1 else os.path.join(HERE, "mqtt_codec_vectors.h")
     vecs = []
     for v5 in (False, True):
