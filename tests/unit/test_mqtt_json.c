@@ -10,6 +10,8 @@
 
 static char err[256];
 
+#define P(s) s, sizeof(s) - 1 /* a payload and its length */
+
 /* The value at path in the JSON text js as type t; 0 or -1 (err). */
 static int
 jv(const char *js, const char *path, enum vtype t, struct value *v)
@@ -323,43 +325,43 @@ test_values(void)
 static void
 test_load(void)
 {
-	const char *big;
-	uint8_t *huge;
+	static const struct { const char *s; size_t len; const char *err; } bad[] = {
+		{ P(""), "payload is empty, not JSON" },
+		{ P("{\"a\":"), "payload is not JSON: line 1 column 5: unexpected token near end of file" },
+		{ P("{\"a\":1}x"), "payload is not JSON: line 1 column 8: end of file expected near 'x'" },
+		{ P("{\"a\":1,\"a\":2}"), "payload is not JSON: line 1 column 10: duplicate object key near '\"a\"'" },
+		{ P("\"\\u0000\""), "payload is not JSON: line 1 column 8: \\u0000 is not allowed without "
+		    "JSON_ALLOW_NUL near '\"\\u0000\"'" },
+		{ P("NaN"), "payload is not JSON: line 1 column 3: invalid token near 'NaN'" },
+		{ P("[1e400]"), "payload is not JSON: line 1 column 6: real number overflow near '1e400'" },
+		{ P("9223372036854775808"),
+		    "payload is not JSON: line 1 column 19: too big integer near '9223372036854775808'" },
+		{ P("{\"a\":\"\xc3\x28\"}"), "payload is not UTF-8: byte 0xc3 at 7" },
+		{ P("\"\xed\xa0\x80\""), "payload is not UTF-8: byte 0xed at 2" },     /* a surrogate */
+		{ P("\"\xc0\xaf\""), "payload is not UTF-8: byte 0xc0 at 2" },         /* overlong '/' */
+		{ P("\"\xf4\x90\x80\x80\""), "payload is not UTF-8: byte 0xf4 at 2" }, /* past U+10FFFF */
+		{ P("\xef\xbb\xbf{}"), "payload is not JSON: line 1 column 1: invalid token near '\xef\xbb\xbf'" },
+	};
+	uint8_t *huge = malloc(MQTT_JSON_MAX_PAYLOAD + 1);
+	json_t *j;
 
-	CHECK(mqtt_json_load((const uint8_t *)"", 0, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is empty, not JSON");
-	CHECK(mqtt_json_load((const uint8_t *)"{\"a\":", 5, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not JSON: line 1 column 5: unexpected token near end of file");
-	CHECK(mqtt_json_load((const uint8_t *)"{\"a\":1}x", 8, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not JSON: line 1 column 8: end of file expected near 'x'");
-	CHECK(mqtt_json_load((const uint8_t *)"{\"a\":1,\"a\":2}", 13, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not JSON: line 1 column 10: duplicate object key near '\"a\"'");
-	CHECK(mqtt_json_load((const uint8_t *)"\"\\u0000\"", 8, err, sizeof(err)) == NULL);
-	CHECK(strncmp(err, "payload is not JSON: line 1 column ", 35) == 0);
-	CHECK(mqtt_json_load((const uint8_t *)"NaN", 3, err, sizeof(err)) == NULL);
-	CHECK(mqtt_json_load((const uint8_t *)"[1e400]", 7, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not JSON: line 1 column 6: real number overflow near '1e400'");
-	CHECK(mqtt_json_load((const uint8_t *)"9223372036854775808", 19, err, sizeof(err)) == NULL);
-	CHECK(mqtt_json_load((const uint8_t *)"{\"a\":\"\xc3\x28\"}", 9, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not UTF-8: byte 0xc3 at 7");
-	CHECK(mqtt_json_load((const uint8_t *)"\"\xed\xa0\x80\"", 5, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not UTF-8: byte 0xed at 2"); /* a surrogate */
-	CHECK(mqtt_json_load((const uint8_t *)"\"\xc0\xaf\"", 4, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not UTF-8: byte 0xc0 at 2"); /* overlong '/' */
-	CHECK(mqtt_json_load((const uint8_t *)"\"\xf4\x90\x80\x80\"", 6, err, sizeof(err)) == NULL);
-	CHECK_STR(err, "payload is not UTF-8: byte 0xf4 at 2"); /* past U+10FFFF */
-	CHECK(mqtt_json_load((const uint8_t *)"\xef\xbb\xbf{}", 5, err, sizeof(err)) == NULL); /* RFC 8259 8.1: no BOM */
-	/* nesting: jansson's limit is 2048 */
-	big = "[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[";
-	huge = malloc(MQTT_JSON_MAX_PAYLOAD + 1);
-	for (size_t i = 0; i < 3000; i++)
-		huge[i] = '[';
-	CHECK(mqtt_json_load(huge, 3000, err, sizeof(err)) == NULL);
-	CHECK(strstr(err, "maximum parsing depth reached") != NULL);
-	CHECK(mqtt_json_load((const uint8_t *)big, strlen(big), err, sizeof(err)) == NULL);
+	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
+		CHECK(mqtt_json_load((const uint8_t *)bad[k].s, bad[k].len, err, sizeof(err)) == NULL);
+		CHECK_STR(err, bad[k].err);
+	}
+	/* nesting: jansson's limit is 2048 levels */
+	for (int d = 2048; d <= 2049; d++) {
+		memset(huge, '[', (size_t)d);
+		memset(huge + d, ']', (size_t)d);
+		j = mqtt_json_load(huge, 2 * (size_t)d, err, sizeof(err));
+		CHECK((j != NULL) == (d == 2048));
+		json_decref(j);
+	}
+	CHECK_STR(err, "payload is not JSON: line 1 column 2049: maximum parsing depth reached near '['");
+	/* size: up to 1 MiB */
 	memset(huge, ' ', MQTT_JSON_MAX_PAYLOAD + 1);
 	huge[0] = '1';
-	json_t *j = mqtt_json_load(huge, MQTT_JSON_MAX_PAYLOAD, err, sizeof(err));
+	j = mqtt_json_load(huge, MQTT_JSON_MAX_PAYLOAD, err, sizeof(err));
 	CHECK(j != NULL && json_integer_value(j) == 1);
 	json_decref(j);
 	CHECK(mqtt_json_load(huge, MQTT_JSON_MAX_PAYLOAD + 1, err, sizeof(err)) == NULL);
@@ -446,7 +448,6 @@ test_text(void)
 	struct value v;
 	char buf[64];
 
-#define P(s) s, sizeof(s) - 1 /* a payload and its length */
 #define TMSG "is not a time (ms since the epoch, or ISO 8601 like 2026-11-30T12:00:00.123Z): "
 	static const struct { enum vtype t; const char *s; size_t len; int64_t i; const char *err; } tv[] = {
 		{ VT_BOOL, P("true"), 1, NULL }, { VT_BOOL, P("0"), 0, NULL }, { VT_DPI, P("on"), 2, NULL },
@@ -524,43 +525,46 @@ test_commands(void)
 	int64_t at;
 	char *r;
 
-	CHECK_INT(cmd(VT_FLOAT, false, "12.5", &v, &at), 0);
-	CHECK(v.f == 12.5 && at == 0);
-	CHECK_INT(cmd(VT_FLOAT, false, "{\"value\":1}", &v, &at), -1);
-	CHECK_INT(cmd(VT_FLOAT, true, "12.5", &v, &at), 0);
-	CHECK(v.f == 12.5 && at == 0);
+	/* the type, JSON or text, the payload; v.i and the time issued, or the error */
+	static const struct { enum vtype t; bool json; const char *s; int64_t i, at; const char *err; } c[] = {
+		{ VT_INT, false, "-3", -3, 0, NULL }, { VT_INT, true, "-3", -3, 0, NULL },
+		{ VT_INT, true, "{\"value\":-3}", -3, 0, NULL },
+		{ VT_INT, true, "{\"time\":\"2025-11-30T12:00:00Z\",\"value\":-3}", -3, 1764504000000LL, NULL },
+		{ VT_BOOL, true, "{\"value\":true,\"time\":1764504000123}", 1, 1764504000123LL, NULL },
+		{ VT_INT, false, "{\"value\":1}", 0, 0, "'{\"value\":1}' is not a 64-bit integer" },
+		{ VT_INT, true, "{\"value\":1.5}", 0, 0, "command value: 1.5 has a fraction, not an integer" },
+		{ VT_INT, true, "\"7\"", 0, 0, "command: string \"7\", not an integer" },
+		{ VT_INT, true, "{\"value\":1,\"tme\":5}", 0, 0, "command: unknown member 'tme' (value, time)" },
+		{ VT_INT, true, "{\"time\":5}", 0, 0,
+		    "command: object without member 'value' (a bare value, or {\"value\": V, \"time\": T})" },
+		{ VT_INT, true, "{\"value\":1,\"time\":\"yesterday\"}", 0, 0,
+		    "command time: \"yesterday\" is not an ISO 8601 date-time: expected YYYY-MM-DD" },
+		{ VT_INT, true, "{\"value\":1,\"time\":null}", 0, 0,
+		    "command time: null, not ms since the epoch or an ISO 8601 string" },
+		{ VT_INT, true, "{\"value\":\"x\",\"time\":5}", 0, 0, "command value: string \"x\", not an integer" },
+		{ VT_INT, true, "{\"value\":1,\"time\":1e300}", 0, 0,
+		    "command time: 1.0000000000000001e+300 ms is outside the years 0000 to 9999" },
+		{ VT_INT, true, "{\"value\":1,\"value\":2}", 0, 0,
+		    "payload is not JSON: line 1 column 18: duplicate object key near '\"value\"'" },
+		{ VT_INT, true, "", 0, 0, "payload is empty, not JSON" },
+	};
+	for (size_t k = 0; k < sizeof(c) / sizeof(c[0]); k++) {
+		at = 77;
+		CHECK_INT(cmd(c[k].t, c[k].json, c[k].s, &v, &at), c[k].err ? -1 : 0);
+		CHECK(v.type == c[k].t && v.i == c[k].i && at == c[k].at);
+		if (c[k].err)
+			CHECK_STR(err, c[k].err);
+	}
 	CHECK_INT(cmd(VT_FLOAT, true, "{\"value\":12.5}", &v, &at), 0);
 	CHECK(v.f == 12.5 && at == 0);
-	CHECK_INT(cmd(VT_INT, true, "{\"time\":\"2025-11-30T12:00:00Z\",\"value\":-3}", &v, &at), 0);
-	CHECK(v.i == -3 && at == 1764504000000LL);
-	CHECK_INT(cmd(VT_BOOL, true, "{\"value\":true,\"time\":1764504000123}", &v, &at), 0);
-	CHECK(v.i == 1 && at == 1764504000123LL);
+	CHECK_INT(cmd(VT_FLOAT, false, " 12.5", &v, &at), 0);
+	CHECK(v.f == 12.5 && at == 0);
 	CHECK_INT(cmd(VT_STRING, true, "{\"value\":{\"x\":1}}", &v, &at), 0);
 	CHECK_STR(v.s, "{\"x\":1}");
 	value_clear(&v);
 	CHECK_INT(cmd(VT_STRING, true, "\"hi\"", &v, &at), 0);
 	CHECK_STR(v.s, "hi");
 	value_clear(&v);
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1.5}", &v, &at), -1);
-	CHECK_STR(err, "command value: 1.5 has a fraction, not an integer");
-	CHECK_INT(cmd(VT_INT, true, "\"7\"", &v, &at), -1);
-	CHECK_STR(err, "command: string \"7\", not an integer");
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1,\"tme\":5}", &v, &at), -1);
-	CHECK_STR(err, "command: unknown member 'tme' (value, time)");
-	CHECK_INT(cmd(VT_INT, true, "{\"time\":5}", &v, &at), -1);
-	CHECK_STR(err, "command: object without member 'value' (a bare value, or {\"value\": V, \"time\": T})");
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1,\"time\":\"yesterday\"}", &v, &at), -1);
-	CHECK_STR(err, "command time: \"yesterday\" is not an ISO 8601 date-time: expected YYYY-MM-DD");
-	CHECK(at == 0);
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1,\"time\":null}", &v, &at), -1);
-	CHECK_STR(err, "command time: null, not ms since the epoch or an ISO 8601 string");
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":\"x\",\"time\":5}", &v, &at), -1);
-	CHECK(at == 0);
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1,\"time\":1e300}", &v, &at), -1);
-	CHECK_STR(err, "command time: 1.0000000000000001e+300 ms is outside the years 0000 to 9999");
-	CHECK_INT(cmd(VT_INT, true, "{\"value\":1,\"value\":2}", &v, &at), -1);
-	CHECK_INT(cmd(VT_INT, true, "", &v, &at), -1);
-	CHECK_STR(err, "payload is empty, not JSON");
 
 	CHECK_STR((r = mqtt_command_response(true, NULL)), "{\"ok\":true}");
 	free(r);
