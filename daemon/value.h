@@ -38,10 +38,8 @@ int vtype_parse(const char *s, enum vtype *out); /* 0 / -1 */
 
 /* Parse text as type t into v (v->s allocated for strings). 0, or -1 with err. */
 int value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen);
-/* Format v as text (strings unquoted unless json). Returns buf. */
+/* Format v as text (strings as they are, cut at len). Returns buf. */
 char *value_format(const struct value *v, char *buf, size_t len);
-/* JSON form: numbers, true/false, quoted strings, time as ISO 8601 string. */
-char *value_format_json(const struct value *v, char *buf, size_t len);
 
 /* JSON (RFC 8259) through jansson. Every string komd puts in its JSON output goes through
  * value_json_text: jansson takes only valid UTF-8, and text from a peer may hold anything. */
