@@ -394,10 +394,16 @@ value_json_precision(const json_t *j)
 	}
 }
 
+size_t
+value_json_flags(const json_t *j)
+{
+	return JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j));
+}
+
 char *
 value_json_dump(const json_t *j)
 {
-	return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j))) : NULL;
+	return j ? json_dumps(j, value_json_flags(j)) : NULL;
 }
 
 void

@@ -59,6 +59,9 @@ struct json_t *value_json_count(uint64_t n);
  * back as itself: 32.876, not 32.875999999999998. malloc'ed, NUL-terminated; NULL when j
  * is NULL or out of memory. */
 char *value_json_dump(const struct json_t *j);
+/* The flags of value_json_dump's form, for jansson's other json_dump* calls (to a callback,
+ * a file): compact, any value, the float precision j needs. */
+size_t value_json_flags(const struct json_t *j);
 void value_copy(struct value *dst, const struct value *src); /* dst must be cleared */
 void value_clear(struct value *v);
 bool value_equal(const struct value *a, const struct value *b);
