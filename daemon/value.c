@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <jansson.h>
 
 #include "log.h"
 #include "value.h"
@@ -295,80 +296,114 @@ value_format(const struct value *v, char *buf, size_t len)
 	return buf;
 }
 
-/* JSON string literal of s into buf (truncated, but always a closed literal). */
-static void
-value_json_string(const char *s, char *buf, size_t len)
+/* Text that may come from a peer as a JSON string: bytes that are not UTF-8 (RFC 3629) and
+ * DEL become the text \xNN (as komctl's text output has them), so that jansson, which
+ * takes only valid UTF-8, gets it whole; control bytes it escapes itself. */
+json_t *
+value_json_text(const char *s)
 {
-	size_t o = 0;
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)p), bad = 0, l, o = 0;
+	json_t *j;
+	char *c;
 
-	if (len < 3) {
-		if (len)
-			buf[0] = '\0';
-		return;
-	}
-	buf[o++] = '"';
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		size_t n;
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			n = 2;
-		} else if (c == '\n') {
-			memcpy(esc, "\\n", n = 2);
-		} else if (c == '\r') {
-			memcpy(esc, "\\r", n = 2);
-		} else if (c == '\t') {
-			memcpy(esc, "\\t", n = 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			n = 6;
-		} else {
-			esc[0] = (char)c;
-			n = 1;
+	for (size_t i = 0; i < n; i += l)
+		if ((l = p[i] >= 0x80 ? utf8_len(p + i, n - i) : 1) == 0 || p[i] == 0x7f) {
+			bad++;
+			l = 1;
 		}
-		if (o + n + 2 > len)
-			break;
-		memcpy(buf + o, esc, n);
-		o += n;
+	if (!bad)
+		return json_stringn((const char *)p, n);
+	if ((c = malloc(n + 3 * bad + 1)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i += l) {
+		if ((l = p[i] >= 0x80 ? utf8_len(p + i, n - i) : 1) == 0 || p[i] == 0x7f) {
+			o += (size_t)snprintf(c + o, 5, "\\x%02x", p[i]);
+			l = 1;
+		} else {
+			memcpy(c + o, p + i, l);
+			o += l;
+		}
 	}
-	buf[o++] = '"';
-	buf[o] = '\0';
+	j = json_stringn(c, o);
+	free(c);
+	return j;
 }
 
-char *
-value_format_json(const struct value *v, char *buf, size_t len)
+json_t *
+value_json(const struct value *v)
 {
 	char t[40];
 
-	if (len == 0)
-		return buf;
 	switch (v->type) {
 	case VT_BOOL:
+		return json_boolean(v->i);
 	case VT_INT:
-		value_format(v, buf, len);
-		break;
+		return json_integer(v->i);
 	case VT_FLOAT:
 		/* JSON has no NaN or infinity */
-		if (!isfinite(v->f))
-			snprintf(buf, len, "null");
-		else
-			value_format_double(v->f, buf, len);
-		break;
+		return isfinite(v->f) ? json_real(v->f) : json_null();
 	case VT_DPI:
 	case VT_TIME:
-		value_json_string(value_format(v, t, sizeof(t)), buf, len);
-		break;
+		return json_string(value_format(v, t, sizeof(t)));
 	case VT_STRING:
-		value_json_string(v->s ? v->s : "", buf, len);
-		break;
+		return value_json_text(v->s);
 	default:
-		snprintf(buf, len, "null");
-		break;
+		return json_null();
 	}
-	return buf;
+}
+
+json_t *
+value_json_count(uint64_t n)
+{
+	return json_integer(n > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)n);
+}
+
+/* The digits (15..17) that the reals of j need to read back as themselves. */
+static int
+value_json_precision(const json_t *j)
+{
+	const char *key;
+	json_t *m;
+	size_t i;
+	int p = 15, q;
+
+	switch (json_typeof(j)) {
+	case JSON_REAL: {
+		double f = json_real_value(j);
+		char b[40];
+		for (; p < 17; p++) {
+			snprintf(b, sizeof(b), "%.*g", p, f);
+			if (strtod(b, NULL) == f)
+				break;
+		}
+		return p;
+	}
+	case JSON_ARRAY:
+		json_array_foreach((json_t *)j, i, m)
+			if ((q = value_json_precision(m)) > p && (p = q) == 17)
+				break;
+		return p;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)j, key, m)
+			if ((q = value_json_precision(m)) > p && (p = q) == 17)
+				break;
+		return p;
+	default:
+		return p;
+	}
+}
+
+size_t
+value_json_flags(const json_t *j)
+{
+	return JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j));
+}
+
+char *
+value_json_dump(const json_t *j)
+{
+	return j ? json_dumps(j, value_json_flags(j)) : NULL;
 }
 
 void
