@@ -38,6 +38,8 @@ def test_client_pymodbus_poll_and_writes():
             k.ctl("set", "b1", "true")          # FC 22
             k.ctl("set", "w", "9")              # FC 6 on an output-only tag
             k.ctl("set", "f", "2.5")            # FC 16 float
+            # the peer's log is read by another thread: wait until all six writes are in it
+            k.until(lambda: len(srv.writes()) >= n + 6, 5, "the six writes in the peer's log")
             w = srv.writes()[n:]
             check((1, 5, 1, [1]) in w, "FC 5 coil 1: %s" % w)
             check((1, 6, 2, [300]) in w, "FC 6 register 2: %s" % w)
