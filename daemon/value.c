@@ -140,7 +140,9 @@ value_parse_iso(const char *s, int64_t *out)
 	}
 	if (*s != '\0')
 		return -1;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60)
+	/* second 60 only as a leap second, at 23:59:60 UTC (as POSIX time: the next day's 00:00:00) */
+	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
+	    (sec == 60 && ((((h * 60 + mi - off / 60) % 1440) + 1440) % 1440) != 23 * 60 + 59))
 		return -1;
 	memset(&tm, 0, sizeof(tm));
 	tm.tm_year = y - 1900;
@@ -148,12 +150,12 @@ value_parse_iso(const char *s, int64_t *out)
 	tm.tm_mday = d;
 	tm.tm_hour = h;
 	tm.tm_min = mi;
-	tm.tm_sec = sec;
+	tm.tm_sec = sec == 60 ? 59 : sec;
 	t = timegm(&tm);
 	/* timegm normalises 31 February into March: reject dates that moved */
 	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
 		return -1;
-	*out = ((int64_t)t - off) * 1000 + ms;
+	*out = ((int64_t)t + (sec == 60) - off) * 1000 + ms;
 	return 0;
 }
 
@@ -214,6 +216,7 @@ value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t e
 			goto bad;
 		if (!isfinite(v->f)) {
 			snprintf(err, errlen, "'%s' is not a finite number", s);
+			v->f = 0; /* a refused value leaves nothing a careless caller could pass on */
 			return -1;
 		}
 		return 0;
@@ -228,6 +231,7 @@ value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t e
 		break;
 	}
 bad:
+	v->i = 0; /* nothing of a refused value stays (a float's NaN, half a number) */
 	switch (t) {
 	case VT_BOOL:
 		snprintf(err, errlen, "'%s' is not a bool (0, 1, true, false, on, off)", s);

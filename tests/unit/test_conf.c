@@ -690,6 +690,18 @@ test_values(void)
 	CHECK_STR(vfmt(VT_TIME, "1795428000123", false), "2026-11-23T10:00:00.123Z");
 	CHECK_STR(vfmt(VT_TIME, "2026-02-30T00:00:00Z", false),
 	    "ERR: '2026-02-30T00:00:00Z' is not a time (ms since the epoch or ISO 8601 like 2026-11-23T10:00:00.123Z)");
+	/* second 60 is a leap second only at 23:59:60 UTC (then the next second), never a roll-over */
+	CHECK_STR(vfmt(VT_TIME, "2016-12-31T23:59:60Z", false), "2017-01-01T00:00:00.000Z");
+	CHECK_STR(vfmt(VT_TIME, "2017-01-01T00:59:60+01:00", false), "2017-01-01T00:00:00.000Z");
+	CHECK_STR(vfmt(VT_TIME, "2026-11-23T12:00:60Z", false),
+	    "ERR: '2026-11-23T12:00:60Z' is not a time (ms since the epoch or ISO 8601 like 2026-11-23T10:00:00.123Z)");
+	{
+		/* a refused number leaves no NaN (or half a number) behind */
+		struct value r = { .type = VT_FLOAT, .f = 1.5 };
+		CHECK(value_parse(VT_FLOAT, "nan", &r, b, sizeof(b)) == -1 && r.f == 0);
+		r.f = 1.5;
+		CHECK(value_parse(VT_FLOAT, "1.5x", &r, b, sizeof(b)) == -1 && r.f == 0);
+	}
 	CHECK_STR(time_format(0, b, sizeof(b)), "-");
 	CHECK_STR(time_format(-1, b, sizeof(b)), "1969-12-31T23:59:59.999Z");
 	CHECK_STR(quality_format(0, b, sizeof(b)), "good");
