@@ -12,7 +12,8 @@
  * (never a hang: its own timeouts are far longer, so an answer that needs one is a bug); an
  * answer is "OK\n" or "ERR ...\n" (a set's may follow "WAIT MS\n"), and there is one whenever the input held a newline within
  * the first 8192 bytes; what the client reads is UTF-8 with no control byte but newline and
- * tab (komctl writes it to a terminal). */
+ * tab (komctl writes it to a terminal); the body of an OK answer to a "json" request is one
+ * JSON text (RFC 8259) that jansson reads back, whole (strings from peers are never cut). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -24,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "core.h"
 
@@ -209,6 +211,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK((left >= 3 && memcmp(a, "OK\n", 3) == 0) || (left >= 8 && memcmp(a, "PARTIAL\n", 8) == 0) ||
 		    (left > 4 && memcmp(a, "ERR ", 4) == 0));
 		fuzz_check_clean(ans, got);
+		if (size > 5 && memcmp(data, "json\x1f", 5) == 0 && left > 3 && memcmp(a, "OK\n", 3) == 0) {
+			json_error_t e;
+			json_t *j = json_loadb(a + 3, left - 3, 0, &e);
+			if (!j)
+				fprintf(stderr, "not JSON: %s at %d: %.*s\n", e.text, e.position, (int)(left - 3), a + 3);
+			CHECK(j != NULL);
+			json_decref(j);
+		}
 	}
 	return 0;
 }
