@@ -118,6 +118,7 @@ struct mqtt_tag {
 	const char *rkey;           /* topic (acquired) or command topic (served) */
 	bool is_cmd;
 	struct mqtt_tag_addr addr;  /* acquired */
+	struct mqtt_src src[2];     /* served: its messages in each path's queue */
 	bool have_last;             /* served: the last published value, for the deadband */
 	double last;
 	unsigned last_q;
@@ -138,7 +139,7 @@ struct mqtt_cmd {
 };
 
 static void mqtt_pump(struct mqtt_session *ms);
-static void mqtt_publish_current(struct mqtt_session *ms);
+static void mqtt_publish_current(struct mqtt_session *ms, bool session_present);
 
 /* Monotonic ms, for the intervals (keep alive, reply_timeout): a step of the wall clock
  * must not close a connection. Commands' ages are wall-clock (time_now_ms). */
@@ -345,7 +346,7 @@ mqtt_drop_timer_cb(void *arg)
 /* Queue a message on path i (or every path, i < 0), and send what the window allows. */
 static void
 mqtt_enqueue(struct mqtt_line *ml, int i, const char *topic, const void *payload, size_t len, uint8_t qos,
-    bool retain, const void *corr, size_t corr_len)
+    bool retain, const void *corr, size_t corr_len, struct mqtt_src *src)
 {
 	for (int k = 0; k < ml->npaths; k++) {
 		struct mqtt_path *p = &ml->path[k];
@@ -356,8 +357,12 @@ mqtt_enqueue(struct mqtt_line *ml, int i, const char *topic, const void *payload
 			continue;
 		if ((m = mqtt_msg_new(topic, payload, len, qos, retain, corr, corr_len)) == NULL) {
 			dropped = 1;
-		} else
+			if (src)
+				src[k].need = true;
+		} else {
+			m->src = src ? &src[k] : NULL;
 			dropped = mqtt_path_push(p, m, (size_t)ml->c->queue_messages, (size_t)ml->c->queue_bytes);
+		}
 		if (dropped) {
 			line_counter_add(ml->l, MQC_QUEUE_DROPPED, dropped);
 			p->dropped += dropped;
@@ -437,6 +442,8 @@ mqtt_send_msg(struct mqtt_session *ms, struct mqtt_msg *m)
 			log_warnx("line %s: %s: message to %s dropped: %ld bytes, more than the broker's Maximum Packet "
 			    "Size %u", line_name(ms->ml->l), session_peer(ms->s), m->topic, n, ms->max_out);
 		}
+		if (m->src)
+			m->src->need = true;
 		mqtt_path_remove(p, m);
 		return 0;
 	}
@@ -773,7 +780,7 @@ mqtt_cmd_answer(struct mqtt_line *ml, int pathi, const char *topic, uint8_t qos,
 		log_warnx("line %s: response to %s: out of memory", line_name(ml->l), topic);
 		return;
 	}
-	mqtt_enqueue(ml, pathi, topic, text, strlen(text), qos, false, corr, corr_len);
+	mqtt_enqueue(ml, pathi, topic, text, strlen(text), qos, false, corr, corr_len, NULL);
 	free(text);
 }
 
@@ -1072,13 +1079,13 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	again = mqtt_path_reconnect(ms->p, pk->session_present);
 	if (again)
 		log_info("line %s: %s: %u message%s sent again (%s)", line_name(l), session_peer(ms->s), again,
-		    again == 1 ? "" : "s", pk->session_present ? "unacknowledged, with DUP" : "new session, new packet ids");
+		    again == 1 ? "" : "s", pk->session_present ? "PUBLISH with DUP, PUBREL" : "a new session: new packet ids");
 	mqtt_choose_active(ms);
 	mqtt_subscribe(ms);
 	if (session_closing(ms->s))
 		return -1;
 	mqtt_pump(ms);
-	mqtt_publish_current(ms);
+	mqtt_publish_current(ms, pk->session_present);
 	return 0;
 }
 
@@ -1341,6 +1348,7 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 	const struct tag_conf *tc = stag_conf(t);
 	const struct mqtt_tag_conf *c = tc->pconf;
 	const struct station_conf *sc = station_conf(stag_station(t));
+	struct mqtt_tag *mt = stag_priv(t);
 	char text[4096];
 
 	if (mqtt_tag_payload_of(sc, tc) == MQTT_PAYLOAD_JSON) {
@@ -1351,7 +1359,7 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 			json_decref(o);
 			return;
 		}
-		mqtt_enqueue(ml, pathi, c->publish, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0);
+		mqtt_enqueue(ml, pathi, c->publish, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
 		free(s);
 		json_decref(o);
 		return;
@@ -1362,12 +1370,12 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 	if (!(stag_quality(t) & Q_INVALID) && (n = mqtt_value_text(stag_value(t), text, sizeof(text))) < 0) {
 		const struct value *v = stag_value(t);
 		if (v->type == VT_STRING) {
-			mqtt_enqueue(ml, pathi, c->publish, v->s, strlen(v->s), (uint8_t)c->qos, c->retain, NULL, 0);
+			mqtt_enqueue(ml, pathi, c->publish, v->s, strlen(v->s), (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
 			return;
 		}
 		n = 0;
 	}
-	mqtt_enqueue(ml, pathi, c->publish, text, (size_t)n, (uint8_t)c->qos, c->retain, NULL, 0);
+	mqtt_enqueue(ml, pathi, c->publish, text, (size_t)n, (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
 }
 
 /* batch_ms: the station's JSON changes, one array per topic */
@@ -1389,7 +1397,7 @@ mqtt_batch_cb(void *arg)
 		for (int i = 0; i < station_ntags(mst->st); i++) {
 			const struct mqtt_tag_conf *c = stag_conf(station_stag(mst->st, i))->pconf;
 			if (c->publish && strcmp(c->publish, topic) == 0) {
-				mqtt_enqueue(ml, -1, topic, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0);
+				mqtt_enqueue(ml, -1, topic, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0, NULL);
 				break;
 			}
 		}
@@ -1471,9 +1479,13 @@ mqtt_period_cb(void *arg)
 	ptimer_start(mt->period, c->period_ms);
 }
 
-/* After a (re)connection: every served tag's current value, once, on this path. */
+/* After a (re)connection, every served tag's current value once on this path, so that a
+ * new subscriber is never left without state; but not where that would only repeat it:
+ * a tag with messages still queued (its latest is among them: the oldest are dropped
+ * first), or whose latest the broker acknowledged in the session it kept (Session
+ * Present 1). A repeat would break QoS 2's exactly once for a subscriber. */
 static void
-mqtt_publish_current(struct mqtt_session *ms)
+mqtt_publish_current(struct mqtt_session *ms, bool session_present)
 {
 	struct line *l = ms->ml->l;
 	int pathi = mqtt_path_index(ms->ml, ms->s);
@@ -1482,8 +1494,11 @@ mqtt_publish_current(struct mqtt_session *ms)
 		struct station *st = line_station(l, i);
 		for (int j = 0; j < station_ntags(st) && !session_closing(ms->s); j++) {
 			struct stag *t = station_stag(st, j);
-			if (((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish)
-				mqtt_publish_tag_on(ms->ml, pathi, t);
+			struct mqtt_src *src = &((struct mqtt_tag *)stag_priv(t))->src[pathi];
+			if (!((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish || src->inq ||
+			    (session_present && !src->need))
+				continue;
+			mqtt_publish_tag_on(ms->ml, pathi, t);
 		}
 	}
 }
@@ -1604,6 +1619,7 @@ mqtt_station_init(struct station *st)
 		const struct mqtt_tag_conf *tcc = tc->pconf;
 
 		mt->t = t;
+		mt->src[0].need = mt->src[1].need = true;
 		if (tcc->publish) {
 			if (tcc->command) {
 				mt->rkey = tcc->command;

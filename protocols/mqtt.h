@@ -91,8 +91,16 @@ enum mqtt_msg_state {
 	MM_RELEASED,  /* QoS 2: PUBREC received, PUBREL sent: PUBCOMP due */
 };
 
+/* A published tag's messages on one path: how many are queued, and whether the broker may
+ * lack its latest state (never sent, or a message of it dropped). */
+struct mqtt_src {
+	uint32_t inq;
+	bool need;
+};
+
 struct mqtt_msg {
 	TAILQ_ENTRY(mqtt_msg) link;
+	struct mqtt_src *src;    /* the published tag's bookkeeping; NULL for other messages */
 	char *topic;
 	uint8_t *payload;
 	size_t len;

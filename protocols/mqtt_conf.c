@@ -302,6 +302,10 @@ mqtt_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *e
 			return -1;
 		if (c->command && mqtt_check_name("command", c->command, err, errlen) != 0)
 			return -1;
+		if (c->command && tc->dir == TD_IN) {
+			snprintf(err, errlen, "'command' needs direction = \"inout\" or \"out\" (a command is a write)");
+			return -1;
+		}
 		if (c->command && strlen(c->command) > 65535 - 9) {
 			snprintf(err, errlen, "command topic too long for its /response topic");
 			return -1;

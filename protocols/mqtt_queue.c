@@ -71,6 +71,8 @@ mqtt_path_remove(struct mqtt_path *p, struct mqtt_msg *m)
 		p->nwire--;
 	if (m->pid)
 		mqtt_bit_clr(p->pid_used, m->pid);
+	if (m->src)
+		m->src->inq--;
 	TAILQ_REMOVE(&p->q, m, link);
 	p->nmsgs--;
 	p->nbytes -= m->bytes;
@@ -96,13 +98,21 @@ mqtt_path_push(struct mqtt_path *p, struct mqtt_msg *m, size_t max_msgs, size_t 
 	while (p->nmsgs && (p->nmsgs + 1 > max_msgs || p->nbytes + m->bytes > max_bytes)) {
 		struct mqtt_msg *v = mqtt_path_victim(p);
 		if (!v) {
+			if (m->src)
+				m->src->need = true;
 			free(m); /* everything queued is the broker's already: the new one goes */
 			return dropped + 1;
 		}
+		if (v->src)
+			v->src->need = true;
 		mqtt_path_remove(p, v);
 		dropped++;
 	}
 	TAILQ_INSERT_TAIL(&p->q, m, link);
+	if (m->src) {
+		m->src->inq++;
+		m->src->need = false;
+	}
 	p->nmsgs++;
 	p->nbytes += m->bytes;
 	if (!p->next)
