@@ -272,6 +272,9 @@ ctl_status(struct evbuffer *b)
 		    ", tls failures %" PRIu64 "\n",
 		    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
 		    k->proto_errors, k->rejected, k->tls_failures);
+		for (int i = 0; i < l->npcnt; i++)
+			evbuffer_add_printf(b, "%s%s %" PRIu64 "%s", i ? ", " : "  ", l->ops->counters[i].name, l->pcnt[i],
+			    i == l->npcnt - 1 ? "\n" : "");
 		if (l->last_error[0])
 			evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
 		for (int i = 0; i < l->nstations; i++) {
@@ -299,10 +302,12 @@ ctl_station_json(const struct station *st)
 static json_t *
 ctl_line_json(const struct line *l)
 {
-	json_t *paths = json_array(), *lst = json_array(), *sts = json_array();
+	json_t *paths = json_array(), *lst = json_array(), *sts = json_array(), *pcnt = json_object();
 	char state[1024];
-	bool ok = paths && lst && sts;
+	bool ok = paths && lst && sts && pcnt;
 
+	for (int i = 0; ok && i < l->npcnt; i++)
+		ok = json_object_set_new(pcnt, l->ops->counters[i].name, value_json_count(l->pcnt[i])) == 0;
 	for (int i = 0; ok && i < (l->server ? 0 : l->npaths); i++) {
 		const struct path *p = &l->paths[i];
 		ok = json_array_append_new(paths, json_pack("{s:s,s:o,s:s,s:b,s:o}",
@@ -317,7 +322,7 @@ ctl_line_json(const struct line *l)
 	for (int i = 0; ok && i < l->nstations; i++)
 		ok = json_array_append_new(sts, ctl_station_json(&l->stations[i])) == 0;
 	line_state_text(l, state, sizeof(state));
-	return json_pack("{s:o,s:o,s:s,s:s,s:s,s:o,s:b,s:o,s:i,s:o,s:o,s:o,s:o,s:o}",
+	return json_pack("{s:o,s:o,s:s,s:s,s:s,s:o,s:b,s:o,s:i,s:o,s:o,s:o,s:o,s:o,s:o}",
 	    "name", value_json_text(l->lc->name),
 	    "protocol", value_json_text(l->lc->protocol),
 	    "type", line_type_name(l),
@@ -331,6 +336,7 @@ ctl_line_json(const struct line *l)
 	    "listeners", ctl_json_ok(lst, ok),
 	    "last_error", value_json_text(l->last_error),
 	    "counters", counters_json(&l->cnt),
+	    "protocol_counters", ctl_json_ok(pcnt, ok),
 	    "stations", ctl_json_ok(sts, ok));
 }
 

@@ -225,6 +225,8 @@ struct line {
 	struct station *stations;
 	int nstations;
 	struct counters cnt;
+	uint64_t *pcnt;              /* the protocol's own counters, by index in ops->counters */
+	int npcnt;
 	bool trace;
 	bool started;
 	bool inited;                 /* the protocol's line_init succeeded */

@@ -149,9 +149,9 @@ stag_where_json(const struct stag *e)
 json_t *
 tag_json(const struct tag *t)
 {
-	char q[64], ts[40], tr[40], who[300];
+	char q[64], ts[40], tr[40], *who = NULL;
 	const struct stag *e;
-	json_t *served = json_array();
+	json_t *served = json_array(), *j;
 
 	TAILQ_FOREACH(e, &t->servers, slink)
 		if (!served || json_array_append_new(served, stag_where_json(e)) != 0) {
@@ -159,10 +159,10 @@ tag_json(const struct tag *t)
 			served = NULL;
 			break;
 		}
-	if (t->acq)
-		snprintf(who, sizeof(who), "%s/%s", t->acq->st->line->lc->name, t->acq->st->sc->name);
+	if (t->acq && asprintf(&who, "%s/%s", t->acq->st->line->lc->name, t->acq->st->sc->name) < 0)
+		who = NULL;
 	/* json_pack takes every "o" reference, and gives NULL if one of them is NULL */
-	return json_pack("{s:o,s:s,s:o,s:s,s:b,s:o,s:o,s:o,s:o,s:o,s:o}",
+	j = json_pack("{s:o,s:s,s:o,s:s,s:b,s:o,s:o,s:o,s:o,s:o,s:o}",
 	    "name", value_json_text(t->name),
 	    "type", vtype_name(t->type),
 	    "value", value_json(&t->v),
@@ -170,10 +170,25 @@ tag_json(const struct tag *t)
 	    "invalid", (t->quality & Q_INVALID) != 0,
 	    "source_time", json_string(time_format(t->ts_src, ts, sizeof(ts))),
 	    "receive_time", json_string(time_format(t->ts_recv, tr, sizeof(tr))),
-	    "acquired_by", t->acq ? value_json_text(who) : json_null(),
+	    "acquired_by", !t->acq ? json_null() : who ? value_json_text(who) : NULL,
 	    "source", t->acq ? stag_where_json(t->acq) : json_null(),
 	    "served_by", served,
 	    "updates", value_json_count(t->updates));
+	free(who);
+	return j;
+}
+
+json_t *
+stag_json(const struct stag *t)
+{
+	json_t *j = tag_json(t->tag);
+
+	/* a subscriber that reads only "value" must not take a stale one for the truth */
+	if (j && (t->tag->quality & Q_INVALID) && json_object_set_new(j, "value", json_null()) != 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 static void

@@ -911,8 +911,8 @@ mqtt_frame_len(const uint8_t *buf, size_t len, size_t max, char *err, size_t err
 	return len >= total ? (long)total : 0;
 }
 
-int
-mqtt_decode(const uint8_t *buf, size_t len, enum mqtt_version v, struct mqtt_packet *p,
+static int
+decode(const uint8_t *buf, size_t len, enum mqtt_version v, struct mqtt_packet *p,
     char *err, size_t errlen)
 {
 	struct rd r = { .b = buf, .off = 1, .end = len, .v = v, .pkt = "MQTT", .err = err,
@@ -921,7 +921,6 @@ mqtt_decode(const uint8_t *buf, size_t len, enum mqtt_version v, struct mqtt_pac
 	unsigned t, fl;
 	int rc;
 
-	memset(p, 0, sizeof(*p));
 	if (v != MQTT_V311 && v != MQTT_V5)
 		return RFAIL(&r, "protocol version %d is not 4 (3.1.1) or 5", (int)v);
 	if (len < 2)
@@ -966,9 +965,18 @@ mqtt_decode(const uint8_t *buf, size_t len, enum mqtt_version v, struct mqtt_pac
 	if (rc == 0 && r.off != r.end)
 		rc = RFAIL(&r, "%zu bytes left over after the packet (Remaining Length %u, 2.1.4)",
 		    r.end - r.off, (unsigned)rem);
-	if (rc < 0)
-		memset(p, 0, sizeof(*p));
 	return rc;
+}
+
+int
+mqtt_decode(const uint8_t *buf, size_t len, enum mqtt_version v, struct mqtt_packet *p,
+    char *err, size_t errlen)
+{
+	memset(p, 0, sizeof(*p));
+	if (decode(buf, len, v, p, err, errlen) == 0)
+		return 0;
+	memset(p, 0, sizeof(*p)); /* nothing half-decoded */
+	return -1;
 }
 
 /* ---- writing ---- */

@@ -287,7 +287,10 @@ mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t 
 				goto fail;
 			}
 			if (mqtt_check_topic_name(v, (size_t)(end - v), e, sizeof(e)) != 0) {
-				snprintf(err, errlen, "T=%.*s: %s", (int)(end - v), v, e);
+				char ex[120];
+
+				excerpt(v, (size_t)(end - v), 100, ex, sizeof(ex));
+				snprintf(err, errlen, "T=%s: %s", ex, e);
 				goto fail;
 			}
 			if (!(out->topic = strndup(v, (size_t)(end - v))))
@@ -628,6 +631,11 @@ mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *
 		}
 		rc = value_parse(t, s, v, err, errlen);
 		free(s);
+		if (rc != 0) {
+			/* value_parse leaves a refused NaN or infinity in v->f */
+			memset(v, 0, sizeof(*v));
+			v->type = t;
+		}
 		return rc;
 	}
 	/* time: ms since the epoch or ISO 8601, through the same parser as JSON payloads */

@@ -51,17 +51,20 @@ void mqtt_jpath_free(struct mqtt_jpath *p);
 #define MQTT_JSON_MAX_PAYLOAD (1024 * 1024)
 json_t *mqtt_json_load(const uint8_t *payload, size_t len, char *err, size_t errlen);
 
-/* The value at path in root, as type t: bool from true/false or 0/1; dpi from 0..3 (or
- * true/false as on/off); int from an integer (or a float with no fraction, within int64);
- * float from any number; string from a string (other JSON values as their compact JSON
- * text); time from a number (ms since the epoch) or an ISO 8601 string. 0, or -1 with err
- * ("JA=a.b[2]: no element 2 (array of 1)", "JA=x: string, not a number"). v->s is
- * allocated for strings. */
+/* The value at path in root (path NULL: root), as type t: bool from true/false or 0/1;
+ * dpi from 0..3 (or true/false as on/off); int from an integer (or a float with no
+ * fraction, within int64); float from any number; string from a string (other JSON values
+ * as their compact JSON text); time from a number (ms since the epoch, rounded) or an ISO
+ * 8601 string (mqtt_iso8601_ms), years 0000..9999. No other JSON type converts (a string
+ * "21.5" is not a float). 0, or -1 with err ("JA=a.b[2]: no element 2 (array of 1)",
+ * "JA=x: string \"on\", not a number") and v cleared to type t. v->s is allocated for
+ * strings. */
 int mqtt_json_value(json_t *root, const struct mqtt_jpath *path, enum vtype t, struct value *v,
     char *err, size_t errlen);
 
 /* A text payload as type t (value_parse: "1"/"true", numbers, strings as they are; not
- * NaN or infinities; no NUL byte, valid UTF-8 for strings). 0, or -1 with err. */
+ * NaN or infinities; time: ms since the epoch or mqtt_iso8601_ms's form). No NUL byte,
+ * valid UTF-8 (RFC 3629), whatever the type. 0, or -1 with err and v cleared to type t. */
 int mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
     char *err, size_t errlen);
 

@@ -4,8 +4,9 @@
  * output, the answer and the close), then the client shuts its side and reads the answer.
  *
  * Start-up, once: the configuration below is loaded with conf_load, its tags defined and its
- * lines started as komd_apply does (a simulated line, and a client line whose device is not
- * there, so that a set is answered at once: stored, or "not connected"), and the control
+ * lines started as komd_apply does (a simulated line, a client line whose device is not
+ * there, so that a set is answered at once: stored, or "not connected", and a server line
+ * whose protocol has counters of its own), and the control
  * socket opened in a private directory.
  *
  * Checks besides the sanitizers: komd answers and closes every connection within a bound
@@ -59,7 +60,11 @@ static const char fuzz_conf_text[] =
 	"  { name = \"cli\"; protocol = \"komtext-client\"; host = \"127.0.0.1\"; port = 1;\n"
 	"    reconnect_delay = 3600; reconnect_max = 3600;\n"
 	"    stations = ( { name = \"dev\"; address = 1; tags = (\n"
-	"      { name = \"cli.t\"; address = \"t\"; type = \"int\"; direction = \"out\"; } ); } ); }\n"
+	"      { name = \"cli.t\"; address = \"t\"; type = \"int\"; direction = \"out\"; } ); } ); },\n"
+	/* a protocol with counters of its own (status shows them); its port may be taken:
+	 * then it waits to listen, and shows them all the same */
+	"  { name = \"srv\"; protocol = \"komtext-server\"; host = \"127.0.0.1\"; port = 47019;\n"
+	"    stations = ( { name = \"pub\"; address = 1; tags = ( { name = \"m.i\"; address = \"i\"; } ); } ); }\n"
 	");\n";
 
 static struct sockaddr_un fuzz_sun;
