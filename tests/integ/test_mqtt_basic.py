@@ -80,6 +80,10 @@ class Client:
         self.c.disconnect()
 
 
+def counters(k):
+    return k.line("mq")["protocol_counters"]
+
+
 def line_conf(port, stations, extra=""):
     return """tags = ( { name = "mem.sp"; type = "float"; initial = 1.5; },
                   { name = "mem.n"; type = "int"; initial = 0; } );
@@ -124,6 +128,8 @@ def test_acquire_text_and_json():
         c.publish("dev/js", "{not json")
         k.wait_log(r"tag j\.(v|a): topic dev/js: ")
         k.until(lambda: k.tag("j.a")["invalid"], 5, "bad JSON: every tag of the topic invalid")
+        n = counters(k)
+        check(n["mqtt_received_total"] == 7 and n["mqtt_payload_errors_total"] == 4, "counted: %s" % n)
         c.close()
     b.close()
 
@@ -152,6 +158,9 @@ def test_publish_served_tag_qos1_qos2():
         check(sps == [1.5] + [i + 0.5 for i in range(1, 201)], "QoS 2 sequence exactly once, in order")
         check(all(m.qos == 2 for m in c.on("komd/sp")) and all(m.qos == 1 for m in c.on("komd/n")[1:]),
               "QoS as configured")
+        n = counters(k)
+        check(n["mqtt_published_total"] == 402 and n["mqtt_queued_messages"] == 0 and n["mqtt_redelivered_total"] == 0,
+              "counted: %s" % n)
         # retained: a late subscriber gets the last value of the retained topic only
         late = Client(b.port, subs=("komd/#",))
         k.until(lambda: late.on("komd/sp"), 5, "retained value")
@@ -194,6 +203,8 @@ def test_command_round_trip():
         r = [json.loads(m.payload) for m in c.on("komd/cmd/sp/response")[1:]]
         check(all(x["ok"] is False for x in r) and "too old" in r[1]["error"], "refused: %s" % r)
         check(k.tag("mem.sp")["value"] == 7.25, "neither was executed")
+        n = counters(k)
+        check(n["mqtt_commands_total"] == 4 and n["mqtt_commands_refused_total"] == 2, "counted: %s" % n)
         # No Local: komd's own responses never come back to it as commands
         check(not [l for l in k.lines if "command on komd/cmd/sp/response" in l], "no echo")
         c.close()
