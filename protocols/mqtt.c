@@ -1342,6 +1342,12 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 
 /* ---- publishing served tags ---- */
 
+static double
+mqtt_number(const struct value *v)
+{
+	return v->type == VT_FLOAT ? v->f : (double)v->i;
+}
+
 static void
 mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 {
@@ -1349,7 +1355,14 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 	const struct mqtt_tag_conf *c = tc->pconf;
 	const struct station_conf *sc = station_conf(stag_station(t));
 	struct mqtt_tag *mt = stag_priv(t);
+	const struct value *v = stag_value(t);
 	char text[4096];
+
+	/* the deadband counts from the value last published */
+	if (v->type == VT_INT || v->type == VT_FLOAT)
+		mt->last = mqtt_number(v);
+	mt->last_q = stag_quality(t);
+	mt->have_last = true;
 
 	if (mqtt_tag_payload_of(sc, tc) == MQTT_PAYLOAD_JSON) {
 		json_t *o = stag_json(t);
@@ -1367,8 +1380,7 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 	/* text: the value; an invalid one as an empty payload (no value known; retained, it
 	 * clears the broker's retained message) */
 	int n = 0;
-	if (!(stag_quality(t) & Q_INVALID) && (n = mqtt_value_text(stag_value(t), text, sizeof(text))) < 0) {
-		const struct value *v = stag_value(t);
+	if (!(stag_quality(t) & Q_INVALID) && (n = mqtt_value_text(v, text, sizeof(text))) < 0) {
 		if (v->type == VT_STRING) {
 			mqtt_enqueue(ml, pathi, c->publish, v->s, strlen(v->s), (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
 			return;
@@ -1439,12 +1451,6 @@ mqtt_publish_tag(struct stag *t)
 	mqtt_publish_tag_on(line_priv(station_line(st)), -1, t);
 }
 
-static double
-mqtt_number(const struct value *v)
-{
-	return v->type == VT_FLOAT ? v->f : (double)v->i;
-}
-
 static void
 mqtt_tag_change(struct stag *t)
 {
@@ -1458,10 +1464,6 @@ mqtt_tag_change(struct stag *t)
 	if (c->deadband_milli && mt->have_last && q == mt->last_q && (v->type == VT_INT || v->type == VT_FLOAT) &&
 	    fabs(mqtt_number(v) - mt->last) < c->deadband_milli / 1000.0)
 		return;
-	if (v->type == VT_INT || v->type == VT_FLOAT)
-		mt->last = mqtt_number(v);
-	mt->last_q = q;
-	mt->have_last = true;
 	mqtt_publish_tag(t);
 }
 

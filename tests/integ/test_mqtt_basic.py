@@ -221,6 +221,77 @@ def test_refused_connack():
     b.close()
 
 
+def test_wills_and_stale_timeout():
+    b = Broker()
+    c = Client(b.port, subs=("komd/#",))
+    conf = line_conf(b.port, """
+        { name = "dev"; address = "dev/+"; stale_timeout = 0.8; will_topic = "dev/status"; will_payload = "offline";
+          tags = ( { name = "d.v"; address = "T=dev/v"; type = "int"; } ); }""",
+                     extra='will_topic = "komd/status"; will_payload = "offline"; client_id = "komd-basic";')
+    with Komd(conf).start() as k:
+        k.wait_log(r"station dev: communication ok")
+        c.publish("dev/v", "5")
+        k.until(lambda: k.tag("d.v")["value"] == 5 and not k.tag("d.v")["invalid"], 5, "d.v")
+        # the device's will: station in error, its tags invalid, until its next message
+        c.publish("dev/status", "online")
+        c.publish("dev/status", "offline")
+        k.wait_log(r"station dev: communication lost: the device's last will arrived on dev/status")
+        check(k.tag("d.v")["invalid"], "tags invalid")
+        c.publish("dev/v", "6")
+        k.until(lambda: k.tag("d.v")["value"] == 6 and not k.tag("d.v")["invalid"], 5, "back with a message")
+        # silence for stale_timeout: the same
+        k.wait_log(r"station dev: communication lost: no message for 0\.[89] s \(stale_timeout\)", 5)
+        check(k.tag("d.v")["invalid"], "stale: invalid")
+        c.publish("dev/v", "7")
+        k.until(lambda: not k.tag("d.v")["invalid"], 5, "fresh again")
+        # komd's own will: published by the broker when komd vanishes
+        check(not c.on("komd/status"), "no will while komd is connected")
+        k.proc.kill()
+        k.proc.wait()
+        k.until(lambda: c.on("komd/status"), 10, "komd's will")
+        m = c.on("komd/status")[0]
+        check(m.payload == b"offline" and m.qos == 1, "the will: %r qos %d" % (m.payload, m.qos))
+        late = Client(b.port, subs=("komd/status",))
+        k.until(lambda: late.on("komd/status"), 5, "the will is retained")
+        late.close()
+        k.proc = None
+    c.close()
+    b.close()
+
+
+def test_deadband_period_batch():
+    b = Broker()
+    c = Client(b.port, subs=("komd/#",))
+    conf = line_conf(b.port, """
+        { name = "out"; address = "komd/none";
+          tags = ( { name = "mem.sp"; address = ""; publish = "komd/sp"; deadband = 1.0; retain = false; },
+                   { name = "mem.n"; address = ""; publish = "komd/n"; period = 0.3; retain = false; } ); },
+        { name = "batch"; address = "komd/none2"; payload = "json"; batch_ms = 300;
+          tags = ( { name = "mem.sp"; address = ""; publish = "komd/b"; retain = false; },
+                   { name = "mem.n"; address = ""; publish = "komd/b"; retain = false; } ); }""")
+    with Komd(conf).start() as k:
+        k.until(lambda: c.on("komd/sp") and c.on("komd/b"), 5, "current values")
+        for v in ("1.9", "2.4", "2.6", "2.0", "0.5"):
+            k.ctl("set", "mem.sp", v)
+        k.until(lambda: len(c.on("komd/sp")) >= 3, 5, "changes past the deadband")
+        vals = [float(m.payload) for m in c.on("komd/sp")]
+        check(vals == [1.5, 2.6, 0.5], "deadband 1.0 from the last published: %s" % vals)
+        # period: published again without a change
+        n0 = len(c.on("komd/n"))
+        k.until(lambda: len(c.on("komd/n")) >= n0 + 3, 5, "period 0.3 s")
+        check(set(m.payload for m in c.on("komd/n")) == {b"0"}, "the same value again")
+        # batch: the JSON changes of 300 ms in one array per topic
+        nb = len(c.on("komd/b"))
+        k.ctl("set", "mem.n", "1")
+        k.ctl("set", "mem.n", "2")
+        k.until(lambda: len(c.on("komd/b")) > nb, 5, "a batch")
+        arr = json.loads(c.on("komd/b")[nb].payload)
+        check(isinstance(arr, list) and [o["value"] for o in arr] == [1, 2] and arr[0]["name"] == "mem.n",
+              "one array, in order: %s" % arr)
+    c.close()
+    b.close()
+
+
 class Scripted:
     """A broker of a few lines: CONNACK, then PINGRESP while `answer` is set; it records the
     packet types it receives."""
@@ -298,4 +369,5 @@ def test_keepalive_and_reply_timeout():
 
 if __name__ == "__main__":
     main([test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
-          test_refused_connack, test_keepalive_and_reply_timeout])
+          test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack,
+          test_keepalive_and_reply_timeout])
