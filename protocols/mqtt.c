@@ -259,6 +259,25 @@ mqtt_send_ack(struct mqtt_session *ms, enum mqtt_type t, uint16_t pid, uint8_t r
 	mqtt_send(ms, &p);
 }
 
+/* A protocol error komd found: with MQTT 5, DISCONNECT with its reason code first (4.13.1),
+ * then the core's close (logged, counted). */
+static void
+mqtt_proto_error(struct mqtt_session *ms, uint8_t reason, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void
+mqtt_proto_error(struct mqtt_session *ms, uint8_t reason, const char *fmt, ...)
+{
+	char msg[256];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (ms->v == MQTT_V5 && !session_closing(ms->s))
+		mqtt_send_ack(ms, MQTT_DISCONNECT, 0, reason);
+	session_protocol_error(ms->s, "%s", msg);
+}
+
 static void
 mqtt_ping(struct mqtt_session *ms)
 {
@@ -515,14 +534,14 @@ mqtt_on_ack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	switch (pk->type) {
 	case MQTT_PUBACK:
 		if (m->qos != 1 || m->state != MM_SENT) {
-			session_protocol_error(ms->s, "PUBACK for packet id %u, a QoS %u message (4.3.2)", pk->packet_id, m->qos);
+			mqtt_proto_error(ms, 0x82, "PUBACK for packet id %u, a QoS %u message (4.3.2)", pk->packet_id, m->qos);
 			return -1;
 		}
 		mqtt_path_remove(p, m);
 		break;
 	case MQTT_PUBREC:
 		if (m->qos != 2) {
-			session_protocol_error(ms->s, "PUBREC for packet id %u, a QoS %u message (4.3.3)", pk->packet_id, m->qos);
+			mqtt_proto_error(ms, 0x82, "PUBREC for packet id %u, a QoS %u message (4.3.3)", pk->packet_id, m->qos);
 			return -1;
 		}
 		if (pk->reason_code >= 0x80) {
@@ -535,7 +554,7 @@ mqtt_on_ack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 		break;
 	case MQTT_PUBCOMP:
 		if (m->state != MM_RELEASED) {
-			session_protocol_error(ms->s, "PUBCOMP for packet id %u before its PUBREC (4.3.3)", pk->packet_id);
+			mqtt_proto_error(ms, 0x82, "PUBCOMP for packet id %u before its PUBREC (4.3.3)", pk->packet_id);
 			return -1;
 		}
 		mqtt_path_remove(p, m);
@@ -723,7 +742,7 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 	if (ms->v == MQTT_V5 && MQTT_PROP_HAS(&pk->props, MQTT_P_TOPIC_ALIAS)) {
 		uint16_t a = pk->props.topic_alias;
 		if (a == 0 || a > c->topic_alias_maximum) {
-			session_protocol_error(ms->s, "PUBLISH: topic alias %u over the Topic Alias Maximum %d komd sent "
+			mqtt_proto_error(ms, 0x94, "PUBLISH: topic alias %u over the Topic Alias Maximum %d komd sent "
 			    "(3.3.2.3.4)", a, c->topic_alias_maximum);
 			return -1;
 		}
@@ -736,14 +755,14 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 			free(ms->alias_in[a]);
 			ms->alias_in[a] = t;
 		} else if (!ms->alias_in[a]) {
-			session_protocol_error(ms->s, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
+			mqtt_proto_error(ms, 0x82, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
 			return -1;
 		} else {
 			pk->topic.p = ms->alias_in[a];
 			tlen = strlen(ms->alias_in[a]);
 		}
 	} else if (tlen == 0) {
-		session_protocol_error(ms->s, "PUBLISH: empty topic name without a topic alias (3.3.2.1)");
+		mqtt_proto_error(ms, 0x82, "PUBLISH: empty topic name without a topic alias (3.3.2.1)");
 		return -1;
 	}
 	memcpy(topic, pk->topic.p, tlen);
@@ -974,7 +993,7 @@ mqtt_on_suback(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	for (k = 0; k < ms->nsubs && ms->subs[k].pid != pk->packet_id; k++)
 		;
 	if (k == ms->nsubs) {
-		session_protocol_error(ms->s, "SUBACK for packet id %u, which no SUBSCRIBE had (3.9.2)", pk->packet_id);
+		mqtt_proto_error(ms, 0x82, "SUBACK for packet id %u, which no SUBSCRIBE had (3.9.2)", pk->packet_id);
 		return -1;
 	}
 	station = ms->subs[k].station;
@@ -1038,7 +1057,7 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 		return -1;
 	}
 	if (pk->session_present && c->clean_session) {
-		session_protocol_error(ms->s, "CONNACK: Session Present 1 after a CONNECT with Clean Session (3.2.2.2)");
+		mqtt_proto_error(ms, 0x82, "CONNACK: Session Present 1 after a CONNECT with Clean Session (3.2.2.2)");
 		return -1;
 	}
 	ms->window = c->max_inflight;
@@ -1283,12 +1302,12 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		return -1;
 	ms->last_rx = mqtt_now();
 	if (len > (size_t)ms->ml->c->max_packet_size) {
-		session_protocol_error(s, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
+		mqtt_proto_error(ms, 0x95, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
 		    ms->ml->c->max_packet_size);
 		return -1;
 	}
 	if (mqtt_decode(frame, len, ms->v, &pk, err, sizeof(err)) != 0) {
-		session_protocol_error(s, "%s", err);
+		mqtt_proto_error(ms, 0x81, "%s", err);
 		return -1;
 	}
 	if (session_tracing(s)) {
@@ -1297,14 +1316,14 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		session_trace(s, false, frame, len, text);
 	}
 	if (ms->state == MSS_CONNECTING && pk.type != MQTT_CONNACK) {
-		session_protocol_error(s, "%s before CONNACK (3.2: the first packet from the server is CONNACK)",
+		mqtt_proto_error(ms, 0x82, "%s before CONNACK (3.2: the first packet from the server is CONNACK)",
 		    mqtt_type_name(pk.type));
 		return -1;
 	}
 	switch (pk.type) {
 	case MQTT_CONNACK:
 		if (ms->state != MSS_CONNECTING) {
-			session_protocol_error(s, "a second CONNACK (3.2)");
+			mqtt_proto_error(ms, 0x82, "a second CONNACK (3.2)");
 			return -1;
 		}
 		return mqtt_on_connack(ms, &pk) == 0 || session_closing(s) ? 0 : -1;
@@ -1335,7 +1354,7 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		    pk.props.reason_string.p ? pk.props.reason_string.p : "");
 		return 0;
 	default:
-		session_protocol_error(s, "%s from a server (2.1.2)", mqtt_type_name(pk.type));
+		mqtt_proto_error(ms, 0x82, "%s from a server (2.1.2)", mqtt_type_name(pk.type));
 		return -1;
 	}
 }

@@ -3,6 +3,8 @@
  * rules of MQTT 3.1.1 and 5.0 to what the file gives (client identifier 3.1.3.1, user name
  * and password 3.1.2.8/3.1.2.9, topic names and filters 4.7) before any broker sees it. */
 #include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -172,11 +174,14 @@ mqtt_check_name(const char *key, const char *topic, char *err, size_t errlen)
 }
 
 /* password_file's first line, into c->password (the key's own field: freed and, by
- * line_free, wiped with the configuration). The file is read at every load, so a reload
- * takes a new password. */
+ * line_free, wiped with the configuration). The file is read at every load; its digest
+ * joins the line's fingerprint, so that a reload with a changed file restarts the line. */
 static int
-mqtt_read_password(struct mqtt_line_conf *c, char *err, size_t errlen)
+mqtt_read_password(struct line_conf *lc, struct mqtt_line_conf *c, char *err, size_t errlen)
 {
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char *fp;
+	size_t n;
 	char buf[4096];
 	FILE *f = fopen(c->password_file, "r");
 
@@ -191,11 +196,18 @@ mqtt_read_password(struct mqtt_line_conf *c, char *err, size_t errlen)
 	}
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if ((c->password = strdup(buf)) == NULL) {
+	SHA256((const unsigned char *)buf, strlen(buf), md);
+	c->password = strdup(buf);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	n = strlen(lc->fingerprint ? lc->fingerprint : "");
+	if (!c->password || (fp = realloc(lc->fingerprint, n + 32 + 2 * sizeof(md))) == NULL) {
 		snprintf(err, errlen, "password_file: out of memory");
 		return -1;
 	}
-	memset(buf, 0, sizeof(buf));
+	n += (size_t)snprintf(fp + n, 32, "\npassword_file:");
+	for (size_t i = 0; i < sizeof(md); i++)
+		n += (size_t)snprintf(fp + n, 3, "%02x", md[i]);
+	lc->fingerprint = fp;
 	c->password_read = true;
 	return 0;
 }
@@ -204,7 +216,8 @@ int
 mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 {
 	/* the configuration is the loader's (not const to it): the password file's line goes
-	 * into the password field, at load */
+	 * into the password field, and its digest into the fingerprint, at load */
+	struct line_conf *wlc = (struct line_conf *)lc;
 	struct mqtt_line_conf *c = lc->pconf;
 	char why[160];
 	bool v5;
@@ -229,7 +242,7 @@ mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 			snprintf(err, errlen, "'password' and 'password_file' exclude each other");
 			return -1;
 		}
-		if (mqtt_read_password(c, err, errlen) != 0)
+		if (mqtt_read_password(wlc, c, err, errlen) != 0)
 			return -1;
 	}
 	if (c->password && !c->username && !v5) {

@@ -22,13 +22,13 @@ from komdtest import WAIT, Komd, check, free_port, main
 class Broker:
     """A private mosquitto on a free loopback port."""
 
-    def __init__(self, anonymous=True):
+    def __init__(self, anonymous=True, extra=""):
         self.dir = tempfile.mkdtemp(prefix="mosq-")
         self.port = free_port()
         conf = os.path.join(self.dir, "m.conf")
         with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous %s\nmax_queued_messages 0\n" % (
-                self.port, "true" if anonymous else "false"))
+            f.write("listener %d 127.0.0.1\nallow_anonymous %s\nmax_queued_messages 0\n%s" % (
+                self.port, "true" if anonymous else "false", extra))
         self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         WAIT.until(self._up, 10, "mosquitto listening")
 
@@ -211,14 +211,26 @@ def test_command_round_trip():
     b.close()
 
 
-def test_refused_connack():
-    b = Broker(anonymous=False)
-    kconf = line_conf(b.port, """{ name = "s"; address = "a/b"; tags = ( { name = "a.b"; address = ""; type = "int"; } ); }""")
-    with Komd(kconf).start() as k:
-        k.wait_log(r"MQTT connection refused: .*not authori[sz]ed", 10)
+def test_refused_connack_and_password_file():
+    pwdir = tempfile.mkdtemp(prefix="mosq-pw-")
+    os.chmod(pwdir, 0o755)  # mosquitto started as root reads it as user mosquitto
+    pw = os.path.join(pwdir, "passwd")
+    subprocess.run(["mosquitto_passwd", "-b", "-c", pw, "komd", "s3cret"], check=True, capture_output=True)
+    b = Broker(anonymous=False, extra="password_file %s\n" % pw)
+    kconf = line_conf(b.port, """{ name = "s"; address = "a/b"; tags = ( { name = "a.b"; address = ""; type = "int"; } ); }""",
+                      extra='username = "komd"; password_file = "#APPDIR#/pw";')
+    with Komd(kconf, files={"pw": "wrong\n"}).start() as k:
+        k.wait_log(r"MQTT connection refused: .*(not authori[sz]ed|bad user name or password)", 10)
         k.wait_log(r"closed: refused: ")
         k.until(lambda: k.line("mq")["stations"][0]["state"] == "error", 5, "station in error")
+        with open(os.path.join(k.dir, "pw"), "w") as f:
+            f.write("s3cret\n")
+        n = len(k.lines)
+        k.ctl("reload")  # the file's content is part of the line: it restarts
+        k.wait_log(r"MQTT connected \(3\.1\.1", 10, since=n)
+        k.wait_log(r"station s: communication ok", 5, since=n)
     b.close()
+    subprocess.run(["rm", "-rf", pwdir])
 
 
 def test_wills_and_stale_timeout():
@@ -369,5 +381,5 @@ def test_keepalive_and_reply_timeout():
 
 if __name__ == "__main__":
     main([test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
-          test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack,
+          test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack_and_password_file,
           test_keepalive_and_reply_timeout])
