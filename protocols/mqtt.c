@@ -767,6 +767,7 @@ mqtt_line_free(struct line *l)
 	struct mqtt_line_conf *c = line_conf(l)->pconf;
 	struct mqtt_cmd *cmd;
 
+	mqtt_drop_timer_cb(ml); /* drops not yet logged: now */
 	while ((cmd = LIST_FIRST(&ml->cmds)) != NULL) {
 		if (cmd->req)
 			write_req_detach(cmd->req); /* the write goes on; its result is logged */
