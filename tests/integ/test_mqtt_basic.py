@@ -6,6 +6,7 @@ reply_timeout). The big suite (broker kills, redundancy, loss counts, aliases) i
 test_mqtt_*.py's."""
 import json
 import os
+import re
 import socket
 import subprocess
 import tempfile
@@ -16,7 +17,7 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from komdtest import WAIT, Komd, check, free_port, main
+from komdtest import WAIT, Komd, check, free_port, main, run_komd
 
 
 class Broker:
@@ -304,6 +305,36 @@ def test_deadband_period_batch():
     b.close()
 
 
+def test_config_checks():
+    """komd -t refuses what MQTT's rules forbid, each error with file:line."""
+    st = """{ name = "s"; address = "dev/#"; tags = ( { name = "a.b"; address = "T=dev/x"; type = "int"; } ); }"""
+    cases = [
+        ('client_id = ""; clean_session = false;', st, r":\d+: line 'mq': an empty client_id needs clean_session"),
+        ('topic_alias_maximum = 5;', st, r"'topic_alias_maximum' is MQTT 5 only"),
+        ('password = "x";', st, r"a password needs a username with MQTT 3.1.1 \(3\.1\.2\.9\)"),
+        ('password_file = "/nonexistent/pw"; username = "u";', st, r"password_file '/nonexistent/pw': No such file"),
+        ('will_topic = "a/+";', st, r"will_topic 'a/\+' is not an MQTT topic name"),
+        ("", st.replace('"dev/#"', '"dev/#/x"'), r"station 's': address 'dev/#/x' is not an MQTT topic filter"),
+        ("", st.replace("T=dev/x", "JA=a"), r"tag 'a.b': address needs T=topic: the station's filter 'dev/#' has a wildcard"),
+        ("", st.replace("T=dev/x", "T=other/x"), r"T=other/x is not matched by the station's filter"),
+        ("", st.replace("T=dev/x", "T=dev/x;JA=a"), r'JA= needs the station\'s payload = "json"'),
+        ("", st.replace('type = "int";', 'type = "int"; deadband = 1;'), r"'deadband' is for published tags"),
+        ("", """{ name = "p"; address = "x"; tags = ( { name = "mem.n"; address = ""; publish = "k/n";
+              command = "k/c"; } ); }""", r"'command' needs direction"),
+        ("", """{ name = "p"; address = "x"; tags = ( { name = "mem.n"; address = ""; publish = "k/#"; } ); }""",
+         r"publish 'k/#' is not an MQTT topic name"),
+    ]
+    for extra, stations, err in cases:
+        with Komd(line_conf(1883, stations, extra)) as k:
+            r = run_komd("-t", "-c", k.conf)
+            check(r.returncode != 0 and re.search(err, r.stderr) and re.search(r"komd\.conf:\d+: ", r.stderr),
+                  "komd -t refuses (%s): %s" % (err, r.stderr))
+    with Komd(line_conf(1883, st, 'redundancy = "alternate";')) as k:
+        r = run_komd("-t", "-c", k.conf)
+        check(r.returncode == 0 and "redundancy = \"alternate\" is for tcp-redundant lines" in r.stderr,
+              "a warning only: %s" % r.stderr)
+
+
 class Scripted:
     """A broker of a few lines: CONNACK, then PINGRESP while `answer` is set; it records the
     packet types it receives."""
@@ -382,4 +413,4 @@ def test_keepalive_and_reply_timeout():
 if __name__ == "__main__":
     main([test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
           test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack_and_password_file,
-          test_keepalive_and_reply_timeout])
+          test_keepalive_and_reply_timeout, test_config_checks])
