@@ -773,6 +773,10 @@ mqtt_line_free(struct line *l)
 			write_req_detach(cmd->req); /* the write goes on; its result is logged */
 		mqtt_cmd_free(cmd);
 	}
+	for (int i = 0; i < ml->npaths; i++)
+		if (ml->path[i].nmsgs) /* the queue lives with the line: a restart of the line loses it */
+			log_warnx("line %s: %s session: %zu queued message%s dropped with the line", line_name(l),
+			    ml->path[i].name, ml->path[i].nmsgs, ml->path[i].nmsgs == 1 ? "" : "s");
 	for (int i = 0; i < 2; i++)
 		mqtt_path_free(&ml->path[i]);
 	free(ml->route);

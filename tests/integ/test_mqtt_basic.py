@@ -181,6 +181,7 @@ def test_command_round_trip():
     with Komd(conf).start() as k:
         k.wait_log(r"MQTT connected \(5, session present 0")
         k.wait_log(r"station out: communication ok")  # after the SUBACK of the command topic
+        k.ctl("trace", "mq", "on")
         c = Client(b.port, subs=("komd/#", "app/#"), v5=True, qos=1)
         c.publish("komd/cmd/sp", json.dumps({"value": 42.5}))
         k.until(lambda: c.on("komd/cmd/sp/response"), 5, "response")
@@ -197,6 +198,9 @@ def test_command_round_trip():
         check(json.loads(m.payload) == {"ok": True} and m.properties.CorrelationData == b"\x01req-7",
               "correlation data returned: %r" % m.properties)
         check(len(c.on("komd/cmd/sp/response")) == 1, "not on the default response topic too")
+        k.wait_log(r"line mq: <- 127\.0\.0\.1:%d rx \[\d+\] 3\S .*\| PUBLISH qos=1 id=\d+ topic=\"komd/cmd/sp\"" % b.port)
+        k.wait_log(r"line mq: -> 127\.0\.0\.1:%d tx \[\d+\] .*\| PUBACK id=\d+" % b.port)
+        k.ctl("trace", "mq", "off")
         # bad values and old commands are refused with their response, not executed
         c.publish("komd/cmd/sp", json.dumps({"value": "hot"}))
         c.publish("komd/cmd/sp", json.dumps({"value": 1.0, "time": "2020-01-01T00:00:00Z"}))
