@@ -188,6 +188,9 @@ struct mqtt_line {
 	size_t nroute;              /* buckets, a power of 2; 0 not built */
 	LIST_HEAD(, mqtt_cmd) cmds; /* commands waiting for their write's result */
 	struct ptimer *drop_timer;  /* the overflow summary */
+	int64_t perr_window;        /* payload errors logged in the window since then */
+	int perr_burst;
+	uint64_t perr_more;         /* and not logged */
 };
 
 /* A topic alias komd uses for its own publishes (per connection). */
