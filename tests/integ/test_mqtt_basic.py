@@ -20,8 +20,12 @@ from paho.mqtt.properties import Properties
 from komdtest import WAIT, Komd, check, free_port, main, run_komd
 
 
+BROKERS = []
+
+
 class Broker:
-    """A private mosquitto on a free loopback port."""
+    """A private mosquitto on a free loopback port (stopped at the end of its test, whatever
+    happened: cleaned_up)."""
 
     def __init__(self, anonymous=True, extra=""):
         self.dir = tempfile.mkdtemp(prefix="mosq-")
@@ -31,6 +35,7 @@ class Broker:
             f.write("listener %d 127.0.0.1\nallow_anonymous %s\nmax_queued_messages 0\n%s" % (
                 self.port, "true" if anonymous else "false", extra))
         self.proc = subprocess.Popen(["mosquitto", "-c", conf], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        BROKERS.append(self)
         WAIT.until(self._up, 10, "mosquitto listening")
 
     def _up(self):
@@ -41,9 +46,23 @@ class Broker:
             return False
 
     def close(self):
-        self.proc.terminate()
-        self.proc.wait(10)
-        subprocess.run(["rm", "-rf", self.dir])
+        if self.proc:
+            self.proc.terminate()
+            self.proc.wait(10)
+            self.proc = None
+            subprocess.run(["rm", "-rf", self.dir])
+
+
+def cleaned_up(test):
+    """test, then every broker it started stopped, even when it failed."""
+    def run():
+        try:
+            test()
+        finally:
+            while BROKERS:
+                BROKERS.pop().close()
+    run.__name__ = test.__name__
+    return run
 
 
 class Client:
@@ -415,6 +434,6 @@ def test_keepalive_and_reply_timeout():
 
 
 if __name__ == "__main__":
-    main([test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
+    main([cleaned_up(t) for t in (test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
           test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack_and_password_file,
-          test_keepalive_and_reply_timeout, test_config_checks])
+          test_keepalive_and_reply_timeout, test_config_checks)])
