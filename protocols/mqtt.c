@@ -612,7 +612,8 @@ mqtt_on_connect(struct session *s)
 	ms->connect_ms = ms->last_rx = ms->last_tx = now;
 	ms->inited = true;
 	if ((ms->subscribed = calloc((size_t)line_nstations(l) + 1, sizeof(bool))) == NULL ||
-	    (ms->tick = session_timer(s, mqtt_tick_cb, ms)) == NULL) {
+	    (ms->tick = session_timer(s, mqtt_tick_cb, ms)) == NULL ||
+	    (ms->flush = session_timer(s, mqtt_flush_cb, ms)) == NULL) {
 		mqtt_close(ms, "out of memory");
 		return;
 	}
@@ -657,6 +658,9 @@ mqtt_on_close(struct session *s)
 	free(ms->subscribed);
 	ms->subscribed = NULL;
 	mqtt_alias_free(ms);
+	free(ms->out);
+	ms->out = NULL;
+	ms->out_len = 0;
 	ms->inited = false;
 }
 

@@ -232,6 +232,9 @@ struct mqtt_session {
 	struct mqtt_alias *alias_out; /* open addressing by topic hash */
 	int alias_out_cap, alias_out_n, alias_out_max;
 	char why[200];              /* the reason of a close komd decided */
+	uint8_t *out;               /* packets of this loop pass, written together (mqtt_flush) */
+	size_t out_len;
+	struct ptimer *flush;
 };
 
 struct mqtt_station {
@@ -299,6 +302,9 @@ void mqtt_gauges(struct mqtt_line *ml);
 int mqtt_send(struct mqtt_session *ms, const struct mqtt_packet *p);
 /* PUBACK, PUBREC, PUBREL, PUBCOMP (pid) or DISCONNECT with reason (v5; 3.1.1 sends none). */
 void mqtt_send_ack(struct mqtt_session *ms, enum mqtt_type t, uint16_t pid, uint8_t reason);
+/* Write the packets batched in this loop pass; the 0 ms timer that does it. */
+void mqtt_flush(struct mqtt_session *ms);
+void mqtt_flush_cb(void *arg);
 /* PINGREQ, unless one is outstanding. */
 void mqtt_ping(struct mqtt_session *ms);
 /* Close for a reason komd found (logged by the core, kept for on_close). */

@@ -53,10 +53,42 @@ mqtt_encode_buf(struct mqtt_session *ms, const struct mqtt_packet *p)
 	return n;
 }
 
+/* What one loop pass sends (acknowledgements of a read's PUBLISH packets, the changes of a
+ * poll) goes out as one write, at the end of the pass (a 0 ms timer): one system call
+ * rather than one a packet. */
+#define MQTT_BATCH_MAX (64 * 1024)
+
+void
+mqtt_flush(struct mqtt_session *ms)
+{
+	if (ms->out_len && !session_closing(ms->s))
+		session_write(ms->s, ms->out, ms->out_len);
+	ms->out_len = 0;
+}
+
+void
+mqtt_flush_cb(void *arg)
+{
+	mqtt_flush(arg);
+}
+
 static void
 mqtt_write(struct mqtt_session *ms, const struct mqtt_packet *p, size_t n)
 {
-	session_write(ms->s, mqtt_obuf, n);
+	if (ms->out_len + n > MQTT_BATCH_MAX)
+		mqtt_flush(ms);
+	if (n >= MQTT_BATCH_MAX || !ms->flush) {
+		session_write(ms->s, mqtt_obuf, n);
+	} else {
+		if (!ms->out && (ms->out = malloc(MQTT_BATCH_MAX)) == NULL) {
+			mqtt_close(ms, "out of memory");
+			return;
+		}
+		memcpy(ms->out + ms->out_len, mqtt_obuf, n);
+		ms->out_len += n;
+		if (!ptimer_pending(ms->flush))
+			ptimer_start(ms->flush, 0);
+	}
 	session_count_frame(ms->s, true);
 	ms->last_tx = mqtt_now();
 	ms->tx_total += n;
@@ -87,6 +119,7 @@ mqtt_close(struct mqtt_session *ms, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(ms->why, sizeof(ms->why), fmt, ap);
 	va_end(ap);
+	mqtt_flush(ms);
 	session_close(ms->s, ms->why);
 }
 
@@ -115,6 +148,7 @@ mqtt_proto_error(struct mqtt_session *ms, uint8_t reason, const char *fmt, ...)
 	va_end(ap);
 	if (ms->v == MQTT_V5 && !session_closing(ms->s))
 		mqtt_send_ack(ms, MQTT_DISCONNECT, 0, reason);
+	mqtt_flush(ms);
 	session_protocol_error(ms->s, "%s", msg);
 }
 
