@@ -168,7 +168,7 @@ unsigned mqtt_path_reconnect(struct mqtt_path *p, bool session_present);
 /* Bytes sent without a PINGRESP confirming that the broker read them: beyond it the
  * sender waits (a PINGREQ is answered after the packets before it, 4.6), so that a burst
  * (a reconnection's queue, 100,000 current values) never fills the connection's output. */
-#define MQTT_FLOW_WINDOW (1024 * 1024)
+#define MQTT_FLOW_WINDOW (3 * 1024 * 1024) /* under the core's 4 MiB output limit (session.c) */
 /* Topic aliases komd assigns at most per connection (bounded memory), 3.3.2.3.4. */
 #define MQTT_MAX_ALIASES_OUT 1024
 /* A queue overflow is logged at most this often (the count in between summed). */

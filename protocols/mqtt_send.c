@@ -399,10 +399,12 @@ mqtt_pump(struct mqtt_session *ms)
 		return;
 	while ((m = p->next) != NULL) {
 		bool acked = m->state != MM_NEW || (m->qos > 0 && ms->max_qos > 0);
-		if (ms->tx_total - ms->confirmed > MQTT_FLOW_WINDOW) {
-			mqtt_ping(ms); /* its PINGRESP says the broker has read up to here */
+		/* a PINGREQ at half the flow window (its PINGRESP says the broker has read up to
+		 * there), so that the broker has the other half to read while it comes back */
+		if (ms->tx_total - ms->confirmed > MQTT_FLOW_WINDOW / 2)
+			mqtt_ping(ms);
+		if (ms->tx_total - ms->confirmed > MQTT_FLOW_WINDOW)
 			break;
-		}
 		if (acked && p->nwire >= ms->window)
 			break;
 		p->next = TAILQ_NEXT(m, link);
