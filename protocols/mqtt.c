@@ -680,6 +680,18 @@ mqtt_on_takeover(struct session *s)
 		}
 }
 
+/* The frames of a read are handled: what they made komd send goes out in one write. */
+static void
+mqtt_frames_done(struct session *s)
+{
+	struct mqtt_session *ms = session_priv(s);
+
+	if (!ms->inited)
+		return;
+	ms->in_read = false;
+	mqtt_flush(ms);
+}
+
 static long
 mqtt_frame_len_cb(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
@@ -695,6 +707,7 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 
 	if (!ms->inited)
 		return -1;
+	ms->in_read = true;
 	ms->last_rx = mqtt_now();
 	if (len > (size_t)ms->ml->c->max_packet_size) {
 		mqtt_proto_error(ms, 0x95, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
@@ -927,6 +940,7 @@ const struct proto_ops mqtt_client_ops = {
 	.max_frame = MQTT_SPEC_MAX_PACKET,
 	.frame_len = mqtt_frame_len_cb,
 	.on_frame = mqtt_on_frame,
+	.on_frames_done = mqtt_frames_done,
 	.on_close = mqtt_on_close,
 	.on_takeover = mqtt_on_takeover,
 	.on_tag_change = mqtt_tag_change,

@@ -235,6 +235,7 @@ struct mqtt_session {
 	uint8_t *out;               /* packets of this loop pass, written together (mqtt_flush) */
 	size_t out_len;
 	struct ptimer *flush;
+	bool in_read;               /* handling the frames of a read: on_frames_done flushes */
 };
 
 struct mqtt_station {

@@ -53,9 +53,10 @@ mqtt_encode_buf(struct mqtt_session *ms, const struct mqtt_packet *p)
 	return n;
 }
 
-/* What one loop pass sends (acknowledgements of a read's PUBLISH packets, the changes of a
- * poll) goes out as one write, at the end of the pass (a 0 ms timer): one system call
- * rather than one a packet. */
+/* What a read's packets make komd send (acknowledgements, the next publishes of the
+ * window) goes out as one write when they are handled (on_frames_done); what one loop
+ * pass sends otherwise (the changes of a poll) at the end of the pass (a 0 ms timer):
+ * one system call rather than one a packet. */
 #define MQTT_BATCH_MAX (64 * 1024)
 
 void
@@ -86,7 +87,8 @@ mqtt_write(struct mqtt_session *ms, const struct mqtt_packet *p, size_t n)
 		}
 		memcpy(ms->out + ms->out_len, mqtt_obuf, n);
 		ms->out_len += n;
-		if (!ptimer_pending(ms->flush))
+		/* reading: on_frames_done writes them; else the end of this loop pass */
+		if (!ms->in_read && !ptimer_pending(ms->flush))
 			ptimer_start(ms->flush, 0);
 	}
 	session_count_frame(ms->s, true);
