@@ -741,10 +741,13 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 	case MQTT_PUBREC:
 	case MQTT_PUBCOMP:
 		return mqtt_on_ack(ms, &pk);
-	case MQTT_PUBREL:
+	case MQTT_PUBREL: {
+		/* PUBCOMP either way (4.3.3); v5 says when the id was not open: 0x92 */
+		bool open = mqtt_bit(ms->p->qos2_in, pk.packet_id);
 		mqtt_bit_clr(ms->p->qos2_in, pk.packet_id);
-		mqtt_send_ack(ms, MQTT_PUBCOMP, pk.packet_id, 0);
+		mqtt_send_ack(ms, MQTT_PUBCOMP, pk.packet_id, open || ms->v != MQTT_V5 ? 0 : 0x92);
 		return 0;
+	}
 	case MQTT_SUBACK:
 		return mqtt_on_suback(ms, &pk);
 	case MQTT_UNSUBACK:

@@ -328,6 +328,31 @@ def test_deadband_period_batch():
     b.close()
 
 
+def test_qos2_received_once():
+    """A QoS 2 PUBLISH sent again with DUP before PUBREL is acknowledged, not delivered
+    again (4.3.3); after PUBREL its packet identifier is a new message's."""
+    s = Scripted()
+    conf = line_conf(s.port, """{ name = "s"; address = "a/b"; qos = 2; tags = ( { name = "a.b"; address = ""; type = "int"; } ); }""")
+
+    def publish(pid, value, dup=False):
+        body = b"\x00\x03a/b" + pid.to_bytes(2, "big") + value
+        return bytes([0x3C if dup else 0x34, len(body)]) + body
+
+    with Komd(conf).start() as k:
+        k.wait_log(r"station s: communication ok")
+        s.send(publish(7, b"41"))
+        k.until(lambda: (5, b"\x00\x07") in s.packets, 5, "PUBREC 7")
+        s.send(publish(7, b"41", dup=True))
+        k.until(lambda: s.packets.count((5, b"\x00\x07")) == 2, 5, "PUBREC 7 again")
+        check(k.tag("a.b")["value"] == 41 and k.tag("a.b")["updates"] == 1, "delivered once: %s" % k.tag("a.b"))
+        s.send(b"\x62\x02\x00\x07")  # PUBREL 7
+        k.until(lambda: (7, b"\x00\x07") in s.packets, 5, "PUBCOMP 7")
+        s.send(publish(7, b"42"))
+        k.until(lambda: k.tag("a.b")["value"] == 42, 5, "id 7 free again: a new message")
+        check(k.tag("a.b")["updates"] == 2, "two deliveries in all")
+    s.close()
+
+
 def test_config_checks():
     """komd -t refuses what MQTT's rules forbid, each error with file:line."""
     st = """{ name = "s"; address = "dev/#"; tags = ( { name = "a.b"; address = "T=dev/x"; type = "int"; } ); }"""
@@ -360,7 +385,8 @@ def test_config_checks():
 
 class Scripted:
     """A broker of a few lines: CONNACK, then PINGRESP while `answer` is set; it records the
-    packet types it receives."""
+    packet types it receives (and the packets, in `packets`); `send` writes to the last
+    connection."""
 
     def __init__(self):
         self.ls = socket.socket()
@@ -368,6 +394,8 @@ class Scripted:
         self.ls.listen(4)
         self.port = self.ls.getsockname()[1]
         self.types = []
+        self.packets = []
+        self.conn = None
         self.answer = True
         self.connack = True
         self.conns = 0
@@ -380,6 +408,7 @@ class Scripted:
             except OSError:
                 return
             self.conns += 1
+            self.conn = c
             threading.Thread(target=self._serve, args=(c,), daemon=True).start()
             WAIT.kick()
 
@@ -397,6 +426,7 @@ class Scripted:
                 t, body = buf[0] >> 4, buf[2:2 + buf[1]]
                 buf = buf[2 + buf[1]:]
                 self.types.append(t)
+                self.packets.append((t, body))
                 WAIT.kick()
                 if t == 1 and self.connack:
                     c.sendall(b"\x20\x02\x00\x00")
@@ -406,6 +436,9 @@ class Scripted:
                     c.sendall(b"\xd0\x00")
         c.close()
         WAIT.kick()
+
+    def send(self, data):
+        self.conn.sendall(data)
 
     def close(self):
         self.ls.close()
@@ -436,4 +469,4 @@ def test_keepalive_and_reply_timeout():
 if __name__ == "__main__":
     main([cleaned_up(t) for t in (test_acquire_text_and_json, test_publish_served_tag_qos1_qos2, test_command_round_trip,
           test_wills_and_stale_timeout, test_deadband_period_batch, test_refused_connack_and_password_file,
-          test_keepalive_and_reply_timeout, test_config_checks)])
+          test_keepalive_and_reply_timeout, test_qos2_received_once, test_config_checks)])
