@@ -495,6 +495,9 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	if (session_closing(ms->s))
 		return -1;
 	mqtt_pump(ms);
+	if (c->will_online_payload) /* the counterpart of the will: komd is here */
+		mqtt_enqueue(ml, mqtt_path_index(ml, ms->s), c->will_topic, c->will_online_payload,
+		    strlen(c->will_online_payload), (uint8_t)c->will_qos, c->will_retain, NULL, 0, NULL);
 	mqtt_publish_current(ms, pk->session_present);
 	return 0;
 }

@@ -44,6 +44,7 @@ struct mqtt_line_conf {
 	char *will_topic, *will_payload;
 	int will_qos;
 	bool will_retain;
+	char *will_online_payload; /* published on will_topic after each CONNACK */
 	int max_inflight;
 	int queue_messages;
 	int queue_bytes;

@@ -53,6 +53,8 @@ const struct conf_key mqtt_line_keys[] = {
 	  .help = "komd's own last will: QoS" },
 	{ .name = "will_retain", .type = CK_BOOL, .def = "true", .off = L(will_retain),
 	  .help = "komd's own last will: retained" },
+	{ .name = "will_online_payload", .type = CK_STRING, .off = L(will_online_payload),
+	  .help = "published on will_topic after each connection (e.g. online); unset: nothing" },
 	{ .name = "max_inflight", .type = CK_INT, .min = 1, .max = 65535, .def = "20", .off = L(max_inflight),
 	  .help = "QoS 1 and 2 messages unacknowledged at once (and at most the broker's Receive Maximum)" },
 	{ .name = "queue_messages", .type = CK_INT, .min = 1, .max = 100000000, .def = "100000",
@@ -251,6 +253,10 @@ mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 	}
 	if (c->will_topic && mqtt_check_name("will_topic", c->will_topic, err, errlen) != 0)
 		return -1;
+	if (c->will_online_payload && !c->will_topic) {
+		snprintf(err, errlen, "'will_online_payload' needs 'will_topic'");
+		return -1;
+	}
 	if (!v5) {
 		const char *k = c->topic_alias_maximum ? "topic_alias_maximum" : c->receive_maximum != 65535 ?
 		    "receive_maximum" : c->session_expiry >= 0 ? "session_expiry" : NULL;

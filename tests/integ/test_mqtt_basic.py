@@ -263,7 +263,8 @@ def test_wills_and_stale_timeout():
     conf = line_conf(b.port, """
         { name = "dev"; address = "dev/+"; stale_timeout = 0.8; will_topic = "dev/status"; will_payload = "offline";
           tags = ( { name = "d.v"; address = "T=dev/v"; type = "int"; } ); }""",
-                     extra='will_topic = "komd/status"; will_payload = "offline"; client_id = "komd-basic";')
+                     extra='will_topic = "komd/status"; will_payload = "offline"; will_online_payload = "online"; '
+                     'client_id = "komd-basic";')
     with Komd(conf).start() as k:
         k.wait_log(r"station dev: communication ok")
         c.publish("dev/v", "5")
@@ -281,14 +282,15 @@ def test_wills_and_stale_timeout():
         c.publish("dev/v", "7")
         k.until(lambda: not k.tag("d.v")["invalid"], 5, "fresh again")
         # komd's own will: published by the broker when komd vanishes
-        check(not c.on("komd/status"), "no will while komd is connected")
+        check([m.payload for m in c.on("komd/status")] == [b"online"], "online after the connection")
         k.proc.kill()
         k.proc.wait()
-        k.until(lambda: c.on("komd/status"), 10, "komd's will")
-        m = c.on("komd/status")[0]
+        k.until(lambda: len(c.on("komd/status")) == 2, 10, "komd's will")
+        m = c.on("komd/status")[1]
         check(m.payload == b"offline" and m.qos == 1, "the will: %r qos %d" % (m.payload, m.qos))
         late = Client(b.port, subs=("komd/status",))
         k.until(lambda: late.on("komd/status"), 5, "the will is retained")
+        check(late.on("komd/status")[0].payload == b"offline", "retained: offline")
         late.close()
         k.proc = None
     c.close()
