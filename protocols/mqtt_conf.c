@@ -3,11 +3,14 @@
  * rules of MQTT 3.1.1 and 5.0 to what the file gives (client identifier 3.1.3.1, user name
  * and password 3.1.2.8/3.1.2.9, topic names and filters 4.7) before any broker sees it. */
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/crypto.h>
 #include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mqtt.h"
 
@@ -185,10 +188,18 @@ mqtt_read_password(struct line_conf *lc, struct mqtt_line_conf *c, char *err, si
 	char *fp;
 	size_t n;
 	char buf[4096];
-	FILE *f = fopen(c->password_file, "r");
+	struct stat sb;
+	/* never blocks: a FIFO or a terminal would hold the whole load */
+	int fd = open(c->password_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	FILE *f;
 
-	if (!f) {
+	if (fd < 0) {
 		snprintf(err, errlen, "password_file '%s': %s", c->password_file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (f = fdopen(fd, "r")) == NULL) {
+		snprintf(err, errlen, "password_file '%s': not a regular file", c->password_file);
+		close(fd);
 		return -1;
 	}
 	if (!fgets(buf, sizeof(buf), f)) {

@@ -363,6 +363,7 @@ def test_config_checks():
         ('topic_alias_maximum = 5;', st, r"'topic_alias_maximum' is MQTT 5 only"),
         ('password = "x";', st, r"a password needs a username with MQTT 3.1.1 \(3\.1\.2\.9\)"),
         ('password_file = "/nonexistent/pw"; username = "u";', st, r"password_file '/nonexistent/pw': No such file"),
+        ('password_file = "/dev/stdin"; username = "u";', st, r"password_file '/dev/stdin': not a regular file"),
         ('will_topic = "a/+";', st, r"will_topic 'a/\+' is not an MQTT topic name"),
         ("", st.replace('"dev/#"', '"dev/#/x"'), r"station 's': address 'dev/#/x' is not an MQTT topic filter"),
         ("", st.replace("T=dev/x", "JA=a"), r"tag 'a.b': address needs T=topic: the station's filter 'dev/#' has a wildcard"),
