@@ -322,6 +322,7 @@ mqtt_sub_entry(struct mqtt_session *ms, struct mqtt_packet *pk, int station, con
 	pk->subs[pk->n_subs].filter.len = strlen(filter);
 	pk->subs[pk->n_subs].options = options;
 	pk->n_subs++;
+	pk->n_subs_total = pk->n_subs;
 }
 
 /* Each station: its filter (acquired tags), its device's will topic, the command topics
