@@ -237,6 +237,8 @@ struct mqtt_session {
 	size_t out_len;
 	struct ptimer *flush;
 	bool in_read;               /* handling the frames of a read: on_frames_done flushes */
+	bool cur_active, cur_sp, cur_busy; /* the current values after CONNACK: where they are */
+	int cur_st, cur_tag;
 };
 
 struct mqtt_station {
@@ -335,8 +337,10 @@ void mqtt_batch_cb(void *arg);
 void mqtt_period_cb(void *arg);
 /* proto_ops.on_tag_change. */
 void mqtt_tag_change(struct stag *t);
-/* After CONNACK: the current values the broker may lack, on ms's path. */
+/* After CONNACK: the current values the broker may lack, on ms's path, as the connection
+ * takes them; mqtt_current_step goes on (the pump calls it when its queue is sent). */
 void mqtt_publish_current(struct mqtt_session *ms, bool session_present);
+void mqtt_current_step(struct mqtt_session *ms);
 
 /* ---- mqtt.c ---- */
 extern const struct proto_counter mqtt_counters[];

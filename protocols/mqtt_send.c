@@ -417,6 +417,8 @@ mqtt_pump(struct mqtt_session *ms)
 		if (session_closing(ms->s))
 			break;
 	}
+	if (!p->next && ms->cur_active)
+		mqtt_current_step(ms); /* all sent: the next current values */
 	mqtt_gauges(ms->ml);
 }
 

@@ -256,22 +256,43 @@ mqtt_period_cb(void *arg)
  * new subscriber is never left without state; but not where that would only repeat it:
  * a tag with messages still queued (its latest is among them: the oldest are dropped
  * first), or whose latest the broker acknowledged in the session it kept (Session
- * Present 1). A repeat would break QoS 2's exactly once for a subscriber. */
+ * Present 1). A repeat would break QoS 2's exactly once for a subscriber. The values go
+ * as the connection takes them (mqtt_current_step, from the pump), not all into the
+ * queue at once: 100,000 tags would be 100,000 messages in memory. */
 void
 mqtt_publish_current(struct mqtt_session *ms, bool session_present)
+{
+	ms->cur_active = true;
+	ms->cur_sp = session_present;
+	ms->cur_st = ms->cur_tag = 0;
+	mqtt_current_step(ms);
+}
+
+void
+mqtt_current_step(struct mqtt_session *ms)
 {
 	struct line *l = ms->ml->l;
 	int pathi = mqtt_path_index(ms->ml, ms->s);
 
-	for (int i = 0; i < line_nstations(l); i++) {
-		struct station *st = line_station(l, i);
-		for (int j = 0; j < station_ntags(st) && !session_closing(ms->s); j++) {
-			struct stag *t = station_stag(st, j);
-			struct mqtt_src *src = &((struct mqtt_tag *)stag_priv(t))->src[pathi];
-			if (!((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish || src->inq ||
-			    (session_present && !src->need))
-				continue;
-			mqtt_publish_tag_on(ms->ml, pathi, t);
+	if (!ms->cur_active || ms->cur_busy)
+		return;
+	ms->cur_busy = true;
+	/* while everything queued has gone out (the pump calls again when it has) */
+	while (ms->cur_st < line_nstations(l) && !ms->p->next && !session_closing(ms->s)) {
+		struct station *st = line_station(l, ms->cur_st);
+		if (ms->cur_tag >= station_ntags(st)) {
+			ms->cur_st++;
+			ms->cur_tag = 0;
+			continue;
 		}
+		struct stag *t = station_stag(st, ms->cur_tag++);
+		struct mqtt_src *src = &((struct mqtt_tag *)stag_priv(t))->src[pathi];
+		if (!((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish || src->inq ||
+		    (ms->cur_sp && !src->need))
+			continue;
+		mqtt_publish_tag_on(ms->ml, pathi, t);
 	}
+	if (ms->cur_st >= line_nstations(l))
+		ms->cur_active = false;
+	ms->cur_busy = false;
 }
