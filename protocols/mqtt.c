@@ -162,6 +162,18 @@ mqtt_rx_tag(struct mqtt_line *ml, struct mqtt_tag *mt, struct mqtt_rx *rx)
 }
 
 
+/* stale_timeout watches the station from now. */
+static void
+mqtt_stale_start(struct mqtt_station *mst)
+{
+	const struct mqtt_station_conf *c = station_conf(mst->st)->pconf;
+
+	if (c->stale_timeout_ms && mst->subscribes) {
+		mst->last_msg_ms = mqtt_now();
+		ptimer_start(mst->stale, c->stale_timeout_ms);
+	}
+}
+
 /* Stations whose filter takes the topic: the message is a sign of life (stale_timeout),
  * or the device's last will (the station in error until its next ordinary message). */
 static void
@@ -192,6 +204,7 @@ mqtt_rx_stations(struct mqtt_line *ml, const char *topic, size_t tlen, const str
 		if (mst->will_lost || mst->stale_lost) {
 			mst->will_lost = mst->stale_lost = false;
 			station_set_comm(st, true, NULL);
+			mqtt_stale_start(mst); /* watching again */
 		}
 	}
 }
@@ -361,17 +374,6 @@ mqtt_subscribe(struct mqtt_session *ms)
 			if (ms->s == line_active_session(l))
 				station_set_comm(st, true, NULL);
 		}
-	}
-}
-
-static void
-mqtt_stale_start(struct mqtt_station *mst)
-{
-	const struct mqtt_station_conf *c = station_conf(mst->st)->pconf;
-
-	if (c->stale_timeout_ms && mst->subscribes) {
-		mst->last_msg_ms = mqtt_now();
-		ptimer_start(mst->stale, c->stale_timeout_ms);
 	}
 }
 

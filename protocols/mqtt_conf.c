@@ -327,7 +327,11 @@ mqtt_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *e
 	if (!c)
 		return 0;
 	if (c->publish) {
-		/* served: its address is not used (the core asks for one on every tag of a station) */
+		/* served: no address (the core asks for one on every tag of a station: "" then) */
+		if (tc->address && *tc->address) {
+			snprintf(err, errlen, "a published tag has no address (its topic is 'publish'; give address = \"\")");
+			return -1;
+		}
 		if (mqtt_check_name("publish", c->publish, err, errlen) != 0)
 			return -1;
 		if (c->command && mqtt_check_name("command", c->command, err, errlen) != 0)

@@ -279,8 +279,10 @@ def test_wills_and_stale_timeout():
         # silence for stale_timeout: the same
         k.wait_log(r"station dev: communication lost: no message for 0\.[89] s \(stale_timeout\)", 5)
         check(k.tag("d.v")["invalid"], "stale: invalid")
+        n = len(k.lines)
         c.publish("dev/v", "7")
         k.until(lambda: not k.tag("d.v")["invalid"], 5, "fresh again")
+        k.wait_log(r"station dev: communication lost: no message for 0\.[89] s", 5, since=n)  # and watched again
         # komd's own will: published by the broker when komd vanishes
         check([m.payload for m in c.on("komd/status")] == [b"online"], "online after the connection")
         k.proc.kill()
@@ -374,6 +376,8 @@ def test_config_checks():
               command = "k/c"; } ); }""", r"'command' needs direction"),
         ("", """{ name = "p"; address = "x"; tags = ( { name = "mem.n"; address = ""; publish = "k/#"; } ); }""",
          r"publish 'k/#' is not an MQTT topic name"),
+        ("", """{ name = "p"; address = "x"; tags = ( { name = "mem.n"; address = "T=k/n"; publish = "k/n"; } ); }""",
+         r"a published tag has no address"),
     ]
     for extra, stations, err in cases:
         with Komd(line_conf(1883, stations, extra)) as k:
