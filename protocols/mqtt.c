@@ -357,8 +357,9 @@ mqtt_subscribe(struct mqtt_session *ms)
 			continue;
 		memset(&pk, 0, sizeof(pk));
 		if (mst->subscribes) {
-			mqtt_sub_entry(ms, &pk, i, sc->address, (uint8_t)c->qos);
-			if (c->will_topic && !mqtt_topic_match(sc->address, c->will_topic, strlen(c->will_topic)))
+			if (sc->address)
+				mqtt_sub_entry(ms, &pk, i, sc->address, (uint8_t)c->qos);
+			if (c->will_topic && (!sc->address || !mqtt_topic_match(sc->address, c->will_topic, strlen(c->will_topic))))
 				mqtt_sub_entry(ms, &pk, i, c->will_topic, (uint8_t)c->qos);
 		}
 		for (int j = 0; j < station_ntags(st); j++) {
@@ -912,9 +913,10 @@ mqtt_station_init(struct station *st)
 			}
 			continue;
 		}
-		if (sc->simulation || !tc->address)
+		if (sc->simulation)
 			continue;
-		if (mqtt_tag_addr_parse(tc->address, &mt->addr, err, sizeof(err)) != 0)
+		/* no address: the whole payload of the station's filter (a topic, checked at load) */
+		if (mqtt_tag_addr_parse(tc->address ? tc->address : "", &mt->addr, err, sizeof(err)) != 0)
 			continue; /* refused at load already */
 		mt->rkey = mt->addr.topic ? mt->addr.topic : sc->address;
 	}
@@ -925,6 +927,7 @@ const struct proto_ops mqtt_client_ops = {
 	.name = "mqtt-client",
 	.transport = PROTO_CONNECT,
 	.tag_serves = mqtt_tag_serves,
+	.address_optional = true, /* a station that only publishes has no filter; a published tag no address */
 	.redundancy = REDUND_DUAL,
 	.line_redundancy = mqtt_line_redundancy,
 	.line_keys = mqtt_line_keys,

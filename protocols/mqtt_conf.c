@@ -301,6 +301,15 @@ mqtt_check_station(const struct station_conf *sc, char *err, size_t errlen)
 		snprintf(err, errlen, "'will_payload' needs 'will_topic'");
 		return -1;
 	}
+	if (!sc->address && !sc->simulation)
+		for (int i = 0; i < sc->ntags; i++) {
+			const struct mqtt_tag_conf *t = sc->tags[i].pconf;
+			if (t && !t->publish) {
+				snprintf(err, errlen, "tag '%s' is acquired: the station needs address = the topic filter "
+				    "to subscribe", sc->tags[i].name ? sc->tags[i].name : "");
+				return -1;
+			}
+		}
 	if (c->time_field) {
 		struct mqtt_jpath p;
 		if (c->payload != MQTT_PAYLOAD_JSON) {
@@ -327,9 +336,9 @@ mqtt_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *e
 	if (!c)
 		return 0;
 	if (c->publish) {
-		/* served: no address (the core asks for one on every tag of a station: "" then) */
+		/* served: no address (address = "" is taken too) */
 		if (tc->address && *tc->address) {
-			snprintf(err, errlen, "a published tag has no address (its topic is 'publish'; give address = \"\")");
+			snprintf(err, errlen, "a published tag has no address (its topic is 'publish')");
 			return -1;
 		}
 		if (mqtt_check_name("publish", c->publish, err, errlen) != 0)
