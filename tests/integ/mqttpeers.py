@@ -1,0 +1,561 @@
+"""mqttpeers: MQTT peers (and tshark) for komd's tests: test_mqtt_*.py, tests/bench/mqtt_bench.py.
+
+Mosquitto       mosquitto 2.0 on a free loopback port with a store that survives SIGKILL
+                (persistence true, autosave_interval 1, autosave_on_changes true, a
+                persistence directory it can write), max_queued_messages 0 (no silent drops
+                of a slow subscriber), optional max_packet_size, max_inflight_messages,
+                max_keepalive, and a TLS listener (certificates from tlspki.py, or PSK).
+                start() polls until it accepts; kill() is SIGKILL; start() again restarts it
+                on the same port with the same store; pause()/resume() are SIGSTOP/SIGCONT.
+SeqSubscriber   paho-mqtt with a persistent session counting a numbered sequence (payloads
+                that carry a number): duplicates, gaps, order.
+Sub, pub()      mosquitto_sub / mosquitto_pub, MQTT 3.1.1 or -V 5.
+MqttCapture     mbpeers.Capture for MQTT on any port: malformed packets and MQTT expert errors.
+ScriptedBroker  tests/peers/node/broker.js (npm mqtt-packet): sends topic aliases, announces
+                Receive Maximum, Maximum QoS, Maximum Packet Size, Server Keep Alive, says
+                Session Present 1, holds acknowledgements, reports every packet komd sends.
+alpn_server()   openssl s_server -alpn: the ALPN protocols a client offers.
+ctl_set()       komctl set over the control socket without a process per value.
+and the komd configuration pieces the MQTT tests share (mqtt_line, ...).
+Run as a script (`mqttpeers.py selftest`) it checks the peers themselves.
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+from komdtest import BUILD, TOP, WAIT, TestFailure, check, free_port  # noqa: E402
+from mbpeers import Capture, _Proc  # noqa: E402
+
+NODE_DIR = os.path.join(TOP, "tests", "peers", "node")
+PEERS_BIN = os.path.join(BUILD, "peers")
+
+
+def accepts(port, host="127.0.0.1"):
+    """A TCP connect to host:port succeeds now."""
+    try:
+        socket.create_connection((host, port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
+
+
+class Mosquitto:
+    """mosquitto on 127.0.0.1:port (free when not given) with a store in its own directory.
+
+    tls: None, {"cafile", "certfile", "keyfile", "require_certificate": bool} (paths), or
+    {"psk": {identity: hexkey}, "psk_hint": "..."}."""
+
+    def __init__(self, port=None, persist=True, max_packet_size=None, max_inflight=None, max_keepalive=None,
+                 tls=None, extra=""):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="mosq-")
+        self.store = os.path.join(self.dir, "store") + "/"
+        os.makedirs(self.store)
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.lines = []
+        self.proc = None
+        self.starts = 0
+        c = ["listener %d 127.0.0.1" % self.port, "allow_anonymous true", "max_queued_messages 0",
+             # run as root, mosquitto would become user mosquitto and skip a store it cannot write
+             "user %s" % ("root" if os.getuid() == 0 else os.environ.get("USER", "nobody")),
+             "log_dest stdout", "log_type all", "connection_messages true", "log_timestamp_format %H:%M:%S"]
+        if persist:
+            # without these, acknowledged messages are gone after SIGKILL (mosquitto 2.0.11
+            # saves its store only every autosave_interval or at a clean exit)
+            c += ["persistence true", "persistence_location %s" % self.store, "autosave_interval 1",
+                  "autosave_on_changes true"]
+        if max_packet_size:
+            c.append("max_packet_size %d" % max_packet_size)
+        if max_inflight is not None:
+            c.append("max_inflight_messages %d" % max_inflight)
+        if max_keepalive is not None:
+            c.append("max_keepalive %d" % max_keepalive)
+        if tls and "psk" in tls:
+            pskfile = os.path.join(self.dir, "psk")
+            with open(pskfile, "w") as f:
+                for ident, key in tls["psk"].items():
+                    f.write("%s:%s\n" % (ident, key))
+            c += ["psk_hint %s" % tls.get("psk_hint", "komd-test"), "psk_file %s" % pskfile, "use_identity_as_username true"]
+        elif tls:
+            c += ["cafile %s" % tls["cafile"], "certfile %s" % tls["certfile"], "keyfile %s" % tls["keyfile"],
+                  "require_certificate %s" % ("true" if tls.get("require_certificate") else "false")]
+        if extra:
+            c.append(extra)
+        with open(self.conf, "w") as f:
+            f.write("\n".join(c) + "\n")
+
+    def start(self, timeout=10):
+        """Start (or restart, same port and store) and wait until the port accepts."""
+        check(self.proc is None or self.proc.poll() is not None, "mosquitto already running")
+        self.starts += 1
+        self.proc = subprocess.Popen(["mosquitto", "-c", self.conf], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                     stdin=subprocess.DEVNULL, text=True, errors="replace", bufsize=1)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        WAIT.until(lambda: self.proc.poll() is not None or accepts(self.port), timeout,
+                   "mosquitto accepting on %d" % self.port)
+        check(self.proc.poll() is None, "mosquitto exited at start:\n" + self.log())
+        return self
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            WAIT.kick()
+        WAIT.kick()
+
+    def log(self):
+        return "\n".join(self.lines)
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: no clean exit, so only what the store already holds survives."""
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def pause(self):
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.proc.send_signal(signal.SIGCONT)
+
+    def stop(self):
+        if self.running():
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def clients(self, since=0):
+        """Client ids in 'New client connected' lines (since the given log line)."""
+        out = []
+        for l in self.lines[since:]:
+            if "New client connected" in l and " as " in l:
+                out.append(l.split(" as ", 1)[1].split(" ", 1)[0])
+        return out
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            print("---- mosquitto %d log (last 60 lines) ----\n%s" % (self.port, "\n".join(self.lines[-60:])))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def number(payload):
+    """The sequence number in a payload: a text number ("17", "17.0") or a JSON object's
+    "value" (komd's JSON payload); None when there is none."""
+    text = payload.decode(errors="replace").strip()
+    try:
+        return int(float(text))
+    except ValueError:
+        pass
+    try:
+        v = json.loads(text)
+    except ValueError:
+        return None
+    if isinstance(v, dict) and isinstance(v.get("value"), (int, float)):
+        return int(v["value"])
+    return None
+
+
+class SeqSubscriber:
+    """paho-mqtt subscriber with a persistent session (clean_session false, or v5 with a
+    session expiry) that records every number it receives, in order, and reconnects by
+    itself after a broker restart."""
+
+    def __init__(self, port, topic, qos=1, client_id=None, version=4, parse=number, tls=None):
+        import paho.mqtt.client as paho
+        self.paho = paho
+        self.got = []               # numbers in arrival order (None: a payload without one)
+        self.raw = []               # (topic, payload, qos, retain, dup, properties)
+        self.connacks = []          # session present flags
+        self.subacks = 0
+        self.lock = threading.Lock()
+        self.parse = parse
+        self.topic, self.qos = topic, qos
+        cid = client_id or "seqsub-%d-%d" % (os.getpid(), free_port())
+        if version == 5:
+            self.c = paho.Client(client_id=cid, protocol=paho.MQTTv5)
+        else:
+            self.c = paho.Client(client_id=cid, clean_session=False, protocol=paho.MQTTv311)
+        self.version = version
+        if tls:
+            self.c.tls_set(**tls)
+        self.c.reconnect_delay_set(min_delay=1, max_delay=1)
+        self.c.on_connect = self._on_connect
+        self.c.on_message = self._on_message
+        self.c.on_subscribe = lambda *a: self._suback()
+        if version == 5:
+            from paho.mqtt.properties import Properties
+            from paho.mqtt.packettypes import PacketTypes
+            p = Properties(PacketTypes.CONNECT)
+            p.SessionExpiryInterval = 3600
+            self.c.connect("127.0.0.1", port, keepalive=5, clean_start=False, properties=p)
+        else:
+            self.c.connect("127.0.0.1", port, keepalive=5)
+        self.c.loop_start()
+        WAIT.until(lambda: self.subacks > 0, 10, "subscriber's SUBACK")
+
+    def _suback(self):
+        self.subacks += 1
+        WAIT.kick()
+
+    def _on_connect(self, c, userdata, flags, rc, properties=None):
+        self.connacks.append(flags.get("session present", 0))
+        # subscribe again each time (a restarted broker without a store has forgotten it)
+        c.subscribe(self.topic, self.qos)
+        WAIT.kick()
+
+    def _on_message(self, c, userdata, m):
+        with self.lock:
+            self.got.append(self.parse(m.payload))
+            self.raw.append((m.topic, m.payload, m.qos, m.retain, m.dup, getattr(m, "properties", None)))
+        WAIT.kick()
+
+    def numbers(self):
+        with self.lock:
+            return [n for n in self.got if n is not None]
+
+    def missing(self, first, last):
+        """Numbers first..last never received."""
+        s = set(self.numbers())
+        return [n for n in range(first, last + 1) if n not in s]
+
+    def duplicates(self):
+        """{number: times received} for every number received more than once."""
+        counts = {}
+        for n in self.numbers():
+            counts[n] = counts.get(n, 0) + 1
+        return {n: k for n, k in counts.items() if k > 1}
+
+    def wait_for(self, first, last, timeout):
+        """Wait until every number first..last arrived; returns those still missing."""
+        try:
+            WAIT.until(lambda: not self.missing(first, last), timeout, "numbers %d..%d" % (first, last))
+        except TestFailure:
+            pass
+        return self.missing(first, last)
+
+    def close(self):
+        self.c.disconnect()
+        self.c.loop_stop()
+
+
+def _client_args(port, version, qos, extra):
+    return ["-h", "127.0.0.1", "-p", str(port), "-q", str(qos), "-V", "mqttv5" if version == 5 else "mqttv311"] + list(
+        extra)
+
+
+def pub(port, topic, message, qos=1, version=4, retain=False, extra=(), timeout=10):
+    """One message with mosquitto_pub (-V mqttv311 or mqttv5); extra: e.g. ["-D", "publish",
+    "response-topic", "r/t"]."""
+    args = ["mosquitto_pub"] + _client_args(port, version, qos, extra) + ["-t", topic, "-m", message]
+    if retain:
+        args.append("-r")
+    r = subprocess.run(args, capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise TestFailure("mosquitto_pub failed (%d): %s" % (r.returncode, r.stderr))
+
+
+def pub_lines(port, topic, lines, qos=1, version=4, extra=(), timeout=60):
+    """Many messages in one mosquitto_pub -l run (at most 65,535 at QoS 1/2: PEERS.md)."""
+    check(qos == 0 or len(lines) < 65535, "mosquitto_pub -l stops after 65,535 messages at QoS %d" % qos)
+    args = ["mosquitto_pub"] + _client_args(port, version, qos, extra) + ["-t", topic, "-l"]
+    r = subprocess.run(args, input="".join(l + "\n" for l in lines), capture_output=True, text=True, timeout=timeout)
+    if r.returncode != 0:
+        raise TestFailure("mosquitto_pub -l failed (%d): %s" % (r.returncode, r.stderr))
+
+
+class Sub(_Proc):
+    """mosquitto_sub -v (topic, space, payload per line); with version 5 and props, the
+    properties too (-F with %P)."""
+
+    def __init__(self, port, topic, qos=1, version=4, extra=(), fmt=None):
+        args = ["stdbuf", "-oL", "mosquitto_sub"] + _client_args(port, version, qos, extra) + ["-t", topic]
+        args += ["-F", fmt] if fmt else ["-v"]
+        # -d prints CONNACK and SUBACK: the subscription is in place once SUBACK is seen
+        super().__init__(args + ["-d"])
+        WAIT.until(lambda: self.lines("Client") and any("SUBACK" in l for l in self.out)
+                   or self.proc.poll() is not None, 10, "mosquitto_sub's SUBACK")
+        check(self.proc.poll() is None, "mosquitto_sub exited: %s" % self.out)
+
+    def messages(self, prefix=""):
+        """Lines that are messages (not -d's protocol lines)."""
+        return [l for l in list(self.out) if not l.startswith("Client ") and l.startswith(prefix)]
+
+
+class MqttCapture(Capture):
+    """tshark on the loopback for MQTT on a port other than 1883 (decode-as)."""
+
+    def read(self, display_filter, fields=("frame.number",)):
+        args = ["tshark", "-r", self.path, "-d", "tcp.port==%d,mqtt" % self.port, "-Y", display_filter, "-T", "fields"]
+        for f in fields:
+            args += ["-e", f]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        if r.returncode != 0:
+            raise TestFailure("tshark -r failed: %s" % r.stderr)
+        return [l for l in r.stdout.splitlines() if l.strip()]
+
+    def malformed(self):
+        """Frames tshark calls malformed, or with an MQTT expert error."""
+        return self.read("_ws.malformed || (mqtt && _ws.expert.severity == error)",
+                         ("frame.number", "_ws.col.Info"))
+
+    def mqtt(self, fields=("mqtt.msgtype",), display_filter="mqtt"):
+        return self.read(display_filter, fields)
+
+
+class ScriptedBroker(_Proc):
+    """tests/peers/node/broker.js on a free port (see that file for the options)."""
+
+    def __init__(self, port=None, **opts):
+        node = shutil.which("node") or "/usr/bin/node"
+        check(os.path.isdir(os.path.join(NODE_DIR, "node_modules", "mqtt-packet")),
+              "npm package mqtt-packet missing: run make (its deps step runs npm ci in tests/peers/node)")
+        self.port = port or free_port()
+        super().__init__([node, os.path.join(NODE_DIR, "broker.js"), str(self.port), json.dumps(opts)], stdin=True)
+        WAIT.until(lambda: self.events("listening") or self.proc.poll() is not None, 10, "scripted broker listening")
+        check(self.events("listening"), "scripted broker did not start: %s" % self.out)
+
+    def events(self, ev=None):
+        out = []
+        for l in list(self.out):
+            try:
+                e = json.loads(l)
+            except ValueError:
+                continue
+            if ev is None or e.get("ev") == ev:
+                out.append(e)
+        return out
+
+    def packets(self, cmd=None, conn=None):
+        """Packets komd sent ({"cmd", ..., "_conn", "_bytes"}), in order."""
+        out = []
+        for e in self.events("packet"):
+            p = e["packet"]
+            if (cmd is None or p["cmd"] == cmd) and (conn is None or e["conn"] == conn):
+                p = dict(p)
+                p["_conn"], p["_bytes"] = e["conn"], e["bytes"]
+                out.append(p)
+        return out
+
+    def errors(self):
+        return self.events("error")
+
+    def conns(self):
+        return len(self.events("connect"))
+
+    def cmd(self, **kw):
+        n = len(self.events("done"))
+        self.proc.stdin.write(json.dumps(kw) + "\n")
+        self.proc.stdin.flush()
+        WAIT.until(lambda: len(self.events("done")) > n, 5, "scripted broker command %s" % kw.get("cmd"))
+
+    def send(self, packet):
+        self.cmd(cmd="send", packet=packet)
+
+    def publish(self, topic, payload, qos=0, mid=None, **props):
+        p = {"cmd": "publish", "topic": topic, "payload": payload, "qos": qos, "retain": False, "dup": False}
+        if qos:
+            p["messageId"] = mid or 1
+        if props:
+            p["properties"] = props
+        self.send(p)
+
+    def ack(self):
+        self.cmd(cmd="ack")
+
+    def set(self, **options):
+        self.cmd(cmd="set", options=options)
+
+    def close_conns(self):
+        self.cmd(cmd="close")
+
+    def wait_packet(self, cmd, n=1, timeout=10, conn=None):
+        WAIT.until(lambda: len(self.packets(cmd, conn)) >= n, timeout, "%d %s packet(s) from the client" % (n, cmd))
+        return self.packets(cmd, conn)
+
+
+def alpn_server(port, pki, protocols="x-amzn-mqtt-ca"):
+    """openssl s_server with -alpn on port, with the server certificate of tlspki.make(pki);
+    srv.wait(r"ALPN protocols advertised by the client: (.*)") gives what a client offered."""
+    from tlspki import s_server
+    return s_server(port, "-cert", os.path.join(pki, "server.pem"), "-key", os.path.join(pki, "server.key"),
+                    "-alpn", protocols)
+
+
+def ctl_set(sock, tag, value, timeout=10):
+    """komctl set TAG VALUE over the control socket (komctl's own request format, without
+    starting a process for each value); returns komd's answer text."""
+    s = socket.socket(socket.AF_UNIX)
+    s.settimeout(timeout)
+    s.connect(sock)
+    s.sendall(("text\x1fset\x1f%s\x1f%s\n" % (tag, value)).encode())
+    buf = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        buf += d
+    s.close()
+    return buf.decode(errors="replace")
+
+
+class Publisher:
+    """Set a memory tag to 1, 2, 3, ... (komd publishes each change) in a thread, at most
+    rate values a second, until count or stop()."""
+
+    def __init__(self, sock, tag, count, rate=200.0, first=1):
+        self.sock, self.tag, self.count, self.rate = sock, tag, count, rate
+        self.first, self.last = first, first - 1
+        self.stopped = False
+        self.errors = []
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        t0 = time.monotonic()
+        for i in range(self.count):
+            if self.stopped:
+                break
+            n = self.first + i
+            try:
+                ans = ctl_set(self.sock, self.tag, n)
+            except OSError as e:
+                self.errors.append("set %d: %s" % (n, e))
+                break
+            if "error" in ans.lower() or "refused" in ans.lower():
+                self.errors.append("set %d: %s" % (n, ans.strip()))
+            self.last = n
+            WAIT.kick()
+            ahead = t0 + (i + 1) / self.rate - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)       # pacing the load, not synchronisation
+        WAIT.kick()
+
+    def done(self):
+        return not self.t.is_alive()
+
+    def stop(self):
+        self.stopped = True
+        self.t.join(10)
+
+
+# ---- komd configuration pieces shared by the MQTT tests (names from /work/mqtt-spec.md) ----
+
+def mqtt_line(port, stations, name="mq", extra="", backup_port=None, redundancy=None, version="3.1.1"):
+    """An mqtt-client line to 127.0.0.1:port (tcp-redundant with backup_port)."""
+    typ = ""
+    if backup_port:
+        typ = 'type = "tcp-redundant"; backup = { host = "127.0.0.1"; port = %d; };' % backup_port
+        if redundancy:
+            typ += ' redundancy = "%s";' % redundancy
+    return """{ name = "%s"; protocol = "mqtt-client"; host = "127.0.0.1"; port = %d; %s
+      mqtt_version = "%s"; connect_timeout = 1; reconnect_delay = 0.2; reconnect_max = 0.5; %s
+      stations = ( %s ); }""" % (name, port, typ, version, extra, stations)
+
+
+def conf(lines, tags=""):
+    return ("tags = ( %s );\n" % tags if tags else "") + "lines = ( %s );\n" % ", ".join(lines)
+
+
+def mem_tag(name, typ="int", initial=0):
+    return '{ name = "%s"; type = "%s"; initial = %s; direction = "inout"; }' % (name, typ, initial)
+
+
+def published(tag, topic, extra=""):
+    """A tag entry that publishes an existing tag."""
+    return '{ name = "%s"; publish = "%s"; %s }' % (tag, topic, extra)
+
+
+def counter(k, line, name):
+    """A protocol counter of a line in komctl status (0 when absent)."""
+    l = k.line(line)
+    for where in (l.get("counters") or {}, l):
+        if name in where:
+            return where[name]
+    return 0
+
+
+# ---- self test of the peers (no komd): python3 mqttpeers.py selftest ----
+
+def _selftest():
+    # mosquitto: SIGKILL and restart keep a persistent subscriber's queued QoS 1 messages
+    with Mosquitto() as m:
+        s = SeqSubscriber(m.port, "t/seq", qos=1, client_id="selftest-sub")
+        pub(m.port, "t/seq", "1")
+        check(s.wait_for(1, 1, 5) == [], "message 1 delivered")
+        s.close()
+        pub_lines(m.port, "t/seq", [str(i) for i in range(2, 12)], qos=1)
+        # wait for the store to hold them: autosave_on_changes writes after each change
+        db = os.path.join(m.store, "mosquitto.db")
+        WAIT.until(lambda: os.path.exists(db), 5, "mosquitto store written")
+        m.kill()
+        m.start()
+        s2 = SeqSubscriber(m.port, "t/seq", qos=1, client_id="selftest-sub")
+        check(s2.wait_for(2, 11, 10) == [], "queued messages 2..11 survive SIGKILL: got %s" % s2.numbers())
+        s2.close()
+        sub = Sub(m.port, "t/v5", version=5)
+        pub(m.port, "t/v5", "hello", version=5, extra=["-D", "publish", "response-topic", "r/t"])
+        WAIT.until(lambda: sub.messages("t/v5 hello"), 5, "mosquitto_sub -V 5 gets the message")
+        sub.stop()
+    print("mosquitto, paho, mosquitto_pub/sub: ok")
+    # the scripted broker: CONNACK properties, a topic alias, acknowledgements held
+    b = ScriptedBroker(connack={"sessionPresent": True, "properties": {"topicAliasMaximum": 5, "receiveMaximum": 2}},
+                       ack=False)
+    import paho.mqtt.client as paho
+    got = []
+    c = paho.Client(client_id="selftest", protocol=paho.MQTTv5)
+    c.on_message = lambda cl, u, msg: (got.append((msg.topic, msg.payload)), WAIT.kick())
+    c.connect("127.0.0.1", b.port, keepalive=5)
+    c.loop_start()
+    b.wait_packet("connect")
+    c.subscribe("a/#", 1)
+    b.wait_packet("subscribe")
+    b.publish("a/b", "1", qos=0, topicAlias=3)
+    b.publish("", "2", qos=0, topicAlias=3)
+    WAIT.until(lambda: len(got) == 2, 5, "paho gets both messages")
+    # paho 1.6 hands an aliased message over with an empty topic (it does not map aliases)
+    check(got == [("a/b", b"1"), ("", b"2")], "the second message by topic alias only: %s" % got)
+    c.publish("x/y", "p", qos=1)
+    b.wait_packet("publish")
+    check(not b.packets("puback"), "no PUBACK sent while held")
+    c.disconnect()      # before loop_stop: paho's loop waits for unacknowledged messages
+    c.loop_stop()
+    b.stop()
+    check(not b.errors(), "broker parse errors: %s" % b.errors())
+    print("scripted broker: ok")
+    # tshark sees MQTT on any port
+    with Mosquitto(persist=False) as m:
+        path = os.path.join(m.dir, "cap.pcapng")
+        cap = MqttCapture(m.port, path)
+        pub(m.port, "t/cap", "x", qos=2)
+        cap.stop()
+        types = cap.mqtt(("mqtt.msgtype",))
+        check("3" in types and "7" in types, "tshark decodes PUBLISH and PUBCOMP: %s" % types)
+        check(cap.malformed() == [], "mosquitto_pub: no malformed packets")
+    print("tshark: ok")
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["selftest"]:
+        _selftest()
+    else:
+        sys.exit("usage: mqttpeers.py selftest")
