@@ -131,6 +131,13 @@ build-fuzz/%: tests/fuzz/%.c $(CODEC_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) -o $@ $< $(CODEC_SRCS) -lm
 
+# The mqtt-client payload module: value.c (value_parse, value_format; log.c for its fatal)
+# and jansson beside the codecs (mqtt_codec.c's topic name check).
+build-fuzz/fuzz_mqtt_json: tests/fuzz/fuzz_mqtt_json.c protocols/mqtt_json.c daemon/value.c daemon/log.c \
+		$(CODEC_SRCS) | $(BUILD)/.deps
+	@mkdir -p build-fuzz
+	clang $(FUZZ_FLAGS) $$(pkg-config --cflags jansson) -o $@ $(filter %.c,$^) $$(pkg-config --libs jansson) -lm
+
 # Targets that need the whole core (the configuration loader with every protocol's keys and
 # checks; the control socket; the protocol engines driven through sessions).
 CORE_FUZZ := fuzz_conf fuzz_control fuzz_engine fuzz_hostlist

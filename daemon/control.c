@@ -25,6 +25,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/listener.h>
+#include <jansson.h>
 
 #include "core.h"
 #include "tls.h"
@@ -87,29 +88,6 @@ ctl_bad_byte(const char *p, size_t n, const char *keep, size_t *len)
 	return (c < 0x20 && (c == 0 || !strchr(keep, c))) || c == 0x7f || *len == 0;
 }
 
-static void
-json_str(struct evbuffer *b, const char *s)
-{
-	size_t n = s ? strlen(s) : 0, l;
-
-	evbuffer_add(b, "\"", 1);
-	for (size_t i = 0; i < n; i += l) {
-		unsigned char c = (unsigned char)s[i];
-		if (c == '"' || c == '\\') {
-			evbuffer_add_printf(b, "\\%c", c);
-			l = 1;
-		} else if (c < 0x20) {
-			evbuffer_add_printf(b, "\\u%04x", c);
-			l = 1;
-		} else if (ctl_bad_byte(s + i, n - i, "", &l)) {
-			evbuffer_add_printf(b, "\\\\x%02x", c); /* the text \xNN */
-			l = 1;
-		} else
-			evbuffer_add(b, s + i, l);
-	}
-	evbuffer_add(b, "\"", 1);
-}
-
 /* Text output, made safe for a terminal: runs of good bytes as they are, others \xNN. */
 static void
 ctl_add_clean(struct evbuffer *out, const char *s, size_t n)
@@ -146,7 +124,7 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 	} else
 		evbuffer_add_printf(out, "%s\n", c->partial ? "PARTIAL" : "OK");
 	if (body && c->json)
-		evbuffer_add_buffer(out, body); /* every string went through json_str */
+		evbuffer_add_buffer(out, body); /* valid UTF-8: every string went through value_json_text */
 	else if (body && evbuffer_get_length(body)) {
 		size_t n = evbuffer_get_length(body);
 		ctl_add_clean(out, (const char *)evbuffer_pullup(body, (ev_ssize_t)n), n);
@@ -160,14 +138,37 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 	bufferevent_enable(c->bev, EV_WRITE);
 }
 
+/* The answer's body: j as compact JSON and a newline (j's reference is taken); a NULL j,
+ * or one that cannot be written, fails the command with "out of memory". */
 static void
-counters_json(struct evbuffer *b, const struct counters *k)
+ctl_json_body(struct evbuffer *b, json_t *j, char *err, size_t errlen)
 {
-	evbuffer_add_printf(b, "{\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64 ",\"frames_in\":%" PRIu64
-	    ",\"frames_out\":%" PRIu64 ",\"connects\":%" PRIu64 ",\"failovers\":%" PRIu64
-	    ",\"protocol_errors\":%" PRIu64 ",\"rejected\":%" PRIu64 ",\"tls_failures\":%" PRIu64 "}",
-	    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
-	    k->proto_errors, k->rejected, k->tls_failures);
+	char *text = value_json_dump(j);
+
+	json_decref(j);
+	if (!text || evbuffer_add_printf(b, "%s\n", text) < 0)
+		snprintf(err, errlen, "out of memory");
+	free(text);
+}
+
+/* arr, or NULL (arr freed) when filling it failed: json_pack then fails as a whole. */
+static json_t *
+ctl_json_ok(json_t *arr, bool ok)
+{
+	if (ok && arr)
+		return arr;
+	json_decref(arr);
+	return NULL;
+}
+
+static json_t *
+counters_json(const struct counters *k)
+{
+	return json_pack("{s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o,s:o}", "bytes_in", value_json_count(k->bytes_in),
+	    "bytes_out", value_json_count(k->bytes_out), "frames_in", value_json_count(k->frames_in),
+	    "frames_out", value_json_count(k->frames_out), "connects", value_json_count(k->connects),
+	    "failovers", value_json_count(k->failovers), "protocol_errors", value_json_count(k->proto_errors),
+	    "rejected", value_json_count(k->rejected), "tls_failures", value_json_count(k->tls_failures));
 }
 
 static const char *
@@ -209,41 +210,41 @@ tls_kind(const struct line *l)
 
 /* Every certificate of every TLS line: subject, issuer, days to expiry. */
 static void
-ctl_certs(struct ctl_conn *c, struct evbuffer *b)
+ctl_certs(struct evbuffer *b)
 {
 	struct line *l;
-	bool first = true;
 
-	if (c->json)
-		evbuffer_add_printf(b, "{\"certs\":[");
 	TAILQ_FOREACH(l, &komd.lines, link) {
 		if (!l->tls)
 			continue;
-		if (!c->json && l->tls->psk_mode)
+		if (l->tls->psk_mode)
 			evbuffer_add_printf(b, "line %s: PSK, identity %s, no certificates\n", l->lc->name, l->tls->identity);
 		for (int i = 0; i < l->tls->ncerts; i++) {
 			const struct tls_cert_info *ci = &l->tls->certs[i];
 			int days = tls_days_left(ci->not_after);
-			if (!c->json) {
-				evbuffer_add_printf(b, "line %s: %s %s\n  subject %s\n  issuer  %s\n  expires in %d day%s%s\n",
-				    l->lc->name, ci->role, ci->file, ci->subject, ci->issuer, days, days == 1 ? "" : "s",
-				    days <= 30 ? " (WARNING: within 30 days)" : "");
-				continue;
-			}
-			evbuffer_add_printf(b, "%s{\"line\":", first ? "" : ",");
-			first = false;
-			json_str(b, l->lc->name);
-			evbuffer_add_printf(b, ",\"role\":\"%s\",\"file\":", ci->role);
-			json_str(b, ci->file);
-			evbuffer_add_printf(b, ",\"subject\":");
-			json_str(b, ci->subject);
-			evbuffer_add_printf(b, ",\"issuer\":");
-			json_str(b, ci->issuer);
-			evbuffer_add_printf(b, ",\"days_left\":%d}", days);
+			evbuffer_add_printf(b, "line %s: %s %s\n  subject %s\n  issuer  %s\n  expires in %d day%s%s\n",
+			    l->lc->name, ci->role, ci->file, ci->subject, ci->issuer, days, days == 1 ? "" : "s",
+			    days <= 30 ? " (WARNING: within 30 days)" : "");
 		}
 	}
-	if (c->json)
-		evbuffer_add_printf(b, "]}\n");
+}
+
+static json_t *
+ctl_certs_json(void)
+{
+	json_t *certs = json_array();
+	struct line *l;
+	bool ok = true;
+
+	TAILQ_FOREACH(l, &komd.lines, link)
+		for (int i = 0; ok && l->tls && i < l->tls->ncerts; i++) {
+			const struct tls_cert_info *ci = &l->tls->certs[i];
+			ok = json_array_append_new(certs, json_pack("{s:o,s:o,s:o,s:o,s:o,s:i}",
+			    "line", value_json_text(l->lc->name), "role", value_json_text(ci->role),
+			    "file", value_json_text(ci->file), "subject", value_json_text(ci->subject),
+			    "issuer", value_json_text(ci->issuer), "days_left", tls_days_left(ci->not_after))) == 0;
+		}
+	return json_pack("{s:o}", "certs", ctl_json_ok(certs, ok));
 }
 
 static const char *
@@ -255,106 +256,112 @@ policy_name(enum redund_policy p)
 /* ---- commands ---- */
 
 static void
-ctl_status(struct ctl_conn *c, struct evbuffer *b)
+ctl_status(struct evbuffer *b)
 {
 	struct line *l;
 	char state[1024];
-	bool first = true;
 
-	if (c->json)
-		evbuffer_add_printf(b, "{\"lines\":[");
 	TAILQ_FOREACH(l, &komd.lines, link) {
 		const struct counters *k = &l->cnt;
 		line_state_text(l, state, sizeof(state));
-		if (!c->json) {
-			evbuffer_add_printf(b, "line %s (%s, %s%s%s%s): %s\n", l->lc->name, l->lc->protocol,
-			    line_type_name(l), l->lc->type == LINE_TCP_REDUNDANT ? " " : "",
-			    l->lc->type == LINE_TCP_REDUNDANT ? policy_name(l->policy) : "", tls_mode(l), state);
-			evbuffer_add_printf(b, "  bytes in %" PRIu64 " out %" PRIu64 ", frames in %" PRIu64 " out %" PRIu64
-			    ", connects %" PRIu64 ", failovers %" PRIu64 ", protocol errors %" PRIu64 ", rejected %" PRIu64
-			    ", tls failures %" PRIu64 "\n",
-			    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
-			    k->proto_errors, k->rejected, k->tls_failures);
-			if (l->last_error[0])
-				evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
-			for (int i = 0; i < l->nstations; i++) {
-				const struct station *st = &l->stations[i];
-				evbuffer_add_printf(b, "  station %s [%s]: %s%s%s%s; %d tags, polls %" PRIu64
-				    ", errors %" PRIu64 ", writes %" PRIu64 " (%" PRIu64 " orphaned)\n", st->sc->name,
-				    st->sc->address ? st->sc->address : "-", station_state_name(st->state),
-				    !st->last_error[0] ? "" : st->state == ST_ERROR ? ": " : " (last error: ", st->last_error,
-				    st->last_error[0] && st->state != ST_ERROR ? ")" : "", st->ntags, st->polls, st->errors,
-				    st->writes, st->writes_orphaned);
-			}
-			continue;
-		}
-		evbuffer_add_printf(b, "%s{\"name\":", first ? "" : ",");
-		first = false;
-		json_str(b, l->lc->name);
-		evbuffer_add_printf(b, ",\"protocol\":");
-		json_str(b, l->lc->protocol);
-		evbuffer_add_printf(b, ",\"type\":\"%s\",\"policy\":\"%s\",\"tls\":\"%s\",\"tls_verify\":%s,\"started\":%s,"
-		    "\"state\":", line_type_name(l), policy_name(l->policy), tls_kind(l),
-		    !l->lc->tls.present ? "null" : tls_unverified(l) ? "false" : "true", l->started ? "true" : "false");
-		json_str(b, state);
-		evbuffer_add_printf(b, ",\"sessions\":%d,\"paths\":[", l->nsessions);
-		for (int i = 0; i < (l->server ? 0 : l->npaths); i++) {
-			const struct path *p = &l->paths[i];
-			evbuffer_add_printf(b, "%s{\"state\":\"%s\",\"peer\":", i ? "," : "", conn_state_name(p->state));
-			json_str(b, p->state == CS_CONNECTED || p->state == CS_CONNECTING ? p->peer : "");
-			evbuffer_add_printf(b, ",\"via\":\"%s\",\"active\":%s,\"last_error\":",
-			    p->state == CS_CONNECTED ? (p->last_kind == PATH_BACKUP ? "backup" : "primary") : "",
-			    p->sess && p->sess == l->active ? "true" : "false");
-			json_str(b, p->last_error);
-			evbuffer_add_printf(b, "}");
-		}
-		evbuffer_add_printf(b, "],\"listeners\":[");
-		for (int i = 0; i < l->nlst; i++) {
-			if (i)
-				evbuffer_add(b, ",", 1);
-			json_str(b, l->lst_name[i]);
-		}
-		evbuffer_add_printf(b, "],\"last_error\":");
-		json_str(b, l->last_error);
-		evbuffer_add_printf(b, ",\"counters\":");
-		counters_json(b, k);
-		evbuffer_add_printf(b, ",\"stations\":[");
+		evbuffer_add_printf(b, "line %s (%s, %s%s%s%s): %s\n", l->lc->name, l->lc->protocol,
+		    line_type_name(l), l->lc->type == LINE_TCP_REDUNDANT ? " " : "",
+		    l->lc->type == LINE_TCP_REDUNDANT ? policy_name(l->policy) : "", tls_mode(l), state);
+		evbuffer_add_printf(b, "  bytes in %" PRIu64 " out %" PRIu64 ", frames in %" PRIu64 " out %" PRIu64
+		    ", connects %" PRIu64 ", failovers %" PRIu64 ", protocol errors %" PRIu64 ", rejected %" PRIu64
+		    ", tls failures %" PRIu64 "\n",
+		    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
+		    k->proto_errors, k->rejected, k->tls_failures);
+		for (int i = 0; i < l->npcnt; i++)
+			evbuffer_add_printf(b, "%s%s %" PRIu64 "%s", i ? ", " : "  ", l->ops->counters[i].name, l->pcnt[i],
+			    i == l->npcnt - 1 ? "\n" : "");
+		if (l->last_error[0])
+			evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
 		for (int i = 0; i < l->nstations; i++) {
 			const struct station *st = &l->stations[i];
-			evbuffer_add_printf(b, "%s{\"name\":", i ? "," : "");
-			json_str(b, st->sc->name);
-			evbuffer_add_printf(b, ",\"address\":");
-			json_str(b, st->sc->address ? st->sc->address : "");
-			evbuffer_add_printf(b, ",\"state\":\"%s\",\"last_error\":", station_state_name(st->state));
-			json_str(b, st->last_error);
-			evbuffer_add_printf(b, ",\"tags\":%d,\"polls\":%" PRIu64 ",\"errors\":%" PRIu64 ",\"writes\":%" PRIu64
-			    ",\"writes_orphaned\":%" PRIu64 "}", st->ntags, st->polls, st->errors, st->writes, st->writes_orphaned);
+			evbuffer_add_printf(b, "  station %s [%s]: %s%s%s%s; %d tags, polls %" PRIu64
+			    ", errors %" PRIu64 ", writes %" PRIu64 " (%" PRIu64 " orphaned)\n", st->sc->name,
+			    st->sc->address ? st->sc->address : "-", station_state_name(st->state),
+			    !st->last_error[0] ? "" : st->state == ST_ERROR ? ": " : " (last error: ", st->last_error,
+			    st->last_error[0] && st->state != ST_ERROR ? ")" : "", st->ntags, st->polls, st->errors,
+			    st->writes, st->writes_orphaned);
 		}
-		evbuffer_add_printf(b, "]}");
 	}
-	if (c->json)
-		evbuffer_add_printf(b, "]}\n");
+}
+
+static json_t *
+ctl_station_json(const struct station *st)
+{
+	return json_pack("{s:o,s:o,s:s,s:o,s:i,s:o,s:o,s:o,s:o}", "name", value_json_text(st->sc->name),
+	    "address", value_json_text(st->sc->address), "state", station_state_name(st->state),
+	    "last_error", value_json_text(st->last_error), "tags", st->ntags, "polls", value_json_count(st->polls),
+	    "errors", value_json_count(st->errors), "writes", value_json_count(st->writes),
+	    "writes_orphaned", value_json_count(st->writes_orphaned));
+}
+
+static json_t *
+ctl_line_json(const struct line *l)
+{
+	json_t *paths = json_array(), *lst = json_array(), *sts = json_array(), *pcnt = json_object();
+	char state[1024];
+	bool ok = paths && lst && sts && pcnt;
+
+	for (int i = 0; ok && i < l->npcnt; i++)
+		ok = json_object_set_new(pcnt, l->ops->counters[i].name, value_json_count(l->pcnt[i])) == 0;
+	for (int i = 0; ok && i < (l->server ? 0 : l->npaths); i++) {
+		const struct path *p = &l->paths[i];
+		ok = json_array_append_new(paths, json_pack("{s:s,s:o,s:s,s:b,s:o}",
+		    "state", conn_state_name(p->state),
+		    "peer", value_json_text(p->state == CS_CONNECTED || p->state == CS_CONNECTING ? p->peer : ""),
+		    "via", p->state == CS_CONNECTED ? (p->last_kind == PATH_BACKUP ? "backup" : "primary") : "",
+		    "active", p->sess && p->sess == l->active,
+		    "last_error", value_json_text(p->last_error))) == 0;
+	}
+	for (int i = 0; ok && i < l->nlst; i++)
+		ok = json_array_append_new(lst, value_json_text(l->lst_name[i])) == 0;
+	for (int i = 0; ok && i < l->nstations; i++)
+		ok = json_array_append_new(sts, ctl_station_json(&l->stations[i])) == 0;
+	line_state_text(l, state, sizeof(state));
+	return json_pack("{s:o,s:o,s:s,s:s,s:s,s:o,s:b,s:o,s:i,s:o,s:o,s:o,s:o,s:o,s:o}",
+	    "name", value_json_text(l->lc->name),
+	    "protocol", value_json_text(l->lc->protocol),
+	    "type", line_type_name(l),
+	    "policy", policy_name(l->policy),
+	    "tls", tls_kind(l),
+	    "tls_verify", !l->lc->tls.present ? json_null() : json_boolean(!tls_unverified(l)),
+	    "started", l->started,
+	    "state", value_json_text(state),
+	    "sessions", l->nsessions,
+	    "paths", ctl_json_ok(paths, ok),
+	    "listeners", ctl_json_ok(lst, ok),
+	    "last_error", value_json_text(l->last_error),
+	    "counters", counters_json(&l->cnt),
+	    "protocol_counters", ctl_json_ok(pcnt, ok),
+	    "stations", ctl_json_ok(sts, ok));
+}
+
+static json_t *
+ctl_status_json(void)
+{
+	json_t *lines = json_array();
+	struct line *l;
+	bool ok = true;
+
+	TAILQ_FOREACH(l, &komd.lines, link)
+		if (!(ok = json_array_append_new(lines, ctl_line_json(l)) == 0))
+			break;
+	return json_pack("{s:o}", "lines", ctl_json_ok(lines, ok));
 }
 
 /* "line/station@address": a station's entry of a tag (the address as the protocol reads it:
- * a register, an IOA, a komtext name) */
+ * a register, an IOA, a komtext name); tag_json has it as an object */
 static void
-stag_where(struct evbuffer *b, const struct stag *e, bool json)
+stag_where(struct evbuffer *b, const struct stag *e)
 {
 	const char *addr = e->tc->address ? e->tc->address : "";
 
-	if (!json) {
-		evbuffer_add_printf(b, "%s/%s@", e->st->line->lc->name, e->st->sc->name);
-		ctl_add_clean(b, addr, strlen(addr));
-		return;
-	}
-	evbuffer_add_printf(b, "{\"line\":");
-	json_str(b, e->st->line->lc->name);
-	evbuffer_add_printf(b, ",\"station\":");
-	json_str(b, e->st->sc->name);
-	evbuffer_add_printf(b, ",\"address\":");
-	json_str(b, addr);
-	evbuffer_add_printf(b, "}");
+	evbuffer_add_printf(b, "%s/%s@", e->st->line->lc->name, e->st->sc->name);
+	ctl_add_clean(b, addr, strlen(addr));
 }
 
 /* A value on one line of text: control bytes (a newline could fake lines of output) as
@@ -388,59 +395,16 @@ tag_text(struct evbuffer *b, const struct tag *t)
 	    time_format(t->ts_src, ts, sizeof(ts)), time_format(t->ts_recv, tr, sizeof(tr)));
 	if (t->acq) {
 		evbuffer_add_printf(b, " from ");
-		stag_where(b, t->acq, false);
+		stag_where(b, t->acq);
 	} else {
 		evbuffer_add_printf(b, " (memory)");
 	}
 	TAILQ_FOREACH(e, &t->servers, slink) {
 		evbuffer_add_printf(b, "%s", first ? " served by " : ", ");
-		stag_where(b, e, false);
+		stag_where(b, e);
 		first = false;
 	}
 	evbuffer_add_printf(b, "\n");
-}
-
-static void
-tag_json(struct evbuffer *b, const struct tag *t)
-{
-	char v[512], q[64], ts[40], tr[40];
-
-	evbuffer_add_printf(b, "{\"name\":");
-	json_str(b, t->name);
-	evbuffer_add_printf(b, ",\"type\":\"%s\",\"value\":", vtype_name(t->type));
-	/* a string whole and as every string from a peer: value_format_json would pass bytes
-	 * that are not UTF-8, and cut a long one */
-	if (t->v.type == VT_STRING)
-		json_str(b, t->v.s);
-	else
-		evbuffer_add_printf(b, "%s", value_format_json(&t->v, v, sizeof(v)));
-	evbuffer_add_printf(b, ",\"quality\":\"%s\",\"invalid\":%s,\"source_time\":",
-	    quality_format(t->quality, q, sizeof(q)), (t->quality & Q_INVALID) ? "true" : "false");
-	json_str(b, time_format(t->ts_src, ts, sizeof(ts)));
-	evbuffer_add_printf(b, ",\"receive_time\":");
-	json_str(b, time_format(t->ts_recv, tr, sizeof(tr)));
-	evbuffer_add_printf(b, ",\"acquired_by\":");
-	if (t->acq) {
-		char who[300];
-		snprintf(who, sizeof(who), "%s/%s", t->acq->st->line->lc->name, t->acq->st->sc->name);
-		json_str(b, who);
-	} else {
-		evbuffer_add_printf(b, "null");
-	}
-	evbuffer_add_printf(b, ",\"source\":");
-	if (t->acq)
-		stag_where(b, t->acq, true);
-	else
-		evbuffer_add_printf(b, "null");
-	evbuffer_add_printf(b, ",\"served_by\":[");
-	const struct stag *e;
-	bool first = true;
-	TAILQ_FOREACH(e, &t->servers, slink) {
-		evbuffer_add_printf(b, "%s", first ? "" : ",");
-		stag_where(b, e, true);
-		first = false;
-	}
-	evbuffer_add_printf(b, "],\"updates\":%" PRIu64 "}", t->updates);
 }
 
 struct tag_list {
@@ -473,27 +437,26 @@ tag_cmp(const void *a, const void *b)
 	return strcmp((*(const struct tag *const *)a)->name, (*(const struct tag *const *)b)->name);
 }
 
+/* Every tag (or those whose name matches glob), sorted by name: as text into b, or as
+ * JSON into b (err: out of memory). */
 static void
-ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob)
+ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob, char *err, size_t errlen)
 {
 	struct tag_list tl = { .glob = glob };
+	json_t *tags = c->json ? json_array() : NULL;
+	bool ok = true;
 
 	tag_foreach(tag_collect, &tl);
 	if (tl.n > 1)
 		qsort(tl.v, tl.n, sizeof(*tl.v), tag_cmp);
-	if (c->json)
-		evbuffer_add_printf(b, "{\"tags\":[");
-	for (size_t i = 0; i < tl.n; i++) {
-		if (c->json) {
-			if (i)
-				evbuffer_add(b, ",", 1);
-			tag_json(b, tl.v[i]);
-		} else {
+	for (size_t i = 0; i < tl.n && ok; i++) {
+		if (c->json)
+			ok = json_array_append_new(tags, tag_json(tl.v[i])) == 0;
+		else
 			tag_text(b, tl.v[i]);
-		}
 	}
 	if (c->json)
-		evbuffer_add_printf(b, "]}\n");
+		ctl_json_body(b, json_pack("{s:o}", "tags", ctl_json_ok(tags, ok)), err, errlen);
 	free(tl.v);
 }
 
@@ -679,16 +642,18 @@ struct ctl_cmd {
 static int
 ctl_cmd_status(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
 {
-	(void)av; (void)err; (void)errlen;
-	ctl_status(c, b);
+	(void)av;
+	if (c->json)
+		ctl_json_body(b, ctl_status_json(), err, errlen);
+	else
+		ctl_status(b);
 	return 0;
 }
 
 static int
 ctl_cmd_tags(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
 {
-	(void)err; (void)errlen;
-	ctl_tags(c, b, av[1]);
+	ctl_tags(c, b, av[1], err, errlen);
 	return 0;
 }
 
@@ -699,10 +664,9 @@ ctl_cmd_get(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t
 
 	if ((t = tag_find(av[1])) == NULL)
 		snprintf(err, errlen, "no tag '%s'", av[1]);
-	else if (c->json) {
-		tag_json(b, t);
-		evbuffer_add(b, "\n", 1);
-	} else
+	else if (c->json)
+		ctl_json_body(b, tag_json(t), err, errlen);
+	else
 		tag_text(b, t);
 	return 0;
 }
@@ -712,16 +676,16 @@ ctl_set_cb(void *arg, int status, const char *msg)
 {
 	struct ctl_conn *c = arg;
 	struct evbuffer *b = evbuffer_new();
+	char err[32] = "";
 
 	c->req = NULL;
-	if (c->json && b) {
-		evbuffer_add_printf(b, "{\"ok\":%s,\"message\":", status == 0 ? "true" : "false");
-		json_str(b, msg);
-		evbuffer_add_printf(b, "}\n");
-	} else if (b && status == 0) {
+	/* JSON: the object follows an ERR line too (komctl writes it to stderr) */
+	if (c->json && b)
+		ctl_json_body(b, json_pack("{s:b,s:o}", "ok", status == 0, "message", value_json_text(msg)), err,
+		    sizeof(err));
+	else if (b && status == 0)
 		evbuffer_add_printf(b, "%s\n", msg);
-	}
-	ctl_finish(c, b, status == 0 ? NULL : msg);
+	ctl_finish(c, b, status != 0 ? msg : err[0] ? err : NULL);
 	if (b)
 		evbuffer_free(b);
 }
@@ -762,11 +726,10 @@ ctl_cmd_trace(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size
 	else {
 		l->trace = strcmp(av[2], "on") == 0;
 		log_info("line %s: trace %s", l->lc->name, av[2]);
-		if (c->json) {
-			evbuffer_add_printf(b, "{\"line\":");
-			json_str(b, l->lc->name);
-			evbuffer_add_printf(b, ",\"trace\":%s}\n", l->trace ? "true" : "false");
-		} else
+		if (c->json)
+			ctl_json_body(b, json_pack("{s:o,s:b}", "line", value_json_text(l->lc->name), "trace", l->trace),
+			    err, errlen);
+		else
 			evbuffer_add_printf(b, "line %s: trace %s\n", l->lc->name, av[2]);
 	}
 	return 0;
@@ -775,8 +738,11 @@ ctl_cmd_trace(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size
 static int
 ctl_cmd_certs(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
 {
-	(void)av; (void)err; (void)errlen;
-	ctl_certs(c, b);
+	(void)av;
+	if (c->json)
+		ctl_json_body(b, ctl_certs_json(), err, errlen);
+	else
+		ctl_certs(b);
 	return 0;
 }
 
@@ -795,18 +761,14 @@ ctl_cmd_reload(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, siz
 	}
 	c->partial = rc > 0;
 	if (c->json) {
+		json_t *failed = json_array();
 		struct line *l;
-		bool first = true;
-		evbuffer_add_printf(b, "{\"reloaded\":true,\"message\":");
-		json_str(b, msg);
-		evbuffer_add_printf(b, ",\"failed_lines\":[");
+		bool ok = true;
 		TAILQ_FOREACH(l, &komd.lines, link)
-			if (l->start_failed) {
-				evbuffer_add_printf(b, "%s", first ? "" : ",");
-				json_str(b, l->lc->name);
-				first = false;
-			}
-		evbuffer_add_printf(b, "]}\n");
+			if (l->start_failed && !(ok = json_array_append_new(failed, value_json_text(l->lc->name)) == 0))
+				break;
+		ctl_json_body(b, json_pack("{s:b,s:o,s:o}", "reloaded", 1, "message", value_json_text(msg),
+		    "failed_lines", ctl_json_ok(failed, ok)), err, errlen);
 	} else
 		evbuffer_add_printf(b, "%s\n", msg);
 	return 0;

@@ -94,6 +94,13 @@ void tag_set(struct tag *t, const struct value *v, unsigned quality, int64_t src
 void tag_set_quality(struct tag *t, unsigned quality);
 /* Route a write to the acquirer (or store it for a memory tag). */
 struct write_req *tag_write(struct tag *t, const struct value *v, write_cb cb, void *arg, const char *who);
+/* The tag as `komctl --json get` gives it: name, type, value (value_json; an invalid tag
+ * keeps its last value, with "invalid": true), quality, invalid, source_time and
+ * receive_time (ISO 8601 UTC with ms, "-" unknown), acquired_by ("line/station" or null),
+ * source ({line, station, address} or null), served_by (such objects), updates. Every
+ * string through value_json_text. A new reference; NULL: out of memory. stag_json
+ * (proto.h) is this object with an invalid tag's value null. */
+json_t *tag_json(const struct tag *t);
 void tags_bind(struct stag *e, bool serving);
 void tags_unbind(struct stag *e);
 
@@ -218,6 +225,8 @@ struct line {
 	struct station *stations;
 	int nstations;
 	struct counters cnt;
+	uint64_t *pcnt;              /* the protocol's own counters, by index in ops->counters */
+	int npcnt;
 	bool trace;
 	bool started;
 	bool inited;                 /* the protocol's line_init succeeded */

@@ -749,6 +749,12 @@ line_create(struct line_conf *lc, struct confref *cref)
 	TAILQ_INIT(&l->sessions);
 	if (l->ops->line_size && (l->priv = calloc(1, l->ops->line_size)) == NULL)
 		fatal("line_create");
+	/* the protocol's counters start at zero with the line (a reload that restarts a line
+	 * creates it anew; a kept line keeps them, as it keeps the core's) */
+	for (const struct proto_counter *k = l->ops->counters; k && k->name; k++)
+		l->npcnt++;
+	if (l->npcnt && (l->pcnt = calloc((size_t)l->npcnt, sizeof(*l->pcnt))) == NULL)
+		fatal("line_create");
 	if ((l->accept_pause = evtimer_new(komd.base, line_accept_resume_cb, l)) == NULL ||
 	    (l->warn_timer = evtimer_new(komd.base, line_warn_timer_cb, l)) == NULL)
 		fatal("line_create");
@@ -880,6 +886,7 @@ line_free(struct line *l)
 	event_free(l->warn_timer);
 	tls_free(l->tls);
 	free(l->priv);
+	free(l->pcnt);
 	if (--l->cref->refs == 0) {
 		conf_free(l->cref->conf);
 		free(l->cref);
@@ -1001,6 +1008,20 @@ line_foreach_session(struct line *l, session_fn fn, void *arg)
 	TAILQ_FOREACH_SAFE(s, &l->sessions, link, next)
 		if (!s->closing && !s->handshaking)
 			fn(s, arg);
+}
+
+void
+line_counter_add(struct line *l, int idx, uint64_t n)
+{
+	if (idx >= 0 && idx < l->npcnt)
+		l->pcnt[idx] += n;
+}
+
+void
+line_counter_set(struct line *l, int idx, uint64_t v)
+{
+	if (idx >= 0 && idx < l->npcnt)
+		l->pcnt[idx] = v;
 }
 
 void

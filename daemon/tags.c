@@ -3,9 +3,11 @@
  * Value changes fan out to every server; writes are routed back to the acquirer, and every
  * write is answered exactly once: by the acquirer, or by the core's write timeout. */
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "core.h"
 
@@ -131,6 +133,62 @@ tags_unbind(struct stag *e)
 		TAILQ_REMOVE(&e->tag->servers, e, slink);
 	else if (e->tag->acq == e)
 		e->tag->acq = NULL;
+}
+
+/* ---- the JSON form (komctl --json, and what protocols publish: stag_json) ---- */
+
+/* {"line":L,"station":S,"address":A}: a station's entry of a tag, the address as the
+ * protocol reads it (a register, an IOA, a komtext name). */
+static json_t *
+stag_where_json(const struct stag *e)
+{
+	return json_pack("{s:o,s:o,s:o}", "line", value_json_text(e->st->line->lc->name),
+	    "station", value_json_text(e->st->sc->name), "address", value_json_text(e->tc->address));
+}
+
+json_t *
+tag_json(const struct tag *t)
+{
+	char q[64], ts[40], tr[40], *who = NULL;
+	const struct stag *e;
+	json_t *served = json_array(), *j;
+
+	TAILQ_FOREACH(e, &t->servers, slink)
+		if (!served || json_array_append_new(served, stag_where_json(e)) != 0) {
+			json_decref(served);
+			served = NULL;
+			break;
+		}
+	if (t->acq && asprintf(&who, "%s/%s", t->acq->st->line->lc->name, t->acq->st->sc->name) < 0)
+		who = NULL;
+	/* json_pack takes every "o" reference, and gives NULL if one of them is NULL */
+	j = json_pack("{s:o,s:s,s:o,s:s,s:b,s:o,s:o,s:o,s:o,s:o,s:o}",
+	    "name", value_json_text(t->name),
+	    "type", vtype_name(t->type),
+	    "value", value_json(&t->v),
+	    "quality", quality_format(t->quality, q, sizeof(q)),
+	    "invalid", (t->quality & Q_INVALID) != 0,
+	    "source_time", json_string(time_format(t->ts_src, ts, sizeof(ts))),
+	    "receive_time", json_string(time_format(t->ts_recv, tr, sizeof(tr))),
+	    "acquired_by", !t->acq ? json_null() : who ? value_json_text(who) : NULL,
+	    "source", t->acq ? stag_where_json(t->acq) : json_null(),
+	    "served_by", served,
+	    "updates", value_json_count(t->updates));
+	free(who);
+	return j;
+}
+
+json_t *
+stag_json(const struct stag *t)
+{
+	json_t *j = tag_json(t->tag);
+
+	/* a subscriber that reads only "value" must not take a stale one for the truth */
+	if (j && (t->tag->quality & Q_INVALID) && json_object_set_new(j, "value", json_null()) != 0) {
+		json_decref(j);
+		return NULL;
+	}
+	return j;
 }
 
 static void

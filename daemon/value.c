@@ -9,6 +9,7 @@
 #include <string.h>
 #include <strings.h>
 #include <time.h>
+#include <jansson.h>
 
 #include "log.h"
 #include "value.h"
@@ -369,6 +370,110 @@ value_format_json(const struct value *v, char *buf, size_t len)
 		break;
 	}
 	return buf;
+}
+
+/* Text that may come from a peer as a JSON string: bytes that are not UTF-8 (RFC 3629) and
+ * DEL become the text \xNN (as komctl's text output has them), so that jansson, which
+ * takes only valid UTF-8, gets it whole; control bytes it escapes itself. */
+json_t *
+value_json_text(const char *s)
+{
+	const unsigned char *p = (const unsigned char *)(s ? s : "");
+	size_t n = strlen((const char *)p), bad = 0, l, o = 0;
+	json_t *j;
+	char *c;
+
+	for (size_t i = 0; i < n; i += l)
+		if ((l = p[i] >= 0x80 ? utf8_len(p + i, n - i) : 1) == 0 || p[i] == 0x7f) {
+			bad++;
+			l = 1;
+		}
+	if (!bad)
+		return json_stringn((const char *)p, n);
+	if ((c = malloc(n + 3 * bad + 1)) == NULL)
+		return NULL;
+	for (size_t i = 0; i < n; i += l) {
+		if ((l = p[i] >= 0x80 ? utf8_len(p + i, n - i) : 1) == 0 || p[i] == 0x7f) {
+			o += (size_t)snprintf(c + o, 5, "\\x%02x", p[i]);
+			l = 1;
+		} else {
+			memcpy(c + o, p + i, l);
+			o += l;
+		}
+	}
+	j = json_stringn(c, o);
+	free(c);
+	return j;
+}
+
+json_t *
+value_json(const struct value *v)
+{
+	char t[40];
+
+	switch (v->type) {
+	case VT_BOOL:
+		return json_boolean(v->i);
+	case VT_INT:
+		return json_integer(v->i);
+	case VT_FLOAT:
+		/* JSON has no NaN or infinity */
+		return isfinite(v->f) ? json_real(v->f) : json_null();
+	case VT_DPI:
+	case VT_TIME:
+		return json_string(value_format(v, t, sizeof(t)));
+	case VT_STRING:
+		return value_json_text(v->s);
+	default:
+		return json_null();
+	}
+}
+
+json_t *
+value_json_count(uint64_t n)
+{
+	return json_integer(n > (uint64_t)INT64_MAX ? (json_int_t)INT64_MAX : (json_int_t)n);
+}
+
+/* The digits (15..17) that the reals of j need to read back as themselves. */
+static int
+value_json_precision(const json_t *j)
+{
+	const char *key;
+	json_t *m;
+	size_t i;
+	int p = 15, q;
+
+	switch (json_typeof(j)) {
+	case JSON_REAL: {
+		double f = json_real_value(j);
+		char b[40];
+		for (; p < 17; p++) {
+			snprintf(b, sizeof(b), "%.*g", p, f);
+			if (strtod(b, NULL) == f)
+				break;
+		}
+		return p;
+	}
+	case JSON_ARRAY:
+		json_array_foreach((json_t *)j, i, m)
+			if ((q = value_json_precision(m)) > p && (p = q) == 17)
+				break;
+		return p;
+	case JSON_OBJECT:
+		json_object_foreach((json_t *)j, key, m)
+			if ((q = value_json_precision(m)) > p && (p = q) == 17)
+				break;
+		return p;
+	default:
+		return p;
+	}
+}
+
+char *
+value_json_dump(const json_t *j)
+{
+	return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j))) : NULL;
 }
 
 void

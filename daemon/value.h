@@ -42,6 +42,25 @@ int value_parse(enum vtype t, const char *text, struct value *v, char *err, size
 char *value_format(const struct value *v, char *buf, size_t len);
 /* JSON form: numbers, true/false, quoted strings, time as ISO 8601 string. */
 char *value_format_json(const struct value *v, char *buf, size_t len);
+
+/* JSON (RFC 8259) through jansson. Every string komd puts in its JSON output goes through
+ * value_json_text: jansson takes only valid UTF-8, and text from a peer may hold anything. */
+struct json_t;
+/* s (NULL: "") as a JSON string, whole: bytes that are not UTF-8 (RFC 3629 clause 3) and
+ * DEL as the text \xNN, as komctl's text shows them. A new reference; NULL: out of memory. */
+struct json_t *value_json_text(const char *s);
+/* v's JSON form: bool true/false, int and float numbers (a float that is NaN or an infinity,
+ * which JSON cannot say, null), dpi its name, time ISO 8601 UTC with ms, string as
+ * value_json_text. A new reference; NULL: out of memory. */
+struct json_t *value_json(const struct value *v);
+/* A count (a counter of komd or a protocol) as a JSON integer; jansson's are int64, so
+ * past INT64_MAX (never reached: 2^63 bytes) it says INT64_MAX. NULL: out of memory. */
+struct json_t *value_json_count(uint64_t n);
+/* j (any JSON value) as compact JSON text (no spaces; members in the order they were set),
+ * every float with the fewest digits (15..17, the same for the whole document) that read
+ * back as itself: 32.876, not 32.875999999999998. malloc'ed, NUL-terminated; NULL when j
+ * is NULL or out of memory. */
+char *value_json_dump(const struct json_t *j);
 void value_copy(struct value *dst, const struct value *src); /* dst must be cleared */
 void value_clear(struct value *v);
 bool value_equal(const struct value *a, const struct value *b);

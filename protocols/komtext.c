@@ -27,6 +27,13 @@ static const struct conf_key kt_line_keys[] = {
 	{ .name = NULL, .type = CK_END },
 };
 
+/* The server's own counters (proto_ops.counters), by index. */
+enum { KT_CNT_PINGS };
+static const struct proto_counter kt_server_counters[] = {
+	[KT_CNT_PINGS] = { .name = "komtext_pings_total", .help = "PING frames answered with PONG" },
+	{ .name = NULL },
+};
+
 /* One write in flight: SET sent (client) or routed to the tag's acquirer (server). */
 struct kt_pending {
 	struct kt_pending *next;
@@ -206,6 +213,7 @@ kt_server_frame(struct session *s, const struct komtext_msg *m)
 	switch (m->kind) {
 	case KT_PING:
 		kt_send(s, &r);
+		line_counter_add(l, KT_CNT_PINGS, 1);
 		return 0;
 	case KT_SET:
 		if ((t = kt_find(l, m->addr)) == NULL) {
@@ -511,4 +519,5 @@ const struct proto_ops komtext_server_ops = {
 	.on_frame = kt_server_on_frame,
 	.on_close = kt_server_close,
 	.on_tag_change = kt_server_tag_change,
+	.counters = kt_server_counters,
 };

@@ -144,8 +144,8 @@ struct mqtt_packet {
 
 /* Frame length at buf (len bytes there): the whole packet's length (fixed header
  * included) once the Remaining Length (1.5.5, at most 4 bytes) is known and that many
- * bytes are there; 0 while not; -1 when the Remaining Length is malformed (a fifth byte,
- * or a non-minimal encoding is NOT an error: 1.5.5 allows it) or the packet would exceed
+ * bytes are there; 0 while not; -1 when the Remaining Length is malformed (a fifth byte;
+ * a non-minimal encoding is accepted: MQTT-1.5.5-1 binds the sender) or the packet would exceed
  * max bytes (the Maximum Packet Size komd announces; err names the rule and the size). */
 long mqtt_frame_len(const uint8_t *buf, size_t len, size_t max, char *err, size_t errlen);
 

@@ -4,15 +4,17 @@
  * output, the answer and the close), then the client shuts its side and reads the answer.
  *
  * Start-up, once: the configuration below is loaded with conf_load, its tags defined and its
- * lines started as komd_apply does (a simulated line, and a client line whose device is not
- * there, so that a set is answered at once: stored, or "not connected"), and the control
+ * lines started as komd_apply does (a simulated line, a client line whose device is not
+ * there, so that a set is answered at once: stored, or "not connected", and a server line
+ * whose protocol has counters of its own), and the control
  * socket opened in a private directory.
  *
  * Checks besides the sanitizers: komd answers and closes every connection within a bound
  * (never a hang: its own timeouts are far longer, so an answer that needs one is a bug); an
  * answer is "OK\n" or "ERR ...\n" (a set's may follow "WAIT MS\n"), and there is one whenever the input held a newline within
  * the first 8192 bytes; what the client reads is UTF-8 with no control byte but newline and
- * tab (komctl writes it to a terminal). */
+ * tab (komctl writes it to a terminal); the body of an OK answer to a "json" request is one
+ * JSON text (RFC 8259) that jansson reads back, whole (strings from peers are never cut). */
 #include <errno.h>
 #include <signal.h>
 #include <stdint.h>
@@ -24,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <event2/event.h>
+#include <jansson.h>
 
 #include "core.h"
 
@@ -57,7 +60,11 @@ static const char fuzz_conf_text[] =
 	"  { name = \"cli\"; protocol = \"komtext-client\"; host = \"127.0.0.1\"; port = 1;\n"
 	"    reconnect_delay = 3600; reconnect_max = 3600;\n"
 	"    stations = ( { name = \"dev\"; address = 1; tags = (\n"
-	"      { name = \"cli.t\"; address = \"t\"; type = \"int\"; direction = \"out\"; } ); } ); }\n"
+	"      { name = \"cli.t\"; address = \"t\"; type = \"int\"; direction = \"out\"; } ); } ); },\n"
+	/* a protocol with counters of its own (status shows them); its port may be taken:
+	 * then it waits to listen, and shows them all the same */
+	"  { name = \"srv\"; protocol = \"komtext-server\"; host = \"127.0.0.1\"; port = 47019;\n"
+	"    stations = ( { name = \"pub\"; address = 1; tags = ( { name = \"m.i\"; address = \"i\"; } ); } ); }\n"
 	");\n";
 
 static struct sockaddr_un fuzz_sun;
@@ -209,6 +216,14 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		CHECK((left >= 3 && memcmp(a, "OK\n", 3) == 0) || (left >= 8 && memcmp(a, "PARTIAL\n", 8) == 0) ||
 		    (left > 4 && memcmp(a, "ERR ", 4) == 0));
 		fuzz_check_clean(ans, got);
+		if (size > 5 && memcmp(data, "json\x1f", 5) == 0 && left > 3 && memcmp(a, "OK\n", 3) == 0) {
+			json_error_t e;
+			json_t *j = json_loadb(a + 3, left - 3, 0, &e);
+			if (!j)
+				fprintf(stderr, "not JSON: %s at %d: %.*s\n", e.text, e.position, (int)(left - 3), a + 3);
+			CHECK(j != NULL);
+			json_decref(j);
+		}
 	}
 	return 0;
 }

@@ -201,6 +201,13 @@ def test_write_timeout_and_json():
         r = subprocess.run([os.path.join(BUILD, "komctl"), "-s", k.sock, "--json", "get", "nope"],
                            capture_output=True, text=True)
         check(r.returncode == 1 and "no tag" in r.stderr, "error with --json: exit 1")
+        # a failed write's answer: the ERR line, then its JSON object (komctl: both on stderr)
+        peer.answer = False
+        r = subprocess.run([os.path.join(BUILD, "komctl"), "-s", k.sock, "--json", "set", "t", "7"],
+                           capture_output=True, text=True)
+        first, _, body = r.stderr.partition("\n")
+        check(r.returncode == 1 and "timeout" in first and json.loads(body)["ok"] is False and
+              "timeout" in json.loads(body)["message"], "failed set --json: %r" % r.stderr)
     peer.close()
 
 

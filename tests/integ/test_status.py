@@ -131,6 +131,51 @@ def test_string_values_stay_on_their_line():
         check(k.tag("note")["value"] == "a\nFAKE line\tx", "JSON keeps the value as it is")
 
 
+def ping(port, n):
+    """n komtext PINGs from a plain socket; returns once the n PONGs are back."""
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as c:
+        c.sendall(b"".join(b"PING %d\n" % i for i in range(1, n + 1)))
+        got = b""
+        while got.count(b"PONG ") < n:
+            d = c.recv(4096)
+            check(d, "komd closed before %d PONGs: %r" % (n, got))
+            got += d
+
+
+def test_protocol_counters():
+    """A protocol's own counters (komtext-server's komtext_pings_total): in the text after the
+    line's core counters, in --json as protocol_counters; a restarted line's start at zero, a
+    kept line's are kept. A protocol without counters has an empty object and no such line."""
+    port = free_port()
+    srv = """{ name = "srv"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d; %s
+    stations = ( { name = "s"; address = 1; tags = ( { name = "m"; address = "m"; } ); } ); }"""
+    cli = """{ name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = 1;
+    stations = ( { name = "sim"; simulation = true; period = 3600; tags = ( { name = "x"; type = "int"; } ); } ); }"""
+    conf = 'tags = ( { name = "m"; type = "int"; initial = 1; } );\nlines = ( %s, %s );'
+    with Komd(conf % (srv % (port, ""), cli)).start() as k:
+        check(k.line("srv")["protocol_counters"] == {"komtext_pings_total": 0}, "zero at start")
+        ping(port, 3)
+        out = k.ctl("status")[1]
+        check(re.search(r"\nline srv \(komtext-server, tcp\): .*\n  bytes in .*tls failures 0\n"
+                        r"  komtext_pings_total 3\n  station s ", "\n" + out), "text: %s" % out)
+        check(re.search(r"\nline cli .*\n  bytes in .*\n  station sim ", "\n" + out), "none for komtext-client: %s" % out)
+        j = k.status()["lines"]
+        check(j[0]["protocol_counters"] == {"komtext_pings_total": 3} and j[1]["protocol_counters"] == {},
+              "--json: %s" % [(l["name"], l["protocol_counters"]) for l in j])
+        check(list(j[0])[list(j[0]).index("counters") + 1] == "protocol_counters", "beside the core's counters")
+        # reload: srv changed (restarted: zero), cli kept
+        k.write_conf(conf % (srv % (port, "max_clients = 5;"), cli))
+        k.ctl("reload")
+        k.until(lambda: "listening on" in k.line("srv")["state"], 5, "srv listens again")
+        check(k.line("srv")["protocol_counters"] == {"komtext_pings_total": 0}, "a restarted line's start at zero")
+        ping(port, 1)
+        check(k.line("srv")["protocol_counters"] == {"komtext_pings_total": 1}, "and count again")
+        # a reload that keeps the line keeps its counters
+        k.write_conf(conf % (srv % (port, "max_clients = 5;"), cli))
+        k.ctl("reload")
+        check(k.line("srv")["protocol_counters"] == {"komtext_pings_total": 1}, "a kept line keeps them")
+
+
 def fake_komd(path, script):
     """A control socket that takes each request and answers it with script(conn)."""
     def handle(c):
@@ -203,5 +248,5 @@ def test_control_socket_directory_made():
 
 if __name__ == "__main__":
     main([test_ok_only_after_an_answer, test_lost_and_restored_in_pairs, test_komctl_shows_where_a_tag_comes_from_and_goes,
-          test_string_values_stay_on_their_line, test_komctl_timeout, test_reload_exit_codes,
+          test_string_values_stay_on_their_line, test_protocol_counters, test_komctl_timeout, test_reload_exit_codes,
           test_control_socket_directory_made])

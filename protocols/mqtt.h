@@ -1,0 +1,169 @@
+/* mqtt.h: what the files of the mqtt-client protocol share (not a core header): the
+ * configuration structs (mqtt_conf.c), the store-and-forward queue of each session path
+ * with its packet identifiers (mqtt_queue.c), and the session logic (mqtt.c). MQTT 3.1.1
+ * (OASIS, 29 October 2014) and MQTT 5.0 (OASIS, 7 March 2019); packets are mqtt_codec.c's,
+ * payloads mqtt_json.c's. */
+#ifndef KOMD_MQTT_H
+#define KOMD_MQTT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+#include "proto.h"
+#include "mqtt_codec.h"
+#include "mqtt_json.h"
+
+/* ---- configuration (mqtt_conf.c) ---- */
+
+enum mqtt_redundancy { MQTT_DUAL, MQTT_ALTERNATE };
+enum mqtt_payload { MQTT_PAYLOAD_TEXT, MQTT_PAYLOAD_JSON };
+/* a published tag's payload: the station's, or its own */
+enum mqtt_tag_payload { MQTT_TP_STATION, MQTT_TP_TEXT, MQTT_TP_JSON };
+
+/* The largest packet MQTT can carry (1.5.5: 4-byte Remaining Length, plus the fixed header). */
+#define MQTT_SPEC_MAX_PACKET 268435460u
+
+struct mqtt_line_conf {
+	int redundancy;          /* enum mqtt_redundancy */
+	int version;             /* 0: 3.1.1, 1: 5 */
+	char *client_id;         /* NULL: komd-HOSTNAME-LINE */
+	char *username;
+	char *password;          /* or, with password_file, its first line (read at load) */
+	char *password_file;
+	bool password_read;      /* password holds password_file's line (not a key) */
+	bool clean_session;
+	int session_expiry;      /* s; -1: 3600 without clean_session, else 0 */
+	int keepalive;           /* s, 1..65535 */
+	int reply_timeout_ms;
+	int receive_maximum;     /* v5: what komd announces */
+	int topic_alias_maximum; /* v5: aliases komd accepts */
+	int max_packet_size;     /* bytes komd accepts (v5 announces it) */
+	char *will_topic, *will_payload;
+	int will_qos;
+	bool will_retain;
+	int max_inflight;
+	int queue_messages;
+	int queue_bytes;
+	int command_max_age_ms;  /* 0: off */
+};
+
+struct mqtt_station_conf {
+	int qos;                 /* subscription QoS */
+	int payload;             /* enum mqtt_payload */
+	char *time_field;        /* JSON path of the payload's own time */
+	int time_format;         /* enum mqtt_time_format */
+	int stale_timeout_ms;    /* 0: off */
+	char *will_topic, *will_payload; /* the device's last will */
+	int batch_ms;
+};
+
+struct mqtt_tag_conf {
+	char *publish;           /* served: the topic its value goes to */
+	int qos;
+	bool retain;
+	int payload;             /* enum mqtt_tag_payload */
+	int deadband_milli;      /* absolute deadband x 1000 (read as a number of "seconds") */
+	int period_ms;           /* publish again this often; 0 off */
+	char *command;           /* served: the topic of writes */
+};
+
+extern const struct conf_key mqtt_line_keys[], mqtt_station_keys[], mqtt_tag_keys[];
+enum mqtt_version mqtt_conf_version(const struct mqtt_line_conf *c);
+bool mqtt_tag_serves(const struct line_conf *lc, const struct tag_conf *tc);
+enum redund_policy mqtt_line_redundancy(const struct line_conf *lc);
+int mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen);
+int mqtt_check_station(const struct station_conf *sc, char *err, size_t errlen);
+int mqtt_check_tag(const struct station_conf *sc, const struct tag_conf *tc, char *err, size_t errlen);
+/* Does the station subscribe its filter (it has acquired tags or a will topic)? */
+bool mqtt_station_subscribes(const struct station_conf *sc);
+/* The payload a published tag uses. */
+enum mqtt_payload mqtt_tag_payload_of(const struct station_conf *sc, const struct tag_conf *tc);
+/* The v5 Session Expiry Interval (s) komd asks for. */
+uint32_t mqtt_conf_session_expiry(const struct mqtt_line_conf *c);
+
+/* ---- the outgoing queue of one session path (mqtt_queue.c) ---- */
+
+/* The sender's state of one message (4.3.2, 4.3.3). */
+enum mqtt_msg_state {
+	MM_NEW,       /* no packet identifier yet on this broker session */
+	MM_SENT,      /* PUBLISH sent (QoS 1, 2): PUBACK or PUBREC due */
+	MM_RELEASED,  /* QoS 2: PUBREC received, PUBREL sent: PUBCOMP due */
+};
+
+/* A published tag's messages on one path: how many are queued, and whether the broker may
+ * lack its latest state (never sent, or a message of it dropped). */
+struct mqtt_src {
+	uint32_t inq;
+	bool need;
+};
+
+struct mqtt_msg {
+	TAILQ_ENTRY(mqtt_msg) link;
+	struct mqtt_src *src;    /* the published tag's bookkeeping; NULL for other messages */
+	char *topic;
+	uint8_t *payload;
+	size_t len;
+	uint8_t *corr;           /* v5 Correlation Data (command responses); NULL none */
+	size_t corr_len;
+	size_t bytes;            /* counted against queue_bytes */
+	uint8_t qos;
+	bool retain;
+	bool dup;                /* sent before with this packet id: DUP on a resend */
+	uint16_t pid;            /* 0: none */
+	enum mqtt_msg_state state;
+	bool on_wire;            /* sent on the current connection, acknowledgement due */
+	int64_t sent_ms;         /* when (loop time), for reply_timeout */
+};
+TAILQ_HEAD(mqtt_msgq, mqtt_msg);
+
+/* One session path (the only one, or the primary and the backup of a dual line): its
+ * queue and packet identifiers outlive connections, as the broker's session does. */
+struct mqtt_path {
+	struct mqtt_msgq q;      /* in order: acknowledgements due first, then unsent */
+	struct mqtt_msg *next;   /* the first message not on the wire; NULL: none */
+	size_t nmsgs, nbytes;
+	int nwire;               /* QoS 1/2 messages on the wire, unacknowledged */
+	uint16_t next_pid;
+	uint8_t pid_used[65536 / 8];  /* our packet ids in use (outgoing QoS 1, 2) */
+	uint8_t qos2_in[65536 / 8];   /* incoming QoS 2 ids PUBREC'd, PUBREL due (4.3.3) */
+	struct session *s;       /* after CONNACK: the session that carries this path */
+	const char *name;        /* "primary", "backup" */
+	uint64_t dropped;        /* queue overflow, not yet logged */
+	int64_t drop_logged_ms;
+};
+
+/* Flags of the packet id bitmaps. */
+static inline bool mqtt_bit(const uint8_t *m, uint16_t id) { return (m[id >> 3] >> (id & 7)) & 1; }
+static inline void mqtt_bit_set(uint8_t *m, uint16_t id) { m[id >> 3] |= (uint8_t)(1u << (id & 7)); }
+static inline void mqtt_bit_clr(uint8_t *m, uint16_t id) { m[id >> 3] &= (uint8_t)~(1u << (id & 7)); }
+
+void mqtt_path_init(struct mqtt_path *p, const char *name);
+void mqtt_path_free(struct mqtt_path *p);
+/* A new message (copies of topic, payload and corr), or NULL when out of memory. */
+struct mqtt_msg *mqtt_msg_new(const char *topic, const void *payload, size_t len, uint8_t qos,
+    bool retain, const void *corr, size_t corr_len);
+/* Append m; when queue_messages or queue_bytes would be exceeded, the oldest messages
+ * without a packet id are dropped first (or m itself when every queued message has one).
+ * Returns the number of messages dropped. */
+unsigned mqtt_path_push(struct mqtt_path *p, struct mqtt_msg *m, size_t max_msgs, size_t max_bytes);
+/* Remove m (acknowledged, delivered at QoS 0, or dropped) and free it, releasing its id. */
+void mqtt_path_remove(struct mqtt_path *p, struct mqtt_msg *m);
+/* A free packet identifier (1..65535, 2.2.1), marked used; 0 when all are taken. */
+uint16_t mqtt_path_new_pid(struct mqtt_path *p);
+/* The message on the wire with packet id pid, or NULL. */
+struct mqtt_msg *mqtt_path_find(struct mqtt_path *p, uint16_t pid);
+/* A new connection: nothing is on the wire. Session Present 0 (4.4, the broker has no
+ * state of ours): QoS 2 messages PUBREC'd already are done (the broker has them), the
+ * others lose their packet ids and are sent again as new. Session Present 1: unacknowledged
+ * PUBLISH go again with DUP, PUBREL again, in order. Returns the messages to redeliver. */
+unsigned mqtt_path_reconnect(struct mqtt_path *p, bool session_present);
+
+/* ---- mqtt.c ---- */
+extern const struct proto_counter mqtt_counters[];
+enum {
+	MQC_QUEUED_MSGS, MQC_QUEUED_BYTES, MQC_QUEUE_DROPPED, MQC_OVERSIZE_DROPPED, MQC_PUBLISHED,
+	MQC_RECEIVED, MQC_PAYLOAD_ERRORS, MQC_COMMANDS, MQC_COMMANDS_REFUSED, MQC_REDELIVERED,
+};
+
+#endif
