@@ -468,10 +468,11 @@ rd_u16(struct rd *r, const char *what, uint16_t *v)
 static int
 rd_u32(struct rd *r, const char *what, uint32_t *v)
 {
-	if (rd_need(r, 4, what) < 0)
+	uint16_t hi, lo;
+
+	if (rd_need(r, 4, what) < 0 || rd_u16(r, what, &hi) < 0 || rd_u16(r, what, &lo) < 0)
 		return -1;
-	*v = (uint32_t)get_be16(r->b + r->off) << 16 | get_be16(r->b + r->off + 2);
-	r->off += 4;
+	*v = (uint32_t)hi << 16 | lo;
 	return 0;
 }
 
@@ -1001,28 +1002,19 @@ w_put(struct wr *w, const void *s, size_t n)
 	w->off += n;
 }
 
+/* An n-byte big-endian integer (1.5.2, 1.5.3). */
 static void
-w_u8(struct wr *w, uint8_t x)
+w_be(struct wr *w, uint32_t x, int n)
 {
-	w_put(w, &x, 1);
+	uint8_t b[4];
+
+	for (int i = 0; i < n; i++)
+		b[i] = (uint8_t)(x >> 8 * (n - 1 - i));
+	w_put(w, b, (size_t)n);
 }
-
-static void
-w_u16(struct wr *w, uint16_t x)
-{
-	uint8_t b[2];
-
-	put_be16(b, x);
-	w_put(w, b, 2);
-}
-
-static void
-w_u32(struct wr *w, uint32_t x)
-{
-	uint8_t b[4] = { (uint8_t)(x >> 24), (uint8_t)(x >> 16), (uint8_t)(x >> 8), (uint8_t)x };
-
-	w_put(w, b, 4);
-}
+#define w_u8(w, x) w_be(w, x, 1)
+#define w_u16(w, x) w_be(w, x, 2)
+#define w_u32(w, x) w_be(w, x, 4)
 
 /* 1.5.5, minimal; x <= MQTT_MAX_REMAINING (the callers check). */
 static void

@@ -2,7 +2,9 @@
  * frames (mqtt_frame_len); each frame is decoded as MQTT 3.1.1 and as 5.0, and a packet
  * that decodes must describe, encode (to exactly the size asked for) and decode again to
  * the same packet. The input is also taken as "filter NUL topic" for the topic rules and
- * mqtt_topic_match, whose answer must equal a plain level-by-level matcher's. */
+ * mqtt_topic_match, whose answer must equal a plain level-by-level matcher's; and as the
+ * fields of a packet to encode: what the encoder takes must decode, and encode again to
+ * the same bytes. */
 #include <assert.h>
 #include <stdbool.h>
 #include <stdint.h>
@@ -26,7 +28,7 @@ recode(const uint8_t *f, size_t n, enum mqtt_version v)
 	const char *diff;
 
 	if (mqtt_decode(f, n, v, &p, err, sizeof(err)) != 0) {
-		assert(err[0] != '\0');
+		assert(err[0] != '\0' && p.type == 0 && p.n_subs == 0 && p.props.present == 0);
 		return;
 	}
 	assert(mqtt_describe(&p, line, sizeof(line)) == (int)strlen(line));
@@ -49,6 +51,122 @@ recode(const uint8_t *f, size_t n, enum mqtt_version v)
 		abort();
 	}
 	free(buf);
+}
+
+/* Input bytes handed out in order (zeros once they run out). */
+struct cur {
+	const uint8_t *d;
+	size_t n, off;
+};
+
+static unsigned
+take(struct cur *c, int bytes)
+{
+	unsigned x = 0;
+
+	for (int i = 0; i < bytes; i++)
+		x = x << 8 | (c->off < c->n ? c->d[c->off++] : 0);
+	return x;
+}
+
+static struct mqtt_str
+take_str(struct cur *c)
+{
+	size_t len = take(c, 1) % 24;
+	struct mqtt_str s = { (const char *)c->d + c->off, len };
+
+	if (len > c->n - c->off)
+		s.len = c->n - c->off;
+	c->off += s.len;
+	return s;
+}
+
+static void
+take_props(struct cur *c, struct mqtt_props *pr)
+{
+	uint64_t raw = (uint64_t)take(c, 4) << 32 | take(c, 4);
+
+	/* mostly the identifiers that exist, sometimes anything */
+	pr->present = take(c, 1) < 240 ? raw & 0x7FE97EE0B0EULL : raw;
+	pr->payload_format = (uint8_t)(take(c, 1) & 1);
+	pr->message_expiry = take(c, 4);
+	pr->content_type = take_str(c);
+	pr->response_topic = take_str(c);
+	pr->correlation_data = (struct mqtt_bin){ (const uint8_t *)pr->content_type.p, pr->content_type.len };
+	pr->n_sub_id = (int)(take(c, 1) % 3);
+	for (int i = 0; i < pr->n_sub_id; i++)
+		pr->sub_id[i] = take(c, 4) & 0x1FFFFFFF;
+	pr->session_expiry = take(c, 4);
+	pr->receive_maximum = (uint16_t)take(c, 2);
+	pr->topic_alias = (uint16_t)take(c, 2);
+	pr->maximum_packet_size = take(c, 4);
+	pr->maximum_qos = (uint8_t)(take(c, 1) % 3);
+	pr->reason_string = take_str(c);
+	pr->n_user = (int)(take(c, 1) % 3);
+	for (int i = 0; i < pr->n_user; i++)
+		pr->user[i] = (struct mqtt_user_prop){ take_str(c), take_str(c) };
+}
+
+/* A packet built from the input: when the encoder takes it, the decoder must take what it
+ * wrote, and encoding that again must give the same bytes. */
+static void
+build(const uint8_t *data, size_t size)
+{
+	static struct mqtt_packet p, q;
+	static uint8_t a[1 << 12], b[1 << 12];
+	struct cur c = { data, size, 0 };
+	enum mqtt_version v = take(&c, 1) & 1 ? MQTT_V5 : MQTT_V311;
+	unsigned f = take(&c, 1);
+	char err[256];
+	long n, m;
+
+	memset(&p, 0, sizeof(p));
+	p.type = (enum mqtt_type)(1 + take(&c, 1) % 14);
+	p.qos = f & 3;
+	p.dup = f & 4;
+	p.retain = f & 8;
+	p.session_present = f & 16;
+	p.packet_id = (uint16_t)take(&c, 2);
+	p.reason_code = (uint8_t)take(&c, 1);
+	p.topic = take_str(&c);
+	p.n_subs = (int)(take(&c, 1) % 4);
+	for (int i = 0; i < p.n_subs; i++)
+		p.subs[i] = (struct mqtt_sub){ take_str(&c), (uint8_t)take(&c, 1) };
+	p.n_codes = (int)(take(&c, 1) % 4);
+	for (int i = 0; i < p.n_codes; i++)
+		p.codes[i] = (uint8_t)take(&c, 1);
+	if (p.type == MQTT_CONNECT) {
+		p.connect.client_id = take_str(&c);
+		p.connect.clean_start = f & 32;
+		p.connect.will = f & 64;
+		p.connect.will_qos = (uint8_t)(take(&c, 1) % 3);
+		p.connect.will_retain = f & 128;
+		p.connect.will_topic = take_str(&c);
+		p.connect.has_username = take(&c, 1) & 1;
+		p.connect.username = take_str(&c);
+		p.connect.has_password = take(&c, 1) & 1;
+		if (p.connect.will)
+			take_props(&c, &p.connect.will_props);
+	}
+	if (take(&c, 1) & 1)
+		take_props(&c, &p.props);
+	p.payload = (struct mqtt_bin){ data + c.off, size - c.off };
+	p.connect.will_payload = p.payload;
+	p.connect.password = p.payload;
+
+	n = mqtt_encode(&p, v, a, sizeof(a), err, sizeof(err));
+	if (n < 0 || (size_t)n > sizeof(a))
+		return;
+	if (mqtt_decode(a, (size_t)n, v, &q, err, sizeof(err)) != 0) {
+		fprintf(stderr, "encoded a %s that does not decode: %s\n", mqtt_type_name(p.type), err);
+		abort();
+	}
+	m = mqtt_encode(&q, v, b, sizeof(b), err, sizeof(err));
+	if (m != n || memcmp(a, b, (size_t)n) != 0) {
+		fprintf(stderr, "%s: decoded and encoded again, the bytes differ (%ld, %ld): %s\n",
+		    mqtt_type_name(p.type), n, m, m < 0 ? err : "");
+		abort();
+	}
 }
 
 /* The reference: split both at '/', compare level by level (4.7.1, 4.7.2). */
@@ -135,5 +253,6 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		(void)mqtt_decode(data, size, MQTT_V5, &p, err, sizeof(err));
 	}
 	topics(data, size);
+	build(data, size);
 	return 0;
 }

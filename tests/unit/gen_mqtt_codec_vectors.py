@@ -6,7 +6,7 @@
       Client._send_*, its Properties and SubscribeOptions), and get the broker's packets
       from a real mosquitto 2.0 (started here on a free loopback port, driven over a plain
       socket with paho-built packets). Write them with their expected fields as a C header
-      (default tests/unit/mqtt_codec_vectors.h) for tests/unit/test_mqtt_codec.c; without
+      (default tests/unit/mqtt_codec_vectors.h) for tests/unit/test_mqtt_codec_vectors.c; without
       OUT.h also the fuzz seeds tests/fuzz/corpus/mqtt/. The expected v5 properties of every
       packet are what paho's Properties.unpack reads from its bytes; the other fields are
       what the scenario asked paho or mosquitto for.
