@@ -115,8 +115,8 @@ jpath_add(struct mqtt_jpath *p, int *cap, char *key, size_t index)
 	return 0;
 }
 
-int
-mqtt_jpath_parse(const char *s, struct mqtt_jpath *out, char *err, size_t errlen)
+static int
+jpath_parse(const char *s, struct mqtt_jpath *out, char *err, size_t errlen)
 {
 	size_t len = strlen(s), i = 0, bad;
 	int cap = 0;
@@ -218,30 +218,39 @@ mqtt_jpath_free(struct mqtt_jpath *p)
 	memset(p, 0, sizeof(*p));
 }
 
-/* The first n steps of p as text ("a.b[2]"), for messages. */
+/* The first n steps of p as text ("a.b[2]"), for messages: keys through excerpt, "..."
+ * when it would not fit. */
 static void
 jpath_prefix(const struct mqtt_jpath *p, int n, char *buf, size_t len)
 {
 	size_t o = 0;
 
 	buf[0] = '\0';
-	for (int k = 0; k < n && o < len; k++) {
-		int w;
+	for (int k = 0; k < n; k++) {
+		char t[100];
 
-		if (p->step[k].key)
-			w = snprintf(buf + o, len - o, "%s%s", k ? "." : "", p->step[k].key);
-		else
-			w = snprintf(buf + o, len - o, "[%zu]", p->step[k].index);
-		if (w < 0)
-			break;
-		o += (size_t)w;
+		if (p->step[k].key) {
+			excerpt(p->step[k].key, strlen(p->step[k].key), 40, t + 1, sizeof(t) - 1);
+			t[0] = '.';
+		} else {
+			snprintf(t, sizeof(t), "[%zu]", p->step[k].index);
+		}
+		const char *add = t + (k == 0 && t[0] == '.');
+		size_t w = strlen(add);
+
+		if (o + w + 4 > len) {
+			snprintf(buf + o, len - o, "...");
+			return;
+		}
+		memcpy(buf + o, add, w + 1);
+		o += w;
 	}
 }
 
 /* --- addresses --- */
 
-int
-mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t errlen)
+static int
+addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t errlen)
 {
 	const char *p = s;
 	char e[200];
@@ -255,8 +264,9 @@ mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t 
 		while (*eq && *eq != '=' && *eq != ';')
 			eq++;
 		if (*eq != '=') {
-			snprintf(err, errlen, "'%.*s' at %zu: expected KEY=VALUE (T=topic, JA=path)",
-			    (int)(eq - p), p, (size_t)(p - s) + 1);
+			excerpt(p, (size_t)(eq - p), 40, e, sizeof(e));
+			snprintf(err, errlen, "'%s' at %zu: expected KEY=VALUE (T=topic, JA=path)", e,
+			    (size_t)(p - s) + 1);
 			goto fail;
 		}
 		v = end = eq + 1;
@@ -272,7 +282,7 @@ mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t 
 
 			if (!text)
 				goto oom;
-			if (mqtt_jpath_parse(text, &out->ja, e, sizeof(e)) != 0) {
+			if (jpath_parse(text, &out->ja, e, sizeof(e)) != 0) {
 				snprintf(err, errlen, "JA=%s", e); /* e names the path first */
 				free(text);
 				goto fail;
@@ -296,8 +306,8 @@ mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t 
 			if (!(out->topic = strndup(v, (size_t)(end - v))))
 				goto oom;
 		} else {
-			snprintf(err, errlen, "unknown key '%.*s' at %zu (T, JA; case matters)", (int)(eq - p), p,
-			    (size_t)(p - s) + 1);
+			excerpt(p, (size_t)(eq - p), 40, e, sizeof(e));
+			snprintf(err, errlen, "unknown key '%s' at %zu (T, JA; case matters)", e, (size_t)(p - s) + 1);
 			goto fail;
 		}
 		if (*end == '\0')
@@ -325,8 +335,8 @@ mqtt_tag_addr_free(struct mqtt_tag_addr *a)
 
 /* --- JSON payloads --- */
 
-json_t *
-mqtt_json_load(const uint8_t *payload, size_t len, char *err, size_t errlen)
+static json_t *
+payload_load(const uint8_t *payload, size_t len, char *err, size_t errlen)
 {
 	json_error_t je;
 	json_t *j;
@@ -571,8 +581,8 @@ jpath_label(const char *key, const struct mqtt_jpath *p, char *buf, size_t len)
 	snprintf(buf, len, "%s%s", key ? key : "JA=", t);
 }
 
-int
-mqtt_json_value(json_t *root, const struct mqtt_jpath *path, enum vtype t, struct value *v,
+static int
+value_at(json_t *root, const struct mqtt_jpath *path, enum vtype t, struct value *v,
     char *err, size_t errlen)
 {
 	char what[120];
@@ -605,8 +615,8 @@ parse_i64(const char *s, int64_t *out)
 	return 0;
 }
 
-int
-mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
+static int
+text_parse(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
     char *err, size_t errlen)
 {
 	const uint8_t *nul;
@@ -797,8 +807,8 @@ mqtt_iso8601_ms(const char *s, int64_t *ms)
 	return iso_parse(s, ms, why, sizeof(why));
 }
 
-int
-mqtt_json_time(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,
+static int
+time_at(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,
     int64_t *ms, char *err, size_t errlen)
 {
 	static const char *const fmts[] = { MQTT_TIME_FORMAT_CHOICES };
@@ -823,8 +833,8 @@ mqtt_json_time(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_forma
 
 /* --- commands --- */
 
-int
-mqtt_command_parse(enum vtype t, bool json, const uint8_t *payload, size_t len,
+static int
+command_parse(enum vtype t, bool json, const uint8_t *payload, size_t len,
     struct value *v, int64_t *issued_ms, char *err, size_t errlen)
 {
 	json_t *root, *jv, *jt;
@@ -835,8 +845,8 @@ mqtt_command_parse(enum vtype t, bool json, const uint8_t *payload, size_t len,
 	memset(v, 0, sizeof(*v));
 	v->type = t;
 	if (!json)
-		return mqtt_text_value(t, payload, len, v, err, errlen);
-	if (!(root = mqtt_json_load(payload, len, err, errlen)))
+		return text_parse(t, payload, len, v, err, errlen);
+	if (!(root = payload_load(payload, len, err, errlen)))
 		return -1;
 	if (!json_is_object(root)) {
 		rc = jconvert(root, t, v, "command", err, errlen);
@@ -927,4 +937,68 @@ mqtt_value_text(const struct value *v, char *buf, size_t len)
 		return -1;
 	memcpy(buf, s, n + 1);
 	return (int)n;
+}
+
+/* --- the entry points: each message, however errlen cuts it, stays UTF-8 --- */
+
+/* rc, after cutting err before a sequence that snprintf cut in half (every byte from the
+ * input went through excerpt or a UTF-8 check, so only the end can be broken). */
+static int
+err_utf8(int rc, char *err, size_t errlen)
+{
+	if (rc != 0 && errlen > 0) {
+		size_t n = strlen(err);
+
+		err[utf8_bad((const uint8_t *)err, n)] = '\0';
+	}
+	return rc;
+}
+
+int
+mqtt_jpath_parse(const char *s, struct mqtt_jpath *out, char *err, size_t errlen)
+{
+	return err_utf8(jpath_parse(s, out, err, errlen), err, errlen);
+}
+
+int
+mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t errlen)
+{
+	return err_utf8(addr_parse(s, out, err, errlen), err, errlen);
+}
+
+json_t *
+mqtt_json_load(const uint8_t *payload, size_t len, char *err, size_t errlen)
+{
+	json_t *j = payload_load(payload, len, err, errlen);
+
+	err_utf8(j == NULL, err, errlen);
+	return j;
+}
+
+int
+mqtt_json_value(json_t *root, const struct mqtt_jpath *path, enum vtype t, struct value *v,
+    char *err, size_t errlen)
+{
+	return err_utf8(value_at(root, path, t, v, err, errlen), err, errlen);
+}
+
+int
+mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
+    char *err, size_t errlen)
+{
+	return err_utf8(text_parse(t, payload, len, v, err, errlen), err, errlen);
+}
+
+int
+mqtt_json_time(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,
+    int64_t *ms, char *err, size_t errlen)
+{
+	return err_utf8(time_at(root, path, fmt, ms, err, errlen), err, errlen);
+}
+
+int
+mqtt_command_parse(enum vtype t, bool json, const uint8_t *payload, size_t len,
+    struct value *v, int64_t *issued_ms, char *err, size_t errlen)
+{
+	return err_utf8(command_parse(t, json, payload, len, v, issued_ms, err, errlen), err, errlen);
 }

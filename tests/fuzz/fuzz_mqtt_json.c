@@ -110,7 +110,7 @@ fuzz_addr(const char *s)
 	char err[256];
 
 	if (mqtt_tag_addr_parse(s, &a, err, sizeof(err)) != 0) {
-		assert(err[0] && a.topic == NULL && a.ja.step == NULL);
+		assert(err[0] && utf8_ok(err) && a.topic == NULL && a.ja.step == NULL);
 		return;
 	}
 	assert(!a.topic || (a.topic[0] && !strpbrk(a.topic, "+#;")));
@@ -148,6 +148,7 @@ fuzz_json(const uint8_t *data, size_t size)
 		return;
 	}
 	root = mqtt_json_load(data + plen + (nl != NULL), size - plen - (nl != NULL), err, sizeof(err));
+	assert(root || (err[0] && utf8_ok(err)));
 	if (root) {
 		for (int t = VT_BOOL; t <= VT_TIME; t++) {
 			struct value v;
@@ -156,7 +157,7 @@ fuzz_json(const uint8_t *data, size_t size)
 				check_value(&v, (enum vtype)t);
 				value_clear(&v);
 			} else {
-				assert(err[0] && (t != VT_STRING || v.s == NULL));
+				assert(err[0] && utf8_ok(err) && (t != VT_STRING || v.s == NULL));
 			}
 		}
 		for (int f = MQTT_TIME_EPOCH_S; f <= MQTT_TIME_ISO8601; f++) {
@@ -164,6 +165,8 @@ fuzz_json(const uint8_t *data, size_t size)
 
 			if (mqtt_json_time(root, &p, (enum mqtt_time_format)f, &ms, err, sizeof(err)) == 0)
 				assert(ms >= TIME_MIN_MS && ms <= TIME_MAX_MS);
+			else
+				assert(err[0] && utf8_ok(err));
 		}
 		json_decref(root);
 	}
@@ -188,7 +191,7 @@ fuzz_command(const uint8_t *data, size_t size)
 		assert(at == 0 || (at >= TIME_MIN_MS && at <= TIME_MAX_MS));
 		value_clear(&v);
 	} else {
-		assert(err[0] && at == 0);
+		assert(err[0] && utf8_ok(err) && at == 0);
 	}
 	/* the response carries any bytes (up to a NUL) as valid JSON */
 	s = strndup((const char *)data + 1, size - 1);
@@ -236,6 +239,8 @@ fuzz_text(const uint8_t *data, size_t size)
 			if (t == VT_STRING)
 				assert(strlen(v.s) == size && memcmp(v.s, data, size) == 0);
 			value_clear(&v);
+		} else {
+			assert(err[0] && utf8_ok(err));
 		}
 	}
 }

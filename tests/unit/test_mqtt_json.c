@@ -204,6 +204,9 @@ test_paths(void)
 		{ "plant/1", "'plant/1' at 1: expected KEY=VALUE (T=topic, JA=path)" },
 		{ "T=a;", "empty part at 5" }, { "T=a;;JA=b", "empty part at 5" },
 		{ "T=a;T=b", "T= given twice" }, { "JA=a;JA=b", "JA= given twice" },
+		{ "T=a;x\xff=1", "unknown key 'x?' at 5 (T, JA; case matters)" },
+		{ "JA=a;0123456789012345678901234567890123456789XYZ", "'0123456789012345678901234567890123456789..."
+		    "' at 6: expected KEY=VALUE (T=topic, JA=path)" },
 	};
 	for (size_t k = 0; k < sizeof(aerr) / sizeof(aerr[0]); k++)
 		CHECK_STR(addr_err(aerr[k][0]), aerr[k][1]);
@@ -313,6 +316,22 @@ test_values(void)
 	CHECK_STR(jstr("null", ""), "null");
 	CHECK_STR(jstr("\"\"", ""), "");
 	CHECK_STR(jstr(doc, "x"), "JA=x: no member 'x'");
+	/* a message cut by a short err never ends in half a UTF-8 sequence */
+	struct mqtt_jpath p;
+	json_t *r = json_object();
+
+	CHECK_INT(mqtt_jpath_parse("\xc3\xa9", &p, err, sizeof(err)), 0);
+	CHECK_INT(mqtt_json_value(r, &p, VT_INT, &v, err, 5), -1);
+	CHECK_STR(err, "JA=");
+	CHECK_INT(mqtt_json_value(r, &p, VT_INT, &v, err, 6), -1);
+	CHECK_STR(err, "JA=\xc3\xa9");
+	mqtt_jpath_free(&p);
+	json_decref(r);
+	/* long keys: the path so far is cut with "..." */
+	CHECK_STR(jerr("{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\":{\"b\":{\"c\":{\"d\":1}}}}",
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b.c.d.e.f", VT_INT),
+	    "JA=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b.c.d.e.f: "
+	    "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa....b.c.d is 1, not an object");
 	/* a string with a NUL character inside is refused (a json_t the loader never makes) */
 	json_t *j = json_stringn("a\0b", 3);
 
