@@ -160,10 +160,12 @@ class Mosquitto:
 
 def number(payload):
     """The sequence number in a payload: a text number ("17", "17.0") or a JSON object's
-    "value" (komd's JSON payload); None when there is none."""
+    "value" (komd's JSON payload), or the number before the first space (tests/peers/mqtt_pub);
+    None when there is none."""
     text = payload.decode(errors="replace").strip()
     try:
-        return int(float(text))
+        # mqtt_pub's payloads: the number, a space, padding
+        return int(float(text.split(" ", 1)[0]))
     except ValueError:
         pass
     try:
@@ -302,13 +304,24 @@ class Sub(_Proc):
 
 
 class MqttCapture(Capture):
-    """tshark on the loopback for MQTT on a port other than 1883 (decode-as)."""
+    """tshark on the loopback for MQTT on ports other than 1883 (decode-as), from before the
+    traffic until stop(); ports: one port or several (all captured and decoded)."""
+
+    def __init__(self, ports, path):
+        self.ports = [ports] if isinstance(ports, int) else list(ports)
+        super().__init__(self.ports[0], path, " or ".join("tcp port %d" % p for p in self.ports))
+
+    def _decode(self):
+        out = []
+        for p in self.ports:
+            out += ["-d", "tcp.port==%d,mqtt" % p]
+        return out
 
     def read(self, display_filter, fields=("frame.number",)):
-        args = ["tshark", "-r", self.path, "-d", "tcp.port==%d,mqtt" % self.port, "-Y", display_filter, "-T", "fields"]
+        args = ["tshark", "-r", self.path] + self._decode() + ["-Y", display_filter, "-T", "fields"]
         for f in fields:
             args += ["-e", f]
-        r = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        r = subprocess.run(args, capture_output=True, text=True, timeout=120)
         if r.returncode != 0:
             raise TestFailure("tshark -r failed: %s" % r.stderr)
         return [l for l in r.stdout.splitlines() if l.strip()]
@@ -320,6 +333,65 @@ class MqttCapture(Capture):
 
     def mqtt(self, fields=("mqtt.msgtype",), display_filter="mqtt"):
         return self.read(display_filter, fields)
+
+    def packets(self):
+        """Every MQTT control packet tshark decoded, in capture order: dicts with frame,
+        stream (tcp.stream), src, dst (ports), type (1 CONNECT .. 14 DISCONNECT), qos, dup,
+        msgid, topic, payload (bytes) where the packet has them."""
+        args = ["tshark", "-r", self.path] + self._decode() + ["-Y", "mqtt", "-T", "json", "-J", "tcp mqtt"]
+        r = subprocess.run(args, capture_output=True, text=True, timeout=300)
+        if r.returncode != 0:
+            raise TestFailure("tshark -r failed: %s" % r.stderr)
+        out = []
+        for fr in json.loads(r.stdout or "[]"):
+            layers = fr["_source"]["layers"]
+            tcp = layers["tcp"]
+            ms = layers.get("mqtt", [])
+            for m in ms if isinstance(ms, list) else [ms]:
+                h = m.get("mqtt.hdrflags_tree", {})
+                out.append({"stream": int(tcp["tcp.stream"]), "src": int(tcp["tcp.srcport"]),
+                            "dst": int(tcp["tcp.dstport"]), "type": int(h.get("mqtt.msgtype", 0)),
+                            "qos": int(h.get("mqtt.qos", 0)), "dup": h.get("mqtt.dupflag") == "1",
+                            "msgid": int(m["mqtt.msgid"]) if "mqtt.msgid" in m else None,
+                            "topic": m.get("mqtt.topic"),
+                            "payload": bytes.fromhex(m["mqtt.msg"].replace(":", "")) if "mqtt.msg" in m else None})
+        return out
+
+
+def ledger(packets, broker_port, topic, parse=None):
+    """What a client published to the broker on broker_port on topic, from a capture: per
+    number, the PUBLISH packets that carried it ((stream, msgid, dup) in order) and whether
+    the broker took it over: a PUBACK for it (QoS 1), or a PUBREC for it and then the
+    client's PUBREL with that packet id to that broker (QoS 2: mosquitto hands a message on
+    at PUBREL; one PUBREC'd and never released stays with the broker unseen). A number lost
+    though the broker took it over is the broker's loss; one lost without that is the
+    publisher's. Returns (sends, taken, again): again holds the numbers published as a new
+    message (DUP 0) after the broker had PUBACK'd or PUBREC'd them: a duplicate of the
+    publisher's making (at QoS 1 allowed, at QoS 2 a fault)."""
+    parse = parse or number
+    sends, taken, pending, again, recd, acked = {}, set(), {}, set(), {}, set()
+    for p in packets:
+        if p["type"] == 3 and p["dst"] == broker_port and p["topic"] == topic:
+            n = parse(p["payload"] or b"")
+            sends.setdefault(n, []).append((p["stream"], p["msgid"], p["dup"]))
+            if n in acked and not p["dup"]:
+                again.add(n)
+            if p["qos"] == 0:
+                taken.add(n)
+            else:
+                pending[(p["stream"], p["msgid"])] = (n, p["qos"])
+        elif p["type"] in (4, 5) and p["src"] == broker_port:
+            n, qos = pending.pop((p["stream"], p["msgid"]), (None, 0))
+            if n is None:
+                continue
+            acked.add(n)
+            if qos == 1:
+                taken.add(n)
+            else:
+                recd[p["msgid"]] = n
+        elif p["type"] == 6 and p["dst"] == broker_port and p["msgid"] in recd:
+            taken.add(recd.pop(p["msgid"]))
+    return sends, taken, again
 
 
 class ScriptedBroker(_Proc):
