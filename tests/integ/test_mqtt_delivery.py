@@ -54,8 +54,8 @@ def test_qos_both_ways_exact_ids():
             check(p["qos"] == q and not p["retain"] and not p["dup"], "QoS %d publish: %s" % (q, p))
             check((p.get("messageId") is None) == (q == 0), "packet id only at QoS 1/2: %s" % p)
         q2 = [x for x in publishes(b, "out/q2") if x["payload"] == "7"][0]
-        b.wait_packet("pubrel")
-        check(any(r["messageId"] == q2["messageId"] for r in b.packets("pubrel")), "PUBREL with the PUBLISH's id")
+        WAIT.until(lambda: any(r["messageId"] == q2["messageId"] for r in b.packets("pubrel")), 5,
+                   "PUBREL with the PUBLISH's packet id")
         # into komd: QoS 1 -> PUBACK; QoS 2 -> PUBREC, DUP again before PUBREL: once
         b.publish("in/v", "11", qos=1, mid=300)
         WAIT.until(lambda: any(p["messageId"] == 300 for p in b.packets("puback")), 5, "PUBACK 300")
@@ -222,8 +222,11 @@ def test_queue_bounds_and_drops():
     gets exactly the newest 50, in order."""
     with Mosquitto() as m:
         s = SeqSubscriber(m.port, "out/q1", qos=1, client_id="queue-sub")
+        m.wait_saved()
         m.kill()
-        line = mqtt_line(m.port, out_station(), extra="queue_messages = 50; keepalive = 5;")
+        st = """{ name = "out"; address = "komd/none"; tags = (
+            { name = "d.q1"; address = ""; publish = "out/q1"; qos = 1; retain = false; } ); }"""
+        line = mqtt_line(m.port, st, extra="queue_messages = 50; keepalive = 5;")
         with Komd(conf([line], TAGS)).start() as k:
             for i in range(1, 201):
                 ctl_set(k.sock, "d.q1", i)
@@ -239,7 +242,7 @@ def test_queue_bounds_and_drops():
                 check(False, "the queue is not sent after the connection: %s" % counters(k))
             s.wait_for(151, 200, 15)
             got = [n for n in s.numbers() if n > 0]
-            check(got[-50:] == list(range(151, 201)), "the newest 50 in order: %s" % got[-55:])
+            check(got[-50:] == list(range(151, 201)), "the newest 50 in order: %s (komd: %s)" % (got[-55:], counters(k)))
             check(not [n for n in got if 0 < n < 151], "none of the dropped ones: %s" % [n for n in got if n < 151][:10])
             print("    queue_messages 50: %d dropped and counted, the newest 50 delivered in order" % dropped)
         s.close()

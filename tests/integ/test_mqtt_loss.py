@@ -115,6 +115,7 @@ def test_broker_killed_and_restarted():
     with Mosquitto() as m:
         s1 = SeqSubscriber(m.port, "seq/q1", qos=1, client_id="loss-sub-q1")
         s2 = SeqSubscriber(m.port, "seq/q2", qos=2, client_id="loss-sub-q2")
+        m.wait_saved()
         with Komd(conf([mqtt_line(m.port, station(), extra=LINE_KEYS)], TAGS)).start() as k:
             k.wait_log(r"MQTT connected \(3\.1\.1")
             cap = MqttCapture(m.port, os.path.join(k.dir, "cap.pcapng"))
@@ -141,6 +142,8 @@ def test_alternate_switch_to_backup():
     with Mosquitto() as a, Mosquitto() as b:
         subs = {q: [SeqSubscriber(x.port, "seq/q%d" % q, qos=q, client_id="alt-%s-q%d" % (n, q))
                     for n, x in (("a", a), ("b", b))] for q in (1, 2)}
+        a.wait_saved()
+        b.wait_saved()
         line = mqtt_line(a.port, station(), extra=LINE_KEYS, backup_port=b.port, redundancy="alternate")
         with Komd(conf([line], TAGS)).start() as k:
             k.wait_log(r"127\.0\.0\.1:%d: MQTT connected" % a.port)
@@ -165,6 +168,8 @@ def test_dual_one_broker_restarted():
     with Mosquitto() as a, Mosquitto() as b:
         subs = {(q, n): SeqSubscriber(x.port, "seq/q%d" % q, qos=q, client_id="dual-%s-q%d" % (n, q))
                 for q in (1, 2) for n, x in (("a", a), ("b", b))}
+        a.wait_saved()
+        b.wait_saved()
         line = mqtt_line(a.port, station(), extra=LINE_KEYS, backup_port=b.port, redundancy="dual")
         with Komd(conf([line], TAGS)).start() as k:
             k.wait_log(r"127\.0\.0\.1:%d: MQTT connected" % a.port)
