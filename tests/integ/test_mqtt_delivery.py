@@ -187,8 +187,10 @@ def test_session_present_1_and_0():
         check(not p1["dup"], "Session Present 0: a new message (DUP 0): %s" % p1)
         check(not b.packets("pubrel", 2), "Session Present 0: no PUBREL of the old session")
         WAIT.until(lambda: counters(k).get("mqtt_queued_messages", 1) == 0, 5, "queue empty")
-        check(not [p for p in publishes(b, "out/q2", 2) if p["payload"] == "21"],
-              "Session Present 0: the QoS 2 message the broker PUBREC'd is not sent again (it would be a duplicate)")
+        again = [p for p in publishes(b, "out/q2", 2) if p["payload"] == "21"]
+        check(not again, "Session Present 0: the QoS 2 message the broker PUBREC'd (id %s) is not sent again (it "
+              "would be a duplicate); sent: %s; komd: %s" % (q2["messageId"], again, [
+                  l for l in k.lines if "MQTT connected" in l or "sent again" in l]))
         print("    session present 0: QoS 1 again as a new message (id %s), PUBREC'd QoS 2 not again" % p1["messageId"])
     b.stop()
 

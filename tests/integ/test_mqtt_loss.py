@@ -63,6 +63,8 @@ def finish(k, cap, pubs, subs_by_qos, ports, what, timeout=15):
             pass
     cap.stop()
     packets = cap.packets()
+    bad = cap.malformed()
+    check(not bad, "%s: tshark: malformed MQTT packets: %s" % (what, bad[:5]))
     report, faults = [], []
     for qos, subs in sorted(subs_by_qos.items()):
         got = set()

@@ -1,8 +1,8 @@
 """mqtt-client, MQTT 5 features that mosquitto 2.0 cannot show, against the scripted broker
 (tests/peers/node/broker.js on npm mqtt-packet) and against mosquitto: topic aliases both ways
 (kept per connection, never across one), the broker's Maximum Packet Size (an oversize message
-dropped, counted, logged, no reconnect), Maximum QoS, Server Keep Alive, No Local on command
-subscriptions."""
+dropped, counted, logged, no reconnect), Maximum QoS, Server Keep Alive (scripted, and
+mosquitto's max_keepalive 10), No Local, Response Topic and Correlation Data on commands."""
 import os
 import sys
 import time
@@ -135,6 +135,20 @@ def test_maximum_qos_and_server_keepalive():
     b.stop()
 
 
+def test_mosquitto_max_keepalive():
+    """mosquitto with max_keepalive 10 (its least) answers komd's keepalive 60 (v5) with
+    Server Keep Alive 10: komd's first PINGREQ comes within 10 s, not 60."""
+    with Mosquitto(persist=False, max_keepalive=10) as m:
+        with Komd(conf([mqtt_line(m.port, OUT, version="5", extra="keepalive = 60;")], TAGS)).start() as k:
+            k.wait_log(r"MQTT connected \(5")
+            t0 = time.monotonic()
+            WAIT.until(lambda: [l for l in m.lines if "Received PINGREQ from komd" in l], 12,
+                       "a PINGREQ from komd in mosquitto's log")
+            dt = time.monotonic() - t0
+            check(dt <= 10.5, "first PINGREQ after %.1f s: keepalive 60 overridden by Server Keep Alive 10" % dt)
+            print("    mosquitto max_keepalive 10: komd's first PINGREQ after %.1f s" % dt)
+
+
 def test_command_no_local():
     b = ScriptedBroker()
     st = """{ name = "out"; address = "komd/none"; tags = (
@@ -154,4 +168,4 @@ def test_command_no_local():
 
 if __name__ == "__main__":
     main([test_aliases_komd_receives, test_aliases_komd_sends, test_maximum_packet_size,
-          test_maximum_qos_and_server_keepalive, test_command_no_local])
+          test_maximum_qos_and_server_keepalive, test_mosquitto_max_keepalive, test_command_no_local])
