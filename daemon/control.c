@@ -138,17 +138,35 @@ ctl_finish(struct ctl_conn *c, struct evbuffer *body, const char *err)
 	bufferevent_enable(c->bev, EV_WRITE);
 }
 
-/* The answer's body: j as compact JSON and a newline (j's reference is taken); a NULL j,
- * or one that cannot be written, fails the command with "out of memory". */
+/* j written into b in value_json_dump's form (j's reference is taken): through a buffer
+ * on the stack when it fits (one evbuffer_add, not one per token as json_dump_callback
+ * would make). 0; -1 when j is NULL or out of memory. */
+static int
+ctl_json_add(struct evbuffer *b, json_t *j)
+{
+	char buf[4096], *text = buf;
+	size_t flags = j ? value_json_flags(j) : 0, n = j ? json_dumpb(j, buf, sizeof(buf), flags) : 0;
+	int rc = -1;
+
+	if (n > sizeof(buf) && (text = malloc(n)) != NULL && json_dumpb(j, text, n, flags) != n) {
+		free(text);
+		text = NULL;
+	}
+	if (n > 0 && text)
+		rc = evbuffer_add(b, text, n);
+	if (text != buf)
+		free(text);
+	json_decref(j);
+	return rc;
+}
+
+/* The answer's body: j and a newline (j's reference is taken); a NULL j, or one that
+ * cannot be written, fails the command with "out of memory". */
 static void
 ctl_json_body(struct evbuffer *b, json_t *j, char *err, size_t errlen)
 {
-	char *text = value_json_dump(j);
-
-	json_decref(j);
-	if (!text || evbuffer_add_printf(b, "%s\n", text) < 0)
+	if (ctl_json_add(b, j) != 0 || evbuffer_add(b, "\n", 1) != 0)
 		snprintf(err, errlen, "out of memory");
-	free(text);
 }
 
 /* arr, or NULL (arr freed) when filling it failed: json_pack then fails as a whole. */
@@ -443,20 +461,23 @@ static void
 ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob, char *err, size_t errlen)
 {
 	struct tag_list tl = { .glob = glob };
-	json_t *tags = c->json ? json_array() : NULL;
 	bool ok = true;
 
 	tag_foreach(tag_collect, &tl);
 	if (tl.n > 1)
 		qsort(tl.v, tl.n, sizeof(*tl.v), tag_cmp);
-	for (size_t i = 0; i < tl.n && ok; i++) {
-		if (c->json)
-			ok = json_array_append_new(tags, tag_json(tl.v[i])) == 0;
-		else
-			tag_text(b, tl.v[i]);
-	}
+	/* JSON {"tags":[...]}: a tag's object at a time, so that 100,000 tags never need
+	 * their whole tree at once (it took 190 MB more than the text it makes) */
 	if (c->json)
-		ctl_json_body(b, json_pack("{s:o}", "tags", ctl_json_ok(tags, ok)), err, errlen);
+		ok = evbuffer_add(b, "{\"tags\":[", 9) == 0;
+	for (size_t i = 0; i < tl.n && ok; i++) {
+		if (!c->json)
+			tag_text(b, tl.v[i]);
+		else
+			ok = (i == 0 || evbuffer_add(b, ",", 1) == 0) && ctl_json_add(b, tag_json(tl.v[i])) == 0;
+	}
+	if (c->json && (!ok || evbuffer_add(b, "]}\n", 3) != 0))
+		snprintf(err, errlen, "out of memory");
 	free(tl.v);
 }
 

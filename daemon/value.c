@@ -296,82 +296,6 @@ value_format(const struct value *v, char *buf, size_t len)
 	return buf;
 }
 
-/* JSON string literal of s into buf (truncated, but always a closed literal). */
-static void
-value_json_string(const char *s, char *buf, size_t len)
-{
-	size_t o = 0;
-
-	if (len < 3) {
-		if (len)
-			buf[0] = '\0';
-		return;
-	}
-	buf[o++] = '"';
-	for (; *s; s++) {
-		unsigned char c = (unsigned char)*s;
-		char esc[8];
-		size_t n;
-
-		if (c == '"' || c == '\\') {
-			esc[0] = '\\';
-			esc[1] = (char)c;
-			n = 2;
-		} else if (c == '\n') {
-			memcpy(esc, "\\n", n = 2);
-		} else if (c == '\r') {
-			memcpy(esc, "\\r", n = 2);
-		} else if (c == '\t') {
-			memcpy(esc, "\\t", n = 2);
-		} else if (c < 0x20 || c == 0x7f) {
-			snprintf(esc, sizeof(esc), "\\u%04x", c);
-			n = 6;
-		} else {
-			esc[0] = (char)c;
-			n = 1;
-		}
-		if (o + n + 2 > len)
-			break;
-		memcpy(buf + o, esc, n);
-		o += n;
-	}
-	buf[o++] = '"';
-	buf[o] = '\0';
-}
-
-char *
-value_format_json(const struct value *v, char *buf, size_t len)
-{
-	char t[40];
-
-	if (len == 0)
-		return buf;
-	switch (v->type) {
-	case VT_BOOL:
-	case VT_INT:
-		value_format(v, buf, len);
-		break;
-	case VT_FLOAT:
-		/* JSON has no NaN or infinity */
-		if (!isfinite(v->f))
-			snprintf(buf, len, "null");
-		else
-			value_format_double(v->f, buf, len);
-		break;
-	case VT_DPI:
-	case VT_TIME:
-		value_json_string(value_format(v, t, sizeof(t)), buf, len);
-		break;
-	case VT_STRING:
-		value_json_string(v->s ? v->s : "", buf, len);
-		break;
-	default:
-		snprintf(buf, len, "null");
-		break;
-	}
-	return buf;
-}
-
 /* Text that may come from a peer as a JSON string: bytes that are not UTF-8 (RFC 3629) and
  * DEL become the text \xNN (as komctl's text output has them), so that jansson, which
  * takes only valid UTF-8, gets it whole; control bytes it escapes itself. */
@@ -470,10 +394,16 @@ value_json_precision(const json_t *j)
 	}
 }
 
+size_t
+value_json_flags(const json_t *j)
+{
+	return JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j));
+}
+
 char *
 value_json_dump(const json_t *j)
 {
-	return j ? json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(value_json_precision(j))) : NULL;
+	return j ? json_dumps(j, value_json_flags(j)) : NULL;
 }
 
 void

@@ -38,10 +38,8 @@ int vtype_parse(const char *s, enum vtype *out); /* 0 / -1 */
 
 /* Parse text as type t into v (v->s allocated for strings). 0, or -1 with err. */
 int value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen);
-/* Format v as text (strings unquoted unless json). Returns buf. */
+/* Format v as text (strings as they are, cut at len). Returns buf. */
 char *value_format(const struct value *v, char *buf, size_t len);
-/* JSON form: numbers, true/false, quoted strings, time as ISO 8601 string. */
-char *value_format_json(const struct value *v, char *buf, size_t len);
 
 /* JSON (RFC 8259) through jansson. Every string komd puts in its JSON output goes through
  * value_json_text: jansson takes only valid UTF-8, and text from a peer may hold anything. */
@@ -61,6 +59,9 @@ struct json_t *value_json_count(uint64_t n);
  * back as itself: 32.876, not 32.875999999999998. malloc'ed, NUL-terminated; NULL when j
  * is NULL or out of memory. */
 char *value_json_dump(const struct json_t *j);
+/* The flags of value_json_dump's form, for jansson's other json_dump* calls (to a callback,
+ * a file): compact, any value, the float precision j needs. */
+size_t value_json_flags(const struct json_t *j);
 void value_copy(struct value *dst, const struct value *src); /* dst must be cleared */
 void value_clear(struct value *v);
 bool value_equal(const struct value *a, const struct value *b);

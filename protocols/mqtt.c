@@ -7,8 +7,9 @@
  * closes it when the broker does not answer within reply_timeout, so that the core tries
  * the next broker. A dual line (tcp-redundant) runs two independent sessions, each with
  * its own queue and packet identifiers; subscribed values come from the primary while it
- * is connected, else from the backup. Configuration: mqtt_conf.c. */
-#include <math.h>
+ * is connected, else from the backup. Here: the connection, subscriptions and what
+ * arrives; what komd sends is mqtt_send.c's, served tags and commands mqtt_serve.c's, the
+ * queue mqtt_queue.c's, the configuration mqtt_conf.c's. */
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,518 +34,10 @@ const struct proto_counter mqtt_counters[] = {
 	{ NULL, false, NULL },
 };
 
-/* Bytes sent without a PINGRESP confirming that the broker read them: beyond it the
- * sender waits (a PINGREQ is answered after the packets before it, 4.6), so that a burst
- * (a reconnection's queue, 100,000 current values) never fills the connection's output. */
-#define MQTT_FLOW_WINDOW (1024 * 1024)
-/* Topic aliases komd assigns at most per connection (bounded memory), 3.3.2.3.4. */
-#define MQTT_MAX_ALIASES_OUT 1024
-/* A queue overflow is logged at most this often (the count in between summed). */
-#define MQTT_DROP_LOG_MS 10000
-
-struct mqtt_tag;
-
-struct mqtt_line {
-	struct line *l;
-	const struct mqtt_line_conf *c;
-	enum mqtt_version v;
-	struct mqtt_path path[2];
-	int npaths;                 /* 2: a dual tcp-redundant line */
-	char *client_id;
-	/* acquired tags by topic, served tags by command topic (built at the first connect) */
-	struct mqtt_tag **route;
-	size_t nroute;              /* buckets, a power of 2; 0 not built */
-	LIST_HEAD(, mqtt_cmd) cmds; /* commands waiting for their write's result */
-	struct ptimer *drop_timer;  /* the overflow summary */
-};
-
-/* A topic alias komd uses for its own publishes (per connection). */
-struct mqtt_alias { char *topic; uint16_t alias; };
-
-/* The state of one connection. */
-enum mqtt_sess_state {
-	MSS_CONNECTING,  /* CONNECT sent, CONNACK due */
-	MSS_UP,          /* CONNACK 0: publishing and subscribing */
-};
-
-/* A SUBSCRIBE waiting for its SUBACK. */
-struct mqtt_subreq {
-	uint16_t pid;
-	int station;
-	int64_t sent_ms;
-};
-
-struct mqtt_session {
-	struct session *s;
-	struct mqtt_line *ml;
-	struct mqtt_path *p;
-	enum mqtt_sess_state state;
-	enum mqtt_version v;
-	bool inited;
-	int window;                 /* QoS 1/2 in flight: min(max_inflight, Receive Maximum) */
-	uint32_t max_out;           /* the broker's Maximum Packet Size */
-	uint8_t max_qos;            /* the broker's Maximum QoS */
-	bool retain_ok;
-	int keepalive_ms;           /* 0: none (the broker's Server Keep Alive 0) */
-	int64_t connect_ms, last_tx, last_rx, ping_ms;
-	uint64_t tx_total, ping_mark, confirmed; /* flow control by PINGREQ */
-	struct ptimer *tick;
-	struct mqtt_subreq *subs;
-	int nsubs;
-	bool *subscribed;           /* per station: SUBACK received, every filter granted */
-	char **alias_in;            /* topics of the aliases the broker set (1..topic_alias_maximum) */
-	int alias_in_max;
-	struct mqtt_alias *alias_out; /* open addressing by topic hash */
-	int alias_out_cap, alias_out_n, alias_out_max;
-	char why[200];              /* the reason of a close komd decided */
-};
-
-struct mqtt_station {
-	struct station *st;
-	int idx;
-	bool subscribes;
-	bool has_time;
-	struct mqtt_jpath time_path;
-	struct ptimer *stale;
-	int64_t last_msg_ms;
-	bool stale_lost, will_lost; /* in error for want of messages, or by the device's will */
-	struct ptimer *batch;
-	json_t *batch_obj;          /* topic -> array of the batch's objects */
-};
-
-struct mqtt_tag {
-	struct stag *t;
-	struct mqtt_tag *rnext;     /* route chain */
-	const char *rkey;           /* topic (acquired) or command topic (served) */
-	bool is_cmd;
-	struct mqtt_tag_addr addr;  /* acquired */
-	struct mqtt_src src[2];     /* served: its messages in each path's queue */
-	bool have_last;             /* served: the last published value, for the deadband */
-	double last;
-	unsigned last_q;
-	struct ptimer *period;
-};
-
-/* A command whose write the hub carries; answered on its response topic. */
-struct mqtt_cmd {
-	LIST_ENTRY(mqtt_cmd) link;
-	struct mqtt_line *ml;
-	int pathi;
-	struct write_req *req;
-	uint8_t qos;
-	char *topic;
-	uint8_t *corr;
-	size_t corr_len;
-	char tag[128];
-};
-
-static void mqtt_pump(struct mqtt_session *ms);
-static void mqtt_publish_current(struct mqtt_session *ms, bool session_present);
-
-/* Monotonic ms, for the intervals (keep alive, reply_timeout): a step of the wall clock
- * must not close a connection. Commands' ages are wall-clock (time_now_ms). */
-static int64_t
-mqtt_now(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static const char *
 mqtt_vname(enum mqtt_version v)
 {
 	return v == MQTT_V5 ? "5" : "3.1.1";
-}
-
-/* The session path of s: the backup's own on a dual line, else the one path. */
-static int
-mqtt_path_index(const struct mqtt_line *ml, const struct session *s)
-{
-	return ml->npaths == 2 && session_path(s) == PATH_BACKUP ? 1 : 0;
-}
-
-static void
-mqtt_gauges(struct mqtt_line *ml)
-{
-	size_t n = 0, b = 0;
-
-	for (int i = 0; i < ml->npaths; i++) {
-		n += ml->path[i].nmsgs;
-		b += ml->path[i].nbytes;
-	}
-	line_counter_set(ml->l, MQC_QUEUED_MSGS, n);
-	line_counter_set(ml->l, MQC_QUEUED_BYTES, b);
-}
-
-/* ---- sending ---- */
-
-static uint8_t *mqtt_obuf;
-static size_t mqtt_ocap;
-
-/* Encode p into the shared output buffer: its length, or -1 (logged). */
-static long
-mqtt_encode_buf(struct mqtt_session *ms, const struct mqtt_packet *p)
-{
-	char err[200];
-	long n = mqtt_encode(p, ms->v, mqtt_obuf, mqtt_ocap, err, sizeof(err));
-
-	if (n > (long)mqtt_ocap) {
-		size_t cap = (size_t)n + 256;
-		uint8_t *b = realloc(mqtt_obuf, cap);
-		if (!b) {
-			log_warnx("line %s: %s: out of memory encoding %s", line_name(ms->ml->l), session_peer(ms->s),
-			    mqtt_type_name(p->type));
-			return -1;
-		}
-		mqtt_obuf = b;
-		mqtt_ocap = cap;
-		n = mqtt_encode(p, ms->v, mqtt_obuf, mqtt_ocap, err, sizeof(err));
-	}
-	if (n < 0)
-		log_warnx("line %s: %s: %s not sent: %s", line_name(ms->ml->l), session_peer(ms->s),
-		    mqtt_type_name(p->type), err);
-	return n;
-}
-
-static void
-mqtt_write(struct mqtt_session *ms, const struct mqtt_packet *p, size_t n)
-{
-	session_write(ms->s, mqtt_obuf, n);
-	session_count_frame(ms->s, true);
-	ms->last_tx = mqtt_now();
-	ms->tx_total += n;
-	if (session_tracing(ms->s)) {
-		char text[600];
-		mqtt_describe(p, text, sizeof(text));
-		session_trace(ms->s, true, mqtt_obuf, n, text);
-	}
-}
-
-static int
-mqtt_send(struct mqtt_session *ms, const struct mqtt_packet *p)
-{
-	long n = mqtt_encode_buf(ms, p);
-
-	if (n < 0)
-		return -1;
-	mqtt_write(ms, p, (size_t)n);
-	return 0;
-}
-
-/* Close for a reason komd found (kept for on_close). */
-static void
-mqtt_close(struct mqtt_session *ms, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void
-mqtt_close(struct mqtt_session *ms, const char *fmt, ...)
-{
-	va_list ap;
-
-	va_start(ap, fmt);
-	vsnprintf(ms->why, sizeof(ms->why), fmt, ap);
-	va_end(ap);
-	session_close(ms->s, ms->why);
-}
-
-static void
-mqtt_send_ack(struct mqtt_session *ms, enum mqtt_type t, uint16_t pid, uint8_t reason)
-{
-	struct mqtt_packet p;
-
-	memset(&p, 0, sizeof(p));
-	p.type = t;
-	p.packet_id = pid;
-	p.reason_code = reason;
-	mqtt_send(ms, &p);
-}
-
-static void
-mqtt_ping(struct mqtt_session *ms)
-{
-	struct mqtt_packet p;
-
-	if (ms->ping_ms)
-		return;
-	memset(&p, 0, sizeof(p));
-	p.type = MQTT_PINGREQ;
-	if (mqtt_send(ms, &p) == 0) {
-		ms->ping_ms = mqtt_now();
-		ms->ping_mark = ms->tx_total;
-	}
-}
-
-/* ---- topic aliases komd sends (3.3.2.3.4): per connection, up to the broker's maximum ---- */
-
-static int
-mqtt_alias_out(struct mqtt_session *ms, const char *topic, bool *known)
-{
-	uint32_t h;
-	int i;
-
-	*known = false;
-	if (ms->alias_out_max == 0)
-		return 0;
-	if (!ms->alias_out) {
-		ms->alias_out_cap = 2;
-		while (ms->alias_out_cap < 2 * ms->alias_out_max)
-			ms->alias_out_cap <<= 1;
-		if ((ms->alias_out = calloc((size_t)ms->alias_out_cap, sizeof(*ms->alias_out))) == NULL) {
-			ms->alias_out_max = 0;
-			return 0;
-		}
-	}
-	h = str_hash(topic);
-	for (i = (int)(h & (uint32_t)(ms->alias_out_cap - 1)); ms->alias_out[i].topic;
-	    i = (i + 1) & (ms->alias_out_cap - 1))
-		if (strcmp(ms->alias_out[i].topic, topic) == 0) {
-			*known = true;
-			return ms->alias_out[i].alias;
-		}
-	if (ms->alias_out_n >= ms->alias_out_max || (ms->alias_out[i].topic = strdup(topic)) == NULL)
-		return 0;
-	ms->alias_out[i].alias = (uint16_t)++ms->alias_out_n;
-	return ms->alias_out[i].alias;
-}
-
-static void
-mqtt_alias_free(struct mqtt_session *ms)
-{
-	for (int i = 0; ms->alias_out && i < ms->alias_out_cap; i++)
-		free(ms->alias_out[i].topic);
-	free(ms->alias_out);
-	ms->alias_out = NULL;
-	for (int i = 0; ms->alias_in && i <= ms->alias_in_max; i++)
-		free(ms->alias_in[i]);
-	free(ms->alias_in);
-	ms->alias_in = NULL;
-}
-
-/* ---- the outgoing queue ---- */
-
-static void
-mqtt_drop_log(struct mqtt_line *ml, struct mqtt_path *p)
-{
-	if (!p->dropped)
-		return;
-	log_warnx("line %s: %s session: queue full: dropped %llu message%s, oldest first (queue_messages %d, "
-	    "queue_bytes %d)", line_name(ml->l), p->name, (unsigned long long)p->dropped, p->dropped == 1 ? "" : "s",
-	    ml->c->queue_messages, ml->c->queue_bytes);
-	p->dropped = 0;
-	p->drop_logged_ms = mqtt_now();
-}
-
-static void
-mqtt_drop_timer_cb(void *arg)
-{
-	struct mqtt_line *ml = arg;
-
-	for (int i = 0; i < ml->npaths; i++)
-		mqtt_drop_log(ml, &ml->path[i]);
-}
-
-/* Queue a message on path i (or every path, i < 0), and send what the window allows. */
-static void
-mqtt_enqueue(struct mqtt_line *ml, int i, const char *topic, const void *payload, size_t len, uint8_t qos,
-    bool retain, const void *corr, size_t corr_len, struct mqtt_src *src)
-{
-	for (int k = 0; k < ml->npaths; k++) {
-		struct mqtt_path *p = &ml->path[k];
-		struct mqtt_msg *m;
-		unsigned dropped;
-
-		if (i >= 0 && k != i)
-			continue;
-		if ((m = mqtt_msg_new(topic, payload, len, qos, retain, corr, corr_len)) == NULL) {
-			dropped = 1;
-			if (src)
-				src[k].need = true;
-		} else {
-			m->src = src ? &src[k] : NULL;
-			dropped = mqtt_path_push(p, m, (size_t)ml->c->queue_messages, (size_t)ml->c->queue_bytes);
-		}
-		if (dropped) {
-			line_counter_add(ml->l, MQC_QUEUE_DROPPED, dropped);
-			p->dropped += dropped;
-			if (mqtt_now() - p->drop_logged_ms >= MQTT_DROP_LOG_MS)
-				mqtt_drop_log(ml, p);
-			else if (ml->drop_timer && !ptimer_pending(ml->drop_timer))
-				ptimer_start(ml->drop_timer, MQTT_DROP_LOG_MS);
-		}
-		if (p->s)
-			mqtt_pump(session_priv(p->s));
-	}
-	mqtt_gauges(ml);
-}
-
-static void
-mqtt_on_wire(struct mqtt_path *p, struct mqtt_msg *m)
-{
-	m->on_wire = true;
-	m->sent_ms = mqtt_now();
-	p->nwire++;
-}
-
-/* Send one queued message (first send, or again after a reconnection). 0 sent (or
- * dropped as oversize), -1 the connection cannot take it now. */
-static int
-mqtt_send_msg(struct mqtt_session *ms, struct mqtt_msg *m)
-{
-	struct mqtt_path *p = ms->p;
-	struct mqtt_packet pk;
-	bool known = false;
-	long n;
-
-	memset(&pk, 0, sizeof(pk));
-	if (m->state == MM_RELEASED) {
-		pk.type = MQTT_PUBREL;
-		pk.packet_id = m->pid;
-		if (mqtt_send(ms, &pk) != 0)
-			return -1;
-		line_counter_add(ms->ml->l, MQC_REDELIVERED, 1);
-		mqtt_on_wire(p, m);
-		return 0;
-	}
-	pk.type = MQTT_PUBLISH;
-	pk.qos = m->pid ? m->qos : (m->qos > ms->max_qos ? ms->max_qos : m->qos);
-	pk.retain = m->retain && ms->retain_ok;
-	pk.dup = m->dup;
-	pk.topic.p = m->topic;
-	pk.topic.len = strlen(m->topic);
-	pk.payload.p = m->payload;
-	pk.payload.len = m->len;
-	if (ms->v == MQTT_V5) {
-		int a = mqtt_alias_out(ms, m->topic, &known);
-		if (a) {
-			MQTT_PROP_SET(&pk.props, MQTT_P_TOPIC_ALIAS);
-			pk.props.topic_alias = (uint16_t)a;
-			if (known)
-				pk.topic.len = 0, pk.topic.p = "";
-		}
-		if (m->corr) {
-			MQTT_PROP_SET(&pk.props, MQTT_P_CORRELATION_DATA);
-			pk.props.correlation_data.p = m->corr;
-			pk.props.correlation_data.len = m->corr_len;
-		}
-	}
-	if (pk.qos && !m->pid) {
-		if ((m->pid = mqtt_path_new_pid(p)) == 0)
-			return -1; /* 65,535 in flight: wait */
-		m->qos = pk.qos;
-		m->state = MM_SENT;
-	}
-	pk.packet_id = m->pid;
-	n = mqtt_encode_buf(ms, &pk);
-	if (n < 0 || (uint32_t)n > ms->max_out) {
-		/* too large for this broker (or not encodable): dropped here, never a reconnect loop */
-		if (n >= 0) {
-			line_counter_add(ms->ml->l, MQC_OVERSIZE_DROPPED, 1);
-			log_warnx("line %s: %s: message to %s dropped: %ld bytes, more than the broker's Maximum Packet "
-			    "Size %u", line_name(ms->ml->l), session_peer(ms->s), m->topic, n, ms->max_out);
-		}
-		if (m->src)
-			m->src->need = true;
-		mqtt_path_remove(p, m);
-		return 0;
-	}
-	if (m->dup)
-		line_counter_add(ms->ml->l, MQC_REDELIVERED, 1);
-	else
-		line_counter_add(ms->ml->l, MQC_PUBLISHED, 1);
-	mqtt_write(ms, &pk, (size_t)n);
-	if (pk.qos == 0) {
-		mqtt_path_remove(p, m);
-		return 0;
-	}
-	m->dup = true; /* a later send with this packet id is a redelivery */
-	mqtt_on_wire(p, m);
-	return 0;
-}
-
-/* Send queued messages in order while the in-flight window and the flow window allow. */
-static void
-mqtt_pump(struct mqtt_session *ms)
-{
-	struct mqtt_path *p = ms->p;
-	struct mqtt_msg *m;
-
-	if (ms->state != MSS_UP || session_closing(ms->s))
-		return;
-	while ((m = p->next) != NULL) {
-		bool acked = m->state != MM_NEW || (m->qos > 0 && ms->max_qos > 0);
-		if (ms->tx_total - ms->confirmed > MQTT_FLOW_WINDOW) {
-			mqtt_ping(ms); /* its PINGRESP says the broker has read up to here */
-			break;
-		}
-		if (acked && p->nwire >= ms->window)
-			break;
-		p->next = TAILQ_NEXT(m, link);
-		if (mqtt_send_msg(ms, m) != 0) {
-			p->next = m;
-			break;
-		}
-		if (session_closing(ms->s))
-			break;
-	}
-	mqtt_gauges(ms->ml);
-}
-
-/* ---- acknowledgements of our publishes (4.3.2, 4.3.3) ---- */
-
-static int
-mqtt_on_ack(struct mqtt_session *ms, const struct mqtt_packet *pk)
-{
-	struct mqtt_path *p = ms->p;
-	struct mqtt_msg *m = mqtt_path_find(p, pk->packet_id);
-	struct line *l = ms->ml->l;
-
-	if (!m) {
-		if (pk->type == MQTT_PUBREC) {
-			/* not ours (any more): release it so the broker can forget it (v5: not found) */
-			log_debug("line %s: %s: PUBREC for unknown packet id %u", line_name(l), session_peer(ms->s),
-			    pk->packet_id);
-			mqtt_send_ack(ms, MQTT_PUBREL, pk->packet_id, ms->v == MQTT_V5 ? 0x92 : 0);
-		} else
-			log_debug("line %s: %s: %s for unknown packet id %u ignored", line_name(l), session_peer(ms->s),
-			    mqtt_type_name(pk->type), pk->packet_id);
-		return 0;
-	}
-	if (pk->reason_code >= 0x80)
-		log_warnx("line %s: %s: message to %s refused by the broker: %s", line_name(l), session_peer(ms->s),
-		    m->topic, mqtt_reason_name(ms->v, pk->type, pk->reason_code));
-	switch (pk->type) {
-	case MQTT_PUBACK:
-		if (m->qos != 1 || m->state != MM_SENT) {
-			session_protocol_error(ms->s, "PUBACK for packet id %u, a QoS %u message (4.3.2)", pk->packet_id, m->qos);
-			return -1;
-		}
-		mqtt_path_remove(p, m);
-		break;
-	case MQTT_PUBREC:
-		if (m->qos != 2) {
-			session_protocol_error(ms->s, "PUBREC for packet id %u, a QoS %u message (4.3.3)", pk->packet_id, m->qos);
-			return -1;
-		}
-		if (pk->reason_code >= 0x80) {
-			mqtt_path_remove(p, m); /* refused: the exchange ends here (v5 4.3.3) */
-			break;
-		}
-		m->state = MM_RELEASED;
-		m->sent_ms = mqtt_now();
-		mqtt_send_ack(ms, MQTT_PUBREL, m->pid, 0);
-		break;
-	case MQTT_PUBCOMP:
-		if (m->state != MM_RELEASED) {
-			session_protocol_error(ms->s, "PUBCOMP for packet id %u before its PUBREC (4.3.3)", pk->packet_id);
-			return -1;
-		}
-		mqtt_path_remove(p, m);
-		break;
-	default:
-		break;
-	}
-	mqtt_pump(ms);
-	return 0;
 }
 
 /* ---- routing of received messages ---- */
@@ -585,13 +78,34 @@ mqtt_route_build(struct mqtt_line *ml)
 	return 0;
 }
 
+/* A payload a tag cannot take: the tag invalid, the error counted and logged with its
+ * topic; a publisher can send them as fast as it likes, so at most MQTT_PERR_BURST are
+ * logged in MQTT_DROP_LOG_MS (the same one twice in a row only once), the rest summed. */
+#define MQTT_PERR_BURST 10
+
 static void
 mqtt_tag_invalid(struct mqtt_line *ml, struct stag *t, const char *topic, const char *why)
 {
+	int64_t now = mqtt_now();
 	char msg[400];
 
 	stag_set_quality(t, stag_quality(t) | Q_INVALID);
 	line_counter_add(ml->l, MQC_PAYLOAD_ERRORS, 1);
+	if (now - ml->perr_window >= MQTT_DROP_LOG_MS) {
+		if (ml->perr_more)
+			log_warnx("line %s: %llu more payload error%s not logged (mqtt_payload_errors_total)",
+			    line_name(ml->l), (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
+		ml->perr_window = now;
+		ml->perr_burst = 0;
+		ml->perr_more = 0;
+	}
+	if (ml->perr_burst >= MQTT_PERR_BURST) {
+		if (ml->perr_more++ == 0 && ml->drop_timer && !ptimer_pending(ml->drop_timer))
+			ptimer_start(ml->drop_timer, (int)(ml->perr_window + MQTT_DROP_LOG_MS - now));
+		station_count_error(stag_station(t));
+		return;
+	}
+	ml->perr_burst++;
 	snprintf(msg, sizeof(msg), "tag %s: topic %s: %s", stag_name(t), topic, why);
 	station_note_error(stag_station(t), msg); /* logged when it differs from the last */
 }
@@ -647,8 +161,6 @@ mqtt_rx_tag(struct mqtt_line *ml, struct mqtt_tag *mt, struct mqtt_rx *rx)
 	value_clear(&v);
 }
 
-static void mqtt_command(struct mqtt_session *ms, struct mqtt_tag *mt, const struct mqtt_packet *pk,
-    const char *topic);
 
 /* Stations whose filter takes the topic: the message is a sign of life (stale_timeout),
  * or the device's last will (the station in error until its next ordinary message). */
@@ -723,7 +235,7 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 	if (ms->v == MQTT_V5 && MQTT_PROP_HAS(&pk->props, MQTT_P_TOPIC_ALIAS)) {
 		uint16_t a = pk->props.topic_alias;
 		if (a == 0 || a > c->topic_alias_maximum) {
-			session_protocol_error(ms->s, "PUBLISH: topic alias %u over the Topic Alias Maximum %d komd sent "
+			mqtt_proto_error(ms, 0x94, "PUBLISH: topic alias %u over the Topic Alias Maximum %d komd sent "
 			    "(3.3.2.3.4)", a, c->topic_alias_maximum);
 			return -1;
 		}
@@ -736,14 +248,14 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 			free(ms->alias_in[a]);
 			ms->alias_in[a] = t;
 		} else if (!ms->alias_in[a]) {
-			session_protocol_error(ms->s, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
+			mqtt_proto_error(ms, 0x82, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
 			return -1;
 		} else {
 			pk->topic.p = ms->alias_in[a];
 			tlen = strlen(ms->alias_in[a]);
 		}
 	} else if (tlen == 0) {
-		session_protocol_error(ms->s, "PUBLISH: empty topic name without a topic alias (3.3.2.1)");
+		mqtt_proto_error(ms, 0x82, "PUBLISH: empty topic name without a topic alias (3.3.2.1)");
 		return -1;
 	}
 	memcpy(topic, pk->topic.p, tlen);
@@ -766,108 +278,6 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 		break;
 	}
 	return 0;
-}
-
-/* ---- commands ---- */
-
-static void
-mqtt_cmd_answer(struct mqtt_line *ml, int pathi, const char *topic, uint8_t qos, const void *corr, size_t corr_len,
-    bool ok, const char *msg)
-{
-	char *text = mqtt_command_response(ok, msg);
-
-	if (!text) {
-		log_warnx("line %s: response to %s: out of memory", line_name(ml->l), topic);
-		return;
-	}
-	mqtt_enqueue(ml, pathi, topic, text, strlen(text), qos, false, corr, corr_len, NULL);
-	free(text);
-}
-
-static void
-mqtt_cmd_free(struct mqtt_cmd *cmd)
-{
-	LIST_REMOVE(cmd, link);
-	free(cmd);
-}
-
-static void
-mqtt_cmd_done_cb(void *arg, int status, const char *msg)
-{
-	struct mqtt_cmd *cmd = arg;
-
-	mqtt_cmd_answer(cmd->ml, cmd->pathi, cmd->topic, cmd->qos, cmd->corr, cmd->corr_len, status == 0,
-	    status == 0 ? NULL : msg);
-	mqtt_cmd_free(cmd);
-}
-
-/* A message on a served tag's command topic: a write through the hub, its result on the
- * response topic (TOPIC/response, or the v5 Response Topic with its Correlation Data). */
-static void
-mqtt_command(struct mqtt_session *ms, struct mqtt_tag *mt, const struct mqtt_packet *pk, const char *topic)
-{
-	struct mqtt_line *ml = ms->ml;
-	const struct mqtt_tag_conf *tc = stag_conf(mt->t)->pconf;
-	const struct station_conf *sc = station_conf(stag_station(mt->t));
-	int pathi = mqtt_path_index(ml, ms->s);
-	char rtopic_buf[65536];
-	const char *rtopic = rtopic_buf;
-	const void *corr = NULL;
-	size_t corr_len = 0;
-	struct value v;
-	int64_t issued = 0;
-	char err[200];
-
-	line_counter_add(ml->l, MQC_COMMANDS, 1);
-	if (ms->v == MQTT_V5 && MQTT_PROP_HAS(&pk->props, MQTT_P_RESPONSE_TOPIC)) {
-		snprintf(rtopic_buf, sizeof(rtopic_buf), "%.*s", (int)pk->props.response_topic.len,
-		    pk->props.response_topic.p);
-	} else
-		snprintf(rtopic_buf, sizeof(rtopic_buf), "%s/response", topic);
-	if (ms->v == MQTT_V5 && MQTT_PROP_HAS(&pk->props, MQTT_P_CORRELATION_DATA)) {
-		corr = pk->props.correlation_data.p;
-		corr_len = pk->props.correlation_data.len;
-	}
-	if (mqtt_command_parse(stag_type(mt->t), mqtt_tag_payload_of(sc, stag_conf(mt->t)) == MQTT_PAYLOAD_JSON,
-	    pk->payload.p, pk->payload.len, &v, &issued, err, sizeof(err)) != 0) {
-		line_counter_add(ml->l, MQC_COMMANDS_REFUSED, 1);
-		log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic, err);
-		mqtt_cmd_answer(ml, pathi, rtopic, (uint8_t)tc->qos, corr, corr_len, false, err);
-		return;
-	}
-	if (ml->c->command_max_age_ms && issued && time_now_ms() - issued > ml->c->command_max_age_ms) {
-		snprintf(err, sizeof(err), "command too old: issued %.1f s ago, command_max_age is %.1f s",
-		    (time_now_ms() - issued) / 1000.0, ml->c->command_max_age_ms / 1000.0);
-		line_counter_add(ml->l, MQC_COMMANDS_REFUSED, 1);
-		log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic, err);
-		mqtt_cmd_answer(ml, pathi, rtopic, (uint8_t)tc->qos, corr, corr_len, false, err);
-		value_clear(&v);
-		return;
-	}
-	size_t tl = strlen(rtopic) + 1;
-	struct mqtt_cmd *cmd = calloc(1, sizeof(*cmd) + tl + corr_len);
-	if (!cmd) {
-		mqtt_cmd_answer(ml, pathi, rtopic, (uint8_t)tc->qos, corr, corr_len, false, "out of memory");
-		value_clear(&v);
-		return;
-	}
-	cmd->ml = ml;
-	cmd->pathi = pathi;
-	cmd->qos = (uint8_t)tc->qos;
-	cmd->topic = (char *)(cmd + 1);
-	memcpy(cmd->topic, rtopic, tl);
-	if (corr) {
-		cmd->corr = (uint8_t *)cmd->topic + tl;
-		memcpy(cmd->corr, corr, corr_len);
-		cmd->corr_len = corr_len;
-	}
-	snprintf(cmd->tag, sizeof(cmd->tag), "%s", stag_name(mt->t));
-	LIST_INSERT_HEAD(&ml->cmds, cmd, link);
-	/* answered at once (a memory tag): the callback freed cmd already */
-	struct write_req *req = stag_write(mt->t, &v, mqtt_cmd_done_cb, cmd);
-	if (req)
-		cmd->req = req;
-	value_clear(&v);
 }
 
 /* ---- subscriptions (3.8, 3.9) ---- */
@@ -974,7 +384,7 @@ mqtt_on_suback(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	for (k = 0; k < ms->nsubs && ms->subs[k].pid != pk->packet_id; k++)
 		;
 	if (k == ms->nsubs) {
-		session_protocol_error(ms->s, "SUBACK for packet id %u, which no SUBSCRIBE had (3.9.2)", pk->packet_id);
+		mqtt_proto_error(ms, 0x82, "SUBACK for packet id %u, which no SUBSCRIBE had (3.9.2)", pk->packet_id);
 		return -1;
 	}
 	station = ms->subs[k].station;
@@ -1038,7 +448,7 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 		return -1;
 	}
 	if (pk->session_present && c->clean_session) {
-		session_protocol_error(ms->s, "CONNACK: Session Present 1 after a CONNECT with Clean Session (3.2.2.2)");
+		mqtt_proto_error(ms, 0x82, "CONNACK: Session Present 1 after a CONNECT with Clean Session (3.2.2.2)");
 		return -1;
 	}
 	ms->window = c->max_inflight;
@@ -1085,6 +495,9 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	if (session_closing(ms->s))
 		return -1;
 	mqtt_pump(ms);
+	if (c->will_online_payload) /* the counterpart of the will: komd is here */
+		mqtt_enqueue(ml, mqtt_path_index(ml, ms->s), c->will_topic, c->will_online_payload,
+		    strlen(c->will_online_payload), (uint8_t)c->will_qos, c->will_retain, NULL, 0, NULL);
 	mqtt_publish_current(ms, pk->session_present);
 	return 0;
 }
@@ -1202,7 +615,8 @@ mqtt_on_connect(struct session *s)
 	ms->connect_ms = ms->last_rx = ms->last_tx = now;
 	ms->inited = true;
 	if ((ms->subscribed = calloc((size_t)line_nstations(l) + 1, sizeof(bool))) == NULL ||
-	    (ms->tick = session_timer(s, mqtt_tick_cb, ms)) == NULL) {
+	    (ms->tick = session_timer(s, mqtt_tick_cb, ms)) == NULL ||
+	    (ms->flush = session_timer(s, mqtt_flush_cb, ms)) == NULL) {
 		mqtt_close(ms, "out of memory");
 		return;
 	}
@@ -1247,6 +661,9 @@ mqtt_on_close(struct session *s)
 	free(ms->subscribed);
 	ms->subscribed = NULL;
 	mqtt_alias_free(ms);
+	free(ms->out);
+	ms->out = NULL;
+	ms->out_len = 0;
 	ms->inited = false;
 }
 
@@ -1266,6 +683,18 @@ mqtt_on_takeover(struct session *s)
 		}
 }
 
+/* The frames of a read are handled: what they made komd send goes out in one write. */
+static void
+mqtt_frames_done(struct session *s)
+{
+	struct mqtt_session *ms = session_priv(s);
+
+	if (!ms->inited)
+		return;
+	ms->in_read = false;
+	mqtt_flush(ms);
+}
+
 static long
 mqtt_frame_len_cb(const uint8_t *buf, size_t len, char *err, size_t errlen)
 {
@@ -1281,14 +710,15 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 
 	if (!ms->inited)
 		return -1;
+	ms->in_read = true;
 	ms->last_rx = mqtt_now();
 	if (len > (size_t)ms->ml->c->max_packet_size) {
-		session_protocol_error(s, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
+		mqtt_proto_error(ms, 0x95, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
 		    ms->ml->c->max_packet_size);
 		return -1;
 	}
 	if (mqtt_decode(frame, len, ms->v, &pk, err, sizeof(err)) != 0) {
-		session_protocol_error(s, "%s", err);
+		mqtt_proto_error(ms, 0x81, "%s", err);
 		return -1;
 	}
 	if (session_tracing(s)) {
@@ -1297,14 +727,14 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		session_trace(s, false, frame, len, text);
 	}
 	if (ms->state == MSS_CONNECTING && pk.type != MQTT_CONNACK) {
-		session_protocol_error(s, "%s before CONNACK (3.2: the first packet from the server is CONNACK)",
+		mqtt_proto_error(ms, 0x82, "%s before CONNACK (3.2: the first packet from the server is CONNACK)",
 		    mqtt_type_name(pk.type));
 		return -1;
 	}
 	switch (pk.type) {
 	case MQTT_CONNACK:
 		if (ms->state != MSS_CONNECTING) {
-			session_protocol_error(s, "a second CONNACK (3.2)");
+			mqtt_proto_error(ms, 0x82, "a second CONNACK (3.2)");
 			return -1;
 		}
 		return mqtt_on_connack(ms, &pk) == 0 || session_closing(s) ? 0 : -1;
@@ -1314,10 +744,13 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 	case MQTT_PUBREC:
 	case MQTT_PUBCOMP:
 		return mqtt_on_ack(ms, &pk);
-	case MQTT_PUBREL:
+	case MQTT_PUBREL: {
+		/* PUBCOMP either way (4.3.3); v5 says when the id was not open: 0x92 */
+		bool open = mqtt_bit(ms->p->qos2_in, pk.packet_id);
 		mqtt_bit_clr(ms->p->qos2_in, pk.packet_id);
-		mqtt_send_ack(ms, MQTT_PUBCOMP, pk.packet_id, 0);
+		mqtt_send_ack(ms, MQTT_PUBCOMP, pk.packet_id, open || ms->v != MQTT_V5 ? 0 : 0x92);
 		return 0;
+	}
 	case MQTT_SUBACK:
 		return mqtt_on_suback(ms, &pk);
 	case MQTT_UNSUBACK:
@@ -1335,171 +768,8 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		    pk.props.reason_string.p ? pk.props.reason_string.p : "");
 		return 0;
 	default:
-		session_protocol_error(s, "%s from a server (2.1.2)", mqtt_type_name(pk.type));
+		mqtt_proto_error(ms, 0x82, "%s from a server (2.1.2)", mqtt_type_name(pk.type));
 		return -1;
-	}
-}
-
-/* ---- publishing served tags ---- */
-
-static void
-mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
-{
-	const struct tag_conf *tc = stag_conf(t);
-	const struct mqtt_tag_conf *c = tc->pconf;
-	const struct station_conf *sc = station_conf(stag_station(t));
-	struct mqtt_tag *mt = stag_priv(t);
-	char text[4096];
-
-	if (mqtt_tag_payload_of(sc, tc) == MQTT_PAYLOAD_JSON) {
-		json_t *o = stag_json(t);
-		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-		if (!s) {
-			log_warnx("line %s: tag %s: out of memory for its JSON", line_name(ml->l), stag_name(t));
-			json_decref(o);
-			return;
-		}
-		mqtt_enqueue(ml, pathi, c->publish, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
-		free(s);
-		json_decref(o);
-		return;
-	}
-	/* text: the value; an invalid one as an empty payload (no value known; retained, it
-	 * clears the broker's retained message) */
-	int n = 0;
-	if (!(stag_quality(t) & Q_INVALID) && (n = mqtt_value_text(stag_value(t), text, sizeof(text))) < 0) {
-		const struct value *v = stag_value(t);
-		if (v->type == VT_STRING) {
-			mqtt_enqueue(ml, pathi, c->publish, v->s, strlen(v->s), (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
-			return;
-		}
-		n = 0;
-	}
-	mqtt_enqueue(ml, pathi, c->publish, text, (size_t)n, (uint8_t)c->qos, c->retain, NULL, 0, mt->src);
-}
-
-/* batch_ms: the station's JSON changes, one array per topic */
-static void
-mqtt_batch_cb(void *arg)
-{
-	struct mqtt_station *mst = arg;
-	struct mqtt_line *ml = line_priv(station_line(mst->st));
-	const char *topic;
-	json_t *arr;
-
-	if (!mst->batch_obj)
-		return;
-	json_object_foreach(mst->batch_obj, topic, arr) {
-		char *s = json_dumps(arr, JSON_COMPACT);
-		if (!s)
-			continue;
-		/* the tags of one topic share its qos and retain: the first tag's */
-		for (int i = 0; i < station_ntags(mst->st); i++) {
-			const struct mqtt_tag_conf *c = stag_conf(station_stag(mst->st, i))->pconf;
-			if (c->publish && strcmp(c->publish, topic) == 0) {
-				mqtt_enqueue(ml, -1, topic, s, strlen(s), (uint8_t)c->qos, c->retain, NULL, 0, NULL);
-				break;
-			}
-		}
-		free(s);
-	}
-	json_decref(mst->batch_obj);
-	mst->batch_obj = NULL;
-}
-
-static bool
-mqtt_batch_add(struct mqtt_station *mst, struct stag *t)
-{
-	const struct mqtt_tag_conf *c = stag_conf(t)->pconf;
-	json_t *arr, *o;
-
-	if (!mst->batch_obj && (mst->batch_obj = json_object()) == NULL)
-		return false;
-	if ((arr = json_object_get(mst->batch_obj, c->publish)) == NULL) {
-		if ((arr = json_array()) == NULL || json_object_set_new(mst->batch_obj, c->publish, arr) != 0)
-			return false;
-	}
-	if ((o = stag_json(t)) == NULL || json_array_append_new(arr, o) != 0)
-		return false;
-	if (!ptimer_pending(mst->batch))
-		ptimer_start(mst->batch, ((const struct mqtt_station_conf *)station_conf(mst->st)->pconf)->batch_ms);
-	return true;
-}
-
-static void
-mqtt_publish_tag(struct stag *t)
-{
-	struct station *st = stag_station(t);
-	struct mqtt_station *mst = station_priv(st);
-	const struct mqtt_station_conf *sc = station_conf(st)->pconf;
-
-	if (sc->batch_ms && mqtt_tag_payload_of(station_conf(st), stag_conf(t)) == MQTT_PAYLOAD_JSON &&
-	    mqtt_batch_add(mst, t))
-		return;
-	mqtt_publish_tag_on(line_priv(station_line(st)), -1, t);
-}
-
-static double
-mqtt_number(const struct value *v)
-{
-	return v->type == VT_FLOAT ? v->f : (double)v->i;
-}
-
-static void
-mqtt_tag_change(struct stag *t)
-{
-	struct mqtt_tag *mt = stag_priv(t);
-	const struct mqtt_tag_conf *c = stag_conf(t)->pconf;
-	const struct value *v = stag_value(t);
-	unsigned q = stag_quality(t);
-
-	if (!c->publish)
-		return;
-	if (c->deadband_milli && mt->have_last && q == mt->last_q && (v->type == VT_INT || v->type == VT_FLOAT) &&
-	    fabs(mqtt_number(v) - mt->last) < c->deadband_milli / 1000.0)
-		return;
-	if (v->type == VT_INT || v->type == VT_FLOAT)
-		mt->last = mqtt_number(v);
-	mt->last_q = q;
-	mt->have_last = true;
-	mqtt_publish_tag(t);
-}
-
-/* period: the value again on the connected paths (a queue of repeats helps nobody) */
-static void
-mqtt_period_cb(void *arg)
-{
-	struct mqtt_tag *mt = arg;
-	struct mqtt_line *ml = line_priv(station_line(stag_station(mt->t)));
-	const struct mqtt_tag_conf *c = stag_conf(mt->t)->pconf;
-
-	for (int i = 0; i < ml->npaths; i++)
-		if (ml->path[i].s)
-			mqtt_publish_tag_on(ml, i, mt->t);
-	ptimer_start(mt->period, c->period_ms);
-}
-
-/* After a (re)connection, every served tag's current value once on this path, so that a
- * new subscriber is never left without state; but not where that would only repeat it:
- * a tag with messages still queued (its latest is among them: the oldest are dropped
- * first), or whose latest the broker acknowledged in the session it kept (Session
- * Present 1). A repeat would break QoS 2's exactly once for a subscriber. */
-static void
-mqtt_publish_current(struct mqtt_session *ms, bool session_present)
-{
-	struct line *l = ms->ml->l;
-	int pathi = mqtt_path_index(ms->ml, ms->s);
-
-	for (int i = 0; i < line_nstations(l); i++) {
-		struct station *st = line_station(l, i);
-		for (int j = 0; j < station_ntags(st) && !session_closing(ms->s); j++) {
-			struct stag *t = station_stag(st, j);
-			struct mqtt_src *src = &((struct mqtt_tag *)stag_priv(t))->src[pathi];
-			if (!((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish || src->inq ||
-			    (session_present && !src->need))
-				continue;
-			mqtt_publish_tag_on(ms->ml, pathi, t);
-		}
 	}
 }
 
@@ -1541,11 +811,16 @@ mqtt_line_free(struct line *l)
 	struct mqtt_line_conf *c = line_conf(l)->pconf;
 	struct mqtt_cmd *cmd;
 
+	mqtt_drop_timer_cb(ml); /* drops not yet logged: now */
 	while ((cmd = LIST_FIRST(&ml->cmds)) != NULL) {
 		if (cmd->req)
 			write_req_detach(cmd->req); /* the write goes on; its result is logged */
 		mqtt_cmd_free(cmd);
 	}
+	for (int i = 0; i < ml->npaths; i++)
+		if (ml->path[i].nmsgs) /* the queue lives with the line: a restart of the line loses it */
+			log_warnx("line %s: %s session: %zu queued message%s dropped with the line", line_name(l),
+			    ml->path[i].name, ml->path[i].nmsgs, ml->path[i].nmsgs == 1 ? "" : "s");
 	for (int i = 0; i < 2; i++)
 		mqtt_path_free(&ml->path[i]);
 	free(ml->route);
@@ -1671,6 +946,7 @@ const struct proto_ops mqtt_client_ops = {
 	.max_frame = MQTT_SPEC_MAX_PACKET,
 	.frame_len = mqtt_frame_len_cb,
 	.on_frame = mqtt_on_frame,
+	.on_frames_done = mqtt_frames_done,
 	.on_close = mqtt_on_close,
 	.on_takeover = mqtt_on_takeover,
 	.on_tag_change = mqtt_tag_change,

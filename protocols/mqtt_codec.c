@@ -641,6 +641,8 @@ props_get(struct rd *r, struct mqtt_props *pr, unsigned where)
 		if (prop_range(pi, (int)id, x, why, sizeof(why)) < 0)
 			return RFAIL(r, "%s", why);
 	}
+	if (MQTT_PROP_HAS(pr, MQTT_P_AUTH_DATA) && !MQTT_PROP_HAS(pr, MQTT_P_AUTH_METHOD))
+		return RFAIL(r, "Authentication Data without Authentication Method (3.1.2.11.10)");
 	r->end = end;
 	return 0;
 }
@@ -1072,6 +1074,8 @@ props_items(struct wr *w, const struct mqtt_props *pr, unsigned where)
 	if (pr->n_user < 0 || pr->n_user > MQTT_MAX_USER_PROPS || pr->n_sub_id < 0 ||
 	    pr->n_sub_id > MQTT_MAX_SUB_IDS)
 		return WFAIL(w, "n_user or n_sub_id out of range");
+	if (MQTT_PROP_HAS(pr, MQTT_P_AUTH_DATA) && !MQTT_PROP_HAS(pr, MQTT_P_AUTH_METHOD))
+		return WFAIL(w, "Authentication Data without Authentication Method (3.1.2.11.10)");
 	for (int id = 1; id < N_PROPS; id++) {
 		const struct prop_info *pi = &props_tab[id];
 		const char *m = (const char *)pr + pi->off;

@@ -185,7 +185,9 @@ const char *mqtt_type_name(enum mqtt_type t);                 /* "PUBLISH"; "res
 /* A reason code (v5, 2.4) in packet type t, e.g. 0x87 "Not authorized"; CONNACK of 3.1.1
  * gives the return codes of 3.2.2.3 ("Connection Refused, bad user name or password"). */
 const char *mqtt_reason_name(enum mqtt_version v, enum mqtt_type t, uint8_t code);
-/* One line for a trace: type, flags, ids, topic, payload length, reason, properties. */
+/* One line for a trace: type, flags, ids, topic, payload length, reason, properties
+ * (strings escaped, at most 64 bytes of each). Returns the length written, the line cut
+ * to fit len - 1 bytes (0 when len is 0). */
 int mqtt_describe(const struct mqtt_packet *p, char *buf, size_t len);
 
 #endif

@@ -3,9 +3,14 @@
  * rules of MQTT 3.1.1 and 5.0 to what the file gives (client identifier 3.1.3.1, user name
  * and password 3.1.2.8/3.1.2.9, topic names and filters 4.7) before any broker sees it. */
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/crypto.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "mqtt.h"
 
@@ -51,6 +56,8 @@ const struct conf_key mqtt_line_keys[] = {
 	  .help = "komd's own last will: QoS" },
 	{ .name = "will_retain", .type = CK_BOOL, .def = "true", .off = L(will_retain),
 	  .help = "komd's own last will: retained" },
+	{ .name = "will_online_payload", .type = CK_STRING, .off = L(will_online_payload),
+	  .help = "published on will_topic after each connection (e.g. online); unset: nothing" },
 	{ .name = "max_inflight", .type = CK_INT, .min = 1, .max = 65535, .def = "20", .off = L(max_inflight),
 	  .help = "QoS 1 and 2 messages unacknowledged at once (and at most the broker's Receive Maximum)" },
 	{ .name = "queue_messages", .type = CK_INT, .min = 1, .max = 100000000, .def = "100000",
@@ -172,16 +179,27 @@ mqtt_check_name(const char *key, const char *topic, char *err, size_t errlen)
 }
 
 /* password_file's first line, into c->password (the key's own field: freed and, by
- * line_free, wiped with the configuration). The file is read at every load, so a reload
- * takes a new password. */
+ * line_free, wiped with the configuration). The file is read at every load; its digest
+ * joins the line's fingerprint, so that a reload with a changed file restarts the line. */
 static int
-mqtt_read_password(struct mqtt_line_conf *c, char *err, size_t errlen)
+mqtt_read_password(struct line_conf *lc, struct mqtt_line_conf *c, char *err, size_t errlen)
 {
+	unsigned char md[SHA256_DIGEST_LENGTH];
+	char *fp;
+	size_t n;
 	char buf[4096];
-	FILE *f = fopen(c->password_file, "r");
+	struct stat sb;
+	/* never blocks: a FIFO or a terminal would hold the whole load */
+	int fd = open(c->password_file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+	FILE *f;
 
-	if (!f) {
+	if (fd < 0) {
 		snprintf(err, errlen, "password_file '%s': %s", c->password_file, strerror(errno));
+		return -1;
+	}
+	if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode) || (f = fdopen(fd, "r")) == NULL) {
+		snprintf(err, errlen, "password_file '%s': not a regular file", c->password_file);
+		close(fd);
 		return -1;
 	}
 	if (!fgets(buf, sizeof(buf), f)) {
@@ -191,11 +209,18 @@ mqtt_read_password(struct mqtt_line_conf *c, char *err, size_t errlen)
 	}
 	fclose(f);
 	buf[strcspn(buf, "\r\n")] = '\0';
-	if ((c->password = strdup(buf)) == NULL) {
+	SHA256((const unsigned char *)buf, strlen(buf), md);
+	c->password = strdup(buf);
+	OPENSSL_cleanse(buf, sizeof(buf));
+	n = strlen(lc->fingerprint ? lc->fingerprint : "");
+	if (!c->password || (fp = realloc(lc->fingerprint, n + 32 + 2 * sizeof(md))) == NULL) {
 		snprintf(err, errlen, "password_file: out of memory");
 		return -1;
 	}
-	memset(buf, 0, sizeof(buf));
+	n += (size_t)snprintf(fp + n, 32, "\npassword_file:");
+	for (size_t i = 0; i < sizeof(md); i++)
+		n += (size_t)snprintf(fp + n, 3, "%02x", md[i]);
+	lc->fingerprint = fp;
 	c->password_read = true;
 	return 0;
 }
@@ -204,7 +229,8 @@ int
 mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 {
 	/* the configuration is the loader's (not const to it): the password file's line goes
-	 * into the password field, at load */
+	 * into the password field, and its digest into the fingerprint, at load */
+	struct line_conf *wlc = (struct line_conf *)lc;
 	struct mqtt_line_conf *c = lc->pconf;
 	char why[160];
 	bool v5;
@@ -229,7 +255,7 @@ mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 			snprintf(err, errlen, "'password' and 'password_file' exclude each other");
 			return -1;
 		}
-		if (mqtt_read_password(c, err, errlen) != 0)
+		if (mqtt_read_password(wlc, c, err, errlen) != 0)
 			return -1;
 	}
 	if (c->password && !c->username && !v5) {
@@ -238,6 +264,10 @@ mqtt_check_line(const struct line_conf *lc, char *err, size_t errlen)
 	}
 	if (c->will_topic && mqtt_check_name("will_topic", c->will_topic, err, errlen) != 0)
 		return -1;
+	if (c->will_online_payload && !c->will_topic) {
+		snprintf(err, errlen, "'will_online_payload' needs 'will_topic'");
+		return -1;
+	}
 	if (!v5) {
 		const char *k = c->topic_alias_maximum ? "topic_alias_maximum" : c->receive_maximum != 65535 ?
 		    "receive_maximum" : c->session_expiry >= 0 ? "session_expiry" : NULL;

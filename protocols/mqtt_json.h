@@ -35,7 +35,7 @@ struct mqtt_tag_addr {
 };
 
 /* Parse an address; 0, or -1 with err naming the part ("JA=a..b: empty key at 3";
- * positions count characters from 1). The topic is checked as an MQTT topic name
+ * positions count bytes from 1). The topic is checked as an MQTT topic name
  * (mqtt_check_topic_name) and cannot hold ';'; a JA path can (as \;). "" is neither part. */
 int mqtt_tag_addr_parse(const char *s, struct mqtt_tag_addr *out, char *err, size_t errlen);
 void mqtt_tag_addr_free(struct mqtt_tag_addr *a);

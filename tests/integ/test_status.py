@@ -129,6 +129,11 @@ def test_string_values_stay_on_their_line():
         out = k.ctl("get", "note")[1]
         check(out.count("\n") == 1 and "a\\x0aFAKE line\\x09x" in out, "one line: %r" % out)
         check(k.tag("note")["value"] == "a\nFAKE line\tx", "JSON keeps the value as it is")
+        # a value longer than any buffer on the way (the request's limit is 8 KiB)
+        long = "\u00e9" * 4000
+        k.ctl("set", "note", long)
+        check(k.tag("note")["value"] == long and k.ctl("tags", json_out=True)[1]["tags"][0]["value"] == long,
+              "a long value whole in --json get and tags")
 
 
 def ping(port, n):

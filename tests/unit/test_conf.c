@@ -622,6 +622,17 @@ test_manpage_keys_exist(void)
 	CHECK(n > 60); /* the parse found the keys at all */
 }
 
+/* v's JSON text (value_json, value_json_dump): malloc'ed. */
+static char *
+vjson(const struct value *v)
+{
+	json_t *j = value_json(v);
+	char *t = value_json_dump(j);
+
+	json_decref(j);
+	return t;
+}
+
 static const char *
 vfmt(enum vtype t, const char *text, bool json)
 {
@@ -633,9 +644,11 @@ vfmt(enum vtype t, const char *text, bool json)
 		snprintf(out, sizeof(out), "ERR: %s", err);
 		return out;
 	}
-	if (json)
-		value_format_json(&v, out, sizeof(out));
-	else
+	if (json) {
+		char *j = vjson(&v);
+		snprintf(out, sizeof(out), "%s", j ? j : "(null)");
+		free(j);
+	} else
 		value_format(&v, out, sizeof(out));
 	value_clear(&v);
 	return out;
@@ -666,8 +679,9 @@ test_values(void)
 	CHECK_STR(vfmt(VT_FLOAT, "nan", true), "ERR: 'nan' is not a finite number");
 	{
 		struct value nanv = { .type = VT_FLOAT, .f = NAN };
-		value_format_json(&nanv, b, sizeof(b));
-		CHECK_STR(b, "null");
+		char *t = vjson(&nanv);
+		CHECK_STR(t, "null");
+		free(t);
 	}
 	CHECK_STR(vfmt(VT_STRING, "a \"q\"\\\n\x01", true), "\"a \\\"q\\\"\\\\\\n\\u0001\"");
 	CHECK_STR(vfmt(VT_STRING, " kept ", false), " kept ");

@@ -264,6 +264,7 @@ test_properties(void)
 	REFUSED(0x40, "0001 00 04 1f000161", MQTT_V311, "left over"); /* no properties in 3.1.1 */
 	REFUSED(0xE0, "00 02 2101", MQTT_V5, "Receive Maximum (0x21) is not allowed in DISCONNECT");
 	REFUSED(0x10, "0004 4d515454 05 02 003c 04 1f000161 0000", MQTT_V5, "Reason String (0x1F) is not allowed");
+	REFUSED(0x20, "0000 04 16000178", MQTT_V5, "Authentication Data without Authentication Method");
 	REFUSED(0x30, "0001 61 01 05", MQTT_V5, "unknown property identifier 0x05 (2.2.2.2)");
 	REFUSED(0x30, "0001 61 02 8001", MQTT_V5, "unknown property identifier 0x80");
 	/* twice */
@@ -407,6 +408,8 @@ test_encode(void)
 	p.props.receive_maximum = 0;
 	MQTT_PROP_SET(&p.props, MQTT_P_RECEIVE_MAXIMUM);
 	ENC_REFUSED(&p, MQTT_V5, "Receive Maximum (0x21) is 0");
+	p.props = (struct mqtt_props){ .present = (uint64_t)1 << MQTT_P_AUTH_DATA };
+	ENC_REFUSED(&p, MQTT_V5, "Authentication Data without Authentication Method");
 	p.props = (struct mqtt_props){ 0 };
 	MQTT_PROP_SET(&p.connect.will_props, MQTT_P_TOPIC_ALIAS);
 	ENC_REFUSED(&p, MQTT_V5, "Topic Alias (0x23) is not allowed in the will properties");
