@@ -362,7 +362,7 @@ class MqttCapture(Capture):
         """Every MQTT control packet tshark decoded, in capture order: dicts with frame,
         stream (tcp.stream), src, dst (ports), type (1 CONNECT .. 14 DISCONNECT), qos, dup,
         msgid, topic, payload (bytes) where the packet has them."""
-        args = ["tshark", "-r", self.path] + self._decode() + ["-Y", "mqtt", "-T", "json", "-J", "tcp mqtt"]
+        args = ["tshark", "-r", self.path] + self._decode() + ["-Y", "mqtt", "-T", "json", "--no-duplicate-keys", "-J", "tcp mqtt"]
         r = subprocess.run(args, capture_output=True, text=True, timeout=300)
         if r.returncode != 0:
             raise TestFailure("tshark -r failed: %s" % r.stderr)

@@ -112,6 +112,9 @@ class _Stopped:
     def packets(self):
         return self.cap.packets()
 
+    def malformed(self):
+        return self.cap.malformed()
+
 
 def test_broker_killed_and_restarted():
     with Mosquitto() as m:
