@@ -171,7 +171,7 @@ def publish_runs(bench):
             k.wait_ready()
             poll(lambda: src.conn is not None and station_ok(k, "out"), 10,
                  "komd connected to the broker and the komtext source")
-            first = 1
+            first = 1          # each round 1..N again (mqtt_sub counts 1..N)
             for r in range(ROUNDS):
                 # komd
                 s = sub_start(bench, bport, "bench/komd/q%d" % q, q, N)
@@ -183,7 +183,6 @@ def publish_runs(bench):
                      30, "komd's queue empty")
                 kc = proc_cpu(k.proc.pid) - c0
                 res.setdefault(("komd", q), []).append((N / el, kc * 1e6 / N))
-                first += N
                 # libmosquitto
                 s = sub_start(bench, bport, "bench/lib/q%d" % q, q, N)
                 b0 = br.cpu()
