@@ -34,7 +34,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import benchlib  # noqa: E402
-from benchlib import BUILD, BenchError, free_ports, median, pause, poll, proc_cpu, proc_mem  # noqa: E402
+from benchlib import BUILD, BenchError, free_ports, median, poll, proc_cpu  # noqa: E402
 
 MQTT_PUB = os.path.join(BUILD, "peers", "mqtt_pub")
 MQTT_SUB = os.path.join(BUILD, "peers", "mqtt_sub")

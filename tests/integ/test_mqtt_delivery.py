@@ -13,7 +13,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from komdtest import WAIT, Komd, check, free_port, main  # noqa: E402
 from mqttpeers import (Mosquitto, Publisher, ScriptedBroker, SeqSubscriber, conf, ctl_set, mem_tag,  # noqa: E402
-                       mqtt_line, pub)
+                       mqtt_line)
 
 TAGS = ", ".join([mem_tag("d.q0"), mem_tag("d.q1"), mem_tag("d.q2")])
 
