@@ -9,8 +9,9 @@
 // usage: node broker.js PORT 'JSON options'
 //   options: connack: {sessionPresent, returnCode|reasonCode, properties: {...}} for every
 //            CONNECT (a list: one per connection in turn, the last one repeated);
-//            ack: true (default) answer PUBLISH with PUBACK / PUBREC and PUBREL with PUBCOMP;
-//                 false: hold them until an "ack" command;
+//            ack: true (default) answer PUBLISH with PUBACK / PUBREC, PUBREL with PUBCOMP
+//                 and a client's PUBREC with PUBREL; false: hold them until an "ack" command
+//                 (a test sends the PUBREL itself, to send a QoS 2 PUBLISH again before it);
 //            ping: true (default) answer PINGREQ;
 //            maxQoS: granted QoS cap in SUBACK (default 2).
 // stdin, one JSON object a line:
@@ -86,6 +87,8 @@ function ackOf (c, p) {
       return null
     case 'pubrel':
       return { cmd: 'pubcomp', messageId: p.messageId, reasonCode: v5 ? 0 : undefined }
+    case 'pubrec':
+      return { cmd: 'pubrel', messageId: p.messageId, reasonCode: v5 ? 0 : undefined }
     default:
       return null
   }
@@ -122,9 +125,6 @@ function onPacket (c, p) {
       break
     case 'pingreq':
       if (opts.ping) send(c, { cmd: 'pingresp' })
-      break
-    case 'pubrec':
-      send(c, { cmd: 'pubrel', messageId: p.messageId, reasonCode: c.version === 5 ? 0 : undefined })
       break
     case 'disconnect':
       c.sock.end()
