@@ -99,6 +99,9 @@ enum mqtt_msg_state {
 struct mqtt_src {
 	uint32_t inq;
 	bool need;
+	bool pubrec_kept;  /* its latest was a QoS 2 message the broker PUBREC'd in a session
+	                    * that ended (Session Present 0): the broker has it; the current
+	                    * values after that CONNACK must not publish it again (4.3.3) */
 };
 
 struct mqtt_msg {

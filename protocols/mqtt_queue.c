@@ -112,6 +112,7 @@ mqtt_path_push(struct mqtt_path *p, struct mqtt_msg *m, size_t max_msgs, size_t 
 	if (m->src) {
 		m->src->inq++;
 		m->src->need = false;
+		m->src->pubrec_kept = false;
 	}
 	p->nmsgs++;
 	p->nbytes += m->bytes;
@@ -160,8 +161,12 @@ mqtt_path_reconnect(struct mqtt_path *p, bool session_present)
 			continue; /* same packet id: PUBLISH with DUP, or PUBREL (4.4) */
 		}
 		if (m->state == MM_RELEASED) {
-			/* the broker had it (PUBREC): sending it again would deliver it twice */
+			/* the broker had it (PUBREC): sending it again would deliver it twice; nor
+			 * may the current values repeat it when it was its tag's latest */
+			struct mqtt_src *src = m->src;
 			mqtt_path_remove(p, m);
+			if (src && src->inq == 0)
+				src->pubrec_kept = true;
 			continue;
 		}
 		mqtt_bit_clr(p->pid_used, m->pid);

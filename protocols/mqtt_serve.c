@@ -259,8 +259,9 @@ mqtt_period_cb(void *arg)
 /* After a (re)connection, every served tag's current value once on this path, so that a
  * new subscriber is never left without state; but not where that would only repeat it:
  * a tag with messages still queued (its latest is among them: the oldest are dropped
- * first), or whose latest the broker acknowledged in the session it kept (Session
- * Present 1). A repeat would break QoS 2's exactly once for a subscriber. The values go
+ * first), whose latest the broker acknowledged in the session it kept (Session
+ * Present 1), or whose latest was a QoS 2 message the broker PUBREC'd before a Session
+ * Present 0 (it has it: mqtt_path_reconnect marks pubrec_kept). A repeat would break QoS 2's exactly once for a subscriber. The values go
  * as the connection takes them (mqtt_current_step, from the pump), not all into the
  * queue at once: 100,000 tags would be 100,000 messages in memory. */
 void
@@ -291,8 +292,10 @@ mqtt_current_step(struct mqtt_session *ms)
 		}
 		struct stag *t = station_stag(st, ms->cur_tag++);
 		struct mqtt_src *src = &((struct mqtt_tag *)stag_priv(t))->src[pathi];
+		bool kept = src->pubrec_kept;
+		src->pubrec_kept = false; /* once: the connection after the one that knew of it */
 		if (!((const struct mqtt_tag_conf *)stag_conf(t)->pconf)->publish || src->inq ||
-		    (ms->cur_sp && !src->need))
+		    (ms->cur_sp && !src->need) || kept)
 			continue;
 		mqtt_publish_tag_on(ms->ml, pathi, t);
 	}
