@@ -658,6 +658,20 @@ mqtt_on_close(struct session *s)
 		return;
 	if (ms->p->s == s)
 		ms->p->s = NULL;
+	if (ms->state == MSS_UP && !ms->why[0]) {
+		/* the broker closed (or the network): right after a PUBLISH larger than any it took,
+		 * twice? Its packet size limit, which 3.1.1 cannot announce: dropped, never a loop */
+		char topic[256];
+		uint32_t size = mqtt_path_broker_closed(ms->p, mqtt_now(), ms->ml->c->reply_timeout_ms, topic,
+		    sizeof(topic));
+		if (size) {
+			line_counter_add(ms->ml->l, MQC_OVERSIZE_DROPPED, 1);
+			log_warnx("line %s: %s: message to %s dropped: %u bytes; the broker closed the connection right "
+			    "after it %d times without acknowledging it: over its packet size limit (larger messages "
+			    "are dropped from now on)", line_name(l), session_peer(s), topic, size, MQTT_OVERSIZE_STRIKES);
+			mqtt_gauges(ms->ml);
+		}
+	}
 	/* the messages on the wire go again on the next connection (mqtt_path_reconnect) */
 	for (int i = 0; i < ms->nsubs; i++)
 		mqtt_bit_clr(ms->p->pid_used, ms->subs[i].pid);

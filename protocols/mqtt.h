@@ -120,6 +120,8 @@ struct mqtt_msg {
 	enum mqtt_msg_state state;
 	bool on_wire;            /* sent on the current connection, acknowledgement due */
 	int64_t sent_ms;         /* when (loop time), for reply_timeout */
+	uint32_t wire_bytes;     /* the PUBLISH packet's size when last sent */
+	uint8_t strikes;         /* connections the broker closed right after it (oversize?) */
 };
 TAILQ_HEAD(mqtt_msgq, mqtt_msg);
 
@@ -139,6 +141,11 @@ struct mqtt_path {
 	int64_t drop_logged_ms;
 	uint64_t oversize;       /* dropped as too large for the broker, not yet logged */
 	int64_t oversize_logged_ms;
+	uint32_t max_acked;      /* the largest PUBLISH the broker acknowledged (bytes) */
+	uint32_t learned_max;    /* the broker's packet size limit as komd learned it: below the
+	                          * smallest PUBLISH after which it closed twice (MQTT 3.1.1 has
+	                          * no Maximum Packet Size, 4.8.1 / 5.0 3.2.2.3.6); else the
+	                          * MQTT maximum */
 };
 
 /* Flags of the packet id bitmaps. */
@@ -166,6 +173,17 @@ struct mqtt_msg *mqtt_path_find(struct mqtt_path *p, uint16_t pid);
  * others lose their packet ids and are sent again as new. Session Present 1: unacknowledged
  * PUBLISH go again with DUP, PUBREL again, in order. Returns the messages to redeliver. */
 unsigned mqtt_path_reconnect(struct mqtt_path *p, bool session_present);
+/* Times the broker must close the connection right after the same unacknowledged PUBLISH
+ * (within reply_timeout of sending it, larger than any it acknowledged) before komd takes
+ * it as over the broker's packet size limit: a broker of MQTT 3.1.1 cannot say its limit
+ * and closes the connection at an oversize packet (mosquitto's max_packet_size). */
+#define MQTT_OVERSIZE_STRIKES 2
+/* The connection of path p closed without komd deciding it (the broker, or the network),
+ * reply_ms after now_ms's reply_timeout window: the oldest unacknowledged PUBLISH gets a
+ * strike if it may be the cause; at MQTT_OVERSIZE_STRIKES it is removed from the queue and
+ * learned_max lowered below its size. Returns that message's size (its topic copied to
+ * topic, of topiclen bytes) when it was dropped, else 0. */
+uint32_t mqtt_path_broker_closed(struct mqtt_path *p, int64_t now_ms, int reply_ms, char *topic, size_t topiclen);
 
 /* ---- the runtime objects (private to the mqtt_*.c files) ---- */
 

@@ -4,6 +4,7 @@
  * queued from its publish until its acknowledgement (PUBACK, or PUBCOMP), across
  * connections; the queue is bounded (queue_messages, queue_bytes), the oldest unsent
  * messages dropped first. Pure bookkeeping: no I/O. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -16,6 +17,7 @@ mqtt_path_init(struct mqtt_path *p, const char *name)
 	p->next = NULL;
 	p->next_pid = 1;
 	p->name = name;
+	p->learned_max = MQTT_SPEC_MAX_PACKET;
 }
 
 void
@@ -180,4 +182,32 @@ mqtt_path_reconnect(struct mqtt_path *p, bool session_present)
 	if (!session_present)
 		memset(p->qos2_in, 0, sizeof(p->qos2_in)); /* a new session: no QoS 2 exchange is open */
 	return again;
+}
+
+uint32_t
+mqtt_path_broker_closed(struct mqtt_path *p, int64_t now_ms, int reply_ms, char *topic, size_t topiclen)
+{
+	struct mqtt_msg *m;
+	uint32_t size;
+
+	/* the broker acknowledges in order (4.6): the oldest PUBLISH without its answer is the
+	 * one it was reading when it closed */
+	for (m = TAILQ_FIRST(&p->q); m && m != p->next; m = TAILQ_NEXT(m, link))
+		if (m->on_wire && m->state == MM_SENT)
+			break;
+	if (!m || m == p->next)
+		return 0;
+	if (m->wire_bytes <= p->max_acked || now_ms - m->sent_ms > reply_ms) {
+		m->strikes = 0; /* a size the broker takes, or a close long after: not this one */
+		return 0;
+	}
+	if (++m->strikes < MQTT_OVERSIZE_STRIKES)
+		return 0;
+	size = m->wire_bytes;
+	if (size - 1 < p->learned_max)
+		p->learned_max = size - 1;
+	snprintf(topic, topiclen, "%s", m->topic);
+	/* src->need stays: its current value again would only be dropped again */
+	mqtt_path_remove(p, m);
+	return size;
 }

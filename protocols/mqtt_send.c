@@ -355,13 +355,15 @@ mqtt_send_msg(struct mqtt_session *ms, struct mqtt_msg *m)
 	}
 	pk.packet_id = m->pid;
 	n = mqtt_encode_buf(ms, &pk);
-	if (n < 0 || (uint32_t)n > ms->max_out) {
+	uint32_t limit = ms->max_out < p->learned_max ? ms->max_out : p->learned_max;
+	if (n < 0 || (uint32_t)n > limit) {
 		/* too large for this broker (or not encodable): dropped here, never a reconnect loop */
 		if (n >= 0) {
 			line_counter_add(ms->ml->l, MQC_OVERSIZE_DROPPED, 1);
 			if (mqtt_now() - p->oversize_logged_ms >= MQTT_DROP_LOG_MS) {
-				log_warnx("line %s: %s: message to %s dropped: %ld bytes, more than the broker's Maximum "
-				    "Packet Size %u", line_name(ms->ml->l), session_peer(ms->s), m->topic, n, ms->max_out);
+				log_warnx("line %s: %s: message to %s dropped: %ld bytes, more than the broker's %s %u",
+				    line_name(ms->ml->l), session_peer(ms->s), m->topic, n, limit == ms->max_out ?
+				    "Maximum Packet Size" : "packet size limit learnt from its closes, at most", limit);
 				p->oversize_logged_ms = mqtt_now();
 			} else {
 				p->oversize++;
@@ -386,6 +388,7 @@ mqtt_send_msg(struct mqtt_session *ms, struct mqtt_msg *m)
 		return 0;
 	}
 	m->dup = true; /* a later send with this packet id is a redelivery */
+	m->wire_bytes = (uint32_t)n;
 	mqtt_on_wire(p, m);
 	return 0;
 }
@@ -445,6 +448,8 @@ mqtt_on_ack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 	if (pk->reason_code >= 0x80)
 		log_warnx("line %s: %s: message to %s refused by the broker: %s", line_name(l), session_peer(ms->s),
 		    m->topic, mqtt_reason_name(ms->v, pk->type, pk->reason_code));
+	if (pk->type != MQTT_PUBCOMP && m->wire_bytes > p->max_acked)
+		p->max_acked = m->wire_bytes; /* the broker read a packet this large */
 	switch (pk->type) {
 	case MQTT_PUBACK:
 		if (m->qos != 1 || m->state != MM_SENT) {
