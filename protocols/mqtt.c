@@ -272,7 +272,8 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 			free(ms->alias_in[a]);
 			ms->alias_in[a] = t;
 		} else if (!ms->alias_in[a]) {
-			mqtt_proto_error(ms, 0x82, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
+			/* Topic Alias invalid (0x94, 2.4): the alias names no topic here */
+			mqtt_proto_error(ms, 0x94, "PUBLISH: topic alias %u not set on this connection (3.3.2.3.4)", a);
 			return -1;
 		} else {
 			pk->topic.p = ms->alias_in[a];
@@ -284,6 +285,14 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 	}
 	memcpy(topic, pk->topic.p, tlen);
 	topic[tlen] = '\0';
+	/* v5 3.3.4: the broker sends at most komd's Receive Maximum QoS 1 and 2 PUBLISH not yet
+	 * answered by PUBACK or PUBCOMP (komd's PUBACK goes at once: the QoS 2 ones count) */
+	if (ms->v == MQTT_V5 && pk->qos > 0 && !(pk->qos == 2 && mqtt_bit(ms->p->qos2_in, pk->packet_id)) &&
+	    ms->p->nqos2_in >= c->receive_maximum) {
+		mqtt_proto_error(ms, 0x93, "PUBLISH: packet id %u over the Receive Maximum %d komd sent, %d QoS 2 "
+		    "messages awaiting PUBREL (3.3.4)", pk->packet_id, c->receive_maximum, ms->p->nqos2_in);
+		return -1;
+	}
 	switch (pk->qos) {
 	case 0:
 		mqtt_deliver(ms, pk, topic, tlen);
@@ -296,6 +305,7 @@ mqtt_on_publish(struct mqtt_session *ms, struct mqtt_packet *pk)
 		/* delivered once, at its first PUBLISH; the id stays taken until PUBREL (4.3.3) */
 		if (!mqtt_bit(ms->p->qos2_in, pk->packet_id)) {
 			mqtt_bit_set(ms->p->qos2_in, pk->packet_id);
+			ms->p->nqos2_in++;
 			mqtt_deliver(ms, pk, topic, tlen);
 		}
 		mqtt_send_ack(ms, MQTT_PUBREC, pk->packet_id, 0);
@@ -776,6 +786,8 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 	case MQTT_PUBREL: {
 		/* PUBCOMP either way (4.3.3); v5 says when the id was not open: 0x92 */
 		bool open = mqtt_bit(ms->p->qos2_in, pk.packet_id);
+		if (open)
+			ms->p->nqos2_in--;
 		mqtt_bit_clr(ms->p->qos2_in, pk.packet_id);
 		mqtt_send_ack(ms, MQTT_PUBCOMP, pk.packet_id, open || ms->v != MQTT_V5 ? 0 : 0x92);
 		return 0;

@@ -135,6 +135,7 @@ struct mqtt_path {
 	uint16_t next_pid;
 	uint8_t pid_used[65536 / 8];  /* our packet ids in use (outgoing QoS 1, 2) */
 	uint8_t qos2_in[65536 / 8];   /* incoming QoS 2 ids PUBREC'd, PUBREL due (4.3.3) */
+	int nqos2_in;                 /* how many: against komd's Receive Maximum (v5 3.3.4) */
 	struct session *s;       /* after CONNACK: the session that carries this path */
 	const char *name;        /* "primary", "backup" */
 	uint64_t dropped;        /* queue overflow, not yet logged */
@@ -338,7 +339,9 @@ void mqtt_flush_cb(void *arg);
 void mqtt_ping(struct mqtt_session *ms);
 /* Close for a reason komd found (logged by the core, kept for on_close). */
 void mqtt_close(struct mqtt_session *ms, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-/* A protocol error: v5 DISCONNECT with reason (2.4), then the core's close. */
+/* A protocol error: v5 DISCONNECT with reason (2.4: the specific code where there is one,
+ * 0x81 malformed, 0x93 Receive Maximum exceeded, 0x94 Topic Alias invalid, 0x95 packet too
+ * large, else 0x82), then the core's close; kept in why as komd's decision. */
 void mqtt_proto_error(struct mqtt_session *ms, uint8_t reason, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 void mqtt_alias_free(struct mqtt_session *ms);

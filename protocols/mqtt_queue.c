@@ -179,8 +179,10 @@ mqtt_path_reconnect(struct mqtt_path *p, bool session_present)
 	}
 	p->nwire = 0;
 	p->next = TAILQ_FIRST(&p->q);
-	if (!session_present)
+	if (!session_present) {
 		memset(p->qos2_in, 0, sizeof(p->qos2_in)); /* a new session: no QoS 2 exchange is open */
+		p->nqos2_in = 0;
+	}
 	return again;
 }
 

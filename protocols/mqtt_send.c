@@ -151,6 +151,7 @@ mqtt_proto_error(struct mqtt_session *ms, uint8_t reason, const char *fmt, ...)
 	if (ms->v == MQTT_V5 && !session_closing(ms->s))
 		mqtt_send_ack(ms, MQTT_DISCONNECT, 0, reason);
 	mqtt_flush(ms);
+	snprintf(ms->why, sizeof(ms->why), "protocol error: %s", msg); /* komd's decision (on_close) */
 	session_protocol_error(ms->s, "%s", msg);
 }
 

@@ -48,19 +48,50 @@ def test_aliases_komd_receives():
         b.publish("", "3", qos=1, mid=12, topicAlias=3)
         k.wait_log(r"protocol error: PUBLISH: topic alias 3 ", 5, since=n)
         check(k.tag("v.in")["value"] == 2, "an alias of the old connection is not used: %s" % k.tag("v.in"))
-        # komd closes (4.13.1); a DISCONNECT first, if any, says Topic Alias invalid (0x94)
+        # komd closes (4.13.1) after a DISCONNECT saying Topic Alias invalid (0x94)
         WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 2], 5, "connection 2 closed")
         d = b.packets("disconnect", 2)
-        check(not d or d[0].get("reasonCode") == 0x94, "DISCONNECT with Topic Alias invalid (0x94): %s" % d)
+        check(d and d[0].get("reasonCode") == 0x94, "DISCONNECT with Topic Alias invalid (0x94): %s" % d)
         # an alias above the maximum is a protocol error too
         WAIT.until(lambda: b.conns() >= 3 and b.packets("subscribe", 3), 10, "third connection")
         n = len(k.lines)
         b.publish("in/v", "4", qos=1, mid=13, topicAlias=6)
         k.wait_log(r"protocol error: PUBLISH: .*alias", 5, since=n)
         WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 3], 5, "connection 3 closed")
+        d3 = b.packets("disconnect", 3)
+        check(d3 and d3[0].get("reasonCode") == 0x94, "alias 6 > 5: DISCONNECT 0x94: %s" % d3)
         check(k.tag("v.in")["value"] == 2, "alias 6 > topic_alias_maximum 5 not taken")
         print("    alias 3 used on its connection; unknown there after a reconnection and alias 6 > 5: "
-              "protocol errors (DISCONNECT sent first: %s)" % bool(d))
+              "DISCONNECT 0x94, then the close")
+    b.stop()
+
+
+def test_receive_maximum_komd_announces():
+    """receive_maximum = 2: two QoS 2 messages awaiting PUBREL are the most the broker may
+    send; a third QoS 1/2 PUBLISH is answered with DISCONNECT Receive Maximum exceeded (0x93)
+    before the close (3.3.4); a QoS 2 PUBLISH again with DUP of an open id is no new one."""
+    b = ScriptedBroker()
+    with Komd(conf([line(b, "receive_maximum = 2;")], TAGS)).start() as k:
+        k.wait_log(r"MQTT connected \(5")
+        c = b.wait_packet("connect")[0]
+        check(c["properties"].get("receiveMaximum") == 2, "CONNECT announces Receive Maximum 2: %s" % c)
+        b.wait_packet("subscribe")
+        b.set(ack=False)          # our PUBREL held: the two QoS 2 exchanges stay open
+        b.publish("in/v", "1", qos=2, mid=20)
+        b.publish("in/v", "2", qos=2, mid=21)
+        WAIT.until(lambda: len(b.packets("pubrec")) >= 2, 5, "PUBREC 20 and 21")
+        b.send({"cmd": "publish", "topic": "in/v", "payload": "2", "qos": 2, "messageId": 21, "dup": True,
+                "retain": False})
+        WAIT.until(lambda: len(b.packets("pubrec")) >= 3, 5, "PUBREC 21 again (a duplicate is not a new one)")
+        check(not b.packets("disconnect", 1), "no DISCONNECT for a duplicate: %s" % b.packets("disconnect", 1))
+        n = len(k.lines)
+        b.publish("in/v", "3", qos=1, mid=22)
+        k.wait_log(r"protocol error: PUBLISH: packet id 22 over the Receive Maximum 2", 5, since=n)
+        WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 1], 5, "connection 1 closed")
+        d = b.packets("disconnect", 1)
+        check(d and d[0].get("reasonCode") == 0x93, "DISCONNECT with Receive Maximum exceeded (0x93): %s" % d)
+        check(k.tag("v.in")["value"] == 2, "the third message not taken: %s" % k.tag("v.in"))
+        print("    receive_maximum 2: a third unanswered PUBLISH -> DISCONNECT 0x93")
     b.stop()
 
 
@@ -167,5 +198,5 @@ def test_command_no_local():
 
 
 if __name__ == "__main__":
-    main([test_aliases_komd_receives, test_aliases_komd_sends, test_maximum_packet_size,
+    main([test_aliases_komd_receives, test_receive_maximum_komd_announces, test_aliases_komd_sends, test_maximum_packet_size,
           test_maximum_qos_and_server_keepalive, test_mosquitto_max_keepalive, test_command_no_local])
