@@ -69,7 +69,7 @@ $(BUILD)/.deps: Makefile
 # Node.js: one already on PATH with its npm (it may conflict with Debian's npm), else Debian's.
 $(NODE_PEERS): tests/peers/node/package-lock.json | $(BUILD)/.deps
 	@command -v npm >/dev/null || { echo "deps: installing nodejs npm"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nodejs npm; }
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nodejs npm; }
 	cd tests/peers/node && npm ci --no-audit --no-fund
 	@touch $@
 
