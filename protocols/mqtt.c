@@ -654,6 +654,10 @@ mqtt_on_connect(struct session *s)
 	}
 	if (ms->p->s && ms->p->s != s)
 		ms->p->s = NULL; /* an older session of this path, closing */
+	/* the Maximum Packet Size komd announces (3.1.2.11.4) bounds what the core buffers: a
+	 * broker cannot make komd hold 256 MiB; a larger packet closes the connection there
+	 * (the core's protocol error, before komd could read it: no DISCONNECT 0x95) */
+	session_set_max_frame(s, (size_t)ml->c->max_packet_size);
 	mqtt_send_connect(ms);
 	ptimer_start(ms->tick, 20);
 }
@@ -751,11 +755,6 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		return -1;
 	ms->in_read = true;
 	ms->last_rx = mqtt_now();
-	if (len > (size_t)ms->ml->c->max_packet_size) {
-		mqtt_proto_error(ms, 0x95, "%zu-byte packet over the Maximum Packet Size %d (3.1.2.11.4)", len,
-		    ms->ml->c->max_packet_size);
-		return -1;
-	}
 	if (mqtt_decode(frame, len, ms->v, &pk, err, sizeof(err)) != 0) {
 		mqtt_proto_error(ms, 0x81, "%s", err);
 		return -1;
@@ -849,7 +848,6 @@ static void
 mqtt_line_free(struct line *l)
 {
 	struct mqtt_line *ml = line_priv(l);
-	struct mqtt_line_conf *c = line_conf(l)->pconf;
 	struct mqtt_cmd *cmd;
 
 	mqtt_drop_timer_cb(ml); /* drops not yet logged: now */
@@ -866,8 +864,8 @@ mqtt_line_free(struct line *l)
 		mqtt_path_free(&ml->path[i]);
 	free(ml->route);
 	free(ml->client_id);
-	if (c && c->password)
-		memset(c->password, 0, strlen(c->password)); /* a secret: wiped with its line */
+	/* the password (a .secret key, password_file's line too) is the core's to wipe when
+	 * the configuration that holds it is freed */
 }
 
 /* stale_timeout: no message for the station this long */

@@ -95,6 +95,25 @@ def test_receive_maximum_komd_announces():
     b.stop()
 
 
+def test_max_packet_size_komd_announces():
+    """max_packet_size = 200: a packet within it is taken; a 5000-byte PUBLISH closes the
+    connection after at most 200 bytes buffered (3.1.2.11.4), its value not taken."""
+    b = ScriptedBroker()
+    with Komd(conf([line(b, "max_packet_size = 200;")], TAGS)).start() as k:
+        k.wait_log(r"MQTT connected \(5")
+        b.wait_packet("subscribe")
+        b.publish("in/v", "5", qos=1, mid=30, userProperties={"pad": "x" * 150})
+        k.until(lambda: k.tag("v.in")["value"] == 5, 5, "a 160-byte PUBLISH taken")
+        n = len(k.lines)
+        b.publish("in/v", "6", qos=1, mid=31, userProperties={"pad": "x" * 5000})
+        k.wait_log(r"protocol error: no frame within the 200 bytes a frame may have on this connection", 5, since=n)
+        WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 1], 5, "connection 1 closed")
+        check(not [p for p in b.packets("puback", 1) if p["messageId"] == 31], "the oversize PUBLISH not acknowledged")
+        check(k.tag("v.in")["value"] == 5, "the oversize value not taken: %s" % k.tag("v.in"))
+        print("    max_packet_size 200: 160 bytes taken, 5000 bytes closes the connection")
+    b.stop()
+
+
 def test_aliases_komd_sends():
     b = ScriptedBroker(connack={"properties": {"topicAliasMaximum": 2}})
     with Komd(conf([line(b)], TAGS)).start() as k:
@@ -198,5 +217,6 @@ def test_command_no_local():
 
 
 if __name__ == "__main__":
-    main([test_aliases_komd_receives, test_receive_maximum_komd_announces, test_aliases_komd_sends, test_maximum_packet_size,
+    main([test_aliases_komd_receives, test_receive_maximum_komd_announces,
+          test_max_packet_size_komd_announces, test_aliases_komd_sends, test_maximum_packet_size,
           test_maximum_qos_and_server_keepalive, test_mosquitto_max_keepalive, test_command_no_local])
