@@ -79,30 +79,24 @@ mqtt_route_build(struct mqtt_line *ml)
 }
 
 /* A payload a tag cannot take: the tag invalid, the error counted and logged with its
- * topic. A publisher can send them (and refused commands) as fast as it likes, so at most
- * MQTT_PERR_BURST are logged in MQTT_DROP_LOG_MS (mqtt_log_allowed; a payload error the
- * same as the last one only once), the rest summed. */
-#define MQTT_PERR_BURST 10
-
+ * topic. A publisher can send them (and refused commands) as fast as it likes: at most
+ * MQTT_PERR_BURST a tag in MQTT_DROP_LOG_MS (and a payload error the same as the station's
+ * last only once), the rest summed in one line. */
 bool
-mqtt_log_allowed(struct mqtt_line *ml)
+mqtt_log_allowed(struct mqtt_line *ml, struct mqtt_tag *mt)
 {
 	int64_t now = mqtt_now();
 
-	if (now - ml->perr_window >= MQTT_DROP_LOG_MS) {
-		if (ml->perr_more)
-			log_warnx("line %s: %llu more payload error%s and refused commands not logged", line_name(ml->l),
-			    (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
-		ml->perr_window = now;
-		ml->perr_burst = 0;
-		ml->perr_more = 0;
+	if (now - mt->perr_window >= MQTT_DROP_LOG_MS) {
+		mt->perr_window = now;
+		mt->perr_burst = 0;
 	}
-	if (ml->perr_burst >= MQTT_PERR_BURST) {
+	if (mt->perr_burst >= MQTT_PERR_BURST) {
 		if (ml->perr_more++ == 0 && ml->drop_timer && !ptimer_pending(ml->drop_timer))
-			ptimer_start(ml->drop_timer, (int)(ml->perr_window + MQTT_DROP_LOG_MS - now));
+			ptimer_start(ml->drop_timer, MQTT_DROP_LOG_MS);
 		return false;
 	}
-	ml->perr_burst++;
+	mt->perr_burst++;
 	return true;
 }
 
@@ -113,7 +107,7 @@ mqtt_tag_invalid(struct mqtt_line *ml, struct stag *t, const char *topic, const 
 
 	stag_set_quality(t, stag_quality(t) | Q_INVALID);
 	line_counter_add(ml->l, MQC_PAYLOAD_ERRORS, 1);
-	if (!mqtt_log_allowed(ml)) {
+	if (!mqtt_log_allowed(ml, stag_priv(t))) {
 		station_count_error(stag_station(t));
 		return;
 	}

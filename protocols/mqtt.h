@@ -211,9 +211,7 @@ struct mqtt_line {
 	size_t nroute;              /* buckets, a power of 2; 0 not built */
 	LIST_HEAD(, mqtt_cmd) cmds; /* commands waiting for their write's result */
 	struct ptimer *drop_timer;  /* the overflow summary */
-	int64_t perr_window;        /* payload errors logged in the window since then */
-	int perr_burst;
-	uint64_t perr_more;         /* and not logged */
+	uint64_t perr_more;         /* payload errors and refused commands not logged (summed) */
 };
 
 /* A topic alias komd uses for its own publishes (per connection). */
@@ -287,6 +285,8 @@ struct mqtt_tag {
 	double last;
 	unsigned last_q;
 	struct ptimer *period;
+	int64_t perr_window;        /* its payload errors (refused commands) logged since then */
+	int perr_burst;
 };
 
 /* A command whose write the hub carries; answered on its response topic. */
@@ -320,9 +320,12 @@ mqtt_path_index(const struct mqtt_line *ml, const struct session *s)
 	return ml->npaths == 2 && session_path(s) == PATH_BACKUP ? 1 : 0;
 }
 
-/* A warning a peer can cause at any rate (payload errors, refused commands) may be
- * logged now (mqtt.c): at most 10 in 10 s per line, the rest counted and summed. */
-bool mqtt_log_allowed(struct mqtt_line *ml);
+/* A warning a peer can cause at any rate (payload errors, refused commands) about tag mt
+ * may be logged now (mqtt.c): at most MQTT_PERR_BURST in MQTT_DROP_LOG_MS per tag, so that
+ * a flood on one topic never hides another tag's error; the rest counted in perr_more and
+ * summed in one line (mqtt_drop_timer_cb) at most every MQTT_DROP_LOG_MS. */
+#define MQTT_PERR_BURST 10
+bool mqtt_log_allowed(struct mqtt_line *ml, struct mqtt_tag *mt);
 
 /* ---- sending (mqtt_send.c) ---- */
 /* The queue gauges of the line (komctl status). */

@@ -257,8 +257,9 @@ mqtt_drop_timer_cb(void *arg)
 	for (int i = 0; i < ml->npaths; i++)
 		mqtt_drop_log(ml, &ml->path[i]);
 	if (ml->perr_more) {
-		log_warnx("line %s: %llu more payload error%s and refused commands not logged", line_name(ml->l),
-		    (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
+		log_warnx("line %s: %llu more payload error%s and refused commands not logged (at most %d a tag in "
+		    "%d s)", line_name(ml->l), (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s",
+		    MQTT_PERR_BURST, MQTT_DROP_LOG_MS / 1000);
 		ml->perr_more = 0;
 	}
 }

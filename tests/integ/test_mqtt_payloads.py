@@ -12,7 +12,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from komdtest import Komd, check, main  # noqa: E402
-from mqttpeers import Mosquitto, MqttCapture, conf, mqtt_line, pub  # noqa: E402
+from mqttpeers import Mosquitto, MqttCapture, conf, mqtt_line, pub, pub_lines  # noqa: E402
 
 STATIONS = """
   { name = "txt"; address = "p/t/#"; tags = (
@@ -96,6 +96,16 @@ def test_payloads():
                 k.wait_log(r"topic %s: time_field" % topic.replace("/", r"\/"), 5, since=n)
                 t = k.tag(tag)
                 check(t["invalid"] or t["source_time"] != before, "%s: bad time not kept as the old one: %s" % (tag, t))
+            # a flood of bad payloads on one topic hides neither another tag's error (the log
+            # limit is per tag) nor itself (the lines left out are summed)
+            n = len(k.lines)
+            pub_lines(m.port, "p/t/i", ["bad %d" % i for i in range(30)])
+            k.until(lambda: k.line("mq")["protocol_counters"]["mqtt_payload_errors_total"] >= 30, 5,
+                    "the flood's 30 payload errors counted")
+            invalid_with_log(k, m, "p/t/f", "not a float", ["p.f"])
+            k.wait_log(r"line mq: \d+ more payload errors and refused commands not logged", 15, since=n)
+            flood = [l for l in k.lines[n:] if "tag p.i: topic p/t/i" in l]
+            check(len(flood) <= 10, "at most 10 lines a tag in 10 s: %d" % len(flood))
             # invalid UTF-8 in a string tag's text payload, and a large payload
             n = len(k.lines)
             with open(os.path.join(m.dir, "bad"), "wb") as f:
@@ -114,7 +124,7 @@ def test_payloads():
             # the others were never touched, and komd is alive
             check(good(k, "ms.v", 2), "a tag of another topic untouched: %s" % k.tag("ms.v"))
             c = k.line("mq")["protocol_counters"]
-            check(c["mqtt_payload_errors_total"] >= 9, "payload errors counted: %s" % c)
+            check(c["mqtt_payload_errors_total"] >= 40, "payload errors counted: %s" % c)
             print("    %d messages, %d payload errors, every bad one logged with its topic" % (
                 c["mqtt_received_total"], c["mqtt_payload_errors_total"]))
         cap.stop()
