@@ -1,6 +1,7 @@
-/* fuzz_engine.c: libFuzzer target for the protocol engines (modbus.c, iec104.c, komtext.c)
- * as the core runs them: sessions (session.c), stations and polling (station.c), the tag
- * hub and its writes (tags.c), and a TLS server handshake (tls.c). No network: as tmux's
+/* fuzz_engine.c: libFuzzer target for the protocol engines (modbus.c, iec104.c, komtext.c,
+ * the mqtt-client's mqtt*.c) as the core runs them: sessions (session.c), stations and
+ * polling (station.c), the tag hub and its writes (tags.c), and a TLS server handshake
+ * (tls.c). No network: as tmux's
  * fuzzers drive their parser through a pair of buffers, each input is one connection over
  * a socketpair, the peer's side written by the fuzzer.
  *
@@ -300,6 +301,50 @@ static const char fuzz_conf_text[] =
 	"        tags = (\n"
 	"          { name = \"ktr.f\"; address = \"flow\"; type = \"float\"; direction = \"inout\"; },\n"
 	"          { name = \"ktr.s\"; address = \"note\"; type = \"string\"; }\n"
+	"        ); }\n"
+	"    ); },\n"
+	/* 14: MQTT 5 client: the peer is a broker (its first bytes a CONNACK, with properties:
+	 * Receive Maximum, Topic Alias Maximum, Maximum Packet Size); subscribed text and JSON
+	 * tags, the device's will, published tags (QoS 0/1/2, JSON batches, a period) with
+	 * commands; a small in-flight window and queue */
+	"  { name = \"mq5\"; protocol = \"mqtt-client\"; host = \"127.0.0.1\"; port = 1883; mqtt_version = \"5\";\n"
+	"    client_id = \"fz5\"; keepalive = 5; reply_timeout = 2; receive_maximum = 3; topic_alias_maximum = 4;\n"
+	"    max_packet_size = 4096; max_inflight = 3; queue_messages = 20; will_topic = \"fz/will\";\n"
+	"    will_payload = \"gone\"; will_online_payload = \"up\"; command_max_age = 60;\n"
+	"    reconnect_delay = 3600; reconnect_max = 3600;\n"
+	"    stations = (\n"
+	"      { name = \"in\"; address = \"fz/in/#\"; qos = 2; stale_timeout = 3; will_topic = \"fz/dev/will\";\n"
+	"        tags = (\n"
+	"          { name = \"mq.i\"; address = \"T=fz/in/i\"; type = \"int\"; },\n"
+	"          { name = \"mq.s\"; address = \"T=fz/in/s\"; type = \"string\"; },\n"
+	"          { name = \"mq.b\"; address = \"T=fz/in/b\"; type = \"bool\"; }\n"
+	"        ); },\n"
+	"      { name = \"js\"; address = \"fz/js\"; payload = \"json\"; time_field = \"t\"; time_format = \"epoch_ms\";\n"
+	"        tags = (\n"
+	"          { name = \"mq.f\"; address = \"JA=a.b[2]\"; type = \"float\"; },\n"
+	"          { name = \"mq.ok\"; address = \"JA=ok\"; type = \"bool\"; }\n"
+	"        ); },\n"
+	"      { name = \"out\"; payload = \"json\"; batch_ms = 100;\n"
+	"        tags = (\n"
+	"          { name = \"m.f\"; publish = \"fz/out/f\"; qos = 2; command = \"fz/cmd/f\"; direction = \"inout\"; },\n"
+	"          { name = \"m.i\"; publish = \"fz/out/i\"; qos = 1; payload = \"text\"; command = \"fz/cmd/i\"; direction = \"inout\"; },\n"
+	"          { name = \"m.b\"; publish = \"fz/out/b\"; qos = 0; retain = true; period = 2; }\n"
+	"        ); }\n"
+	"    ); },\n"
+	/* 15: MQTT 3.1.1 client, a persistent session; published text (QoS 2) and a command */
+	"  { name = \"mq3\"; protocol = \"mqtt-client\"; host = \"127.0.0.1\"; port = 1884; client_id = \"fz3\";\n"
+	"    keepalive = 5; reply_timeout = 2; max_inflight = 2; queue_bytes = 4096;\n"
+	"    reconnect_delay = 3600; reconnect_max = 3600;\n"
+	"    stations = (\n"
+	"      { name = \"in\"; address = \"fz3/+/v\"; qos = 1;\n"
+	"        tags = (\n"
+	"          { name = \"mq3.i\"; address = \"T=fz3/a/v\"; type = \"int\"; },\n"
+	"          { name = \"mq3.f\"; address = \"T=fz3/b/v\"; type = \"float\"; }\n"
+	"        ); },\n"
+	"      { name = \"out\";\n"
+	"        tags = (\n"
+	"          { name = \"m.s\"; publish = \"fz3/out/s\"; qos = 2; command = \"fz3/cmd/s\"; direction = \"inout\"; },\n"
+	"          { name = \"m.d\"; publish = \"fz3/out/d\"; qos = 1; deadband = 0; }\n"
 	"        ); }\n"
 	"    ); }\n"
 	");\n";
