@@ -208,4 +208,5 @@ deb-check: deb
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (not the copy that make deb builds in $(BUILD)/deb, whose komd.conf.d is a directory)
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)
