@@ -55,8 +55,10 @@ t0=$(date +%s)
 pass=0; fail=0
 
 # Unmounts /proc always; removes the root only when nothing is mounted in it any more.
+kpid=""
 cleanup() {
 	local m
+	if [ -n "$kpid" ]; then kill -TERM "$kpid" 2>/dev/null; wait "$kpid"; fi
 	for m in "$root/proc" "$build/deb-bootstrap/proc" "$build/deb-bootstrap/sys"; do
 		if mountpoint -q "$m" 2>/dev/null; then umount "$m" 2>/dev/null || umount -l "$m" || true; fi
 	done
@@ -80,11 +82,11 @@ check() { # description command...: one check, counted; returns the command's st
 log=$build/deb-check-apt.log
 logged() { "$@" >>"$log" 2>&1 || { tail -n 30 "$log"; return 1; }; }
 # Runs a command in the root with a clean environment: in_root SECONDS command...
+root_env=(/usr/bin/env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+	LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive HOME=/root)
 in_root() {
 	local limit=$1; shift
-	timeout -k 10 "$limit" chroot "$root" /usr/bin/env -i \
-		PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-		LC_ALL=C.UTF-8 DEBIAN_FRONTEND=noninteractive HOME=/root "$@"
+	timeout -k 10 "$limit" chroot "$root" "${root_env[@]}" "$@"
 }
 
 # 1. The base root: debootstrap once, then a copy of the tarball.
@@ -144,6 +146,30 @@ check "komd -t -c /etc/komd/komd.conf as root" logged in_root 30 /usr/sbin/komd 
 out=$(in_root 30 /usr/bin/komctl -h 2>&1)
 rc=$?; echo "$out" | head -n 3 | sed 's/^/     | /'
 check "komctl -h exits 0 and prints its usage" test "$rc" = 0 -a -n "$(grep '^usage: komctl' <<<"$out")"
+check "komd -t on the demo example" \
+	logged in_root 30 /usr/sbin/komd -t -c /usr/share/doc/komd/examples/komd-demo.conf
+
+# The installed komd runs as the unit would run it (user komd, /run/komd, the installed
+# configuration: no lines, so no port), komctl talks to it, and SIGTERM ends it with 0.
+mkdir -p "$root/run/komd" && in_root 10 chown komd:komd /run/komd
+# (timeout itself in the background, so that $! is its pid and SIGTERM reaches komd)
+timeout -k 10 60 chroot "$root" "${root_env[@]}" setpriv --reuid=komd --regid=komd --init-groups \
+	/usr/sbin/komd -f >"$build/deb-check-komd.log" 2>&1 &
+kpid=$!
+for _ in $(seq 100); do # until its control socket answers (10 s at most)
+	in_root 5 /usr/bin/komctl -T 1 status >/dev/null 2>&1 && break
+	kill -0 "$kpid" 2>/dev/null || break
+	sleep 0.1
+done
+out=$(in_root 10 /usr/bin/komctl -T 5 status 2>&1)
+rc=$?; echo "$out" | head -n 3 | sed 's/^/     | /'
+check "komctl status answers from the installed komd" test "$rc" = 0
+kill -TERM "$kpid" 2>/dev/null
+wait "$kpid"
+rc=$?; kpid=""; sed 's/^/     | /' "$build/deb-check-komd.log"
+check "komd exits 0 on SIGTERM" test "$rc" = 0
+rm -rf "$root/run/komd"
+
 check "komd.service is enabled" \
 	test "$(in_root 30 systemctl is-enabled komd.service 2>/dev/null)" = enabled
 check "komd.service names the installed komd and configuration" \
