@@ -7,6 +7,7 @@
 extern const struct proto_ops komtext_client_ops, komtext_server_ops;
 extern const struct proto_ops modbus_client_ops, modbus_server_ops;
 extern const struct proto_ops iec104_client_ops, iec104_server_ops;
+extern const struct proto_ops mqtt_client_ops;
 
 const struct proto_ops *const proto_table[] = {
 	&komtext_client_ops,
@@ -15,6 +16,7 @@ const struct proto_ops *const proto_table[] = {
 	&modbus_server_ops,
 	&iec104_client_ops,
 	&iec104_server_ops,
+	&mqtt_client_ops,
 	NULL,
 };
 

@@ -160,7 +160,7 @@ test_errors(void)
 	    "D/komd.conf:8: 'redundancy' must be one of alternate, parallel, dual, not 'triple'\n"
 	    "D/komd.conf:11: 'log_level' must be one of error, warning, info, debug, not 'loud'");
 	CHECK_STR(case1(LINE_HEAD "name = \"a\";\nprotocol = \"nope\";\nhost = \"h\";\nport = 1;\n}\n);\n"),
-	    "D/komd.conf:4: unknown protocol 'nope' (known: komtext-client, komtext-server, modbus-client, modbus-server, iec104-client, iec104-server)");
+	    "D/komd.conf:4: unknown protocol 'nope' (known: komtext-client, komtext-server, modbus-client, modbus-server, iec104-client, iec104-server, mqtt-client)");
 
 	/* duplicate line name, bad line name */
 	CHECK_STR(case1("lines = (\n"
