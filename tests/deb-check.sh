@@ -2,8 +2,9 @@
 # deb-check.sh DEB BUILD_DIR: installs komd's Debian package into a fresh Debian root, as on
 # a newcomer's machine, and checks it: apt-get installs it with its dependencies, the
 # installed komd checks the installed /etc/komd/komd.conf (`komd -t`, as the unit's user
-# komd), `komctl -h` runs, and removing and purging leave no file behind (the system user
-# komd may stay, as Debian policy allows).
+# komd) and the demo example, `komctl -h` runs, the installed komd runs and answers
+# `komctl status`, and removing and purging leave no file behind (the system user komd
+# may stay, as Debian policy allows). Prints a line per check and a summary.
 #
 # The root is made by debootstrap (--variant=minbase) from the Debian mirror this machine's
 # APT uses (or DEB_MIRROR), for DEB_SUITE (bookworm); the bootstrapped root is kept as a
