@@ -37,9 +37,13 @@ CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) 
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
-# Test peers and load generators linked against libraries we did not write (libmodbus).
+# Test peers and load generators linked against libraries we did not write: mb*.c against
+# libmodbus, mqtt_*.c against libmosquitto.
 PEER_SRCS := $(wildcard tests/peers/*.c)
 PEER_BINS := $(PEER_SRCS:tests/peers/%.c=$(BUILD)/peers/%)
+peer_lib = $(if $(filter mqtt_%,$(1)),libmosquitto,libmodbus)
+# npm peers (tests/peers/node: mqtt-packet for the scripted broker), from the committed lockfile.
+NODE_PEERS := tests/peers/node/node_modules/.package-lock.json
 
 .PHONY: all deps run check test unit integ asan fuzz bench install deb deb-check clean
 
@@ -47,7 +51,7 @@ all: deps $(BUILD)/komd $(BUILD)/komctl
 
 # Install missing Debian packages (stamp in the build dir; checked again when the
 # Makefile, and so perhaps the list, changes).
-deps: $(BUILD)/.deps
+deps: $(BUILD)/.deps $(NODE_PEERS)
 $(BUILD)/.deps: Makefile
 	@mkdir -p $(BUILD)
 	@missing=""; for p in $(DEB_PKGS); do \
@@ -60,6 +64,13 @@ $(BUILD)/.deps: Makefile
 		$$SUDO apt-get update -q && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing || exit 1; \
 	fi
+	@touch $@
+
+# Node.js: one already on PATH with its npm (it may conflict with Debian's npm), else Debian's.
+$(NODE_PEERS): tests/peers/node/package-lock.json | $(BUILD)/.deps
+	@command -v npm >/dev/null || { echo "deps: installing nodejs npm"; SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends nodejs npm; }
+	cd tests/peers/node && npm ci --no-audit --no-fund
 	@touch $@
 
 $(BUILD)/%.o: %.c | $(BUILD)/.deps
@@ -98,8 +109,8 @@ check: test
 
 $(BUILD)/peers/%: tests/peers/%.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
-	cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror $$(pkg-config --cflags libmodbus) -o $@ $< \
-		$$(pkg-config --libs libmodbus)
+	cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $$(pkg-config --cflags $(call peer_lib,$*)) \
+		-o $@ $< $$(pkg-config --libs $(call peer_lib,$*))
 
 # The unit and integration tests alone (no fuzzing).
 test: all $(UNIT_BINS) $(PEER_BINS)
@@ -116,6 +127,7 @@ bench: all $(PEER_BINS)
 	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/core_bench.py
 	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/tls_bench.py
 	@if [ -e tests/bench/modbus_bench.py ]; then KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/modbus_bench.py; fi
+	KOMD_BUILD=$(BUILD) /usr/bin/python3 tests/bench/mqtt_bench.py
 
 # libFuzzer targets (tests/fuzz/fuzz_*.c), each with its seed corpus in tests/fuzz/corpus/NAME.
 FUZZ_SECONDS ?= 60

@@ -371,9 +371,37 @@ conf_opt(struct conf_ctx *x, const config_setting_t *grp, const struct conf_key 
 	return conf_key_set_as(x, m, k, t, base) == 0 ? 1 : -1;
 }
 
-/* Wipe every psk string of a libconfig tree before it is freed: the parsed configuration
- * keeps one copy (struct tls_conf, wiped by conf_free), the tree must not leave another in
- * freed memory. (libconfig's scanner buffers are its own and are not reached.) */
+static bool
+conf_keys_secret(const struct conf_key *k, const char *name)
+{
+	for (; k && k->name; k++)
+		if (k->secret && strcmp(k->name, name) == 0)
+			return true;
+	return false;
+}
+
+/* Is a key of this name a secret (conf_key.secret) in any table, the core's or a protocol's?
+ * By name: the tree walks below do not know which section a setting belongs to. */
+static bool
+conf_secret_name(const char *name)
+{
+	if (!name)
+		return false;
+	if (conf_keys_secret(conf_tls_keys, name) || conf_keys_secret(conf_line_keys, name) ||
+	    conf_keys_secret(conf_station_keys, name) || conf_keys_secret(conf_tag_keys, name))
+		return true;
+	for (int i = 0; proto_table[i]; i++)
+		if (conf_keys_secret(proto_table[i]->line_keys, name) ||
+		    conf_keys_secret(proto_table[i]->station_keys, name) ||
+		    conf_keys_secret(proto_table[i]->tag_keys, name))
+			return true;
+	return false;
+}
+
+/* Wipe every secret string (psk, a protocol's password) of a libconfig tree before it is
+ * freed: the parsed configuration keeps one copy (wiped by conf_free), the tree must not
+ * leave another in freed memory. (libconfig's scanner buffers are its own and are not
+ * reached.) */
 static void
 conf_wipe_secrets(config_setting_t *s)
 {
@@ -382,7 +410,7 @@ conf_wipe_secrets(config_setting_t *s)
 	if (config_setting_type(s) == CONFIG_TYPE_STRING) {
 		const char *name = config_setting_name(s);
 		char *v = (char *)config_setting_get_string(s);
-		if (name && strcmp(name, "psk") == 0 && v)
+		if (v && conf_secret_name(name))
 			OPENSSL_cleanse(v, strlen(v));
 		return;
 	}
@@ -494,7 +522,7 @@ conf_fp(struct conf_ctx *x, struct conf_buf *b, const config_setting_t *s)
 		char *v = conf_subst(x, config_setting_get_string(s));
 		const char *name = config_setting_name(s);
 
-		if (name && strcmp(name, "psk") == 0) {
+		if (conf_secret_name(name)) {
 			/* a secret: its digest tells a change, and the text has one copy fewer */
 			unsigned char md[SHA256_DIGEST_LENGTH];
 
@@ -1387,8 +1415,12 @@ void
 conf_free_strings(const struct conf_key *keys, void *base)
 {
 	for (; base && keys && keys->name; keys++)
-		if (keys->type == CK_STRING)
-			free(*(char **)((char *)base + keys->off));
+		if (keys->type == CK_STRING) {
+			char *v = *(char **)((char *)base + keys->off);
+			if (v && keys->secret)
+				OPENSSL_cleanse(v, strlen(v));
+			free(v);
+		}
 }
 
 /* The protocol's strings in pconf, then pconf itself. */
@@ -1428,9 +1460,7 @@ conf_free(struct config *c)
 		}
 		free(lc->stations);
 		conf_free_strings(conf_line_keys, lc);
-		if (lc->tls.psk)
-			OPENSSL_cleanse(lc->tls.psk, strlen(lc->tls.psk));
-		conf_free_strings(conf_tls_keys, &lc->tls);
+		conf_free_strings(conf_tls_keys, &lc->tls); /* the psk wiped (conf_key.secret) */
 		conf_free_pconf(lc->ops ? lc->ops->line_keys : NULL, lc->pconf);
 		free(lc->fingerprint);
 	}

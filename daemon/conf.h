@@ -74,6 +74,8 @@ struct conf_key {
 	size_t off;                 /* offset in the section's struct */
 	const char *const *choices; /* CK_CHOICE: NULL-terminated */
 	const char *help;
+	bool secret;                /* CK_STRING: a password or key: wiped when freed, only a
+	                             * digest in the line's fingerprint (any section, by name) */
 };
 
 /* Memory tags (top-level) and tags of stations. */

@@ -112,7 +112,7 @@ const struct conf_key conf_tls_keys[] = {
 	  .help = "string: our certificate file (PEM); needs my_key" },
 	{ .name = "my_key", .type = CK_STRING, .off = offsetof(struct tls_conf, my_key),
 	  .help = "string: our private key file (PEM); needs my_cert" },
-	{ .name = "psk", .type = CK_STRING, .off = offsetof(struct tls_conf, psk),
+	{ .name = "psk", .type = CK_STRING, .off = offsetof(struct tls_conf, psk), .secret = true,
 	  .help = "string: the pre-shared key, in hex or as \"text:...\" (PSK mode, when no certificate is "
 	  "set); in certificate mode the password of an encrypted my_key" },
 	{ .name = "psk_identity", .type = CK_STRING, .def = "Client_identity",

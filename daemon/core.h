@@ -185,6 +185,7 @@ struct session {
 	bool handshaking;            /* TLS server side: on_connect waits for the handshake */
 	bool peeked;                 /* plain: the first bytes were checked for TLS */
 	size_t in_left;              /* input left unread by the protocol (counted already) */
+	size_t max_frame;            /* this session's largest frame (session_set_max_frame); 0: the protocol's */
 	int64_t since_ms;
 	struct ptimer *deadline;     /* server sessions: the handshake's deadline, then idle_timeout */
 	int64_t last_req_ms;         /* loop time of the last complete frame received */

@@ -468,7 +468,17 @@ path_session_closed(struct path *p, const char *reason, int64_t lived_ms)
 	snprintf(p->last_error, sizeof(p->last_error), "%s: %s", p->peer, reason);
 	if (!l->started)
 		return;
-	/* start again from the first host: soon after a session that lasted, with growing
+	/* a session that ended soon (the peer dropped it, or the protocol found it did not
+	 * answer: an MQTT broker that accepts TCP and never sends CONNACK) did not prove its
+	 * host: the next host of the list, as after a failed connect */
+	if (lived_ms < PATH_STABLE_MS && p->cur + 1 < p->nep) {
+		p->cur++;
+		p->state = CS_WAITING;
+		path_timer_start(p, l->lc->reconnect_delay_ms);
+		notify_status();
+		return;
+	}
+	/* else start again from the first host: soon after a session that lasted, with growing
 	 * delays after sessions that a peer accepted and dropped at once */
 	if (lived_ms >= PATH_STABLE_MS)
 		p->backoff_ms = l->lc->reconnect_delay_ms;

@@ -465,10 +465,11 @@ static int
 session_frames(struct session *s, struct evbuffer *in)
 {
 	const struct proto_ops *ops = s->line->ops;
+	size_t max = s->max_frame && s->max_frame < ops->max_frame ? s->max_frame : ops->max_frame;
 	int rc = 0;
 
 	for (;;) {
-		size_t len = evbuffer_get_length(in), want = len < ops->max_frame ? len : ops->max_frame;
+		size_t len = evbuffer_get_length(in), want = len < max ? len : max;
 		const uint8_t *buf;
 		char err[200] = "";
 		long flen;
@@ -477,11 +478,13 @@ session_frames(struct session *s, struct evbuffer *in)
 			break;
 		buf = evbuffer_pullup(in, (ev_ssize_t)want);
 		flen = ops->frame_len(buf, want, err, sizeof(err));
-		if (flen == 0 && want < ops->max_frame)
+		if (flen == 0 && want < max)
 			break; /* the rest of the frame is still on its way */
 		if (flen <= 0 || (size_t)flen > want) {
-			session_protocol_error(s, "%s", err[0] ? err : flen == 0 ? "no frame within the protocol's "
-			    "largest size" : "frame length out of range");
+			if (!err[0] && flen == 0)
+				snprintf(err, sizeof(err), "no frame within the %zu bytes a frame may have%s", max,
+				    max < ops->max_frame ? " on this connection" : "");
+			session_protocol_error(s, "%s", err[0] ? err : "frame length out of range");
 			rc = -1;
 			break;
 		}
@@ -702,6 +705,13 @@ session_peer_in(const struct session *s, const struct addrlist *l)
 	return s->peer_family && addrlist_match(l, s->peer_family, s->peer_addr);
 }
 bool session_closing(const struct session *s) { return s->closing; }
+void session_set_max_frame(struct session *s, size_t max) { s->max_frame = max; }
+
+size_t
+session_output_pending(const struct session *s)
+{
+	return s->bev ? evbuffer_get_length(bufferevent_get_output(s->bev)) : 0;
+}
 void *session_priv(const struct session *s) { return s->priv; }
 const char *session_peer(const struct session *s) { return s->peer; }
 enum path_kind session_path(const struct session *s) { return s->kind; }

@@ -79,22 +79,20 @@ mqtt_route_build(struct mqtt_line *ml)
 }
 
 /* A payload a tag cannot take: the tag invalid, the error counted and logged with its
- * topic; a publisher can send them as fast as it likes, so at most MQTT_PERR_BURST are
- * logged in MQTT_DROP_LOG_MS (the same one twice in a row only once), the rest summed. */
+ * topic. A publisher can send them (and refused commands) as fast as it likes, so at most
+ * MQTT_PERR_BURST are logged in MQTT_DROP_LOG_MS (mqtt_log_allowed; a payload error the
+ * same as the last one only once), the rest summed. */
 #define MQTT_PERR_BURST 10
 
-static void
-mqtt_tag_invalid(struct mqtt_line *ml, struct stag *t, const char *topic, const char *why)
+bool
+mqtt_log_allowed(struct mqtt_line *ml)
 {
 	int64_t now = mqtt_now();
-	char msg[400];
 
-	stag_set_quality(t, stag_quality(t) | Q_INVALID);
-	line_counter_add(ml->l, MQC_PAYLOAD_ERRORS, 1);
 	if (now - ml->perr_window >= MQTT_DROP_LOG_MS) {
 		if (ml->perr_more)
-			log_warnx("line %s: %llu more payload error%s not logged (mqtt_payload_errors_total)",
-			    line_name(ml->l), (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
+			log_warnx("line %s: %llu more payload error%s and refused commands not logged", line_name(ml->l),
+			    (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
 		ml->perr_window = now;
 		ml->perr_burst = 0;
 		ml->perr_more = 0;
@@ -102,10 +100,23 @@ mqtt_tag_invalid(struct mqtt_line *ml, struct stag *t, const char *topic, const 
 	if (ml->perr_burst >= MQTT_PERR_BURST) {
 		if (ml->perr_more++ == 0 && ml->drop_timer && !ptimer_pending(ml->drop_timer))
 			ptimer_start(ml->drop_timer, (int)(ml->perr_window + MQTT_DROP_LOG_MS - now));
+		return false;
+	}
+	ml->perr_burst++;
+	return true;
+}
+
+static void
+mqtt_tag_invalid(struct mqtt_line *ml, struct stag *t, const char *topic, const char *why)
+{
+	char msg[400];
+
+	stag_set_quality(t, stag_quality(t) | Q_INVALID);
+	line_counter_add(ml->l, MQC_PAYLOAD_ERRORS, 1);
+	if (!mqtt_log_allowed(ml)) {
 		station_count_error(stag_station(t));
 		return;
 	}
-	ml->perr_burst++;
 	snprintf(msg, sizeof(msg), "tag %s: topic %s: %s", stag_name(t), topic, why);
 	station_note_error(stag_station(t), msg); /* logged when it differs from the last */
 }

@@ -298,6 +298,10 @@ mqtt_path_index(const struct mqtt_line *ml, const struct session *s)
 	return ml->npaths == 2 && session_path(s) == PATH_BACKUP ? 1 : 0;
 }
 
+/* A warning a peer can cause at any rate (payload errors, refused commands) may be
+ * logged now (mqtt.c): at most 10 in 10 s per line, the rest counted and summed. */
+bool mqtt_log_allowed(struct mqtt_line *ml);
+
 /* ---- sending (mqtt_send.c) ---- */
 /* The queue gauges of the line (komctl status). */
 void mqtt_gauges(struct mqtt_line *ml);

@@ -32,7 +32,7 @@ const struct conf_key mqtt_line_keys[] = {
 	{ .name = "client_id", .type = CK_STRING, .off = L(client_id),
 	  .help = "client identifier; default komd-HOSTNAME-LINE; empty only with clean_session" },
 	{ .name = "username", .type = CK_STRING, .off = L(username), .help = "user name of CONNECT" },
-	{ .name = "password", .type = CK_STRING, .off = L(password), .help = "password of CONNECT" },
+	{ .name = "password", .type = CK_STRING, .off = L(password), .secret = true, .help = "password of CONNECT" },
 	{ .name = "password_file", .type = CK_STRING, .off = L(password_file),
 	  .help = "file whose first line is the password, read at load and reload" },
 	{ .name = "clean_session", .type = CK_BOOL, .def = "false", .off = L(clean_session),

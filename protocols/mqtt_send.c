@@ -256,7 +256,7 @@ mqtt_drop_timer_cb(void *arg)
 	for (int i = 0; i < ml->npaths; i++)
 		mqtt_drop_log(ml, &ml->path[i]);
 	if (ml->perr_more) {
-		log_warnx("line %s: %llu more payload error%s not logged (mqtt_payload_errors_total)", line_name(ml->l),
+		log_warnx("line %s: %llu more payload error%s and refused commands not logged", line_name(ml->l),
 		    (unsigned long long)ml->perr_more, ml->perr_more == 1 ? "" : "s");
 		ml->perr_more = 0;
 	}

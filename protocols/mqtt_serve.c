@@ -72,7 +72,9 @@ mqtt_command(struct mqtt_session *ms, struct mqtt_tag *mt, const struct mqtt_pac
 	if (mqtt_command_parse(stag_type(mt->t), mqtt_tag_payload_of(sc, stag_conf(mt->t)) == MQTT_PAYLOAD_JSON,
 	    pk->payload.p, pk->payload.len, &v, &issued, err, sizeof(err)) != 0) {
 		line_counter_add(ml->l, MQC_COMMANDS_REFUSED, 1);
-		log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic, err);
+		if (mqtt_log_allowed(ml))
+			log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic,
+			    err);
 		mqtt_cmd_answer(ml, pathi, rtopic, (uint8_t)tc->qos, corr, corr_len, false, err);
 		return;
 	}
@@ -80,7 +82,9 @@ mqtt_command(struct mqtt_session *ms, struct mqtt_tag *mt, const struct mqtt_pac
 		snprintf(err, sizeof(err), "command too old: issued %.1f s ago, command_max_age is %.1f s",
 		    (time_now_ms() - issued) / 1000.0, ml->c->command_max_age_ms / 1000.0);
 		line_counter_add(ml->l, MQC_COMMANDS_REFUSED, 1);
-		log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic, err);
+		if (mqtt_log_allowed(ml))
+			log_warnx("line %s: tag %s: command on %s refused: %s", line_name(ml->l), stag_name(mt->t), topic,
+			    err);
 		mqtt_cmd_answer(ml, pathi, rtopic, (uint8_t)tc->qos, corr, corr_len, false, err);
 		value_clear(&v);
 		return;

@@ -139,6 +139,14 @@ void session_trace(struct session *s, bool out, const void *frame, size_t len, c
 void session_protocol_error(struct session *s, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 /* Close after the current callback returns; on_close is called. */
 void session_close(struct session *s, const char *reason);
+/* This connection's largest frame, in bytes, below proto_ops.max_frame (e.g. the Maximum
+ * Packet Size an MQTT client announced in its CONNECT); 0: the protocol's. A frame that is
+ * not complete within max bytes is a protocol error: komd never buffers more for it. */
+void session_set_max_frame(struct session *s, size_t max);
+/* Bytes queued for the peer and not yet written to the socket (TLS: before encryption). A
+ * protocol that can produce faster than the peer reads throttles on it; the core closes a
+ * session whose peer leaves more than 4 MiB unread. */
+size_t session_output_pending(const struct session *s);
 /* Closed (by us, the peer, or a write that found the peer not reading): stop reading
  * frames and sending; the session is freed after the current callback. */
 bool session_closing(const struct session *s);

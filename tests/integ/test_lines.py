@@ -179,6 +179,37 @@ def test_name_resolved_at_every_attempt():
         second.close()
 
 
+def test_short_session_moves_to_next_host():
+    """A host that accepts and drops the connection at once (or whose protocol never
+    answers: an MQTT broker without CONNACK) did not prove itself: the next host of the
+    list is tried, as after a failed connect, not the first one again and again."""
+    port = free_port()
+    bad = socket.socket()
+    bad.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    bad.bind(("127.0.0.1", port))
+    bad.listen(8)
+    drops = []
+
+    def drop():
+        while True:
+            try:
+                c, _ = bad.accept()
+            except OSError:
+                return
+            drops.append(1)
+            c.close()
+            WAIT.kick()
+    threading.Thread(target=drop, daemon=True).start()
+    peer = KtPeer("127.0.0.2", port)
+    with Komd(client_conf("127.0.0.1, 127.0.0.2", port)).start() as k:
+        k.until(lambda: peer.accepted >= 1, 10, "the second host after the first dropped the session")
+        check(len(drops) == 1, "the first host tried once before the second: %d" % len(drops))
+        peer.val("a1", 5)
+        k.until(lambda: k.tag("t1")["value"] == 5, 5, "t1 from the second host")
+    peer.close()
+    bad.close()
+
+
 def test_backoff_after_full_cycle():
     port = free_port()
     with Komd(client_conf("127.0.0.1, localhost", port)).start() as k:
@@ -289,6 +320,7 @@ def test_max_clients_and_bad_frames():
 
 
 if __name__ == "__main__":
-    main([test_listen_addresses, test_cycle_to_third_host, test_name_with_several_addresses, test_name_resolved_at_every_attempt, test_backoff_after_full_cycle,
+    main([test_listen_addresses, test_cycle_to_third_host, test_name_with_several_addresses, test_name_resolved_at_every_attempt, test_short_session_moves_to_next_host,
+          test_backoff_after_full_cycle,
           test_alternate_failover_and_back, test_parallel_keeps_two_connections, test_dual_two_sessions,
           test_backup_disabled_is_plain, test_max_clients_and_bad_frames])

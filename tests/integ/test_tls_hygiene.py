@@ -309,6 +309,17 @@ def test_secrets_wiped():
         k.ctl("reload")
         check(memory_count(k.proc.pid, b"OldSecretOfTheScan-1") == 0, "the old PSK is wiped when freed")
         check(memory_count(k.proc.pid, b"NewSecretOfTheScan-2") <= 2, "the new one in at most two copies")
+    # every key marked secret is treated so (conf_key.secret), e.g. MQTT's password
+    mport = free_port()
+    mconf = lambda secret: """lines = ( { name = "mq"; protocol = "mqtt-client"; host = "127.0.0.1"; port = %d;
+      username = "u"; password = "%s"; stations = ( { name = "s"; address = "a/b";
+      tags = ( { name = "a.b"; type = "int"; } ); } ); } );""" % (mport, secret)
+    with Komd(mconf("OldMqttPassOfTheScan-1"), env={"ASAN_OPTIONS": asan}).start() as k:
+        n = memory_count(k.proc.pid, b"OldMqttPassOfTheScan-1")
+        check(1 <= n <= 2, "copies of the MQTT password while in use: %d" % n)
+        k.write_conf(mconf("NewMqttPassOfTheScan-2"))
+        k.ctl("reload")
+        check(memory_count(k.proc.pid, b"OldMqttPassOfTheScan-1") == 0, "the old MQTT password is wiped when freed")
 
 
 if __name__ == "__main__":
