@@ -205,7 +205,8 @@ deb: $(BUILD)/.deps
 	@v=$$(dpkg-parsechangelog -l debian/changelog -S Version); [ "$$v" = "$(VERSION)" ] || \
 		{ echo "deb: debian/changelog is at $$v, the Makefile at $(VERSION): add an entry (dch -v $(VERSION))"; exit 1; }
 	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/komd-$(VERSION)
-	tar -c --exclude='./build*' --exclude=./.git --exclude='*.sock' --exclude=__pycache__ . | \
+	tar -c --exclude='./build*' --exclude=./.git --exclude='*.sock' --exclude=__pycache__ \
+		--exclude=node_modules . | \
 		tar -x -C $(DEB_DIR)/komd-$(VERSION)
 	cd $(DEB_DIR)/komd-$(VERSION) && DEB_BUILD_OPTIONS="nocheck parallel=$$(nproc) $$DEB_BUILD_OPTIONS" \
 		timeout 900 dpkg-buildpackage -b -us -uc
