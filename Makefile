@@ -1,5 +1,5 @@
 # komd: communication daemon for SCADA, energy and industrial telemetry.
-# Targets: all run check asan fuzz bench install clean deps
+# Targets: all run check asan fuzz bench install deb deb-check clean deps
 
 PREFIX     ?= /usr/local
 SYSCONFDIR ?= $(PREFIX)/etc
@@ -31,7 +31,7 @@ DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd
 	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
 	python3-scapy valgrind libjansson-dev mosquitto mosquitto-clients python3-paho-mqtt \
-	libmosquitto-dev
+	libmosquitto-dev debhelper lintian debootstrap
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
@@ -45,7 +45,7 @@ peer_lib = $(if $(filter mqtt_%,$(1)),libmosquitto,libmodbus)
 # npm peers (tests/peers/node: mqtt-packet for the scripted broker), from the committed lockfile.
 NODE_PEERS := tests/peers/node/node_modules/.package-lock.json
 
-.PHONY: all deps run check test unit integ asan fuzz bench install clean
+.PHONY: all deps run check test unit integ asan fuzz bench install deb deb-check clean
 
 all: deps $(BUILD)/komd $(BUILD)/komctl
 
@@ -196,7 +196,30 @@ install: all
 		conf/komd.conf > $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
 
+# The Debian package, built with debhelper (debian/) from a copy of the tree in
+# $(BUILD)/deb, so that the tree stays clean; no tests (make check runs them); lintian must
+# report no error.
+DEB_DIR  = $(BUILD)/deb
+DEB_FILE = $(DEB_DIR)/komd_$(VERSION)_$(shell dpkg --print-architecture).deb
+deb: $(BUILD)/.deps
+	@v=$$(dpkg-parsechangelog -l debian/changelog -S Version); [ "$$v" = "$(VERSION)" ] || \
+		{ echo "deb: debian/changelog is at $$v, the Makefile at $(VERSION): add an entry (dch -v $(VERSION))"; exit 1; }
+	rm -rf $(DEB_DIR) && mkdir -p $(DEB_DIR)/komd-$(VERSION)
+	tar -c --exclude='./build*' --exclude=./.git --exclude='*.sock' --exclude=__pycache__ \
+		--exclude=node_modules . | \
+		tar -x -C $(DEB_DIR)/komd-$(VERSION)
+	cd $(DEB_DIR)/komd-$(VERSION) && DEB_BUILD_OPTIONS="nocheck parallel=$$(nproc) $$DEB_BUILD_OPTIONS" \
+		timeout 900 dpkg-buildpackage -b -us -uc
+	timeout 600 lintian --allow-root --fail-on error $(DEB_FILE)
+	@echo "deb: $(DEB_FILE)"
+
+# The package in a fresh Debian root (debootstrap; needs root): install, komd -t, komctl -h,
+# purge, nothing left behind (tests/deb-check.sh).
+deb-check: deb
+	tests/deb-check.sh $(DEB_FILE) $(BUILD)
+
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+# (not the copy that make deb builds in $(BUILD)/deb, whose komd.conf.d is a directory)
+-include $(shell find $(BUILD) -path $(BUILD)/deb -prune -o -name '*.d' -type f -print 2>/dev/null)
