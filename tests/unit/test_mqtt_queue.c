@@ -3,7 +3,9 @@
  * dropped first, never a message the broker knows of), and a reconnection: Session
  * Present 1 keeps every packet id for a resend in order (4.4), Session Present 0 gives
  * the messages new ids except QoS 2 ones the broker PUBREC'd (sending them again would
- * deliver them twice). The session drives it the same way (mqtt_send.c). */
+ * deliver them twice, nor may the current values repeat them: pubrec_kept), and the
+ * oversize guess of a broker that cannot announce its limit (mqtt_path_broker_closed). The
+ * session drives it the same way (mqtt_send.c). */
 #include <stdio.h>
 #include <string.h>
 
@@ -33,7 +35,7 @@ static void
 test_ids_and_bounds(void)
 {
 	struct mqtt_path p;
-	struct mqtt_src src = { 0, true };
+	struct mqtt_src src = { .inq = 0, .need = true };
 	struct mqtt_msg *a, *b, *c, *d;
 
 	memset(&p, 0, sizeof(p));
@@ -111,11 +113,98 @@ test_reconnect(bool present)
 	mqtt_path_free(&p);
 }
 
+/* Session Present 0 drops a PUBREC'd QoS 2 message; when it was its tag's latest, the
+ * current values after that CONNACK must not publish it again (pubrec_kept, once). */
+static struct mqtt_msg *
+msg_of(const char *payload, struct mqtt_src *src)
+{
+	struct mqtt_msg *m = msg(payload, 2);
+
+	m->src = src;
+	return m;
+}
+
+static void
+test_pubrec_kept(void)
+{
+	struct mqtt_path p;
+	struct mqtt_src a = { .need = true }, b = { .need = true };
+	struct mqtt_msg *a1, *b1;
+
+	memset(&p, 0, sizeof(p));
+	mqtt_path_init(&p, "t");
+	mqtt_path_push(&p, a1 = msg_of("a1", &a), 100, 1 << 20);
+	mqtt_path_push(&p, b1 = msg_of("b1", &b), 100, 1 << 20);
+	mqtt_path_push(&p, msg_of("b2", &b), 100, 1 << 20);
+	CHECK(a.inq == 1 && b.inq == 2 && !a.need && !b.need);
+	wire(&p, a1);
+	wire(&p, b1);
+	a1->state = b1->state = MM_RELEASED;
+	CHECK_INT(mqtt_path_reconnect(&p, false), 0); /* b2 had no packet id yet */
+	CHECK_INT(p.nmsgs, 1);
+	CHECK(a.inq == 0 && a.pubrec_kept);   /* the broker has a's latest */
+	CHECK(b.inq == 1 && !b.pubrec_kept);  /* b's latest (b2) is still queued */
+	mqtt_path_push(&p, msg_of("a2", &a), 100, 1 << 20);
+	CHECK(a.inq == 1 && !a.pubrec_kept);  /* a new value: the current one is queued */
+	mqtt_path_free(&p);
+}
+
+/* The broker closes right after the same unacknowledged PUBLISH, larger than any it took:
+ * a strike each time; at MQTT_OVERSIZE_STRIKES it is dropped and the limit learnt. A close
+ * long after the send, or after a size it took, is no strike. */
+static void
+test_broker_closed(void)
+{
+	struct mqtt_path p;
+	struct mqtt_msg *small, *big, *after;
+	char topic[64];
+
+	memset(&p, 0, sizeof(p));
+	mqtt_path_init(&p, "t");
+	CHECK(p.learned_max == MQTT_SPEC_MAX_PACKET);
+	mqtt_path_push(&p, small = msg("s", 1), 100, 1 << 20);
+	mqtt_path_push(&p, big = msg("bbbbbbbb", 1), 100, 1 << 20);
+	mqtt_path_push(&p, after = msg("a", 1), 100, 1 << 20);
+	p.max_acked = 100;
+	wire(&p, big);
+	wire(&p, after);
+	(void)small;
+	/* small was not sent: the oldest on the wire is big */
+	big->wire_bytes = 500, big->sent_ms = 1000;
+	after->wire_bytes = 20, after->sent_ms = 1000;
+	CHECK_INT(mqtt_path_broker_closed(&p, 1000 + 20000, 10000, topic, sizeof(topic)), 0); /* long after */
+	CHECK_INT(big->strikes, 0);
+	mqtt_path_reconnect(&p, true);
+	wire(&p, small);
+	small->wire_bytes = 90, small->sent_ms = 5000;
+	wire(&p, big);
+	big->sent_ms = 5000;
+	CHECK_INT(mqtt_path_broker_closed(&p, 5001, 10000, topic, sizeof(topic)), 0); /* small: a size it took */
+	CHECK_INT(small->strikes, 0);
+	mqtt_path_remove(&p, small); /* acknowledged */
+	mqtt_path_reconnect(&p, true);
+	wire(&p, big);
+	big->sent_ms = 6000;
+	CHECK_INT(mqtt_path_broker_closed(&p, 6001, 10000, topic, sizeof(topic)), 0);
+	CHECK_INT(big->strikes, 1);
+	mqtt_path_reconnect(&p, true);
+	wire(&p, big);
+	big->sent_ms = 7000;
+	CHECK_INT(mqtt_path_broker_closed(&p, 7001, 10000, topic, sizeof(topic)), 500);
+	CHECK(strcmp(topic, "t/x") == 0);
+	CHECK_INT(p.learned_max, 499);
+	CHECK_INT(p.nmsgs, 1); /* after stays, to go on */
+	CHECK(TAILQ_FIRST(&p.q) == after);
+	mqtt_path_free(&p);
+}
+
 int
 main(void)
 {
 	test_ids_and_bounds();
 	test_reconnect(true);
 	test_reconnect(false);
+	test_pubrec_kept();
+	test_broker_closed();
 	return CHECK_DONE();
 }
