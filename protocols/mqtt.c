@@ -471,13 +471,13 @@ mqtt_on_connack(struct mqtt_session *ms, const struct mqtt_packet *pk)
 		return -1;
 	}
 	ms->window = c->max_inflight;
-	ms->max_out = MQTT_SPEC_MAX_PACKET;
+	ms->max_out = (uint32_t)c->broker_max_packet_size;
 	ms->max_qos = 2;
 	ms->retain_ok = true;
 	if (ms->v == MQTT_V5) {
 		if (MQTT_PROP_HAS(pr, MQTT_P_RECEIVE_MAXIMUM) && pr->receive_maximum < ms->window)
 			ms->window = pr->receive_maximum;
-		if (MQTT_PROP_HAS(pr, MQTT_P_MAXIMUM_PACKET_SIZE))
+		if (MQTT_PROP_HAS(pr, MQTT_P_MAXIMUM_PACKET_SIZE) && pr->maximum_packet_size < ms->max_out)
 			ms->max_out = pr->maximum_packet_size;
 		if (MQTT_PROP_HAS(pr, MQTT_P_MAXIMUM_QOS))
 			ms->max_qos = pr->maximum_qos;

@@ -41,6 +41,8 @@ struct mqtt_line_conf {
 	int receive_maximum;     /* v5: what komd announces */
 	int topic_alias_maximum; /* v5: aliases komd accepts */
 	int max_packet_size;     /* bytes komd accepts (v5 announces it) */
+	int broker_max_packet_size; /* bytes the broker takes, as the operator knows it (3.1.1
+	                          * has no Maximum Packet Size; with v5 the lower of the two) */
 	char *will_topic, *will_payload;
 	int will_qos;
 	bool will_retain;

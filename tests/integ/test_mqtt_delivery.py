@@ -312,6 +312,18 @@ def test_oversize_on_311_no_reconnect_loop():
             check(connects() == n, "the second large message dropped locally: %d connections, were %d" % (connects(), n))
             print("    3.1.1, broker limit 200 bytes, a 500-byte message: %d connection(s), dropped, counted; "
                   "a 600-byte one then dropped at once" % n)
+        # the operator knows the limit: broker_max_packet_size = 200, not a single close
+        line = mqtt_line(m.port, st, extra="keepalive = 5; broker_max_packet_size = 200; client_id = \"big2\";")
+        with Komd(conf([line], tags)).start() as k:
+            k.wait_log(r"MQTT connected")
+            ctl_set(k.sock, "d.s", "z" * 500)
+            ctl_set(k.sock, "d.n", 7)
+            s.wait_for(7, 7, 10)
+            k.wait_log(r"message to big/s dropped: 5\d\d bytes, more than the broker's Maximum Packet Size 200", 5)
+            c = counters(k)
+            check(c.get("mqtt_oversize_dropped_total") == 1, "dropped before sending, counted: %s" % c)
+            check(len([l for l in k.lines if "MQTT connected" in l]) == 1, "broker_max_packet_size: no close")
+            print("    broker_max_packet_size 200: the 500-byte message dropped before sending, one connection")
         s.close()
 
 
