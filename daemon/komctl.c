@@ -23,7 +23,7 @@
 static void
 usage(FILE *f)
 {
-	fprintf(f, "usage: komctl [-s SOCKET] [-T SECONDS] [--json] COMMAND [ARGS]\n"
+	fprintf(f, "usage: komctl [-h] [-s SOCKET] [-T SECONDS] [--json] COMMAND [ARGS]\n"
 	    "commands:\n"
 	    "  status              every line and station: state, peer, counters\n"
 	    "  tags [GLOB]         tags with value, quality and timestamps\n"
@@ -35,6 +35,7 @@ usage(FILE *f)
 	    "socket: -s, else $KOMD_SOCKET, else %s\n"
 	    "-T SECONDS: how long to wait for komd's answer (default 15; a set waits for its\n"
 	    "  device up to komd's write_timeout, and 5 s more)\n"
+	    "-h: this help\n"
 	    "exit: 0 ok, 1 error (or no answer), 2 usage, 3 reload applied but a line did not start\n",
 	    DEFAULT_SOCKET);
 }
