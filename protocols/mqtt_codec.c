@@ -1161,10 +1161,12 @@ props_put(struct wr *w, const struct mqtt_props *pr, unsigned where)
 	return props_items(w, pr, where);
 }
 
+/* No property to write: the User Property bit counts by n_user alone (props_items writes
+ * n_user pairs whatever the bit says), so a set bit with no pair is no property. */
 static bool
 props_empty(const struct mqtt_props *pr)
 {
-	return pr->present == 0 && pr->n_user == 0;
+	return (pr->present & ~((uint64_t)1 << MQTT_P_USER_PROPERTY)) == 0 && pr->n_user == 0;
 }
 
 static int
