@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "core.h"
+#include "http.h"
 #include "tls.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/komd/komd.conf"
@@ -79,7 +80,9 @@ komd_fd_limit(const struct config *c)
 		else
 			clients += lc->type == LINE_TCP_REDUNDANT ? 2 : 1;
 	}
-	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN);
+	/* the HTTP endpoint's connections and listeners in the margin's part */
+	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN +
+	    (c->http.present ? c->http.max_clients + c->http.hosts.n : 0));
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_warn("descriptors: getrlimit(RLIMIT_NOFILE)");
 		return;
@@ -177,6 +180,7 @@ komd_reload(char *msg, size_t msglen)
 			o += (size_t)snprintf(msg + o, msglen - o, "\n%s", errs.msg[i]);
 		log_warnx("reload refused, nothing changed: %d error%s", errs.n, errs.n == 1 ? "" : "s");
 		conf_errors_clear(&errs);
+		http_note_reload(-1);
 		notify_ready();
 		return -1;
 	}
@@ -197,12 +201,16 @@ komd_reload(char *msg, size_t msglen)
 	komd_fd_limit(nc);
 	reload_apply(nc, msg, msglen);
 	log_info("%s", msg);
+	http_reload(&komd.conf->http);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
 	notify_ready();
 	struct line *l;
 	TAILQ_FOREACH(l, &komd.lines, link)
-		if (l->start_failed)
+		if (l->start_failed) {
+			http_note_reload(1);
 			return 1;
+		}
+	http_note_reload(0);
 	return 0;
 }
 
@@ -229,6 +237,7 @@ sigterm_cb(evutil_socket_t sig, short ev, void *arg)
 	TAILQ_FOREACH(l, &komd.lines, link)
 		line_stop(l);
 	control_stop();
+	http_stop();
 	/* one more pass so that deferred frees run, then out */
 	event_base_loopexit(komd.base, NULL);
 }
@@ -324,6 +333,8 @@ main(int argc, char **argv)
 	komd.conf = conf;
 	if (control_start(conf->control_socket) != 0)
 		fatalx("cannot open the control socket %s", conf->control_socket);
+	if (http_start(&conf->http) != 0)
+		fatalx("cannot start the HTTP endpoint (http section, %s:%d)", conf->http.loc.file, conf->http.loc.line);
 	reload_apply(conf, msg, sizeof(msg));
 	log_info("%s", msg);
 	malloc_trim(0);
