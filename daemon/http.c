@@ -529,8 +529,10 @@ http_arm(struct http_conn *c, int ms)
 static void
 http_deadline_cb(evutil_socket_t fd0, short ev, void *arg)
 {
-	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain\r\n"
-	    "Content-Length: 33\r\nConnection: close\r\n\r\nkomd: too many HTTP connections\n";
+#define HTTP_BUSY_TEXT "komd: too many HTTP connections\n"
+	static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\nContent-Type: text/plain; charset=utf-8\r\n"
+	    "Content-Length: 32\r\nConnection: close\r\n\r\n" HTTP_BUSY_TEXT;
+	_Static_assert(sizeof(HTTP_BUSY_TEXT) - 1 == 32, "Content-Length of the 503 answer");
 	struct http_conn *c = arg;
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
 	bufferevent_data_cb rcb = NULL;

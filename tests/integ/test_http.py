@@ -1,0 +1,244 @@
+"""The HTTP endpoint (komd.conf http): /metrics is valid Prometheus text (promtool, from
+Debian's package unpacked into build/prometheus by make) and says what komctl status says;
+a real Prometheus server scrapes komd and answers queries on its series; /api/status and
+/api/tags are komctl --json's JSON; bad clients (oversize, slow, too many, wrong
+credentials, methods that would write) are refused while komd keeps serving."""
+import calendar
+import json
+import os
+import re
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+
+import tlspki
+from komdtest import BUILD, Komd, check, free_port, main
+
+PROM_BIN = os.path.join(BUILD, "prometheus", "usr", "bin")
+
+
+def get(port, path, headers=None, method="GET", data=None, timeout=5):
+    """(status, headers, body) of one request to komd on 127.0.0.1."""
+    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers=headers or {}, method=method,
+                                 data=data)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.headers, r.read()
+    except urllib.error.HTTPError as e:
+        return e.code, e.headers, e.read()
+
+
+def metrics(port):
+    """{(name, frozenset(labels)): value} of /metrics."""
+    st, _, body = get(port, "/metrics")
+    check(st == 200, "/metrics answers 200: %s" % st)
+    out = {}
+    for line in body.decode().splitlines():
+        m = re.match(r'^([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)$', line)
+        if m:
+            labels = frozenset(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', m.group(2) or ""))
+            out[(m.group(1), labels)] = float(m.group(3))
+    return out
+
+
+def m(ms, name, **labels):
+    return ms.get((name, frozenset(labels.items())))
+
+
+def pair_conf(d, hport, sport, extra=""):
+    """A komtext server (TLS, serving a memory tag) and a komtext client acquiring it."""
+    return """http = { host = "127.0.0.1"; port = %d; timeout = 1; max_clients = 4; max_request = 2048; %s };
+tags = ( { name = "mem.a"; type = "int"; initial = 7; }, { name = "mem.b"; type = "string"; initial = "x\\"y"; } );
+lines = (
+ { name = "srv"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d;
+   tls = { my_cert = "%s/srv.pem"; my_key = "%s/srv.key"; };
+   stations = ( { name = "out"; address = 1; tags = ( { name = "mem.a"; address = "a"; } ); } ); },
+ { name = "cli"; protocol = "komtext-client"; host = "127.0.0.1"; port = %d; reconnect_delay = 0.1;
+   tls = { partner_certs = "%s/ca.pem"; };
+   stations = ( { name = "dev"; address = 1; delay = 0.1;
+     tags = ( { name = "got.a"; address = "a"; type = "int"; } ); } ); } );
+""" % (hport, extra, sport, d, d, sport, d)
+
+
+def pki():
+    d = tempfile.mkdtemp(prefix="komdhttp-")
+    tlspki.ca(d, "ca")
+    tlspki.cert(d, "srv", "ca")
+    return d
+
+
+def test_metrics_match_status_and_promtool():
+    d, hport, sport = pki(), free_port(), free_port()
+    with Komd(pair_conf(d, hport, sport)).start() as k:
+        k.until(lambda: k.tag("got.a")["value"] == 7, 10, "the client acquires mem.a over TLS")
+        st, hdr, body = get(hport, "/metrics")
+        check(st == 200 and "version=0.0.4" in hdr["Content-Type"], "text format 0.0.4: %s" % hdr["Content-Type"])
+        r = subprocess.run([os.path.join(PROM_BIN, "promtool"), "check", "metrics"], input=body,
+                           capture_output=True, timeout=20)
+        check(r.returncode == 0, "promtool check metrics: %s %s" % (r.stdout, r.stderr))
+        ms = metrics(hport)
+        cli = k.line("cli")
+        check(m(ms, "komd_line_connects_total", line="cli") == cli["counters"]["connects"],
+              "connects as komctl status: %s vs %s" % (m(ms, "komd_line_connects_total", line="cli"), cli["counters"]))
+        check(m(ms, "komd_path_state", line="cli", path="primary", state="connected") == 1, "cli's path connected")
+        check(m(ms, "komd_path_state", line="cli", path="primary", state="waiting") == 0, "one state at a time")
+        check(m(ms, "komd_station_state", line="cli", station="dev", state="ok") == 1, "station dev ok")
+        check(m(ms, "komd_station_polls_total", line="cli", station="dev") > 0, "polls counted")
+        check(m(ms, "komd_komtext_pings_total", line="srv") is not None, "the protocol's own counter, prefixed komd_")
+        check(m(ms, "komd_tags", quality="good") == 3, "three good tags: %s" % m(ms, "komd_tags", quality="good"))
+        end = subprocess.run(["openssl", "x509", "-in", os.path.join(d, "srv.pem"), "-noout", "-enddate"],
+                             capture_output=True, text=True).stdout.strip().split("=", 1)[1]
+        not_after = calendar.timegm(time.strptime(end.replace("  ", " "), "%b %d %H:%M:%S %Y GMT"))
+        v = [val for (n, ls), val in ms.items() if n == "komd_tls_cert_not_after_seconds" and
+             ("line", "srv") in ls and ("role", "my_cert") in ls]
+        check(v == [not_after], "the server certificate's notAfter: %s vs %s" % (v, not_after))
+        check(m(ms, "process_open_fds") > 5 and m(ms, "process_resident_memory_bytes") > 1e6, "process metrics")
+        check(abs(m(ms, "process_start_time_seconds") - time.time()) < 60, "process start time")
+        # reloads and their results
+        k.ctl("reload")
+        with open(k.conf, "a") as f:
+            f.write("\nnot valid")
+        k.ctl("reload", check=False)
+        ms = metrics(hport)
+        check(m(ms, "komd_reloads_total", result="applied") == 1 and m(ms, "komd_reloads_total", result="refused") == 1,
+              "reloads by result: %s" % [(n, v) for (n, _), v in ms.items() if "reload" in n])
+        check(m(ms, "komd_config_last_reload_successful") == 0, "the last reload was refused")
+
+
+def test_api_is_komctl_json():
+    hport = free_port()
+    conf = """http = { port = %d; };
+tags = ( { name = "demo.x"; type = "float"; initial = 1.5; }, { name = "demo.y"; type = "string"; initial = "a\\u00e9"; },
+         { name = "other"; type = "bool"; initial = true; } );
+lines = ( { name = "idle"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d; } );
+""" % (hport, free_port())
+    with Komd(conf).start() as k:
+        st, hdr, body = get(hport, "/api/status")
+        check(st == 200 and hdr["Content-Type"] == "application/json", "/api/status: %s" % st)
+        check(json.loads(body) == k.status(), "/api/status is komctl --json status")
+        for glob in ("demo.*", "*", "nothing*"):
+            st, _, body = get(hport, "/api/tags?glob=" + urllib.parse.quote(glob, safe=""))
+            want = k.ctl("tags", glob, json_out=True)[1]
+            check(st == 200 and json.loads(body) == want, "/api/tags?glob=%s is komctl --json tags %s" % (glob, glob))
+        st, _, body = get(hport, "/api/tags")
+        check(json.loads(body) == k.ctl("tags", json_out=True)[1], "/api/tags without glob: every tag")
+        check(get(hport, "/nothing")[0] == 404, "404 for other paths")
+
+
+def test_prometheus_scrapes_komd():
+    d, hport, sport, pport = pki(), free_port(), free_port(), free_port()
+    with Komd(pair_conf(d, hport, sport)).start() as k:
+        k.until(lambda: k.tag("got.a")["value"] == 7, 10, "the client acquires mem.a")
+        with open(os.path.join(d, "prometheus.yml"), "w") as f:
+            f.write("global: { scrape_interval: 1s }\nscrape_configs:\n  - job_name: komd\n"
+                    "    static_configs: [ { targets: ['127.0.0.1:%d'] } ]\n" % hport)
+        prom = subprocess.Popen([os.path.join(PROM_BIN, "prometheus"), "--config.file=" + d + "/prometheus.yml",
+                                 "--storage.tsdb.path=" + d + "/data", "--web.listen-address=127.0.0.1:%d" % pport],
+                                stdout=subprocess.DEVNULL, stderr=open(d + "/prometheus.log", "w"))
+        try:
+            def query(q):
+                try:
+                    st, _, body = get(pport, "/api/v1/query?query=" + urllib.parse.quote(q), timeout=2)
+                except OSError:
+                    return []
+                return json.loads(body)["data"]["result"] if st == 200 else []
+            res = k.until(lambda: query('komd_station_state{station="dev",state="ok"} == 1'), 30,
+                          "Prometheus to scrape komd's station state")
+            print("query komd_station_state{station=\"dev\",state=\"ok\"} == 1 -> %s" % json.dumps(res))
+            res = k.until(lambda: query("rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0"), 30,
+                          "a rate of komd's frame counter")
+            print("query rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0 -> %s" % json.dumps(res))
+            up = query('up{job="komd"}')
+            check(up and up[0]["value"][1] == "1", "the komd target is up: %s" % up)
+        finally:
+            prom.terminate()
+            prom.wait(10)
+
+
+def raw(port, data, wait_close=3.0):
+    """Send data on a fresh connection; (answer bytes, closed by komd)."""
+    s = socket.create_connection(("127.0.0.1", port), 2)
+    s.settimeout(wait_close)
+    got, closed = b"", False
+    try:
+        s.sendall(data)
+        while True:
+            b = s.recv(65536)
+            if not b:
+                closed = True
+                break
+            got += b
+    except (socket.timeout, ConnectionResetError, BrokenPipeError):
+        closed = got != b""
+    s.close()
+    return got, closed
+
+
+def test_bad_clients_refused():
+    d, hport = tempfile.mkdtemp(prefix="komdhttp-"), free_port()
+    hash_ = subprocess.run(["openssl", "passwd", "-6", "-salt", "komdtestsalt", "s3cret"], capture_output=True,
+                           text=True).stdout.strip()
+    with open(os.path.join(d, "users"), "w") as f:
+        f.write("# test users\nscraper:%s\n" % hash_)
+    os.chmod(os.path.join(d, "users"), 0o640)
+    conf = """http = { host = "127.0.0.1"; port = %d; timeout = 1; max_clients = 3; max_request = 2048;
+  auth_file = "%s/users"; };
+tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d)
+    ok = {"Authorization": "Basic c2NyYXBlcjpzM2NyZXQ="}  # scraper:s3cret
+    with Komd(conf).start() as k:
+        # credentials
+        st, hdr, _ = get(hport, "/metrics")
+        check(st == 401 and hdr["WWW-Authenticate"].startswith("Basic"), "no credentials: 401 (%s)" % st)
+        check(get(hport, "/metrics", {"Authorization": "Basic c2NyYXBlcjp3cm9uZw=="})[0] == 401, "wrong password")
+        check(get(hport, "/metrics", {"Authorization": "Basic !!!!"})[0] == 401, "not base64")
+        check(get(hport, "/metrics", ok)[0] == 200, "the right password")
+        # read-only
+        for method in ("POST", "PUT", "DELETE"):
+            st, hdr, _ = get(hport, "/api/tags", ok, method=method, data=b"{}")
+            check(st == 405 and hdr["Allow"] == "GET, HEAD", "%s: 405 with Allow (%s)" % (method, st))
+        # oversize: a header past max_request
+        got, closed = raw(hport, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
+        check(re.match(rb"HTTP/1.1 (413|400)", got) and closed, "oversize request refused and closed: %r" % got[:60])
+        # slow: a byte every 0.2 s is cut at timeout (1 s), and others are served meanwhile
+        s = socket.create_connection(("127.0.0.1", hport))
+        t0, cut, served = time.monotonic(), None, []
+        for i, ch in enumerate(b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"z" * 40):
+            try:
+                s.send(bytes([ch]))
+            except OSError:
+                cut = time.monotonic() - t0
+                break
+            if i % 5 == 0:
+                t1 = time.monotonic()
+                served.append((get(hport, "/metrics", ok)[0], time.monotonic() - t1))
+            time.sleep(0.2)  # the slow client's own pace, not a synchronisation
+        s.close()
+        check(cut is not None and cut < 3.0, "the slow client is cut near timeout: %s" % cut)
+        check(all(st == 200 and dt < 0.5 for st, dt in served), "others served meanwhile: %s" % served)
+        # too many: max_clients 3 idle connections, the next is answered 503
+        idle = [socket.create_connection(("127.0.0.1", hport)) for _ in range(3)]
+        got, closed = raw(hport, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(got.startswith(b"HTTP/1.1 503") and closed, "over max_clients: 503 and closed: %r" % got[:40])
+        for s in idle:
+            s.close()
+        k.until(lambda: get(hport, "/metrics", ok)[0] == 200, 5, "served again once they are gone")
+        ms = {}
+        for line in get(hport, "/metrics", ok)[2].decode().splitlines():
+            if line.startswith("komd_http_"):
+                n, v = line.split(" ")
+                ms[n] = float(v)
+        check(ms["komd_http_refused_connections_total"] >= 1 and ms["komd_http_timeouts_total"] >= 1 and
+              ms["komd_http_auth_failures_total"] == 3, "counted: %s" % ms)
+        k.until(lambda: get(hport, "/metrics", ok)[2].count(b"komd_http_connections 1\n") == 1, 5,
+                "connections counted out (only this one left)")
+        check(k.status()["lines"] == [], "komctl still answers")
+
+
+if __name__ == "__main__":
+    main([test_metrics_match_status_and_promtool, test_api_is_komctl_json, test_prometheus_scrapes_komd,
+          test_bad_clients_refused])
