@@ -940,6 +940,15 @@ conf_http(struct conf_ctx *x, const config_setting_t *grp)
 	}
 	if (conf_parse_hostlist(hosts, true, &h->hosts, err, sizeof(err)) != 0)
 		conf_err(x, m ? m : grp, "'host': %s", err);
+	if ((m = config_setting_get_member(grp, "tls"))) {
+		/* TLS as tls.c builds it for a server line: by the transport of its ops */
+		static const struct proto_ops http_ops = { .name = "http", .transport = PROTO_LISTEN };
+
+		h->tls_line.name = (char *)"http";
+		h->tls_line.ops = &http_ops;
+		h->tls_line.loc = h->loc;
+		conf_tls(x, &h->tls_line, m, "http");
+	}
 	if (h->auth_file) {
 		struct conf_loc loc;
 
@@ -1511,6 +1520,7 @@ conf_free(struct config *c)
 	free(c->appdir);      /* CK_VALUE: relative to the main file */
 	conf_free_strings(conf_global_keys, c);
 	conf_free_strings(conf_http_keys, &c->http);
+	conf_free_strings(conf_tls_keys, &c->http.tls_line.tls);
 	free(c);
 }
 

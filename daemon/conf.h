@@ -177,6 +177,8 @@ struct http_conf {
 	int max_clients;     /* connections at once, counted by http.c */
 	int timeout_ms;      /* a request must arrive (and its answer leave) within it */
 	int max_request;     /* bytes of a request's line and headers, and of its body */
+	struct line_conf tls_line; /* tls: checked and loaded as a server line's, named "http"
+	                            * (tls_setup); tls_line.tls.present: HTTPS */
 };
 
 struct config {

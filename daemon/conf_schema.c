@@ -51,6 +51,8 @@ const struct conf_key conf_http_keys[] = {
 	  .help = "string: addresses to listen on, as on server lines; default \"127.0.0.1\"" },
 	{ .name = "port", .type = CK_INT, .required = true, .min = 1, .max = 65535,
 	  .off = offsetof(struct http_conf, port), .help = "TCP port to listen on" },
+	{ .name = "tls", .type = CK_VALUE,
+	  .help = "group: TLS settings as a server line's (HTTPS); default: plain HTTP" },
 	{ .name = "auth_file", .type = CK_STRING, .off = offsetof(struct http_conf, auth_file),
 	  .help = "string: a file of \"user:hash\" lines (SHA-512-crypt, $6$); every request must then "
 	  "authenticate (HTTP basic); default: none" },

@@ -27,6 +27,7 @@
 #include <unistd.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/http.h>
 #include <event2/keyvalq_struct.h>
 #include <event2/listener.h>
@@ -71,6 +72,7 @@ static struct {
 	struct http_user users[HTTP_MAX_USERS];
 	int nusers;
 	bool auth;                   /* an auth_file is configured */
+	struct line_tls *tls;        /* HTTPS: the context (tls.c), rebuilt at each reload */
 	TAILQ_HEAD(, http_conn) conns;
 	int nconns;
 	struct event *accept_pause;  /* descriptors ran out: accept again after a second */
@@ -397,6 +399,9 @@ m_tls(struct evbuffer *b)
 				m_dbl(b, "komd_tls_cert_not_after_seconds", (const char *[]){ "line", l->lc->name, "role", ci->role,
 				    "file", ci->file, "subject", ci->subject, NULL }, (double)ci->not_after);
 		}
+	for (int i = 0; H.tls && i < H.tls->ncerts; i++) /* the HTTP endpoint's own: no line */
+		m_dbl(b, "komd_tls_cert_not_after_seconds", (const char *[]){ "role", H.tls->certs[i].role, "file",
+		    H.tls->certs[i].file, "subject", H.tls->certs[i].subject, NULL }, (double)H.tls->certs[i].not_after);
 }
 
 /* process_* as Prometheus's client libraries name them, from /proc. */
@@ -569,10 +574,20 @@ http_bev_cb(struct event_base *base, void *arg)
 {
 	struct http_conn *c = calloc(1, sizeof(*c));
 
+	SSL *ssl = NULL;
+
 	(void)arg;
 	if (!c)
 		return NULL; /* evhttp makes its own: uncounted, but komd is out of memory anyway */
-	if (!(c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE)) ||
+	if (H.tls && !(ssl = tls_ssl_new(H.tls, NULL)))
+		c->bev = NULL;
+	else if (H.tls)
+		c->bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING, BEV_OPT_CLOSE_ON_FREE);
+	else
+		c->bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	if (!c->bev && ssl)
+		SSL_free(ssl);
+	if (!c->bev ||
 	    !(c->deadline = evtimer_new(base, http_deadline_cb, c))) {
 		if (c->bev)
 			bufferevent_free(c->bev);
@@ -675,6 +690,17 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
 		http_error(req, 405, "Method Not Allowed", "read-only: GET and HEAD only");
 		return;
+	}
+	if (H.tls && c) {
+		char why[256];
+		SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+		if (!ssl || !tls_check_auth(ssl, H.tls, why, sizeof(why))) {
+			log_warnx("http: TLS: %s", ssl ? why : "no TLS session");
+			evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
+			http_error(req, 403, "Forbidden", "TLS authentication as configured is required");
+			return;
+		}
 	}
 	if (H.auth && !http_authorized(req)) {
 		H.auth_failures++;
@@ -785,6 +811,23 @@ http_settings(const struct http_conf *hc)
 	/* every method reaches http_request_cb, which answers 405 (evhttp would say 501) */
 	evhttp_set_allowed_methods(H.http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_PUT |
 	    EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE | EVHTTP_REQ_CONNECT | EVHTTP_REQ_PATCH);
+	if (hc->tls_line.tls.present) {
+		struct tls_error e;
+		struct line_tls *t = tls_setup(&hc->tls_line, komd.no_peer_verify, &e);
+
+		if (t) {
+			tls_free(H.tls); /* SSL objects of open connections keep the old context */
+			H.tls = t;
+			tls_warn_expiry(H.tls, "http", 30);
+		} else {
+			log_err("%s:%d: http: tls: %s%s", e.where.file, e.where.line, e.msg,
+			    H.tls ? "; keeping the certificates loaded before" : "");
+			rc = -1;
+		}
+	} else if (H.tls) {
+		tls_free(H.tls);
+		H.tls = NULL;
+	}
 	if (!hc->auth_file) {
 		H.auth = false;
 		H.nusers = 0;
@@ -823,6 +866,8 @@ http_start(const struct http_conf *hc)
 	H.hosts = hc->hosts;
 	H.port = hc->port;
 	int rc = http_settings(hc);
+	if (hc->tls_line.tls.present && !H.tls)
+		return -1; /* never plain HTTP where HTTPS was asked for */
 	for (int i = 0; i < hc->hosts.n; i++)
 		if (http_listen_one(&hc->hosts.h[i], hc->port) != 0)
 			rc = -1;
@@ -871,4 +916,6 @@ http_stop(void)
 	}
 	explicit_bzero(H.users, sizeof(H.users));
 	H.nusers = 0;
+	tls_free(H.tls);
+	H.tls = NULL;
 }

@@ -126,6 +126,19 @@ komd_load(const char *path, struct conf_errors *errs, bool dates)
 
 	/* the TLS files of every sound tls section, even when other keys have errors: komd -t
 	 * lists every error in one run */
+	if (c && c->http.tls_line.tls.present && c->http.tls_line.tls.valid) {
+		struct tls_error e;
+		struct line_tls *t = tls_setup(&c->http.tls_line, false, &e);
+		char *msg;
+
+		if (!t && (!e.dates || dates) && asprintf(&msg, "%s:%d: http: tls: %s", e.where.file, e.where.line, e.msg) >= 0) {
+			errs->msg = realloc(errs->msg, (size_t)(errs->n + 1) * sizeof(*errs->msg));
+			if (!errs->msg)
+				fatal("realloc");
+			errs->msg[errs->n++] = msg;
+		}
+		tls_free(t);
+	}
 	if (c && (tls_check_config(c, errs, dates) > 0 || errs->n != n0)) {
 		conf_free(c);
 		return NULL;

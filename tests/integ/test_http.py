@@ -8,6 +8,7 @@ import json
 import os
 import re
 import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -22,12 +23,13 @@ from komdtest import BUILD, Komd, check, free_port, main
 PROM_BIN = os.path.join(BUILD, "prometheus", "usr", "bin")
 
 
-def get(port, path, headers=None, method="GET", data=None, timeout=5):
-    """(status, headers, body) of one request to komd on 127.0.0.1."""
-    req = urllib.request.Request("http://127.0.0.1:%d%s" % (port, path), headers=headers or {}, method=method,
-                                 data=data)
+def get(port, path, headers=None, method="GET", data=None, timeout=5, ca=None):
+    """(status, headers, body) of one request to komd on 127.0.0.1 (HTTPS trusting ca)."""
+    req = urllib.request.Request("http%s://127.0.0.1:%d%s" % ("s" if ca else "", port, path), headers=headers or {},
+                                 method=method, data=data)
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as r:
+        with urllib.request.urlopen(req, timeout=timeout, context=ssl.create_default_context(cafile=ca) if ca
+                                    else None) as r:
             return r.status, r.headers, r.read()
     except urllib.error.HTTPError as e:
         return e.code, e.headers, e.read()
@@ -239,6 +241,36 @@ tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d)
         check(k.status()["lines"] == [], "komctl still answers")
 
 
+def test_https_and_reload():
+    d, hport, hport2 = pki(), free_port(), free_port()
+    conf = """http = { host = "127.0.0.1"; port = %d; tls = { my_cert = "%s/srv.pem"; my_key = "%s/srv.key"; }; };
+tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d, d)
+    with Komd(conf).start() as k:
+        st, _, body = get(hport, "/metrics", ca=d + "/ca.pem")
+        check(st == 200, "HTTPS /metrics: %s" % st)
+        check(re.search(r'komd_tls_cert_not_after_seconds\{role="my_cert",file="%s/srv.pem",subject="[^"]*srv"\} \d'
+                        % re.escape(d), body.decode()), "the endpoint's own certificate in the metrics")
+        got, closed = raw(hport, b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        check(b"200 OK" not in got, "no plain HTTP on the HTTPS port: %r" % got[:40])
+        # a reload that moves the endpoint (and drops TLS): the old port closes, the new serves
+        k.write_conf("""http = { host = "127.0.0.1"; port = %d; };
+tags = ( { name = "m"; type = "int"; initial = 1; } );""" % hport2)
+        k.ctl("reload")
+        check(get(hport2, "/metrics")[0] == 200, "served on the new port after the reload")
+        try:
+            socket.create_connection(("127.0.0.1", hport), 1).close()
+            moved = False
+        except OSError:
+            moved = True
+        check(moved, "the old port is closed")
+        # a configuration whose http TLS files are broken is refused as a whole
+        with open(k.conf, "w") as f:
+            f.write('control_socket = "%s";\nhttp = { port = %d; tls = { my_cert = "%s/ca.pem"; my_key = "%s/srv.key"; }; };'
+                    % (k.sock, hport2, d, d))
+        check(k.ctl("reload", check=False)[0] != 0, "a key that does not match the certificate: reload refused")
+        check(get(hport2, "/metrics")[0] == 200, "still served after the refused reload")
+
+
 if __name__ == "__main__":
     main([test_metrics_match_status_and_promtool, test_api_is_komctl_json, test_prometheus_scrapes_komd,
-          test_bad_clients_refused])
+          test_bad_clients_refused, test_https_and_reload])
