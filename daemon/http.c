@@ -3,15 +3,18 @@
  * GET /api/tags?glob=PATTERN (the JSON of komctl --json, built by control.c).
  *
  * What a client may cost is bounded here, since libevent 2.1 bounds nothing of its own:
- * max_clients connections at once (counted through the bufferevent each connection gets
- * from http_bev_cb, whose free hook counts it out; more are answered 503 and closed),
+ * max_clients connections at once (counted from the bufferevent http_bev_cb makes for each
+ * to evhttp's close callback, or to the deadline of one that never sent a request; more
+ * are answered 503 and closed),
  * max_request bytes of request line and headers (and of a body: 413), and timeout for a
  * whole request from the connection's start or the last answer (a client sending a byte
  * now and then is cut there, not only after timeout of silence). Answers are built whole
  * in memory and written by the bufferevent: a slow reader never holds the loop.
  * Basic authentication (RFC 7617) against SHA-512-crypt hashes: the last credential that
  * verified for each user is kept as a SHA-256 digest, so crypt(3) runs once per new
- * password, not on every scrape. */
+ * password, not on every scrape. TLS (a line's tls keys) is tls.c's server context; the
+ * connection's authentication is checked as a line's (tls_check_auth) before a request is
+ * served. */
 #include <crypt.h>
 #include <dirent.h>
 #include <errno.h>

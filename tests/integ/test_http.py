@@ -18,7 +18,7 @@ import urllib.parse
 import urllib.request
 
 import tlspki
-from komdtest import BUILD, Komd, check, free_port, main
+from komdtest import BUILD, Komd, check, free_port, main, run_komd
 
 PROM_BIN = os.path.join(BUILD, "prometheus", "usr", "bin")
 
@@ -271,6 +271,26 @@ tags = ( { name = "m"; type = "int"; initial = 1; } );""" % hport2)
         check(get(hport2, "/metrics")[0] == 200, "still served after the refused reload")
 
 
+def test_config_errors():
+    d = tempfile.mkdtemp(prefix="komdhttp-")
+    cases = [
+        ('http = { host = "127.0.0.1"; };', r":1: missing required key 'port' in http"),
+        ("http = { port = 99999; };", r":1: .*port.*65535"),
+        ("http = { port = 9464; bogus = 1; };", r":1: unknown key 'bogus' in http"),
+        ('http = { port = 9464; host = "no such address"; };', r":1: 'host': "),
+        ("http = 5;", r":1: 'http' must be a group"),
+        ('http = { port = 9464; auth_file = "%s/none"; };' % d, r":1: 'auth_file': cannot read"),
+        ('http = { port = 9464;\n  tls = { my_cert = "%s/none.pem"; }; };' % d, r":2: .*my_cert"),
+    ]
+    for text, want in cases:
+        path = os.path.join(d, "k.conf")
+        with open(path, "w") as f:
+            f.write(text + "\n")
+        r = run_komd("-t", "-c", path)
+        check(r.returncode == 1 and re.search(re.escape(path) + want, r.stderr),
+              "komd -t on %r: exit 1 and /%s/: %d %s" % (text, want, r.returncode, r.stderr))
+
+
 if __name__ == "__main__":
     main([test_metrics_match_status_and_promtool, test_api_is_komctl_json, test_prometheus_scrapes_komd,
-          test_bad_clients_refused, test_https_and_reload])
+          test_bad_clients_refused, test_https_and_reload, test_config_errors])
