@@ -82,8 +82,9 @@ static struct {
 	uint64_t requests, refused, timed_out, auth_failures;
 	uint64_t reloads[3];         /* applied, partial, refused */
 	int last_reload;             /* -2: none yet */
-	time_t last_reload_ok;
 } H = { .last_reload = -2 };
+
+static void http_sweep(void);
 
 /* ---- users (auth_file) ---- */
 
@@ -475,6 +476,7 @@ http_metrics(struct evbuffer *b)
 		m_u64(b, "komd_reloads_total", (const char *[]){ "result", results[i], NULL }, H.reloads[i]);
 	m_head(b, "komd_config_last_reload_successful", true, "1 unless the last reload was refused");
 	m_u64(b, "komd_config_last_reload_successful", NULL, H.last_reload != -1);
+	http_sweep();
 	m_head(b, "komd_http_connections", true, "HTTP connections open now");
 	m_u64(b, "komd_http_connections", NULL, (uint64_t)H.nconns);
 	m_head(b, "komd_http_requests_total", false, "HTTP requests answered");
@@ -523,6 +525,29 @@ http_conn_free(struct http_conn *c)
 	free(c);
 }
 
+/* Has evhttp let go of c's connection (bufferevent_free clears the callbacks; our reference
+ * keeps the rest)? */
+static bool
+http_conn_gone(struct http_conn *c)
+{
+	bufferevent_data_cb rcb = NULL;
+
+	bufferevent_getcb(c->bev, &rcb, NULL, NULL, NULL);
+	return rcb == NULL || bufferevent_getfd(c->bev) < 0;
+}
+
+/* Count out the connections evhttp closed before any request (a request line it could not
+ * parse, a client that left): they have no close callback to do it. */
+static void
+http_sweep(void)
+{
+	struct http_conn *c, *tmp;
+
+	TAILQ_FOREACH_SAFE(c, &H.conns, link, tmp)
+		if (!c->closecb && http_conn_gone(c))
+			http_conn_free(c);
+}
+
 static void
 http_arm(struct http_conn *c, int ms)
 {
@@ -543,12 +568,11 @@ http_deadline_cb(evutil_socket_t fd0, short ev, void *arg)
 	_Static_assert(sizeof(HTTP_BUSY_TEXT) - 1 == 32, "Content-Length of the 503 answer");
 	struct http_conn *c = arg;
 	evutil_socket_t fd = bufferevent_getfd(c->bev);
-	bufferevent_data_cb rcb = NULL;
 
 	(void)fd0; (void)ev;
-	bufferevent_getcb(c->bev, &rcb, NULL, NULL, NULL);
-	if (fd < 0 || !rcb) { /* evhttp has let go of it already (bufferevent_free clears the callbacks) */
-		http_conn_free(c);
+	if (http_conn_gone(c)) {
+		if (!c->closecb)
+			http_conn_free(c);
 		return;
 	}
 	if (c->refused) {
@@ -598,6 +622,8 @@ http_bev_cb(struct event_base *base, void *arg)
 		return NULL;
 	}
 	bufferevent_incref(c->bev);
+	if (H.nconns >= H.max_clients)
+		http_sweep();
 	TAILQ_INSERT_TAIL(&H.conns, c, link);
 	H.nconns++;
 	if (H.nconns > H.max_clients) {

@@ -206,6 +206,10 @@ tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d)
         # oversize: a header past max_request
         got, closed = raw(hport, b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n")
         check(re.match(rb"HTTP/1.1 (413|400)", got) and closed, "oversize request refused and closed: %r" % got[:60])
+        # not HTTP at all
+        for junk in (b"GARBAGE\r\n\r\n", b"GET /metrics\x00 HTTP/1.1\r\n\r\n", b"\x16\x03\x01\x00\x05hello\r\n\r\n"):
+            got, closed = raw(hport, junk)
+            check(closed and not got.startswith(b"HTTP/1.1 200"), "%r: refused and closed: %r" % (junk, got[:40]))
         # slow: a byte every 0.2 s is cut at timeout (1 s), and others are served meanwhile
         s = socket.create_connection(("127.0.0.1", hport))
         t0, cut, served = time.monotonic(), None, []
