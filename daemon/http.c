@@ -79,7 +79,7 @@ static struct {
 	TAILQ_HEAD(, http_conn) conns;
 	int nconns;
 	struct event *accept_pause;  /* descriptors ran out: accept again after a second */
-	uint64_t requests, refused, timed_out, auth_failures;
+	uint64_t requests, refused, timed_out, auth_failures, auth_hashes;
 	uint64_t reloads[3];         /* applied, partial, refused */
 	int last_reload;             /* -2: none yet */
 } H = { .last_reload = -2 };
@@ -169,6 +169,7 @@ http_authorized(struct evhttp_request *req)
 			break;
 		}
 		memset(&cd, 0, sizeof(cd));
+		H.auth_hashes++;
 		h = crypt_r(colon + 1, u->hash, &cd);
 		ok = h && strlen(h) == strlen(u->hash) && CRYPTO_memcmp(h, u->hash, strlen(h)) == 0;
 		explicit_bzero(&cd, sizeof(cd));
@@ -487,6 +488,9 @@ http_metrics(struct evbuffer *b)
 	m_u64(b, "komd_http_timeouts_total", NULL, H.timed_out);
 	m_head(b, "komd_http_auth_failures_total", false, "HTTP requests refused for missing or wrong credentials");
 	m_u64(b, "komd_http_auth_failures_total", NULL, H.auth_failures);
+	m_head(b, "komd_http_auth_hashes_total", false, "passwords hashed to check them (a password that verified is "
+	    "remembered and not hashed again)");
+	m_u64(b, "komd_http_auth_hashes_total", NULL, H.auth_hashes);
 	m_process(b);
 	/* evbuffer_add_printf's failures show as a short buffer: out of memory is all it can be */
 	return evbuffer_get_length(b) > 0 ? 0 : -1;

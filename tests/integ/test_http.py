@@ -198,7 +198,11 @@ tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d)
         check(st == 401 and hdr["WWW-Authenticate"].startswith("Basic"), "no credentials: 401 (%s)" % st)
         check(get(hport, "/metrics", {"Authorization": "Basic c2NyYXBlcjp3cm9uZw=="})[0] == 401, "wrong password")
         check(get(hport, "/metrics", {"Authorization": "Basic !!!!"})[0] == 401, "not base64")
-        check(get(hport, "/metrics", ok)[0] == 200, "the right password")
+        for _ in range(10):
+            check(get(hport, "/metrics", ok)[0] == 200, "the right password")
+        hashes = re.search(rb"\nkomd_http_auth_hashes_total (\d+)", get(hport, "/metrics", ok)[2])
+        check(hashes and int(hashes.group(1)) == 2, "hashed once for the wrong password and once for the right "
+              "one, not for each of 11 requests: %s" % (hashes and hashes.group(1)))
         # read-only
         for method in ("POST", "PUT", "DELETE"):
             st, hdr, _ = get(hport, "/api/tags", ok, method=method, data=b"{}")
@@ -239,7 +243,8 @@ tags = ( { name = "m"; type = "int"; initial = 1; } );""" % (hport, d)
                 n, v = line.split(" ")
                 ms[n] = float(v)
         check(ms["komd_http_refused_connections_total"] >= 1 and ms["komd_http_timeouts_total"] >= 1 and
-              ms["komd_http_auth_failures_total"] == 3, "counted: %s" % ms)
+              ms["komd_http_auth_failures_total"] == 3 and
+              ms["komd_http_auth_hashes_total"] == 2, "counted: %s" % ms)
         k.until(lambda: get(hport, "/metrics", ok)[2].count(b"komd_http_connections 1\n") == 1, 5,
                 "connections counted out (only this one left)")
         check(k.status()["lines"] == [], "komctl still answers")
