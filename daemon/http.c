@@ -824,6 +824,9 @@ http_listen_one(const struct hostspec *h, int port)
 	snprintf(H.bound_name[H.nbound], sizeof(H.bound_name[0]), "%s", name);
 	H.nbound++;
 	log_info("http: listening on %s", name);
+	if (!H.auth && (h->wildcard || (strncmp(h->name, "127.", 4) != 0 && strcmp(h->name, "::1") != 0)))
+		log_warnx("http: %s is not a loopback address and no auth_file is set: whoever reaches it reads "
+		    "every tag and status", name);
 	return 0;
 }
 
