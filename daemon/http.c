@@ -20,6 +20,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -714,8 +715,13 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (c && !c->closecb) {
+		int on = 1;
+
 		evhttp_connection_set_closecb(evhttp_request_get_connection(req), http_close_cb, c);
 		c->closecb = true;
+		/* evhttp writes the head and the body apart: without this a keep-alive client's
+		 * delayed ACK holds each answer 40 ms (Nagle) */
+		setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &on, sizeof(on));
 	}
 	if (c)
 		http_arm(c, H.timeout_ms); /* for the answer to leave and the next request to come */

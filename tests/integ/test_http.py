@@ -4,6 +4,7 @@ a real Prometheus server scrapes komd and answers queries on its series; /api/st
 /api/tags are komctl --json's JSON; bad clients (oversize, slow, too many, wrong
 credentials, methods that would write) are refused while komd keeps serving."""
 import calendar
+import http.client
 import json
 import os
 import re
@@ -116,9 +117,9 @@ def test_api_is_komctl_json():
     hport = free_port()
     conf = """http = { port = %d; };
 tags = ( { name = "demo.x"; type = "float"; initial = 1.5; }, { name = "demo.y"; type = "string"; initial = "a\\u00e9"; },
-         { name = "other"; type = "bool"; initial = true; } );
+         { name = "other"; type = "bool"; initial = true; }, %s );
 lines = ( { name = "idle"; protocol = "komtext-server"; host = "127.0.0.1"; port = %d; } );
-""" % (hport, free_port())
+""" % (hport, ", ".join('{ name = "bulk.%d"; type = "int"; initial = %d; }' % (i, i) for i in range(100)), free_port())
     with Komd(conf).start() as k:
         st, hdr, body = get(hport, "/api/status")
         check(st == 200 and hdr["Content-Type"] == "application/json", "/api/status: %s" % st)
@@ -130,6 +131,17 @@ lines = ( { name = "idle"; protocol = "komtext-server"; host = "127.0.0.1"; port
         st, _, body = get(hport, "/api/tags")
         check(json.loads(body) == k.ctl("tags", json_out=True)[1], "/api/tags without glob: every tag")
         check(get(hport, "/nothing")[0] == 404, "404 for other paths")
+        # keep-alive: an answer (here 20 kB, sent as head and body) is not held by Nagle
+        # against the client's delayed ACK (40 ms)
+        c, times = http.client.HTTPConnection("127.0.0.1", hport, timeout=5), []
+        for _ in range(21):
+            t = time.monotonic()
+            c.request("GET", "/api/tags")
+            r = c.getresponse()
+            check(r.status == 200 and len(r.read()) > 16384, "keep-alive /api/tags")
+            times.append(time.monotonic() - t)
+        c.close()
+        check(sorted(times)[10] < 0.02, "a keep-alive request's median under 20 ms: %s" % sorted(times)[10])
 
 
 def test_prometheus_scrapes_komd():
