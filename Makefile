@@ -22,7 +22,7 @@ ALL_CFLAGS = -std=c11 -D_GNU_SOURCE $(WARN) $(CFLAGS) $(EXTRA_CFLAGS) \
 	-DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' -Idaemon -Iprotocols
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-LDLIBS   = $(PKG_LIBS) -lm
+LDLIBS   = $(PKG_LIBS) -lcrypt -lm
 
 # Debian packages the build and the tests need (the deps step installs what is missing).
 # Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark,
@@ -112,14 +112,24 @@ $(BUILD)/peers/%: tests/peers/%.c | $(BUILD)/.deps
 	cc -std=c11 -D_GNU_SOURCE -O2 -g -Wall -Wextra -Werror -pthread $$(pkg-config --cflags $(call peer_lib,$*)) \
 		-o $@ $< $$(pkg-config --libs $(call peer_lib,$*))
 
+# prometheus and promtool for test_http, out of Debian's package without installing it
+# (installing would start a server on every interface): apt-get download, dpkg-deb -x.
+PROM := $(BUILD)/prometheus/usr/bin/prometheus
+$(PROM): | $(BUILD)/.deps
+	rm -rf $(BUILD)/prometheus && mkdir -p $(BUILD)/prometheus
+	cd $(BUILD)/prometheus && { apt-get download -q prometheus 2>/dev/null || \
+		{ SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; $$SUDO apt-get update -q && apt-get download -q prometheus; }; } && \
+		dpkg-deb -x prometheus_*.deb . && rm -f prometheus_*.deb
+	@touch $@
+
 # The unit and integration tests alone (no fuzzing).
-test: all $(UNIT_BINS) $(PEER_BINS)
+test: all $(UNIT_BINS) $(PEER_BINS) $(PROM)
 	@tests/run-tests $(BUILD)
 
 unit: all $(UNIT_BINS)
 	@tests/run-tests --unit $(BUILD)
 
-integ: all
+integ: all $(PROM)
 	@tests/run-tests --integ $(BUILD)
 
 # Benchmarks: komd and a peer side by side in one run (tests/bench/).

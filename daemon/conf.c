@@ -915,6 +915,49 @@ conf_backup(struct conf_ctx *x, struct line_conf *lc, const config_setting_t *gr
 		conf_err(x, m, "'host': %s", err);
 }
 
+/* The http section: listen addresses as on server lines, its keys, the auth file readable. */
+static void
+conf_http(struct conf_ctx *x, const config_setting_t *grp)
+{
+	struct http_conf *h = &x->c->http;
+	const config_setting_t *m;
+	const char *hosts = "127.0.0.1";
+	char err[256];
+
+	if (config_setting_type(grp) != CONFIG_TYPE_GROUP) {
+		conf_err(x, grp, "'http' must be a group { ... }");
+		return;
+	}
+	h->present = true;
+	conf_loc_of(x, grp, &h->loc);
+	conf_section(x, grp, conf_http_keys, h, NULL, NULL, "http");
+	if ((m = config_setting_get_member(grp, "host"))) {
+		if (config_setting_type(m) != CONFIG_TYPE_STRING) {
+			conf_err(x, m, "'host' must be a string");
+			return;
+		}
+		hosts = config_setting_get_string(m);
+	}
+	if (conf_parse_hostlist(hosts, true, &h->hosts, err, sizeof(err)) != 0)
+		conf_err(x, m ? m : grp, "'host': %s", err);
+	if ((m = config_setting_get_member(grp, "tls"))) {
+		/* TLS as tls.c builds it for a server line: by the transport of its ops */
+		static const struct proto_ops http_ops = { .name = "http", .transport = PROTO_LISTEN };
+
+		h->tls_line.name = (char *)"http";
+		h->tls_line.ops = &http_ops;
+		h->tls_line.loc = h->loc;
+		conf_tls(x, &h->tls_line, m, "http");
+	}
+	if (h->auth_file) {
+		struct conf_loc loc;
+
+		conf_loc_of(x, config_setting_get_member(grp, "auth_file"), &loc);
+		conf_tls_file(x, grp, "auth_file", h->auth_file);
+		conf_secret_mode(loc, "auth_file: password hashes", h->auth_file);
+	}
+}
+
 static void
 conf_line(struct conf_ctx *x, const config_setting_t *grp)
 {
@@ -1088,6 +1131,8 @@ conf_main(struct conf_ctx *x, const char *path, const char *dir)
 		c->appdir = conf_strdup(abs);
 	if (root) {
 		conf_section(x, root, conf_global_keys, c, NULL, NULL, NULL);
+		if ((m = config_setting_get_member(root, "http")))
+			conf_http(x, m);
 		conf_lists(x, root);
 	} else {
 		for (const struct conf_key *k = conf_global_keys; k->name; k++)
@@ -1474,6 +1519,8 @@ conf_free(struct config *c)
 	free(c->path);
 	free(c->appdir);      /* CK_VALUE: relative to the main file */
 	conf_free_strings(conf_global_keys, c);
+	conf_free_strings(conf_http_keys, &c->http);
+	conf_free_strings(conf_tls_keys, &c->http.tls_line.tls);
 	free(c);
 }
 

@@ -167,6 +167,20 @@ struct line_conf {
 	char *fingerprint;   /* canonical text of the whole line section: equal text, equal line */
 };
 
+/* The http section (http.c): a read-only endpoint for /metrics and /api. */
+struct http_conf {
+	bool present;        /* a section was given: komd listens */
+	struct conf_loc loc;
+	struct hostlist hosts; /* listen form */
+	int port;
+	char *auth_file;     /* "user:SHA-512-crypt hash" lines; NULL: no authentication */
+	int max_clients;     /* connections at once, counted by http.c */
+	int timeout_ms;      /* a request must arrive (and its answer leave) within it */
+	int max_request;     /* bytes of a request's line and headers, and of its body */
+	struct line_conf tls_line; /* tls: checked and loaded as a server line's, named "http"
+	                            * (tls_setup); tls_line.tls.present: HTTPS */
+};
+
 struct config {
 	char *path;          /* main file */
 	char *appdir;
@@ -178,6 +192,7 @@ struct config {
 	char *control_readonly_group; /* NULL: none */
 	char *resolv_conf;       /* the resolver's files (start-up only) */
 	char *hosts_file;
+	struct http_conf http;
 	struct line_conf *lines;
 	int nlines;
 	struct tag_conf *tags; /* memory tags */
@@ -219,5 +234,6 @@ extern const struct conf_key conf_backup_keys[];
 extern const struct conf_key conf_tls_keys[];
 extern const struct conf_key conf_station_keys[];
 extern const struct conf_key conf_tag_keys[];
+extern const struct conf_key conf_http_keys[];
 
 #endif

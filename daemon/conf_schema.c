@@ -40,8 +40,31 @@ const struct conf_key conf_global_keys[] = {
 	  "read at start-up" },
 	{ .name = "hosts_file", .type = CK_STRING, .def = "/etc/hosts", .off = offsetof(struct config, hosts_file),
 	  .help = "names komd knows without asking (hosts(5) format); read at start-up" },
+	{ .name = "http", .type = CK_VALUE, .help = "group: the HTTP endpoint (/metrics, /api); none: no listener" },
 	{ .name = "lines", .type = CK_VALUE, .help = "list of line groups" },
 	{ .name = "tags", .type = CK_VALUE, .help = "list of memory tag groups" },
+	{ .name = NULL, .type = CK_END },
+};
+
+const struct conf_key conf_http_keys[] = {
+	{ .name = "host", .type = CK_VALUE,
+	  .help = "string: addresses to listen on, as on server lines; default \"127.0.0.1\"" },
+	{ .name = "port", .type = CK_INT, .required = true, .min = 1, .max = 65535,
+	  .off = offsetof(struct http_conf, port), .help = "TCP port to listen on" },
+	{ .name = "tls", .type = CK_VALUE,
+	  .help = "group: TLS settings as a server line's (HTTPS); default: plain HTTP" },
+	{ .name = "auth_file", .type = CK_STRING, .off = offsetof(struct http_conf, auth_file),
+	  .help = "string: a file of \"user:hash\" lines (SHA-512-crypt, $6$); every request must then "
+	  "authenticate (HTTP basic); default: none" },
+	{ .name = "max_clients", .type = CK_INT, .min = 1, .max = 1000, .def = "16",
+	  .off = offsetof(struct http_conf, max_clients),
+	  .help = "most HTTP connections at once; more are answered 503 and closed" },
+	{ .name = "timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
+	  .off = offsetof(struct http_conf, timeout_ms),
+	  .help = "time a client may take to send a whole request (and to take the answer)" },
+	{ .name = "max_request", .type = CK_INT, .min = 512, .max = 1048576, .def = "8192",
+	  .off = offsetof(struct http_conf, max_request),
+	  .help = "most bytes of a request's line and headers (and of a body); more is answered 413" },
 	{ .name = NULL, .type = CK_END },
 };
 

@@ -458,7 +458,7 @@ tag_cmp(const void *a, const void *b)
 /* Every tag (or those whose name matches glob), sorted by name: as text into b, or as
  * JSON into b (err: out of memory). */
 static void
-ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob, char *err, size_t errlen)
+ctl_tags(bool json, struct evbuffer *b, const char *glob, char *err, size_t errlen)
 {
 	struct tag_list tl = { .glob = glob };
 	bool ok = true;
@@ -468,17 +468,35 @@ ctl_tags(struct ctl_conn *c, struct evbuffer *b, const char *glob, char *err, si
 		qsort(tl.v, tl.n, sizeof(*tl.v), tag_cmp);
 	/* JSON {"tags":[...]}: a tag's object at a time, so that 100,000 tags never need
 	 * their whole tree at once (it took 190 MB more than the text it makes) */
-	if (c->json)
+	if (json)
 		ok = evbuffer_add(b, "{\"tags\":[", 9) == 0;
 	for (size_t i = 0; i < tl.n && ok; i++) {
-		if (!c->json)
+		if (!json)
 			tag_text(b, tl.v[i]);
 		else
 			ok = (i == 0 || evbuffer_add(b, ",", 1) == 0) && ctl_json_add(b, tag_json(tl.v[i])) == 0;
 	}
-	if (c->json && (!ok || evbuffer_add(b, "]}\n", 3) != 0))
+	if (json && (!ok || evbuffer_add(b, "]}\n", 3) != 0))
 		snprintf(err, errlen, "out of memory");
 	free(tl.v);
+}
+
+int
+control_status_json(struct evbuffer *b)
+{
+	char err[64] = "";
+
+	ctl_json_body(b, ctl_status_json(), err, sizeof(err));
+	return err[0] ? -1 : 0;
+}
+
+int
+control_tags_json(struct evbuffer *b, const char *glob)
+{
+	char err[64] = "";
+
+	ctl_tags(true, b, glob, err, sizeof(err));
+	return err[0] ? -1 : 0;
 }
 
 /* ---- peers ---- */
@@ -674,7 +692,7 @@ ctl_cmd_status(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, siz
 static int
 ctl_cmd_tags(struct ctl_conn *c, char **av, struct evbuffer *b, char *err, size_t errlen)
 {
-	ctl_tags(c, b, av[1], err, errlen);
+	ctl_tags(c->json, b, av[1], err, errlen);
 	return 0;
 }
 

@@ -276,6 +276,12 @@ int control_start(const char *path);
 int control_reopen(const char *path);
 const char *control_path(void);
 void control_stop(void);
+/* The bodies of `komctl --json status` and `komctl --json tags [GLOB]` (glob: fnmatch(3)
+ * pattern, NULL for every tag), a newline after the JSON, appended to b: shared with the
+ * HTTP endpoint's /api (http.c). 0, or -1 when out of memory (b may hold part of it). */
+struct evbuffer;
+int control_status_json(struct evbuffer *b);
+int control_tags_json(struct evbuffer *b, const char *glob);
 void notify_ready(void);
 void notify_reloading(void);
 void notify_stopping(void);

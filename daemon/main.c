@@ -16,6 +16,7 @@
 #include <event2/event.h>
 
 #include "core.h"
+#include "http.h"
 #include "tls.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/komd/komd.conf"
@@ -79,7 +80,9 @@ komd_fd_limit(const struct config *c)
 		else
 			clients += lc->type == LINE_TCP_REDUNDANT ? 2 : 1;
 	}
-	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN);
+	/* the HTTP endpoint's connections and listeners in the margin's part */
+	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN +
+	    (c->http.present ? c->http.max_clients + c->http.hosts.n : 0));
 	if (getrlimit(RLIMIT_NOFILE, &rl) != 0) {
 		log_warn("descriptors: getrlimit(RLIMIT_NOFILE)");
 		return;
@@ -123,6 +126,19 @@ komd_load(const char *path, struct conf_errors *errs, bool dates)
 
 	/* the TLS files of every sound tls section, even when other keys have errors: komd -t
 	 * lists every error in one run */
+	if (c && c->http.tls_line.tls.present && c->http.tls_line.tls.valid) {
+		struct tls_error e;
+		struct line_tls *t = tls_setup(&c->http.tls_line, false, &e);
+		char *msg;
+
+		if (!t && (!e.dates || dates) && asprintf(&msg, "%s:%d: http: tls: %s", e.where.file, e.where.line, e.msg) >= 0) {
+			errs->msg = realloc(errs->msg, (size_t)(errs->n + 1) * sizeof(*errs->msg));
+			if (!errs->msg)
+				fatal("realloc");
+			errs->msg[errs->n++] = msg;
+		}
+		tls_free(t);
+	}
 	if (c && (tls_check_config(c, errs, dates) > 0 || errs->n != n0)) {
 		conf_free(c);
 		return NULL;
@@ -177,6 +193,7 @@ komd_reload(char *msg, size_t msglen)
 			o += (size_t)snprintf(msg + o, msglen - o, "\n%s", errs.msg[i]);
 		log_warnx("reload refused, nothing changed: %d error%s", errs.n, errs.n == 1 ? "" : "s");
 		conf_errors_clear(&errs);
+		http_note_reload(-1);
 		notify_ready();
 		return -1;
 	}
@@ -197,12 +214,16 @@ komd_reload(char *msg, size_t msglen)
 	komd_fd_limit(nc);
 	reload_apply(nc, msg, msglen);
 	log_info("%s", msg);
+	http_reload(&komd.conf->http);
 	malloc_trim(0); /* the parse tree of a big file is freed: give its pages back */
 	notify_ready();
 	struct line *l;
 	TAILQ_FOREACH(l, &komd.lines, link)
-		if (l->start_failed)
+		if (l->start_failed) {
+			http_note_reload(1);
 			return 1;
+		}
+	http_note_reload(0);
 	return 0;
 }
 
@@ -229,6 +250,7 @@ sigterm_cb(evutil_socket_t sig, short ev, void *arg)
 	TAILQ_FOREACH(l, &komd.lines, link)
 		line_stop(l);
 	control_stop();
+	http_stop();
 	/* one more pass so that deferred frees run, then out */
 	event_base_loopexit(komd.base, NULL);
 }
@@ -324,6 +346,8 @@ main(int argc, char **argv)
 	komd.conf = conf;
 	if (control_start(conf->control_socket) != 0)
 		fatalx("cannot open the control socket %s", conf->control_socket);
+	if (http_start(&conf->http) != 0)
+		fatalx("cannot start the HTTP endpoint (http section, %s:%d)", conf->http.loc.file, conf->http.loc.line);
 	reload_apply(conf, msg, sizeof(msg));
 	log_info("%s", msg);
 	malloc_trim(0);

@@ -531,9 +531,9 @@ man_group_has(const char *text, const char *name)
 static void
 test_manpage(void)
 {
-	const struct conf_key *tabs[6 + 3 * 16] = { conf_global_keys, conf_line_keys, conf_backup_keys,
-		conf_tls_keys, conf_station_keys, conf_tag_keys };
-	size_t ntabs = 6;
+	const struct conf_key *tabs[7 + 3 * 16] = { conf_global_keys, conf_line_keys, conf_backup_keys,
+		conf_tls_keys, conf_station_keys, conf_tag_keys, conf_http_keys };
+	size_t ntabs = 7;
 	char terr[200];
 
 	/* every protocol's keys too, and none of them shadows a core key */
@@ -572,7 +572,7 @@ static bool
 key_known(const char *name)
 {
 	const struct conf_key *const tabs[] = { conf_global_keys, conf_line_keys, conf_backup_keys,
-		conf_tls_keys, conf_station_keys, conf_tag_keys };
+		conf_tls_keys, conf_station_keys, conf_tag_keys, conf_http_keys };
 
 	for (size_t i = 0; i < sizeof(tabs) / sizeof(tabs[0]); i++)
 		for (const struct conf_key *k = tabs[i]; k->name; k++)

@@ -1,0 +1,28 @@
+/* http.h: the read-only HTTP endpoint (libevent's evhttp, RFC 9110/9112 as evhttp speaks
+ * it): /metrics in the Prometheus text exposition format 0.0.4, /api/status and /api/tags
+ * with the JSON of `komctl --json status` and `komctl --json tags GLOB`. Nothing served
+ * over HTTP changes komd. */
+#ifndef KOMD_HTTP_H
+#define KOMD_HTTP_H
+
+struct evbuffer;
+struct http_conf;
+
+/* Listen as hc says (nothing when hc->present is false) and read its auth_file. 0, or -1
+ * (logged: an address that cannot be bound, an auth_file that cannot be read). */
+int http_start(const struct http_conf *hc);
+/* A reloaded configuration: the same addresses and port keep their sockets (limits and
+ * users are taken from hc); others are closed and hc's opened. 0, or -1 logged (an auth
+ * file that cannot be read keeps the users in force; an address that cannot be bound is
+ * left closed). */
+int http_reload(const struct http_conf *hc);
+/* Close the listeners and every connection (shutdown). */
+void http_stop(void);
+/* Count a reload's result for /metrics: rc as komd_reload returns it (0 applied, 1 applied
+ * with lines that could not start, -1 refused). */
+void http_note_reload(int rc);
+/* The whole /metrics text (Prometheus text format 0.0.4) appended to b. 0, or -1 when out
+ * of memory. */
+int http_metrics(struct evbuffer *b);
+
+#endif
