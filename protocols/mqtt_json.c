@@ -544,7 +544,7 @@ jconvert(json_t *j, enum vtype t, struct value *v, const char *what, char *err, 
 			}
 			v->s = strdup(json_string_value(j));
 		} else {
-			v->s = json_dumps(j, JSON_COMPACT | JSON_ENCODE_ANY);
+			v->s = value_json_dump(j);
 		}
 		if (!v->s) {
 			snprintf(err, errlen, "%s: out of memory", what);

@@ -141,7 +141,7 @@ mqtt_publish_tag_on(struct mqtt_line *ml, int pathi, struct stag *t)
 
 	if (mqtt_tag_payload_of(sc, tc) == MQTT_PAYLOAD_JSON) {
 		json_t *o = stag_json(t);
-		char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+		char *s = o ? value_json_dump(o) : NULL;
 		if (!s) {
 			log_warnx("line %s: tag %s: out of memory for its JSON", line_name(ml->l), stag_name(t));
 			json_decref(o);
@@ -177,7 +177,7 @@ mqtt_batch_cb(void *arg)
 	if (!mst->batch_obj)
 		return;
 	json_object_foreach(mst->batch_obj, topic, arr) {
-		char *s = json_dumps(arr, JSON_COMPACT);
+		char *s = value_json_dump(arr);
 		if (!s)
 			continue;
 		/* the tags of one topic share its qos and retain: the first tag's */

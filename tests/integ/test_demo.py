@@ -68,6 +68,10 @@ def test_demo_gateway_both_ways():
             flow = next(json.loads(p) for t, p in msgs if t == "komd/demo/pump1/flow")
             check(flow["name"] == "pump1.flow" and isinstance(flow["value"], float) and flow["quality"] == "good",
                   "a tag as JSON: %s" % flow)
+            # floats as komctl prints them, the fewest digits that read back (0.367, not
+            # 0.36699999999999999)
+            raw = [p for t, p in msgs if t in ("komd/demo/pump1/flow", "komd/demo/pump1/pressure")]
+            check(not any(re.search(r"\d\.\d{15,}", p) for p in raw), "shortest floats: %s" % raw)
             # a command: mosquitto_pub writes the set-point, the response says ok
             resp = subprocess.Popen(["mosquitto_sub", "-h", "127.0.0.1", "-p", str(mport), "-t",
                                      "komd/demo/pump1/setpoint/set/response", "-C", "1", "-W", "15"],
