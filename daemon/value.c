@@ -81,88 +81,129 @@ value_parse_int(const char *s, int64_t *out)
 	return 0;
 }
 
-/* Exactly n decimal digits at s. */
+/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (H. Hinnant's
+ * days_from_civil; exact for any year, negative ones too). */
+static int64_t
+days_from_civil(int64_t y, int m, int d)
+{
+	int64_t era, yoe, doy, doe;
+
+	y -= m <= 2;
+	era = (y >= 0 ? y : y - 399) / 400;
+	yoe = y - era * 400;
+	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
+	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+	return era * 146097 + doe - 719468;
+}
+
+/* n digits at s[*i], advanced; -1 when they are not all digits. */
 static int
-value_digits(const char *s, int n, int *out)
+digits(const char *s, size_t *i, int n, int *out)
 {
 	int v = 0;
 
-	for (int i = 0; i < n; i++) {
-		if (!isdigit((unsigned char)s[i]))
+	for (int k = 0; k < n; k++) {
+		if (!isdigit((unsigned char)s[*i + (size_t)k]))
 			return -1;
-		v = v * 10 + (s[i] - '0');
+		v = v * 10 + (s[*i + (size_t)k] - '0');
 	}
+	*i += (size_t)n;
 	*out = v;
 	return 0;
 }
 
-/* "YYYY-MM-DDTHH:MM:SS[.fff...](Z|+hh:mm|-hh:mm)"; no zone means UTC. */
-static int
-value_parse_iso(const char *s, int64_t *out)
+/* value.h says the form (ISO 8601-1:2019 5.4.2 extended format, RFC 3339 5.6). */
+int
+value_parse_iso8601(const char *s, int64_t *ms, char *why, size_t whylen)
 {
-	struct tm tm;
-	int y, mo, d, h, mi, sec, ms = 0, off = 0;
-	time_t t;
+	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h, mi, sec, frac = 0, off = 0, dim;
+	size_t i = 0;
+	int64_t t;
 
-	if (strlen(s) < 19 || value_digits(s, 4, &y) || s[4] != '-' || value_digits(s + 5, 2, &mo) ||
-	    s[7] != '-' || value_digits(s + 8, 2, &d) || (s[10] != 'T' && s[10] != 't' && s[10] != ' ') ||
-	    value_digits(s + 11, 2, &h) || s[13] != ':' || value_digits(s + 14, 2, &mi) || s[16] != ':' ||
-	    value_digits(s + 17, 2, &sec))
+	if (digits(s, &i, 4, &y) || s[i++] != '-' || digits(s, &i, 2, &mo) || s[i++] != '-' ||
+	    digits(s, &i, 2, &d)) {
+		snprintf(why, whylen, "expected YYYY-MM-DD");
 		return -1;
-	s += 19;
-	if (*s == '.' || *s == ',') {
+	}
+	if (s[i] != 'T' && s[i] != 't' && s[i] != ' ') {
+		snprintf(why, whylen, "expected 'T' at %zu", i + 1);
+		return -1;
+	}
+	i++;
+	if (digits(s, &i, 2, &h) || s[i++] != ':' || digits(s, &i, 2, &mi) || s[i++] != ':' ||
+	    digits(s, &i, 2, &sec)) {
+		snprintf(why, whylen, "expected hh:mm:ss after the date");
+		return -1;
+	}
+	if (s[i] == '.' || s[i] == ',') {
 		int scale = 100;
 
-		s++;
-		if (!isdigit((unsigned char)*s))
+		if (!isdigit((unsigned char)s[++i])) {
+			snprintf(why, whylen, "expected a digit at %zu", i + 1);
 			return -1;
-		/* keep milliseconds, drop finer digits */
-		for (; isdigit((unsigned char)*s); s++, scale /= 10)
-			ms += (*s - '0') * scale;
+		}
+		for (; isdigit((unsigned char)s[i]); i++, scale /= 10)
+			frac += (s[i] - '0') * scale;
 	}
-	if (*s == 'Z' || *s == 'z') {
-		s++;
-	} else if (*s == '+' || *s == '-') {
-		int oh, om, sign = *s == '-' ? -1 : 1;
+	if (s[i] == 'Z' || s[i] == 'z') {
+		i++;
+	} else if (s[i] == '+' || s[i] == '-') {
+		int oh, om = 0, sign = s[i++] == '-' ? -1 : 1;
 
-		s++;
-		if (value_digits(s, 2, &oh))
+		if (digits(s, &i, 2, &oh)) {
+			snprintf(why, whylen, "expected an offset like +01:00 at %zu", i + 1);
 			return -1;
-		s += 2;
-		if (*s == ':')
-			s++;
-		if (value_digits(s, 2, &om))
+		}
+		if (s[i] == ':') {
+			i++;
+			if (digits(s, &i, 2, &om)) {
+				snprintf(why, whylen, "expected offset minutes at %zu", i + 1);
+				return -1;
+			}
+		} else if (isdigit((unsigned char)s[i]) && digits(s, &i, 2, &om)) {
+			snprintf(why, whylen, "expected offset minutes at %zu", i + 1);
 			return -1;
-		s += 2;
-		if (oh > 23 || om > 59)
+		}
+		if (oh > 23 || om > 59) {
+			snprintf(why, whylen, "offset %02d:%02d out of range", oh, om);
 			return -1;
-		off = sign * (oh * 60 + om) * 60;
+		}
+		off = sign * (oh * 60 + om);
 	}
-	if (*s != '\0')
+	if (s[i] != '\0') {
+		snprintf(why, whylen, "unexpected text at %zu", i + 1);
 		return -1;
-	/* second 60 only as a leap second, at 23:59:60 UTC (as POSIX time: the next day's 00:00:00) */
-	if (mo < 1 || mo > 12 || d < 1 || d > 31 || h > 23 || mi > 59 || sec > 60 ||
-	    (sec == 60 && ((((h * 60 + mi - off / 60) % 1440) + 1440) % 1440) != 23 * 60 + 59))
+	}
+	if (mo < 1 || mo > 12) {
+		snprintf(why, whylen, "no month %d", mo);
 		return -1;
-	memset(&tm, 0, sizeof(tm));
-	tm.tm_year = y - 1900;
-	tm.tm_mon = mo - 1;
-	tm.tm_mday = d;
-	tm.tm_hour = h;
-	tm.tm_min = mi;
-	tm.tm_sec = sec == 60 ? 59 : sec;
-	t = timegm(&tm);
-	/* timegm normalises 31 February into March: reject dates that moved */
-	if (tm.tm_mday != d || tm.tm_mon != mo - 1)
+	}
+	dim = mdays[mo - 1] + (mo == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
+	if (d < 1 || d > dim) {
+		snprintf(why, whylen, "no day %d in %04d-%02d", d, y, mo);
 		return -1;
-	*out = ((int64_t)t + (sec == 60) - off) * 1000 + ms;
+	}
+	if (h > 23 || mi > 59 || sec > 60) {
+		snprintf(why, whylen, "no time %02d:%02d:%02d", h, mi, sec);
+		return -1;
+	}
+	t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi - off) * 60 + (sec == 60 ? 59 : sec);
+	if (sec == 60) {
+		if (((t % 86400) + 86400) % 86400 != 86399) {
+			snprintf(why, whylen, "second 60 is only at 23:59:60 UTC (a leap second)");
+			return -1;
+		}
+		t++;
+	}
+	*ms = t * 1000 + frac;
 	return 0;
 }
 
 int
 value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen)
 {
-	char s[128];
+	char s[128], why[100];
 	int64_t i;
 
 	memset(v, 0, sizeof(*v));
@@ -222,7 +263,7 @@ value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t e
 		return 0;
 	}
 	case VT_TIME:
-		if (value_parse_int(s, &i) == 0 || value_parse_iso(s, &i) == 0) {
+		if (value_parse_int(s, &i) == 0 || value_parse_iso8601(s, &i, why, sizeof(why)) == 0) {
 			v->i = i;
 			return 0;
 		}

@@ -38,6 +38,14 @@ int vtype_parse(const char *s, enum vtype *out); /* 0 / -1 */
 
 /* Parse text as type t into v (v->s allocated for strings). 0, or -1 with err. */
 int value_parse(enum vtype t, const char *text, struct value *v, char *err, size_t errlen);
+/* An ISO 8601 date-time to ms since the epoch (UTC): "YYYY-MM-DDTHH:MM:SS[.f](Z|+hh:mm|+hhmm|
+ * +hh|-...)", the extended format of ISO 8601-1:2019 5.4.2 with RFC 3339 5.6's options ('t'
+ * or ' ' for 'T', 'z', ',' as the decimal sign); no offset means UTC; fractions beyond ms
+ * are cut; years 0000..9999; dates that do not exist (2026-02-30) are refused; second 60
+ * only at 23:59:60 UTC (a leap second, RFC 3339 5.7), counted as the next second. 0, or -1
+ * with why (may be NULL with whylen 0) saying what is wrong. komd's one parser of times
+ * (value_parse, MQTT payloads). */
+int value_parse_iso8601(const char *s, int64_t *ms, char *why, size_t whylen);
 /* Format v as text (strings as they are, cut at len). Returns buf. */
 char *value_format(const struct value *v, char *buf, size_t len);
 

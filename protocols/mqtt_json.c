@@ -458,7 +458,6 @@ jnumber_ms(const json_t *j, int64_t scale, const char *what, int64_t *ms, char *
 	return -1;
 }
 
-static int iso_parse(const char *s, int64_t *ms, char *why, size_t whylen);
 
 /* An ISO 8601 string j as ms, or -1 with err. */
 static int
@@ -466,7 +465,7 @@ jiso_ms(const json_t *j, const char *what, int64_t *ms, char *err, size_t errlen
 {
 	char why[100], t[80];
 
-	if (iso_parse(json_string_value(j), ms, why, sizeof(why)) == 0)
+	if (value_parse_iso8601(json_string_value(j), ms, why, sizeof(why)) == 0)
 		return 0;
 	excerpt(json_string_value(j), json_string_length(j), 40, t, sizeof(t));
 	snprintf(err, errlen, "%s: \"%s\" is not an ISO 8601 date-time: %s", what, t, why);
@@ -639,13 +638,8 @@ text_parse(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
 			snprintf(err, errlen, "out of memory");
 			return -1;
 		}
-		rc = value_parse(t, s, v, err, errlen);
+		rc = value_parse(t, s, v, err, errlen); /* a refused value is left cleared */
 		free(s);
-		if (rc != 0) {
-			/* value_parse leaves a refused NaN or infinity in v->f */
-			memset(v, 0, sizeof(*v));
-			v->type = t;
-		}
 		return rc;
 	}
 	/* time: ms since the epoch or ISO 8601, through the same parser as JSON payloads */
@@ -664,7 +658,7 @@ text_parse(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
 			snprintf(err, errlen, "'%s' ms is outside the years 0000 to 9999", ex);
 			rc = -1;
 		}
-	} else if ((rc = iso_parse(s, &v->i, why, sizeof(why))) != 0) {
+	} else if ((rc = value_parse_iso8601(s, &v->i, why, sizeof(why))) != 0) {
 		snprintf(err, errlen, "'%s' is not a time (ms since the epoch, or ISO 8601 like "
 		    "2026-11-30T12:00:00.123Z): %s", ex, why);
 	}
@@ -675,137 +669,6 @@ text_parse(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
 }
 
 /* --- times --- */
-
-/* Days from 1970-01-01 to y-m-d of the proleptic Gregorian calendar (H. Hinnant's
- * days_from_civil; exact for any year, negative ones too). */
-static int64_t
-days_from_civil(int64_t y, int m, int d)
-{
-	int64_t era, yoe, doy, doe;
-
-	y -= m <= 2;
-	era = (y >= 0 ? y : y - 399) / 400;
-	yoe = y - era * 400;
-	doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1;
-	doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-	return era * 146097 + doe - 719468;
-}
-
-/* n digits at s[*i], advanced; -1 when they are not all digits. */
-static int
-digits(const char *s, size_t *i, int n, int *out)
-{
-	int v = 0;
-
-	for (int k = 0; k < n; k++) {
-		if (!isdigit((unsigned char)s[*i + (size_t)k]))
-			return -1;
-		v = v * 10 + (s[*i + (size_t)k] - '0');
-	}
-	*i += (size_t)n;
-	*out = v;
-	return 0;
-}
-
-/* "YYYY-MM-DDTHH:MM:SS[.f...](Z|+hh:mm|+hhmm|+hh|-...)": ISO 8601-1:2019 5.4.2 extended
- * format, RFC 3339 5.6 with its options ('t', ' ', 'z', ',' as decimal sign) and ISO's
- * shorter offsets. No offset means UTC (as value_parse). Fractions beyond ms are cut. A
- * second 60 (a leap second, RFC 3339 5.7) is only at 23:59:60 UTC, and counts as the
- * next midnight (POSIX time has no leap seconds). */
-static int
-iso_parse(const char *s, int64_t *ms, char *why, size_t whylen)
-{
-	static const int mdays[] = { 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
-	int y, mo, d, h, mi, sec, frac = 0, off = 0, dim;
-	size_t i = 0;
-	int64_t t;
-
-	if (digits(s, &i, 4, &y) || s[i++] != '-' || digits(s, &i, 2, &mo) || s[i++] != '-' ||
-	    digits(s, &i, 2, &d)) {
-		snprintf(why, whylen, "expected YYYY-MM-DD");
-		return -1;
-	}
-	if (s[i] != 'T' && s[i] != 't' && s[i] != ' ') {
-		snprintf(why, whylen, "expected 'T' at %zu", i + 1);
-		return -1;
-	}
-	i++;
-	if (digits(s, &i, 2, &h) || s[i++] != ':' || digits(s, &i, 2, &mi) || s[i++] != ':' ||
-	    digits(s, &i, 2, &sec)) {
-		snprintf(why, whylen, "expected hh:mm:ss after the date");
-		return -1;
-	}
-	if (s[i] == '.' || s[i] == ',') {
-		int scale = 100;
-
-		if (!isdigit((unsigned char)s[++i])) {
-			snprintf(why, whylen, "expected a digit at %zu", i + 1);
-			return -1;
-		}
-		for (; isdigit((unsigned char)s[i]); i++, scale /= 10)
-			frac += (s[i] - '0') * scale;
-	}
-	if (s[i] == 'Z' || s[i] == 'z') {
-		i++;
-	} else if (s[i] == '+' || s[i] == '-') {
-		int oh, om = 0, sign = s[i++] == '-' ? -1 : 1;
-
-		if (digits(s, &i, 2, &oh)) {
-			snprintf(why, whylen, "expected an offset like +01:00 at %zu", i + 1);
-			return -1;
-		}
-		if (s[i] == ':') {
-			i++;
-			if (digits(s, &i, 2, &om)) {
-				snprintf(why, whylen, "expected offset minutes at %zu", i + 1);
-				return -1;
-			}
-		} else if (isdigit((unsigned char)s[i]) && digits(s, &i, 2, &om)) {
-			snprintf(why, whylen, "expected offset minutes at %zu", i + 1);
-			return -1;
-		}
-		if (oh > 23 || om > 59) {
-			snprintf(why, whylen, "offset %02d:%02d out of range", oh, om);
-			return -1;
-		}
-		off = sign * (oh * 60 + om);
-	}
-	if (s[i] != '\0') {
-		snprintf(why, whylen, "unexpected text at %zu", i + 1);
-		return -1;
-	}
-	if (mo < 1 || mo > 12) {
-		snprintf(why, whylen, "no month %d", mo);
-		return -1;
-	}
-	dim = mdays[mo - 1] + (mo == 2 && ((y % 4 == 0 && y % 100 != 0) || y % 400 == 0));
-	if (d < 1 || d > dim) {
-		snprintf(why, whylen, "no day %d in %04d-%02d", d, y, mo);
-		return -1;
-	}
-	if (h > 23 || mi > 59 || sec > 60) {
-		snprintf(why, whylen, "no time %02d:%02d:%02d", h, mi, sec);
-		return -1;
-	}
-	t = ((days_from_civil(y, mo, d) * 24 + h) * 60 + mi - off) * 60 + (sec == 60 ? 59 : sec);
-	if (sec == 60) {
-		if (((t % 86400) + 86400) % 86400 != 86399) {
-			snprintf(why, whylen, "second 60 is only at 23:59:60 UTC (a leap second)");
-			return -1;
-		}
-		t++;
-	}
-	*ms = t * 1000 + frac;
-	return 0;
-}
-
-int
-mqtt_iso8601_ms(const char *s, int64_t *ms)
-{
-	char why[100];
-
-	return iso_parse(s, ms, why, sizeof(why));
-}
 
 static int
 time_at(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,

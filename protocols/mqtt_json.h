@@ -55,7 +55,7 @@ json_t *mqtt_json_load(const uint8_t *payload, size_t len, char *err, size_t err
  * dpi from 0..3 (or true/false as on/off); int from an integer (or a float with no
  * fraction, within int64); float from any number; string from a string (other JSON values
  * as their compact JSON text); time from a number (ms since the epoch, rounded) or an ISO
- * 8601 string (mqtt_iso8601_ms), years 0000..9999. No other JSON type converts (a string
+ * 8601 string (value_parse_iso8601), years 0000..9999. No other JSON type converts (a string
  * "21.5" is not a float). 0, or -1 with err ("JA=a.b[2]: no element 2 (array of 1)",
  * "JA=x: string \"on\", not a number") and v cleared to type t. v->s is allocated for
  * strings. */
@@ -63,7 +63,7 @@ int mqtt_json_value(json_t *root, const struct mqtt_jpath *path, enum vtype t, s
     char *err, size_t errlen);
 
 /* A text payload as type t (value_parse: "1"/"true", numbers, strings as they are; not
- * NaN or infinities; time: ms since the epoch or mqtt_iso8601_ms's form). No NUL byte,
+ * NaN or infinities; time: ms since the epoch or value_parse_iso8601's form). No NUL byte,
  * valid UTF-8 (RFC 3629), whatever the type. 0, or -1 with err and v cleared to type t. */
 int mqtt_text_value(enum vtype t, const uint8_t *payload, size_t len, struct value *v,
     char *err, size_t errlen);
@@ -77,12 +77,6 @@ enum mqtt_time_format { MQTT_TIME_EPOCH_S, MQTT_TIME_EPOCH_MS, MQTT_TIME_ISO8601
  * Years 0000..9999 only. 0, or -1 with err ("time_field=ts: no member 'ts'"). */
 int mqtt_json_time(json_t *root, const struct mqtt_jpath *path, enum mqtt_time_format fmt,
     int64_t *ms, char *err, size_t errlen);
-/* ISO 8601 date-time text (ISO 8601-1 extended format, RFC 3339 5.6: "T" or " ", ".f" or
- * ",f" fractions cut to ms, "Z", "+hh:mm", "+hhmm" or "+hh"; no offset means UTC, as
- * value_parse reads it; 23:59:60 UTC counts as the next second) to ms since the epoch;
- * 0, or -1 for text that is not one or a date that does not exist (2026-02-30). */
-int mqtt_iso8601_ms(const char *s, int64_t *ms);
-
 /* A command message for a tag of type t. Text: the payload is the value. JSON: a bare
  * JSON value, or an object {"value": V, "time": T} where the optional T (ISO 8601, or ms
  * since the epoch) is when the command was issued (*issued_ms, else 0); other members

@@ -85,7 +85,7 @@ iso(const char *s)
 {
 	int64_t ms;
 
-	return mqtt_iso8601_ms(s, &ms) == 0 ? ms : -1;
+	return value_parse_iso8601(s, &ms, NULL, 0) == 0 ? ms : -1;
 }
 
 static int64_t
@@ -427,9 +427,9 @@ test_times(void)
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
 		int64_t ms = 5;
 
-		CHECK_INT(mqtt_iso8601_ms(bad[k], &ms), -1);
+		CHECK_INT(value_parse_iso8601(bad[k], &ms, NULL, 0), -1);
 		CHECK_INT(ms, 5); /* untouched */
-		if (mqtt_iso8601_ms(bad[k], &ms) == 0)
+		if (value_parse_iso8601(bad[k], &ms, NULL, 0) == 0)
 			fprintf(stderr, "  accepted '%s'\n", bad[k]);
 	}
 
