@@ -290,6 +290,18 @@ test_acks(void)
 		/* properties with reason 0: the reason code byte is written */
 		p.reason_code = 0;
 		CHECK(round_trip(&p, MQTT_V5, &q) > 4);
+		/* the User Property bit without a pair is no property: the short forms, as when
+		 * it is clear (a set bit once wrote an empty property length that came back one
+		 * byte shorter: fuzz_mqtt) */
+		p = (struct mqtt_packet){ .type = t[i], .packet_id = 0x1234 };
+		MQTT_PROP_SET(&p.props, MQTT_P_USER_PROPERTY);
+		snprintf(hex, sizeof(hex), "%s1234", short_form[i]);
+		CHECK(encodes_to(&p, MQTT_V5, hex));
+		p.reason_code = t[i] == MQTT_PUBREL || t[i] == MQTT_PUBCOMP ? 0x92 : 0x10;
+		snprintf(hex, sizeof(hex), "%c0031234%02x", "4567"[i], p.reason_code);
+		if (t[i] == MQTT_PUBREL)
+			hex[1] = '2';
+		CHECK(encodes_to(&p, MQTT_V5, hex));
 	}
 }
 
