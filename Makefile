@@ -26,15 +26,18 @@ LDLIBS   = $(PKG_LIBS) -lcrypt -lm
 
 # Debian packages the build and the tests need (the deps step installs what is missing).
 # Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark,
-# mosquitto and its clients, paho-mqtt, libmosquitto (bench peers); JSON is jansson.
+# mosquitto and its clients, paho-mqtt, libmosquitto (bench peers), chromium (a real browser
+# for the status page, headless); JSON is jansson.
 DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
 	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
 	python3-scapy valgrind libjansson-dev mosquitto mosquitto-clients python3-paho-mqtt \
-	libmosquitto-dev debhelper lintian debootstrap
+	libmosquitto-dev debhelper lintian debootstrap chromium
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
-CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o)
+# Generated sources: the status page (daemon/status.html) as a C array, by od and sed alone.
+GEN_SRCS  := $(BUILD)/gen/status_page.c
+CORE_OBJS := $(CORE_SRCS:%.c=$(BUILD)/%.o) $(GEN_SRCS:%.c=%.o)
 UNIT_SRCS := $(wildcard tests/unit/test_*.c)
 UNIT_BINS := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 # Test peers and load generators linked against libraries we did not write: mb*.c against
@@ -75,6 +78,19 @@ $(NODE_PEERS): tests/peers/node/package-lock.json | $(BUILD)/.deps
 
 $(BUILD)/%.o: %.c | $(BUILD)/.deps
 	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
+
+# daemon/status.html as http_status_page[] (http.h), byte for byte: od and sed are in every
+# Debian (coreutils, sed), unlike xxd.
+$(BUILD)/gen/status_page.c: daemon/status.html
+	@mkdir -p $(dir $@)
+	{ echo '/* generated from daemon/status.html by the Makefile: do not edit */'; \
+	  echo '#include <stddef.h>'; echo '#include "http.h"'; \
+	  echo 'const unsigned char http_status_page[] = {'; \
+	  od -An -v -tx1 $< | sed -e 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; \
+	  echo '};'; echo 'const size_t http_status_page_len = sizeof(http_status_page);'; } > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/%.o: $(BUILD)/gen/%.c | $(BUILD)/.deps
 	$(CC) $(ALL_CFLAGS) $(PKG_CFLAGS) -MMD -MP -c -o $@ $<
 
 $(BUILD)/libkomd.a: $(CORE_OBJS)
@@ -161,10 +177,10 @@ build-fuzz/fuzz_mqtt_json: tests/fuzz/fuzz_mqtt_json.c protocols/mqtt_json.c dae
 # Targets that need the whole core (the configuration loader with every protocol's keys and
 # checks; the control socket; the protocol engines driven through sessions).
 CORE_FUZZ := fuzz_conf fuzz_control fuzz_engine fuzz_hostlist
-$(foreach t,$(CORE_FUZZ),build-fuzz/$(t)): build-fuzz/%: tests/fuzz/%.c $(CORE_SRCS) | $(BUILD)/.deps
+$(foreach t,$(CORE_FUZZ),build-fuzz/$(t)): build-fuzz/%: tests/fuzz/%.c $(CORE_SRCS) $(GEN_SRCS) | $(BUILD)/.deps
 	@mkdir -p build-fuzz
 	clang $(FUZZ_FLAGS) $(PKG_CFLAGS) -DKOMD_VERSION='"$(VERSION)"' -DSYSCONFDIR='"$(SYSCONFDIR)"' \
-		-o $@ $< $(CORE_SRCS) $(LDLIBS)
+		-o $@ $< $(CORE_SRCS) $(GEN_SRCS) $(LDLIBS)
 
 # Each target for FUZZ_SECONDS, two at a time (the machine has two cores).
 FUZZ_JOBS ?= 2

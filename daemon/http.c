@@ -1,6 +1,8 @@
 /* http.c: the read-only HTTP endpoint (komd.conf's http section) on libevent's evhttp:
- * GET /metrics (Prometheus text exposition format 0.0.4), GET /api/status and
- * GET /api/tags?glob=PATTERN (the JSON of komctl --json, built by control.c).
+ * GET / (the status page, daemon/status.html built in, under a Content-Security-Policy
+ * that allows its one inline style and script by their hashes), GET /metrics (Prometheus
+ * text exposition format 0.0.4), GET /api/status and GET /api/tags?glob=PATTERN (the JSON
+ * of komctl --json, built by control.c).
  *
  * What a client may cost is bounded here, since libevent 2.1 bounds nothing of its own:
  * max_clients connections at once (counted from the bufferevent http_bev_cb makes for each
@@ -86,6 +88,8 @@ static struct {
 } H = { .last_reload = -2 };
 
 static void http_sweep(void);
+static void http_reply(struct evhttp_request *req, int code, const char *reason, const char *type,
+    struct evbuffer *body);
 
 /* ---- users (auth_file) ---- */
 
@@ -667,6 +671,59 @@ http_accept_error_cb(struct evconnlistener *lst, void *arg)
 	evtimer_add(H.accept_pause, &sec);
 }
 
+/* ---- the status page ---- */
+
+static char page_csp[640];
+
+/* "'sha256-BASE64'" (a hash-source of Content Security Policy Level 3, clause 2.3.1) of
+ * the bytes between open and the next close in the page; false unless the page has open
+ * exactly once (an element whose text the policy would not match must not go unnoticed). */
+static bool
+http_page_hash(const char *open, const char *close, char *out, size_t outlen)
+{
+	const char *page = (const char *)http_status_page, *end = page + http_status_page_len, *a, *z;
+	unsigned char md[SHA256_DIGEST_LENGTH], b64[4 * ((SHA256_DIGEST_LENGTH + 2) / 3) + 1];
+
+	if (!(a = memmem(page, http_status_page_len, open, strlen(open))))
+		return false;
+	a += strlen(open);
+	if (memmem(a, (size_t)(end - a), open, strlen(open)) ||
+	    !(z = memmem(a, (size_t)(end - a), close, strlen(close))))
+		return false;
+	SHA256((const unsigned char *)a, (size_t)(z - a), md);
+	EVP_EncodeBlock(b64, md, sizeof(md));
+	snprintf(out, outlen, "'sha256-%s'", b64);
+	return true;
+}
+
+/* The page's policy: its one <style> and one <script> by hash, fetch() to komd alone,
+ * nothing else (no eval, no inline handler or style attribute, no frame, no form). */
+static void
+http_page_init(void)
+{
+	char style[80], script[80];
+
+	if (page_csp[0])
+		return;
+	if (!http_page_hash("<style>", "</style>", style, sizeof(style)) ||
+	    !http_page_hash("<script>", "</script>", script, sizeof(script)))
+		fatalx("http: the built-in status page needs one <style> and one <script> element");
+	snprintf(page_csp, sizeof(page_csp), "default-src 'none'; script-src %s; style-src %s; connect-src 'self'; "
+	    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", script, style);
+}
+
+static void
+http_page(struct evhttp_request *req, struct evbuffer *b)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	evbuffer_add_reference(b, http_status_page, http_status_page_len, NULL, NULL);
+	evhttp_add_header(out, "Content-Security-Policy", page_csp);
+	evhttp_add_header(out, "Referrer-Policy", "no-referrer");
+	evhttp_add_header(out, "X-Frame-Options", "DENY");
+	http_reply(req, 200, "OK", "text/html; charset=utf-8", b);
+}
+
 /* ---- requests ---- */
 
 static void
@@ -752,7 +809,10 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		http_error(req, 400, "Bad Request", "no path");
 		return;
 	}
-	if (strcmp(path, "/metrics") == 0) {
+	if (strcmp(path, "/") == 0) {
+		rc = 0;
+		http_page(req, b);
+	} else if (strcmp(path, "/metrics") == 0) {
 		if ((rc = http_metrics(b)) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
 	} else if (strcmp(path, "/api/status") == 0) {
@@ -773,7 +833,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		evhttp_clear_headers(&q);
 	} else {
 		rc = 0;
-		http_error(req, 404, "Not Found", "no such page: /metrics, /api/status, /api/tags?glob=PATTERN");
+		http_error(req, 404, "Not Found", "no such page: /, /metrics, /api/status, /api/tags?glob=PATTERN");
 	}
 	if (rc != 0)
 		http_error(req, 500, "Internal Server Error", "out of memory");
@@ -903,6 +963,7 @@ http_start(const struct http_conf *hc)
 	if (!(H.http = evhttp_new(komd.base)) ||
 	    (!H.accept_pause && !(H.accept_pause = evtimer_new(komd.base, http_accept_resume_cb, NULL))))
 		fatalx("http: evhttp_new");
+	http_page_init();
 	evhttp_set_gencb(H.http, http_request_cb, NULL);
 	evhttp_set_bevcb(H.http, http_bev_cb, NULL);
 	H.hosts = hc->hosts;

@@ -1,9 +1,12 @@
 /* http.h: the read-only HTTP endpoint (libevent's evhttp, RFC 9110/9112 as evhttp speaks
- * it): /metrics in the Prometheus text exposition format 0.0.4, /api/status and /api/tags
- * with the JSON of `komctl --json status` and `komctl --json tags GLOB`. Nothing served
- * over HTTP changes komd. */
+ * it): / a status page for people (HTML5, daemon/status.html), /metrics in the Prometheus
+ * text exposition format 0.0.4, /api/status and /api/tags with the JSON of
+ * `komctl --json status` and `komctl --json tags GLOB`. Nothing served over HTTP changes
+ * komd. */
 #ifndef KOMD_HTTP_H
 #define KOMD_HTTP_H
+
+#include <stddef.h>
 
 struct evbuffer;
 struct http_conf;
@@ -24,5 +27,10 @@ void http_note_reload(int rc);
 /* The whole /metrics text (Prometheus text format 0.0.4) appended to b. 0, or -1 when out
  * of memory. */
 int http_metrics(struct evbuffer *b);
+
+/* The status page served at / (daemon/status.html byte for byte, UTF-8, not
+ * NUL-terminated): build/gen/status_page.c, which the Makefile makes of it. */
+extern const unsigned char http_status_page[];
+extern const size_t http_status_page_len;
 
 #endif
