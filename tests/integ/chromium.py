@@ -38,8 +38,9 @@ class Chromium:
         self.dir = tempfile.mkdtemp(prefix="komdchromium-")
         self.lock = threading.Condition()
         self.replies, self.events, self.next_id = {}, [], 0
-        self.proc = None
-        self.session = None
+        self.proc = self.session = self.log = None
+        self.to_chrome = self.from_chrome = None
+        self.closed = False  # Chromium's end of the pipe closed
 
     def start(self):
         to_chrome_r, self.to_chrome = os.pipe()
@@ -65,7 +66,8 @@ class Chromium:
                                      close_fds=False, preexec_fn=fds, start_new_session=True, env=env)
         os.close(hi_r)
         os.close(hi_w)
-        threading.Thread(target=self._read, daemon=True).start()
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
         targets = self.call("Target.getTargets", timeout=30)["targetInfos"]
         pages = [t for t in targets if t["type"] == "page"]
         tid = pages[0]["targetId"] if pages else self.call("Target.createTarget", {"url": "about:blank"})["targetId"]
@@ -114,7 +116,7 @@ class Chromium:
         with self.lock:
             while mid not in self.replies:
                 left = deadline - time.monotonic()
-                if left <= 0 or getattr(self, "closed", False):
+                if left <= 0 or self.closed:
                     raise ChromiumError("chromium: no answer to %s within %.0f s%s" % (
                         method, timeout, "; its log:\n" + self.chromium_log() if left > 0 else ""))
                 self.lock.wait(min(left, 0.5))
@@ -207,13 +209,13 @@ class Chromium:
             except ProcessLookupError:
                 pass
             self.proc.wait()
-        for fd in (getattr(self, "to_chrome", None), getattr(self, "from_chrome", None)):
+        if self.proc:
+            self.reader.join(5)  # Chromium gone: its end of the pipe is closed, the reader sees EOF
+        for fd in (self.to_chrome, self.from_chrome if not self.proc or not self.reader.is_alive() else None):
             if fd is not None:
-                try:
-                    os.close(fd)
-                except OSError:
-                    pass
-        self.log.close() if hasattr(self, "log") else None
+                os.close(fd)
+        if self.log:
+            self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def __enter__(self):
