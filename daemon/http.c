@@ -88,8 +88,6 @@ static struct {
 } H = { .last_reload = -2 };
 
 static void http_sweep(void);
-static void http_reply(struct evhttp_request *req, int code, const char *reason, const char *type,
-    struct evbuffer *body);
 
 /* ---- users (auth_file) ---- */
 
@@ -671,6 +669,32 @@ http_accept_error_cb(struct evconnlistener *lst, void *arg)
 	evtimer_add(H.accept_pause, &sec);
 }
 
+/* ---- requests ---- */
+
+static void
+http_reply(struct evhttp_request *req, int code, const char *reason, const char *type, struct evbuffer *body)
+{
+	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
+
+	evhttp_add_header(out, "Content-Type", type);
+	evhttp_add_header(out, "Cache-Control", "no-store");
+	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
+	H.requests++;
+	evhttp_send_reply(req, code, reason, body);
+}
+
+static void
+http_error(struct evhttp_request *req, int code, const char *reason, const char *why)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (b)
+		evbuffer_add_printf(b, "komd: %s\n", why);
+	http_reply(req, code, reason, "text/plain; charset=utf-8", b);
+	if (b)
+		evbuffer_free(b);
+}
+
 /* ---- the status page ---- */
 
 static char page_csp[640];
@@ -712,43 +736,22 @@ http_page_init(void)
 	    "img-src data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'", script, style);
 }
 
-static void
+/* The page, with its policy. 0, or -1 when out of memory (nothing sent). */
+static int
 http_page(struct evhttp_request *req, struct evbuffer *b)
 {
 	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
 
-	evbuffer_add_reference(b, http_status_page, http_status_page_len, NULL, NULL);
+	if (evbuffer_add_reference(b, http_status_page, http_status_page_len, NULL, NULL) != 0)
+		return -1;
 	evhttp_add_header(out, "Content-Security-Policy", page_csp);
 	evhttp_add_header(out, "Referrer-Policy", "no-referrer");
 	evhttp_add_header(out, "X-Frame-Options", "DENY");
 	http_reply(req, 200, "OK", "text/html; charset=utf-8", b);
+	return 0;
 }
 
-/* ---- requests ---- */
-
-static void
-http_reply(struct evhttp_request *req, int code, const char *reason, const char *type, struct evbuffer *body)
-{
-	struct evkeyvalq *out = evhttp_request_get_output_headers(req);
-
-	evhttp_add_header(out, "Content-Type", type);
-	evhttp_add_header(out, "Cache-Control", "no-store");
-	evhttp_add_header(out, "X-Content-Type-Options", "nosniff");
-	H.requests++;
-	evhttp_send_reply(req, code, reason, body);
-}
-
-static void
-http_error(struct evhttp_request *req, int code, const char *reason, const char *why)
-{
-	struct evbuffer *b = evbuffer_new();
-
-	if (b)
-		evbuffer_add_printf(b, "komd: %s\n", why);
-	http_reply(req, code, reason, "text/plain; charset=utf-8", b);
-	if (b)
-		evbuffer_free(b);
-}
+/* ---- the request callback ---- */
 
 static void
 http_request_cb(struct evhttp_request *req, void *arg)
@@ -810,8 +813,7 @@ http_request_cb(struct evhttp_request *req, void *arg)
 		return;
 	}
 	if (strcmp(path, "/") == 0) {
-		rc = 0;
-		http_page(req, b);
+		rc = http_page(req, b);
 	} else if (strcmp(path, "/metrics") == 0) {
 		if ((rc = http_metrics(b)) == 0)
 			http_reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", b);
