@@ -60,6 +60,19 @@ def shown(c):
     return json.loads(c.eval(SHOWN))
 
 
+def shown_when(c, pred, timeout, what):
+    """shown(c) once pred holds of it, read again after each refresh of the page for at most timeout s."""
+    deadline = time.monotonic() + timeout
+    while True:
+        s = shown(c)
+        if pred(s):
+            return s
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out after %.0f s waiting in the page for %s: %s" % (timeout, what, s["lines"]))
+        c.until("/^(\\d+)/.exec(document.getElementById('refreshes').textContent)[1] > %d" % refreshes(c), 5,
+                "the next refresh")
+
+
 def refreshes(c):
     m = re.match(r"(\d+) refresh", c.eval("document.getElementById('refreshes').textContent"))
     return int(m.group(1)) if m else 0
@@ -137,7 +150,12 @@ def test_page_in_chromium():
             c.until("document.querySelectorAll('#lines .line').length == 5 && "
                     "document.querySelectorAll('#tag-rows tr').length == 7", 10, "5 lines and 7 tags")
             print("    first refresh shown %.2f s after navigating" % (time.monotonic() - t0))
-            s, st, tags = shown(c), k.status(), k.ctl("tags", json_out=True)[1]["tags"]
+            # a refused path is "connecting" for the instant of each new attempt: take a
+            # refresh that caught both refused paths between attempts
+            s = shown_when(c, lambda x: x["lines"]["plc"]["paths"]["backup"]["state"] == "error" and
+                           x["lines"]["mb"]["paths"]["path"]["state"] == "error", 10,
+                           "plc's backup and mb's path shown in error")
+            st, tags = k.status(), k.ctl("tags", json_out=True)[1]["tags"]
 
             # every line and station, in komctl's state, coloured
             want = {"sim": ("simulated", "sim"), "plc": ("connected (degraded)", "ok"), "mb": ("error", "bad"),
