@@ -63,7 +63,17 @@ def proc_mem(pid):
 
 
 def proc_cpu(pid):
-    """utime + stime of a process, in seconds."""
+    """CPU time of a process (all its threads), in seconds: the scheduler's run time in ns
+    from /proc/PID/task/*/schedstat, where /proc/PID/stat counts 10 ms ticks (20,000 messages
+    of 16 us are 32 ticks); utime + stime from /proc/PID/stat where schedstat is missing."""
+    try:
+        total = 0
+        for t in os.listdir("/proc/%d/task" % pid):
+            with open("/proc/%d/task/%s/schedstat" % (pid, t)) as f:
+                total += int(f.read().split()[0])
+        return total / 1e9
+    except (OSError, ValueError, IndexError):
+        pass
     with open("/proc/%d/stat" % pid) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK

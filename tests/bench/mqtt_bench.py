@@ -20,6 +20,9 @@ Measures, with 100-byte payloads (goals from the issue in brackets):
      first message to the last, CPU a message;
   3. memory: VmRSS of komd with TAGS published memory tags (QoS 0, one topic each) once all
      their current values went out.
+Environment: MQTT_BENCH_N (messages a run, default 20000), MQTT_BENCH_ROUNDS (3),
+MQTT_BENCH_TAGS (100000), MQTT_BENCH_QOS (the QoS levels, default "0,1,2") and
+MQTT_BENCH_STEPS (which of "publish,ingest,memory" to run, default all).
 Ratios are printed komd / libmosquitto; where the broker is the limit (mosquitto's own CPU
 near 100 % of a core) the line says so. Readiness is polled under deadlines; everything is
 cleaned up on exit; exit status 1 when a measurement could not be taken.
@@ -42,7 +45,8 @@ N = int(os.environ.get("MQTT_BENCH_N", "20000"))   # messages a run (< 65,535: m
 ROUNDS = int(os.environ.get("MQTT_BENCH_ROUNDS", "3"))
 TAGS = int(os.environ.get("MQTT_BENCH_TAGS", "100000"))
 SIZE = 100
-QOS = (0, 1, 2)
+QOS = tuple(int(q) for q in os.environ.get("MQTT_BENCH_QOS", "0,1,2").split(","))
+STEPS = os.environ.get("MQTT_BENCH_STEPS", "publish,ingest,memory").split(",")
 MIB = 1024 * 1024
 
 
@@ -303,10 +307,13 @@ def main():
             sys.exit("mqtt_bench: %s missing: make bench builds it" % f)
     b = benchlib.Bench("mqtt-bench-")
     b.report = lambda: None
-    steps = [lambda: publish_runs(b), lambda: ingest_runs(b), lambda: memory_run(b)]
-    for fn, doc in zip(steps, (publish_runs.__doc__, ingest_runs.__doc__, memory_run.__doc__)):
-        fn.__doc__ = doc
-        fn.__name__ = doc.split(":")[0]
+    steps = []
+    for key, run in (("publish", publish_runs), ("ingest", ingest_runs), ("memory", memory_run)):
+        if key in STEPS:
+            fn = (lambda run: lambda: run(b))(run)
+            fn.__doc__ = run.__doc__
+            fn.__name__ = run.__doc__.split(":")[0]
+            steps.append(fn)
     return b.run("mqtt_bench", steps)
 
 
