@@ -77,46 +77,5 @@ def test_komctl_commands_exist():
     check(len(seen) >= 5, "the docs name komctl's commands: %s" % sorted(seen))
 
 
-def counter_tables():
-    """{name: label or None} of every protocol's counters: the entries of each
-    `struct proto_counter NAME[] = { ... };` in protocols/*.c, with the macros used there
-    expanded (Modbus's exceptions by code)."""
-    out = {}
-    pdir = os.path.join(TOP, "protocols")
-    for f in sorted(os.listdir(pdir)):
-        if not f.endswith(".c"):
-            continue
-        text = open(os.path.join(pdir, f)).read()
-        macros = dict(re.findall(r"^#define (\w+)(?:\(\w+\))?((?:.*\\\n)*.*)$", text, re.M))
-        for body in re.findall(r"struct proto_counter \w+\[\] = \{(.*?)\n\};", text, re.S):
-            for _ in range(3):
-                body = re.sub(r"\b([A-Z][A-Z0-9_]+)\b", lambda m: macros.get(m.group(1), m.group(1)), body)
-            for entry in re.findall(r"\{([^{}]*)\}", body):
-                name = re.search(r'(?:\.name = |^\s*)"(\w+)"', entry)
-                if name:
-                    label = re.search(r'\.label = "(\w+)"', entry)
-                    out[name.group(1)] = label.group(1) if label else None
-    return out
-
-
-def test_counters():
-    """Every protocol counter is documented in komctl(1) (PROTOCOL COUNTERS, as a .B
-    word), a labelled one with its label; and komd(8) says /metrics has them."""
-    counters = counter_tables()
-    check({"komtext_pings_total", "mqtt_queue_dropped_total", "modbus_exceptions_total",
-           "iec104_t1_expiries_total"} <= set(counters), "counter tables found: %s" % sorted(counters))
-    man = open(os.path.join(TOP, "man", "komctl.1")).read()
-    section = man.split(".SH PROTOCOL COUNTERS", 1)[-1].split("\n.SH ", 1)[0]
-    documented = re.findall(r"^\.TP\n\.B (\w+)\n((?:(?!\.TP).*\n)*)", section, re.M)
-    text = dict(documented)
-    for name, label in sorted(counters.items()):
-        check(name in text, "man/komctl.1, PROTOCOL COUNTERS: %s is not documented" % name)
-        if label:
-            check(re.search(r"label\n\.BR %s\b" % label, text[name]), "komctl(1): %s's label %s" % (name, label))
-    check(set(text) <= set(counters), "komctl(1) documents counters komd does not have: %s" %
-          sorted(set(text) - set(counters)))
-    check("komd_modbus_exceptions_total" in open(os.path.join(TOP, "man", "komd.8")).read(), "komd(8) METRICS")
-
-
 if __name__ == "__main__":
-    main([test_komd_options_exist, test_komctl_commands_exist, test_counters])
+    main([test_komd_options_exist, test_komctl_commands_exist])
