@@ -35,8 +35,9 @@ struct iec_tag_conf {
 };
 
 /* The protocols' own counters (proto_ops.counters, iec104.c; both roles), by index: t1
- * expiries (104 clause 5.3, 6.9: an I-frame not acknowledged, or a STARTDT/STOPDT/TESTFR
- * act not confirmed, within t1: the connection closed) and TESTFR act sent after t3 idle. */
+ * expiries (104 clause 5: an I-frame not acknowledged, or a STARTDT/STOPDT/TESTFR act not
+ * confirmed, within t1: the connection closed) and TESTFR act sent after t3 idle (both
+ * counted in iec104_link.c). */
 enum { IEC_CNT_T1_EXPIRIES, IEC_CNT_TESTFR_SENT };
 extern const struct proto_counter iec_counters[];
 
