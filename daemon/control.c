@@ -273,6 +273,62 @@ policy_name(enum redund_policy p)
 
 /* ---- commands ---- */
 
+/* A line's protocol counters: the plain ones on one line ("  name n, name n"), then each
+ * labelled family on a line of its own ("  name by label: value n, value n"). */
+static void
+ctl_status_pcnt(struct evbuffer *b, const struct line *l)
+{
+	const struct proto_counter *k = l->ops->counters;
+	bool first = true;
+
+	for (int i = 0; i < l->npcnt; i++)
+		if (!k[i].label) {
+			evbuffer_add_printf(b, "%s%s %" PRIu64, first ? "  " : ", ", k[i].name, l->pcnt[i]);
+			first = false;
+		}
+	if (!first)
+		evbuffer_add(b, "\n", 1);
+	for (int i = 0; i < l->npcnt; i++) {
+		if (!k[i].label)
+			continue;
+		if (i == 0 || !k[i - 1].label || strcmp(k[i - 1].name, k[i].name) != 0)
+			evbuffer_add_printf(b, "  %s by %s: ", k[i].name, k[i].label);
+		else
+			evbuffer_add(b, ", ", 2);
+		evbuffer_add_printf(b, "%s %" PRIu64, k[i].label_value, l->pcnt[i]);
+		if (i == l->npcnt - 1 || !k[i + 1].label || strcmp(k[i + 1].name, k[i].name) != 0)
+			evbuffer_add(b, "\n", 1);
+	}
+}
+
+/* A line's protocol counters as JSON: name and count, a labelled family as an object of
+ * label value and count under its name. NULL when out of memory. */
+static json_t *
+ctl_pcnt_json(const struct line *l)
+{
+	const struct proto_counter *k = l->ops->counters;
+	json_t *o = json_object();
+
+	for (int i = 0; o && i < l->npcnt; i++) {
+		json_t *fam = o, *v = value_json_count(l->pcnt[i]);
+		const char *key = k[i].name;
+
+		if (k[i].label) {
+			if ((fam = json_object_get(o, k[i].name)) == NULL &&
+			    json_object_set_new(o, k[i].name, fam = json_object()) != 0)
+				fam = NULL;
+			key = k[i].label_value;
+		}
+		if (!fam)
+			json_decref(v);
+		if (!fam || json_object_set_new(fam, key, v) != 0) {
+			json_decref(o);
+			o = NULL;
+		}
+	}
+	return o;
+}
+
 static void
 ctl_status(struct evbuffer *b)
 {
@@ -290,9 +346,7 @@ ctl_status(struct evbuffer *b)
 		    ", tls failures %" PRIu64 "\n",
 		    k->bytes_in, k->bytes_out, k->frames_in, k->frames_out, k->connects, k->failovers,
 		    k->proto_errors, k->rejected, k->tls_failures);
-		for (int i = 0; i < l->npcnt; i++)
-			evbuffer_add_printf(b, "%s%s %" PRIu64 "%s", i ? ", " : "  ", l->ops->counters[i].name, l->pcnt[i],
-			    i == l->npcnt - 1 ? "\n" : "");
+		ctl_status_pcnt(b, l);
 		if (l->last_error[0])
 			evbuffer_add_printf(b, "  last error: %s\n", l->last_error);
 		for (int i = 0; i < l->nstations; i++) {
@@ -320,12 +374,10 @@ ctl_station_json(const struct station *st)
 static json_t *
 ctl_line_json(const struct line *l)
 {
-	json_t *paths = json_array(), *lst = json_array(), *sts = json_array(), *pcnt = json_object();
+	json_t *paths = json_array(), *lst = json_array(), *sts = json_array(), *pcnt = ctl_pcnt_json(l);
 	char state[1024];
 	bool ok = paths && lst && sts && pcnt;
 
-	for (int i = 0; ok && i < l->npcnt; i++)
-		ok = json_object_set_new(pcnt, l->ops->counters[i].name, value_json_count(l->pcnt[i])) == 0;
 	for (int i = 0; ok && i < (l->server ? 0 : l->npaths); i++) {
 		const struct path *p = &l->paths[i];
 		ok = json_array_append_new(paths, json_pack("{s:s,s:o,s:s,s:b,s:o}",

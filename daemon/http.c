@@ -329,7 +329,8 @@ m_lines(struct evbuffer *b)
 }
 
 /* Every protocol's own counters (proto_ops.counters), by name: a family's samples are
- * together, whichever protocols' lines declare it. */
+ * together, whichever protocols' lines declare it; a labelled counter's entries are one
+ * family, each sample with its label beside "line". */
 static void
 m_protocols(struct evbuffer *b)
 {
@@ -340,9 +341,10 @@ m_protocols(struct evbuffer *b)
 			bool seen = false, head = false;
 			struct line *l;
 
-			/* first declared by an earlier protocol: written there */
-			for (int q = 0; q < p && !seen; q++)
-				for (int j = 0; proto_table[q]->counters && proto_table[q]->counters[j].name && !seen; j++)
+			/* first declared by an earlier protocol, or earlier in this one: written there */
+			for (int q = 0; q <= p && !seen; q++)
+				for (int j = 0; proto_table[q]->counters && proto_table[q]->counters[j].name && !seen &&
+				    (q < p || j < i); j++)
 					seen = strcmp(proto_table[q]->counters[j].name, pc->name) == 0;
 			if (seen)
 				continue;
@@ -354,7 +356,9 @@ m_protocols(struct evbuffer *b)
 					if (!head)
 						m_head(b, name, pc->gauge, pc->help ? pc->help : pc->name);
 					head = true;
-					m_u64(b, name, (const char *[]){ "line", l->lc->name, NULL }, l->pcnt[j]);
+					const struct proto_counter *k = &l->ops->counters[j];
+					m_u64(b, name, (const char *[]){ "line", l->lc->name, k->label, k->label_value, NULL },
+					    l->pcnt[j]);
 				}
 		}
 }

@@ -11,6 +11,15 @@
 
 #include "iec104.h"
 
+/* ---- counters ---- */
+
+const struct proto_counter iec_counters[] = {
+	[IEC_CNT_T1_EXPIRIES] = { .name = "iec104_t1_expiries_total",
+	    .help = "connections closed because t1 expired (a sent I-frame not acknowledged, a U act not confirmed)" },
+	[IEC_CNT_TESTFR_SENT] = { .name = "iec104_testfr_sent_total", .help = "TESTFR act sent after t3 without traffic" },
+	{ .name = NULL },
+};
+
 /* ---- configuration ---- */
 
 static const char *const iec_tz_choices[] = { "utc", "local", NULL };

@@ -34,6 +34,13 @@ struct iec_tag_conf {
 	int cyclic_ms;         /* server: cyclic transmission (COT 1), 0 off */
 };
 
+/* The protocols' own counters (proto_ops.counters, iec104.c; both roles), by index: t1
+ * expiries (104 clause 5: an I-frame not acknowledged, or a STARTDT/STOPDT/TESTFR act not
+ * confirmed, within t1: the connection closed) and TESTFR act sent after t3 idle (both
+ * counted in iec104_link.c). */
+enum { IEC_CNT_T1_EXPIRIES, IEC_CNT_TESTFR_SENT };
+extern const struct proto_counter iec_counters[];
+
 extern const struct conf_key iec_client_line_keys[], iec_server_line_keys[];
 extern const struct conf_key iec_client_station_keys[], iec_server_station_keys[], iec_tag_keys[];
 int iec_check_line(const struct line_conf *lc, char *err, size_t errlen);

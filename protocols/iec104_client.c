@@ -435,5 +435,6 @@ const struct proto_ops iec104_client_ops = {
 	.on_close = iec_client_close,
 	.on_takeover = iec_client_start,
 	.on_tag_write = iec_client_write,
+	.counters = iec_counters,
 };
 

@@ -391,6 +391,7 @@ iec_t1_cb(void *arg)
 	const char *what;
 
 	iec_t1_due(is, lconf(session_line(s))->t1_ms, &what);
+	line_counter_add(session_line(s), IEC_CNT_T1_EXPIRIES, 1);
 	session_protocol_error(s, "t1 expired: %s not confirmed within %d s", what, lconf(session_line(s))->t1_ms / 1000);
 }
 
@@ -413,8 +414,10 @@ iec_t3_cb(void *arg)
 	/* one TESTFR at a time: t1 closes the connection if the one sent is not confirmed */
 	if (is->u_pending >> IEC_UA_TESTFR & 1)
 		ptimer_start(is->t3, lconf(session_line(s))->t3_ms);
-	else
+	else {
+		line_counter_add(session_line(s), IEC_CNT_TESTFR_SENT, 1);
 		iec_send_u(s, IEC_U_TESTFR_ACT);
+	}
 }
 
 void

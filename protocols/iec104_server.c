@@ -787,4 +787,5 @@ const struct proto_ops iec104_server_ops = {
 	.on_frames_done = iec_frames_done,
 	.on_close = iec_server_close_all,
 	.on_tag_change = iec_server_tag_change,
+	.counters = iec_counters,
 };

@@ -12,6 +12,43 @@
 #define KOMD_VERSION "unknown"
 #endif
 
+/* ---- counters ---- */
+
+/* Exception responses by code, clause 7's table; label values are the codes in decimal. */
+#define MB_EXCEPTION_COUNTER(v) { .name = "modbus_exceptions_total", \
+	.help = "exception responses by exception code (client: received, server: sent)", \
+	.label = "code", .label_value = (v) }
+#define MB_EXCEPTION_COUNTERS \
+	MB_EXCEPTION_COUNTER("1"), MB_EXCEPTION_COUNTER("2"), MB_EXCEPTION_COUNTER("3"), \
+	MB_EXCEPTION_COUNTER("4"), MB_EXCEPTION_COUNTER("5"), MB_EXCEPTION_COUNTER("6"), \
+	MB_EXCEPTION_COUNTER("8"), MB_EXCEPTION_COUNTER("10"), MB_EXCEPTION_COUNTER("11"), \
+	MB_EXCEPTION_COUNTER("other")
+
+const struct proto_counter mb_client_counters[] = {
+	MB_EXCEPTION_COUNTERS,
+	[MB_CNT_TIMEOUTS] = { .name = "modbus_response_timeouts_total",
+	    .help = "requests not answered within response_timeout (each try)" },
+	{ .name = NULL },
+};
+
+const struct proto_counter mb_server_counters[] = {
+	MB_EXCEPTION_COUNTERS,
+	{ .name = NULL },
+};
+
+void
+mb_count_exception_code(struct line *l, int code)
+{
+	static const uint8_t codes[] = { MB_EX_ILLEGAL_FUNCTION, MB_EX_ILLEGAL_ADDRESS, MB_EX_ILLEGAL_VALUE,
+		MB_EX_DEVICE_FAILURE, MB_EX_ACKNOWLEDGE, MB_EX_BUSY, MB_EX_MEMORY_PARITY, MB_EX_GATEWAY_PATH,
+		MB_EX_GATEWAY_TARGET };
+	size_t i = 0;
+
+	while (i < sizeof(codes) && codes[i] != code)
+		i++;
+	line_counter_add(l, MB_CNT_EXCEPTIONS + (int)i, 1); /* not found: i is "other"'s */
+}
+
 /* ---- configuration ---- */
 
 static const char *const mb_addressing_choices[] = { "zero", "one", NULL };

@@ -34,6 +34,18 @@ struct mb_tag {
 	int span;                 /* server: its span in the image's table of a.fn */
 };
 
+/* The protocols' own counters (proto_ops.counters, modbus.c), by index: exception
+ * responses by exception code (MODBUS Application Protocol v1.1b3, clause 7: the client's
+ * received from its devices, the server's sent), then the client's response timeouts. */
+enum {
+	MB_CNT_EXCEPTIONS,                        /* codes 01..06, 08, 0A, 0B, then "other" */
+	MB_CNT_TIMEOUTS = MB_CNT_EXCEPTIONS + 10, /* client only */
+};
+extern const struct proto_counter mb_client_counters[], mb_server_counters[];
+/* Count one exception response of line l with exception code code (0..255; any code but
+ * those of clause 7 counts as "other"). */
+void mb_count_exception_code(struct line *l, int code);
+
 /* The keys of each protocol's sections (modbus.c). */
 extern const struct conf_key mb_client_line_keys[], mb_server_line_keys[];
 extern const struct conf_key mb_client_station_keys[], mb_server_station_keys[];

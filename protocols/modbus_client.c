@@ -410,6 +410,7 @@ mb_txn_timeout(void *arg)
 	char why[160];
 
 	mb_unlink_inflight(t);
+	line_counter_add(l, MB_CNT_TIMEOUTS, 1);
 	if (t->tries <= c->retries && !cs->lost) {
 		/* again, with a new transaction id: a late answer to the old one is then stray */
 		mb_enqueue(l, t, true);
@@ -529,6 +530,7 @@ mb_client_frame(struct session *s, const uint8_t *buf, size_t len)
 		char why[240];
 		bool lost = rs.excode == MB_EX_DEVICE_FAILURE || rs.excode == MB_EX_GATEWAY_PATH ||
 		    rs.excode == MB_EX_GATEWAY_TARGET;
+		mb_count_exception_code(l, rs.excode);
 		snprintf(why, sizeof(why), "unit %u: %s at %u: exception %u, %s", cs->unit,
 		    mb_fc_name(t->sent.fc) ? mb_fc_name(t->sent.fc) : "request", t->sent.addr, rs.excode,
 		    mb_exception_name(rs.excode));
@@ -732,4 +734,5 @@ const struct proto_ops modbus_client_ops = {
 	.on_poll = mb_client_poll,
 	.station_needs_trigger = true,
 	.on_tag_write = mb_client_write,
+	.counters = mb_client_counters,
 };

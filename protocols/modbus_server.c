@@ -308,6 +308,18 @@ mb_reply_free(struct mb_reply *r)
 	free(r);
 }
 
+/* Send one answer (an ADU of len bytes), counted as a frame and, an exception response
+ * (clause 7: the function code with its high bit set), by its exception code. */
+static void
+mb_server_send(struct session *s, const uint8_t *adu, size_t len)
+{
+	session_write(s, adu, len);
+	session_count_frame(s, true);
+	if (len > MB_MBAP_LEN + 1 && adu[MB_MBAP_LEN] & 0x80)
+		mb_count_exception_code(session_line(s), adu[MB_MBAP_LEN + 1]);
+	mb_trace_adu(s, true, true, adu, len);
+}
+
 /* Send the answers that are ready, in the order of the requests. */
 static void
 mb_reply_flush(struct session *s)
@@ -325,9 +337,7 @@ mb_reply_flush(struct session *s)
 		if (!ss->head)
 			ss->tail = &ss->head;
 		ss->n--;
-		session_write(s, r->adu, r->len);
-		session_count_frame(s, true);
-		mb_trace_adu(s, true, true, r->adu, r->len);
+		mb_server_send(s, r->adu, r->len);
 		mb_reply_free(r);
 	}
 }
@@ -380,9 +390,7 @@ mb_server_answer_now(struct session *s, struct station *st, const struct mb_mbap
 	}
 	if (session_closing(s))
 		return;
-	session_write(s, now.adu, now.len);
-	session_count_frame(s, true);
-	mb_trace_adu(s, true, true, now.adu, now.len);
+	mb_server_send(s, now.adu, now.len);
 }
 
 /* One request: decode, route its writes, queue its answer. */
@@ -569,4 +577,5 @@ const struct proto_ops modbus_server_ops = {
 	.on_frame = mb_server_frame,
 	.on_close = mb_server_close,
 	.on_tag_change = mb_server_tag_change,
+	.counters = mb_server_counters,
 };

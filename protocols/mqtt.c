@@ -20,18 +20,22 @@
 #include "mqtt.h"
 
 const struct proto_counter mqtt_counters[] = {
-	[MQC_QUEUED_MSGS] = { "mqtt_queued_messages", true, "messages waiting or unacknowledged (all session paths)" },
-	[MQC_QUEUED_BYTES] = { "mqtt_queued_bytes", true, "bytes of the queued messages" },
-	[MQC_QUEUE_DROPPED] = { "mqtt_queue_dropped_total", false, "messages dropped from a full queue (oldest first)" },
-	[MQC_OVERSIZE_DROPPED] = { "mqtt_oversize_dropped_total", false,
-	    "messages larger than the broker's Maximum Packet Size, dropped" },
-	[MQC_PUBLISHED] = { "mqtt_published_total", false, "PUBLISH packets sent (first sends)" },
-	[MQC_RECEIVED] = { "mqtt_received_total", false, "messages received (duplicates of QoS 2 not counted)" },
-	[MQC_PAYLOAD_ERRORS] = { "mqtt_payload_errors_total", false, "received payloads a tag could not take" },
-	[MQC_COMMANDS] = { "mqtt_commands_total", false, "command messages received" },
-	[MQC_COMMANDS_REFUSED] = { "mqtt_commands_refused_total", false, "commands refused (bad, too old)" },
-	[MQC_REDELIVERED] = { "mqtt_redelivered_total", false, "messages sent again after a reconnection" },
-	{ NULL, false, NULL },
+	[MQC_QUEUED_MSGS] = { .name = "mqtt_queued_messages", .gauge = true,
+	    .help = "messages waiting or unacknowledged (all session paths)" },
+	[MQC_QUEUED_BYTES] = { .name = "mqtt_queued_bytes", .gauge = true, .help = "bytes of the queued messages" },
+	[MQC_QUEUE_DROPPED] = { .name = "mqtt_queue_dropped_total",
+	    .help = "messages dropped from a full queue (oldest first)" },
+	[MQC_OVERSIZE_DROPPED] = { .name = "mqtt_oversize_dropped_total",
+	    .help = "messages larger than the broker's Maximum Packet Size, dropped" },
+	[MQC_PUBLISHED] = { .name = "mqtt_published_total", .help = "PUBLISH packets sent (first sends)" },
+	[MQC_RECEIVED] = { .name = "mqtt_received_total",
+	    .help = "messages received (duplicates of QoS 2 not counted)" },
+	[MQC_PAYLOAD_ERRORS] = { .name = "mqtt_payload_errors_total",
+	    .help = "received payloads a tag could not take" },
+	[MQC_COMMANDS] = { .name = "mqtt_commands_total", .help = "command messages received" },
+	[MQC_COMMANDS_REFUSED] = { .name = "mqtt_commands_refused_total", .help = "commands refused (bad, too old)" },
+	[MQC_REDELIVERED] = { .name = "mqtt_redelivered_total", .help = "messages sent again after a reconnection" },
+	{ .name = NULL },
 };
 
 static const char *

@@ -38,11 +38,18 @@ enum redund_policy {
 enum path_kind { PATH_PRIMARY, PATH_BACKUP };
 
 /* One counter of a protocol (proto_ops.counters). name: lower case with '_', a counter's
- * ending in "_total" (Prometheus's convention: it only goes up), a gauge's not. */
+ * ending in "_total" (Prometheus's convention: it only goes up), a gauge's not.
+ * A labelled counter is one value of a family: consecutive entries of one name, gauge and
+ * help that differ by label_value (Modbus exceptions by code: name
+ * "modbus_exceptions_total", label "code", label_value "2"). /metrics writes them as one
+ * metric with that label beside "line"; komctl status as "name by label: value n, ..." and
+ * --json as an object of label_value and count under the name. */
 struct proto_counter {
 	const char *name;
 	bool gauge;          /* a level (queue depth) rather than a count of events */
-	const char *help;    /* one line for komctl and metrics */
+	const char *help;    /* one line for komctl and metrics (a family's: the same in each) */
+	const char *label;   /* NULL, or the name of the label ([a-z_]+; not "line") */
+	const char *label_value;     /* with label: this entry's value of it, unique in the family */
 };
 
 struct proto_ops {

@@ -144,34 +144,48 @@ lines = ( { name = "idle"; protocol = "komtext-server"; host = "127.0.0.1"; port
         check(sorted(times)[10] < 0.02, "a keep-alive request's median under 20 ms: %s" % sorted(times)[10])
 
 
-def test_prometheus_scrapes_komd():
-    d, hport, sport, pport = pki(), free_port(), free_port(), free_port()
-    with Komd(pair_conf(d, hport, sport)).start() as k:
-        k.until(lambda: k.tag("got.a")["value"] == 7, 10, "the client acquires mem.a")
+class Prometheus:
+    """A Prometheus server (build/prometheus) on a free loopback port, scraping komd's
+    /metrics on hport every second, its data in directory d; stops on leaving the with."""
+
+    def __init__(self, d, hport):
+        self.port = free_port()
         with open(os.path.join(d, "prometheus.yml"), "w") as f:
             f.write("global: { scrape_interval: 1s }\nscrape_configs:\n  - job_name: komd\n"
                     "    static_configs: [ { targets: ['127.0.0.1:%d'] } ]\n" % hport)
-        prom = subprocess.Popen([os.path.join(PROM_BIN, "prometheus"), "--config.file=" + d + "/prometheus.yml",
-                                 "--storage.tsdb.path=" + d + "/data", "--web.listen-address=127.0.0.1:%d" % pport],
-                                stdout=subprocess.DEVNULL, stderr=open(d + "/prometheus.log", "w"))
+        self.proc = subprocess.Popen([os.path.join(PROM_BIN, "prometheus"), "--config.file=" + d + "/prometheus.yml",
+                                      "--storage.tsdb.path=" + d + "/data",
+                                      "--web.listen-address=127.0.0.1:%d" % self.port],
+                                     stdout=subprocess.DEVNULL, stderr=open(d + "/prometheus.log", "w"))
+
+    def query(self, q):
+        """The result of an instant query ([] while Prometheus is not up yet, or on error)."""
         try:
-            def query(q):
-                try:
-                    st, _, body = get(pport, "/api/v1/query?query=" + urllib.parse.quote(q), timeout=2)
-                except OSError:
-                    return []
-                return json.loads(body)["data"]["result"] if st == 200 else []
-            res = k.until(lambda: query('komd_station_state{station="dev",state="ok"} == 1'), 30,
-                          "Prometheus to scrape komd's station state")
-            print("query komd_station_state{station=\"dev\",state=\"ok\"} == 1 -> %s" % json.dumps(res))
-            res = k.until(lambda: query("rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0"), 30,
-                          "a rate of komd's frame counter")
-            print("query rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0 -> %s" % json.dumps(res))
-            up = query('up{job="komd"}')
-            check(up and up[0]["value"][1] == "1", "the komd target is up: %s" % up)
-        finally:
-            prom.terminate()
-            prom.wait(10)
+            st, _, body = get(self.port, "/api/v1/query?query=" + urllib.parse.quote(q), timeout=2)
+        except OSError:
+            return []
+        return json.loads(body)["data"]["result"] if st == 200 else []
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.proc.terminate()
+        self.proc.wait(10)
+
+
+def test_prometheus_scrapes_komd():
+    d, hport, sport = pki(), free_port(), free_port()
+    with Komd(pair_conf(d, hport, sport)).start() as k, Prometheus(d, hport) as prom:
+        k.until(lambda: k.tag("got.a")["value"] == 7, 10, "the client acquires mem.a")
+        res = k.until(lambda: prom.query('komd_station_state{station="dev",state="ok"} == 1'), 30,
+                      "Prometheus to scrape komd's station state")
+        print("query komd_station_state{station=\"dev\",state=\"ok\"} == 1 -> %s" % json.dumps(res))
+        res = k.until(lambda: prom.query("rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0"), 30,
+                      "a rate of komd's frame counter")
+        print("query rate(komd_line_received_frames_total{line=\"cli\"}[5s]) > 0 -> %s" % json.dumps(res))
+        up = prom.query('up{job="komd"}')
+        check(up and up[0]["value"][1] == "1", "the komd target is up: %s" % up)
 
 
 def raw(port, data, wait_close=3.0):
