@@ -221,6 +221,7 @@ install: all
 	sed -e 's|^control_socket = .*|control_socket = "/run/komd/komd-demo.sock";|' \
 		conf/komd.conf > $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
 	chmod 0644 $(DESTDIR)$(DOCDIR)/examples/komd-demo.conf
+	install -m 0644 contrib/grafana/komd.json $(DESTDIR)$(DOCDIR)/examples/grafana-komd.json
 
 # The Debian package, built with debhelper (debian/) from a copy of the tree in
 # $(BUILD)/deb, so that the tree stays clean; no tests (make check runs them); lintian must

@@ -149,6 +149,9 @@ rc=$?; echo "$out" | head -n 3 | sed 's/^/     | /'
 check "komctl -h exits 0 and prints its usage" test "$rc" = 0 -a -n "$(grep '^usage: komctl' <<<"$out")"
 check "komd -t on the demo example" \
 	logged in_root 30 /usr/sbin/komd -t -c /usr/share/doc/komd/examples/komd-demo.conf
+check "the Grafana dashboard among the examples" \
+	python3 -c 'import json, sys; d = json.load(open(sys.argv[1])); assert d["panels"]' \
+	"$root/usr/share/doc/komd/examples/grafana-komd.json"
 
 # The installed komd runs as the unit would run it (user komd, /run/komd, the installed
 # configuration: no lines, so no port), komctl talks to it, and SIGTERM ends it with 0.
