@@ -544,6 +544,8 @@ session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
 	int rc = 0;
 
 	(void)ev;
+	if (s->rcvlowat > 1)
+		s->lowat_misses = 0; /* the mark was reached */
 	n = recv(fd, buf, sizeof(buf), 0);
 	if (n > 0) {
 		/* the bufferevent keeps its input's end frozen against other writers: as its own
@@ -704,6 +706,51 @@ session_peer_in(const struct session *s, const struct addrlist *l)
 {
 	return s->peer_family && addrlist_match(l, s->peer_family, s->peer_addr);
 }
+/* SO_RCVLOWAT to bytes, if it is not that already */
+static void
+session_lowat(struct session *s, int bytes)
+{
+	int fd = bufferevent_getfd(s->bev);
+
+	if (bytes == (s->rcvlowat ? s->rcvlowat : 1) || fd < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0)
+		s->rcvlowat = bytes;
+	else
+		log_debug("line %s: %s: SO_RCVLOWAT %d: %s", s->line->lc->name, s->peer, bytes, strerror(errno));
+}
+
+/* The mark was not reached in time: every byte again; after three such misses in a row no
+ * mark for a second (a peer whose replies come one at a time, e.g. held back by its Nagle
+ * algorithm until we acknowledge, would otherwise wait for the timer each time). */
+static void
+session_lowat_end_cb(void *arg)
+{
+	struct session *s = arg;
+
+	if (++s->lowat_misses >= 3) {
+		s->lowat_misses = 0;
+		s->lowat_miss_ms = session_loop_ms();
+	}
+	session_lowat(s, 1);
+}
+
+void
+session_read_batch(struct session *s, size_t bytes, int wait_ms)
+{
+	if (s->closing)
+		return;
+	if (bytes <= 1 || wait_ms <= 0 || (s->lowat_miss_ms && session_loop_ms() - s->lowat_miss_ms < 1000)) {
+		ptimer_stop(s->lowat_end);
+		session_lowat(s, 1);
+		return;
+	}
+	if (!s->lowat_end && (s->lowat_end = session_timer(s, session_lowat_end_cb, s)) == NULL)
+		return; /* out of memory: every byte, as before */
+	ptimer_start(s->lowat_end, wait_ms > 1000 ? 1000 : wait_ms);
+	session_lowat(s, bytes > 65536 ? 65536 : (int)bytes);
+}
+
 bool session_closing(const struct session *s) { return s->closing; }
 void session_set_max_frame(struct session *s, size_t max) { s->max_frame = max; }
 
