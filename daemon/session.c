@@ -106,6 +106,17 @@ session_loop_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* A request (or the accept, or the end of a handshake) now: its loop time, and its place in
+ * the order of all such events, which the 4 ms loop clock cannot always tell apart. */
+static void
+session_touch(struct session *s)
+{
+	static uint64_t seq;
+
+	s->last_req_ms = session_loop_ms();
+	s->last_req_seq = ++seq;
+}
+
 /* Server sessions: the TLS handshake must end within connect_timeout of the accept,
  * however slowly the bytes come (an absolute deadline, not an inactivity timeout); after
  * it, a client that sends no complete frame for idle_timeout is disconnected. */
@@ -165,7 +176,7 @@ session_watch_idle(struct session *s)
 	if (!s->deadline && (s->deadline = session_timer(s, session_deadline_cb, s)) == NULL)
 		return; /* out of memory: the session lives without the watch */
 	if (s->line->tls)
-		s->last_req_ms = session_loop_ms(); /* after a handshake: from now */
+		session_touch(s); /* after a handshake: from now */
 	ptimer_start(s->deadline, ms);
 }
 
@@ -260,7 +271,7 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->kind = kind;
 	s->bev = bev;
 	s->since_ms = time_now_ms();
-	s->last_req_ms = session_loop_ms(); /* "without a request" counts from the accept */
+	session_touch(s); /* "without a request" counts from the accept */
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	if (sa && sa->sa_family == AF_INET) {
 		s->peer_family = AF_INET;
@@ -660,7 +671,7 @@ session_count_frame(struct session *s, bool out)
 		s->line->cnt.frames_out++;
 	} else {
 		s->line->cnt.frames_in++;
-		s->last_req_ms = session_loop_ms();
+		session_touch(s);
 	}
 }
 
