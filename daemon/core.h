@@ -189,7 +189,12 @@ struct session {
 	int64_t since_ms;
 	struct ptimer *deadline;     /* server sessions: the handshake's deadline, then idle_timeout */
 	int64_t last_req_ms;         /* loop time of the last complete frame received */
+	uint64_t last_req_seq;       /* its order among all sessions' (line_evict_idlest) */
 	struct ptimer *renew;        /* TLS: renegotiate_interval */
+	int rcvlowat;                /* SO_RCVLOWAT set (session_read_batch); 0: the kernel's 1 */
+	struct ptimer *lowat_end;    /* back to every byte when it fires */
+	int64_t lowat_miss_ms;       /* loop time of the third miss in a row: no mark for a second */
+	int lowat_misses;            /* marks not reached in time, in a row */
 	TAILQ_ENTRY(session) link;
 };
 

@@ -532,7 +532,7 @@ line_evict_idlest(struct line *l, const char *peer)
 	char why[200];
 
 	TAILQ_FOREACH(s, &l->sessions, link)
-		if (!s->closing && (!old || s->last_req_ms < old->last_req_ms))
+		if (!s->closing && (!old || s->last_req_seq < old->last_req_seq))
 			old = s;
 	if (!old)
 		return false;

@@ -106,6 +106,17 @@ session_loop_ms(void)
 	return (int64_t)tv.tv_sec * 1000 + tv.tv_usec / 1000;
 }
 
+/* A request (or the accept, or the end of a handshake) now: its loop time, and its place in
+ * the order of all such events, which the 4 ms loop clock cannot always tell apart. */
+static void
+session_touch(struct session *s)
+{
+	static uint64_t seq;
+
+	s->last_req_ms = session_loop_ms();
+	s->last_req_seq = ++seq;
+}
+
 /* Server sessions: the TLS handshake must end within connect_timeout of the accept,
  * however slowly the bytes come (an absolute deadline, not an inactivity timeout); after
  * it, a client that sends no complete frame for idle_timeout is disconnected. */
@@ -165,7 +176,7 @@ session_watch_idle(struct session *s)
 	if (!s->deadline && (s->deadline = session_timer(s, session_deadline_cb, s)) == NULL)
 		return; /* out of memory: the session lives without the watch */
 	if (s->line->tls)
-		s->last_req_ms = session_loop_ms(); /* after a handshake: from now */
+		session_touch(s); /* after a handshake: from now */
 	ptimer_start(s->deadline, ms);
 }
 
@@ -260,7 +271,7 @@ session_new(struct line *l, struct path *p, struct bufferevent *bev, const char 
 	s->kind = kind;
 	s->bev = bev;
 	s->since_ms = time_now_ms();
-	s->last_req_ms = session_loop_ms(); /* "without a request" counts from the accept */
+	session_touch(s); /* "without a request" counts from the accept */
 	snprintf(s->peer, sizeof(s->peer), "%s", peer);
 	if (sa && sa->sa_family == AF_INET) {
 		s->peer_family = AF_INET;
@@ -544,6 +555,8 @@ session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
 	int rc = 0;
 
 	(void)ev;
+	if (s->rcvlowat > 1)
+		s->lowat_misses = 0; /* the mark was reached */
 	n = recv(fd, buf, sizeof(buf), 0);
 	if (n > 0) {
 		/* the bufferevent keeps its input's end frozen against other writers: as its own
@@ -658,7 +671,7 @@ session_count_frame(struct session *s, bool out)
 		s->line->cnt.frames_out++;
 	} else {
 		s->line->cnt.frames_in++;
-		s->last_req_ms = session_loop_ms();
+		session_touch(s);
 	}
 }
 
@@ -704,6 +717,51 @@ session_peer_in(const struct session *s, const struct addrlist *l)
 {
 	return s->peer_family && addrlist_match(l, s->peer_family, s->peer_addr);
 }
+/* SO_RCVLOWAT to bytes, if it is not that already */
+static void
+session_lowat(struct session *s, int bytes)
+{
+	int fd = bufferevent_getfd(s->bev);
+
+	if (bytes == (s->rcvlowat ? s->rcvlowat : 1) || fd < 0)
+		return;
+	if (setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &bytes, sizeof(bytes)) == 0)
+		s->rcvlowat = bytes;
+	else
+		log_debug("line %s: %s: SO_RCVLOWAT %d: %s", s->line->lc->name, s->peer, bytes, strerror(errno));
+}
+
+/* The mark was not reached in time: every byte again; after three such misses in a row no
+ * mark for a second (a peer whose replies come one at a time, e.g. held back by its Nagle
+ * algorithm until we acknowledge, would otherwise wait for the timer each time). */
+static void
+session_lowat_end_cb(void *arg)
+{
+	struct session *s = arg;
+
+	if (++s->lowat_misses >= 3) {
+		s->lowat_misses = 0;
+		s->lowat_miss_ms = session_loop_ms();
+	}
+	session_lowat(s, 1);
+}
+
+void
+session_read_batch(struct session *s, size_t bytes, int wait_ms)
+{
+	if (s->closing)
+		return;
+	if (bytes <= 1 || wait_ms <= 0 || (s->lowat_miss_ms && session_loop_ms() - s->lowat_miss_ms < 1000)) {
+		ptimer_stop(s->lowat_end);
+		session_lowat(s, 1);
+		return;
+	}
+	if (!s->lowat_end && (s->lowat_end = session_timer(s, session_lowat_end_cb, s)) == NULL)
+		return; /* out of memory: every byte, as before */
+	ptimer_start(s->lowat_end, wait_ms > 1000 ? 1000 : wait_ms);
+	session_lowat(s, bytes > 65536 ? 65536 : (int)bytes);
+}
+
 bool session_closing(const struct session *s) { return s->closing; }
 void session_set_max_frame(struct session *s, size_t max) { s->max_frame = max; }
 

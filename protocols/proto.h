@@ -154,6 +154,17 @@ void session_set_max_frame(struct session *s, size_t max);
  * protocol that can produce faster than the peer reads throttles on it; the core closes a
  * session whose peer leaves more than 4 MiB unread. */
 size_t session_output_pending(const struct session *s);
+/* Report this connection readable only once at least bytes (1 to 65536) are queued by the
+ * kernel (SO_RCVLOWAT, socket(7)), for at most wait_ms (1 to 1000) from now; then, or with
+ * bytes <= 1 or wait_ms <= 0, every byte again. For a protocol that waits for many small
+ * replies at once (MQTT: the acknowledgements of a full in-flight window) and would
+ * otherwise spend a loop pass, and a wake-up, on each. The end of the stream and errors
+ * are reported at once whatever the mark. After three marks in a row not reached within
+ * wait_ms, the session reads every byte for a second whatever is asked (a peer that sends
+ * one reply at a time, e.g. with Nagle's algorithm waiting for our acknowledgement, must
+ * not wait for the timer each time). A setsockopt call only when the mark changes; if the
+ * kernel refuses it, every byte is reported as before (no error). */
+void session_read_batch(struct session *s, size_t bytes, int wait_ms);
 /* Closed (by us, the peer, or a write that found the peer not reading): stop reading
  * frames and sending; the session is freed after the current callback. */
 bool session_closing(const struct session *s);

@@ -475,8 +475,12 @@ class ScriptedBroker(_Proc):
             p["properties"] = props
         self.send(p)
 
-    def ack(self):
-        self.cmd(cmd="ack")
+    def ack(self, n=None):
+        """Send the held acknowledgements (the first n of them)."""
+        if n is None:
+            self.cmd(cmd="ack")
+        else:
+            self.cmd(cmd="ack", n=n)
 
     def set(self, **options):
         self.cmd(cmd="set", options=options)

@@ -154,6 +154,41 @@ def test_inflight_window_and_receive_maximum():
     b.stop()
 
 
+def test_acknowledgements_one_at_a_time():
+    """A full window of QoS 1 messages makes komd wait for half a window of PUBACKs before it
+    reads (SO_RCVLOWAT, at most 2 ms): a broker that sends one PUBACK at a time must still
+    get the next PUBLISH for each at once (the mark's timer, then every byte again after
+    three misses), and every message in the end."""
+    b = ScriptedBroker()
+    with Komd(conf([mqtt_line(b.port, out_station(), extra="max_inflight = 20; keepalive = 30; reply_timeout = 30;")],
+                   TAGS)).start() as k:
+        k.wait_log(r"MQTT connected")
+        _current_values_done(b, k)
+        b.set(ack=False)
+        first = len(publishes(b, "out/q1"))
+        for i in range(40):
+            ctl_set(k.sock, "d.q1", 2000 + i)
+        WAIT.until(lambda: len(publishes(b, "out/q1")) == first + 20, 5, "a full window of 20")
+        worst = 0.0
+        for i in range(6):
+            n = len(publishes(b, "out/q1"))
+            t0 = time.monotonic()
+            b.ack(n=1)
+            WAIT.until(lambda: len(publishes(b, "out/q1")) >= n + 1, 5,
+                       "the next PUBLISH after PUBACK %d of one" % (i + 1))
+            worst = max(worst, time.monotonic() - t0)
+            check(len(publishes(b, "out/q1")) == n + 1, "one PUBACK frees one place: %d -> %d"
+                  % (n, len(publishes(b, "out/q1"))))
+        b.set(ack=True)
+        b.ack()
+        WAIT.until(lambda: len(publishes(b, "out/q1")) == first + 40, 10, "all 40 delivered")
+        k.until(lambda: counters(k).get("mqtt_queued_messages", 1) == 0, 5, "all acknowledged")
+        vals = [int(p["payload"]) for p in publishes(b, "out/q1")[first:]]
+        check(vals == list(range(2000, 2040)), "in order, each once: %s" % vals)
+        print("    6 single PUBACKs on a full window: the next PUBLISH within %.0f ms each" % (worst * 1000))
+    b.stop()
+
+
 def _unfinished(b, k):
     """Leave a QoS 2 message PUBREC'd (PUBCOMP held) and then a QoS 1 message unacknowledged;
     returns (q2 PUBLISH, q1 PUBLISH)."""
@@ -330,4 +365,4 @@ def test_oversize_on_311_no_reconnect_loop():
 if __name__ == "__main__":
     main([test_qos_both_ways_exact_ids, test_inflight_window_and_receive_maximum, test_session_present_1_and_0,
           test_stopped_broker_found_while_publishing_qos0, test_queue_bounds_and_drops, test_queue_bytes_bound,
-          test_oversize_on_311_no_reconnect_loop])
+          test_oversize_on_311_no_reconnect_loop, test_acknowledgements_one_at_a_time])

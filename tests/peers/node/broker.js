@@ -18,6 +18,7 @@
 //   {"cmd": "send", "packet": {...}}      any packet (mqtt-packet's object form; payload and
 //                                         correlationData as text, or as {"hex": "..."})
 //   {"cmd": "ack"}                        send the held acknowledgements, in order
+//   {"cmd": "ack", "n": N}                the first N of them only
 //   {"cmd": "set", "options": {...}}      change options
 //   {"cmd": "close"}                      close the client connections
 // stdout, one JSON object a line:
@@ -168,8 +169,8 @@ readline.createInterface({ input: process.stdin }).on('line', line => {
       break
     case 'ack':
       for (const c of conns.values()) {
-        for (const a of c.held) send(c, a)
-        c.held = []
+        const n = m.n === undefined ? c.held.length : m.n
+        for (const a of c.held.splice(0, n)) send(c, a)
       }
       break
     case 'set':
