@@ -193,8 +193,10 @@ struct session {
 	struct ptimer *renew;        /* TLS: renegotiate_interval */
 	int rcvlowat;                /* SO_RCVLOWAT set (session_read_batch); 0: the kernel's 1 */
 	struct ptimer *lowat_end;    /* back to every byte when it fires */
-	int64_t lowat_miss_ms;       /* loop time of the third miss in a row: no mark for a second */
-	int lowat_misses;            /* marks not reached in time, in a row */
+	int64_t lowat_off_until_ms;  /* marks missed too often: none before this loop time */
+	int lowat_off_ms;            /* the last such pause (8 s, doubling to 256 s); 0: none */
+	int64_t lowat_count_ms;      /* start of the second in which marks are counted */
+	int lowat_reached, lowat_misses; /* marks reached, and not reached in time, in it */
 	TAILQ_ENTRY(session) link;
 };
 

@@ -518,6 +518,8 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
+	if (s->rcvlowat > 1)
+		s->lowat_reached++; /* read with a mark set: it was reached */
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
 	if (!s->line->ops->on_frame) {
@@ -555,8 +557,6 @@ session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
 	int rc = 0;
 
 	(void)ev;
-	if (s->rcvlowat > 1)
-		s->lowat_misses = 0; /* the mark was reached */
 	n = recv(fd, buf, sizeof(buf), 0);
 	if (n > 0) {
 		/* the bufferevent keeps its input's end frozen against other writers: as its own
@@ -731,17 +731,28 @@ session_lowat(struct session *s, int bytes)
 		log_debug("line %s: %s: SO_RCVLOWAT %d: %s", s->line->lc->name, s->peer, bytes, strerror(errno));
 }
 
-/* The mark was not reached in time: every byte again; after three such misses in a row no
- * mark for a second (a peer whose replies come one at a time, e.g. held back by its Nagle
- * algorithm until we acknowledge, would otherwise wait for the timer each time). */
+/* The mark was not reached in time: every byte again. A peer whose replies come one at a
+ * time (e.g. held back by its Nagle algorithm until we acknowledge what it sent) makes
+ * every mark wait for its timer: when more than 20 marks, and more than a fifth of them,
+ * miss within a second, none for a while (8 s, doubling up to 256 s while it goes on). A
+ * few misses among many reached marks (a busy moment) change nothing. */
 static void
 session_lowat_end_cb(void *arg)
 {
 	struct session *s = arg;
+	int64_t now = session_loop_ms();
 
-	if (++s->lowat_misses >= 3) {
-		s->lowat_misses = 0;
-		s->lowat_miss_ms = session_loop_ms();
+	if (now - s->lowat_count_ms >= 1000) {
+		if (s->lowat_misses * 5 <= s->lowat_reached + s->lowat_misses)
+			s->lowat_off_ms = 0; /* a good second: the back-off starts again at 8 s */
+		s->lowat_count_ms = now;
+		s->lowat_reached = s->lowat_misses = 0;
+	}
+	if (++s->lowat_misses > 20 && s->lowat_misses * 5 > s->lowat_reached + s->lowat_misses) {
+		s->lowat_off_ms = s->lowat_off_ms ? (s->lowat_off_ms < 256000 ? s->lowat_off_ms * 2 : 256000) : 8000;
+		s->lowat_off_until_ms = now + s->lowat_off_ms;
+		s->lowat_count_ms = now;
+		s->lowat_reached = s->lowat_misses = 0;
 	}
 	session_lowat(s, 1);
 }
@@ -751,7 +762,7 @@ session_read_batch(struct session *s, size_t bytes, int wait_ms)
 {
 	if (s->closing)
 		return;
-	if (bytes <= 1 || wait_ms <= 0 || (s->lowat_miss_ms && session_loop_ms() - s->lowat_miss_ms < 1000)) {
+	if (bytes <= 1 || wait_ms <= 0 || session_loop_ms() < s->lowat_off_until_ms) {
 		ptimer_stop(s->lowat_end);
 		session_lowat(s, 1);
 		return;

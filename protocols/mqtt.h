@@ -134,7 +134,6 @@ struct mqtt_path {
 	struct mqtt_msg *next;   /* the first message not on the wire; NULL: none */
 	size_t nmsgs, nbytes;
 	int nwire;               /* QoS 1/2 messages on the wire, unacknowledged */
-	int nwire_qos2;          /* of them QoS 2 */
 	uint16_t next_pid;
 	uint8_t pid_used[65536 / 8];  /* our packet ids in use (outgoing QoS 1, 2) */
 	uint8_t qos2_in[65536 / 8];   /* incoming QoS 2 ids PUBREC'd, PUBREL due (4.3.3) */

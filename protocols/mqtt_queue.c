@@ -31,7 +31,7 @@ mqtt_path_free(struct mqtt_path *p)
 	}
 	p->next = NULL;
 	p->nmsgs = p->nbytes = 0;
-	p->nwire = p->nwire_qos2 = 0;
+	p->nwire = 0;
 }
 
 /* Bookkeeping per message, besides its bytes: what a queued message costs in memory. */
@@ -69,10 +69,8 @@ mqtt_path_remove(struct mqtt_path *p, struct mqtt_msg *m)
 {
 	if (p->next == m)
 		p->next = TAILQ_NEXT(m, link);
-	if (m->on_wire && m->qos > 0) {
+	if (m->on_wire && m->qos > 0)
 		p->nwire--;
-		p->nwire_qos2 -= m->qos == 2;
-	}
 	if (m->pid)
 		mqtt_bit_clr(p->pid_used, m->pid);
 	if (m->src)
@@ -179,7 +177,7 @@ mqtt_path_reconnect(struct mqtt_path *p, bool session_present)
 		m->state = MM_NEW;
 		again++;
 	}
-	p->nwire = p->nwire_qos2 = 0;
+	p->nwire = 0;
 	p->next = TAILQ_FIRST(&p->q);
 	if (!session_present) {
 		memset(p->qos2_in, 0, sizeof(p->qos2_in)); /* a new session: no QoS 2 exchange is open */

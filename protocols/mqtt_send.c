@@ -306,7 +306,6 @@ mqtt_on_wire(struct mqtt_path *p, struct mqtt_msg *m)
 	m->on_wire = true;
 	m->sent_ms = mqtt_now();
 	p->nwire++;
-	p->nwire_qos2 += m->qos == 2;
 }
 
 /* Send one queued message (first send, or again after a reconnection). 0 sent (or
@@ -431,13 +430,14 @@ mqtt_pump(struct mqtt_session *ms)
 	}
 	if (!p->next && ms->cur_active)
 		mqtt_current_step(ms); /* all sent: the next current values */
-	/* A full in-flight window of QoS 1 messages with more waiting: the broker's PUBACKs
-	 * (4 bytes or more each, 3.4) read half a window at a time, in one loop pass rather than
-	 * a wake-up each, while the broker works on the other half; MQTT_ACK_BATCH_MS at most in
-	 * any case (a slow broker, or a PINGRESP alone). Not with QoS 2 in flight: a broker with
-	 * Nagle's algorithm (mosquitto's default) holds its PUBCOMPs back until our PUBRELs'
-	 * acknowledgement, so the mark would wait for its timer every time. */
-	if (window_full && p->nwire_qos2 == 0 && ms->window >= 4 && !session_closing(ms->s))
+	/* A full in-flight window with more waiting: the broker's acknowledgements (PUBACK,
+	 * PUBREC, PUBCOMP: 4 bytes or more each, 3.4, 3.5, 3.7; each message on the wire owes
+	 * one) read half a window at a time, in one loop pass rather than a wake-up each, while
+	 * the broker works on the other half; MQTT_ACK_BATCH_MS at most in any case (a slow
+	 * broker, or a PINGRESP alone). A broker with Nagle's algorithm (mosquitto's default)
+	 * holds its PUBCOMPs back until our PUBRELs are acknowledged, so at QoS 2 the marks
+	 * miss: the core stops marking when they miss too often (session_read_batch). */
+	if (window_full && ms->window >= 4 && !session_closing(ms->s))
 		session_read_batch(ms->s, 4 * (size_t)(ms->window / 2), MQTT_ACK_BATCH_MS);
 	else
 		session_read_batch(ms->s, 1, 0);

@@ -22,7 +22,9 @@ Measures, with 100-byte payloads (goals from the issue in brackets):
      their current values went out.
 Environment: MQTT_BENCH_N (messages a run, default 20000), MQTT_BENCH_ROUNDS (3),
 MQTT_BENCH_TAGS (100000), MQTT_BENCH_QOS (the QoS levels, default "0,1,2") and
-MQTT_BENCH_STEPS (which of "publish,ingest,memory" to run, default all).
+MQTT_BENCH_STEPS (which of "publish,ingest,memory" to run, default all), and
+MQTT_BENCH_BROKER_NODELAY=1 (mosquitto with set_tcp_nodelay true; its default is Nagle's
+algorithm, which holds its PUBCOMPs back until komd acknowledges, see komd.conf(5)).
 Ratios are printed komd / libmosquitto; where the broker is the limit (mosquitto's own CPU
 near 100 % of a core) the line says so. Readiness is polled under deadlines; everything is
 cleaned up on exit; exit status 1 when a measurement could not be taken.
@@ -63,7 +65,7 @@ class Broker:
         conf = os.path.join(bench.workdir, "mosquitto-%d.conf" % port)
         with open(conf, "w") as f:
             f.write("listener %d 127.0.0.1\nallow_anonymous true\nmax_queued_messages 0\n"
-                    "user %s\n" % (port, "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")))
+                    "%suser %s\n" % (port, "set_tcp_nodelay true\n" if os.environ.get("MQTT_BENCH_BROKER_NODELAY") else "", "root" if os.getuid() == 0 else os.environ.get("USER", "nobody")))
         self.p = bench.proc("mosquitto", ["mosquitto", "-c", conf])
         poll(lambda: self.p.alive() and _accepts(port), 10, "mosquitto accepting")
 
