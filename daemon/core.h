@@ -160,6 +160,7 @@ struct station {
 	uint64_t polls, errors, writes;
 	uint64_t writes_orphaned;    /* writes whose requester left before the result */
 	struct ptimer *poll_timer;
+	int64_t due_ms;              /* period polls: the boundary poll_timer is set for (wall ms) */
 	struct ptimer *sim_timer;
 	struct ptimer_list timers;
 	bool polling;
@@ -193,6 +194,7 @@ struct session {
 	struct ptimer *renew;        /* TLS: renegotiate_interval */
 	int rcvlowat;                /* SO_RCVLOWAT set (session_read_batch); 0: the kernel's 1 */
 	struct ptimer *lowat_end;    /* back to every byte when it fires */
+	int lowat_wait_ms;           /* its wait, from the mark's setting or the last read */
 	int64_t lowat_off_until_ms;  /* marks missed too often: none before this loop time */
 	int lowat_off_ms;            /* the last such pause (8 s, doubling to 256 s); 0: none */
 	int64_t lowat_count_ms;      /* start of the second in which marks are counted */

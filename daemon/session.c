@@ -26,6 +26,7 @@
 static const struct timeval session_write_tv = { SESSION_WRITE_TIMEOUT_S, 0 };
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
+#define SESSION_READ_MAX 16384  /* bytes one plain read takes (session_raw_read_cb) */
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_raw_read_cb(evutil_socket_t fd, short ev, void *arg);
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms); /* line.c */
@@ -518,8 +519,10 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
-	if (s->rcvlowat > 1)
-		s->lowat_reached++; /* read with a mark set: it was reached */
+	if (s->rcvlowat > 1) {
+		s->lowat_reached++; /* read with a mark set: it was reached; its wait starts again */
+		ptimer_start(s->lowat_end, s->lowat_wait_ms);
+	}
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
 	if (!s->line->ops->on_frame) {
@@ -550,7 +553,7 @@ session_read_cb(struct bufferevent *bev, void *arg)
 static void
 session_raw_read_cb(evutil_socket_t fd, short ev, void *arg)
 {
-	static uint8_t buf[16384];
+	static uint8_t buf[SESSION_READ_MAX];
 	struct session *s = arg;
 	struct evbuffer *in = bufferevent_get_input(s->bev);
 	ssize_t n;
@@ -769,8 +772,14 @@ session_read_batch(struct session *s, size_t bytes, int wait_ms)
 	}
 	if (!s->lowat_end && (s->lowat_end = session_timer(s, session_lowat_end_cb, s)) == NULL)
 		return; /* out of memory: every byte, as before */
-	ptimer_start(s->lowat_end, wait_ms > 1000 ? 1000 : wait_ms);
-	session_lowat(s, bytes > 65536 ? 65536 : (int)bytes);
+	/* the wait runs from the mark's setting or the last read, however often it is asked
+	 * for again (a producer asking on every message must not put it off) */
+	s->lowat_wait_ms = wait_ms > 1000 ? 1000 : wait_ms;
+	if (!ptimer_pending(s->lowat_end))
+		ptimer_start(s->lowat_end, s->lowat_wait_ms);
+	/* no more than one read takes (session_raw_read_cb's buffer): bytes left after a read
+	 * must not wait below the mark */
+	session_lowat(s, bytes > SESSION_READ_MAX ? SESSION_READ_MAX : (int)bytes);
 }
 
 bool session_closing(const struct session *s) { return s->closing; }

@@ -124,6 +124,10 @@ station_sim_cb(void *arg)
 
 /* ---- polling ---- */
 
+/* How early a timer may fire by libevent's coarse clock (one kernel tick, 4 ms at HZ 250,
+ * with room for HZ 100), in ms. */
+#define STATION_EARLY_MS 12
+
 static void
 station_poll_schedule(struct station *st)
 {
@@ -131,7 +135,11 @@ station_poll_schedule(struct station *st)
 
 	if (sc->period_ms) {
 		int64_t now = time_now_ms();
-		int64_t next = ((now - sc->offset_ms) / sc->period_ms + 1) * sc->period_ms + sc->offset_ms;
+		/* from the boundary just polled at the earliest, never the same one twice (a poll a
+		 * few ms early, by the coarse clock); a wall clock set back is simply followed */
+		int64_t from = st->due_ms > now && st->due_ms - now <= STATION_EARLY_MS ? st->due_ms : now;
+		int64_t next = ((from - sc->offset_ms) / sc->period_ms + 1) * sc->period_ms + sc->offset_ms;
+		st->due_ms = next;
 		ptimer_start(st->poll_timer, (int)(next - now));
 	} else if (sc->delay_ms || sc->continuous) {
 		ptimer_start(st->poll_timer, sc->delay_ms); /* continuous: the next loop pass */
@@ -145,6 +153,16 @@ station_poll_cb(void *arg)
 
 	if (!st->polling)
 		return;
+	if (st->sc->period_ms) {
+		/* libevent's timers follow the kernel's coarse clock and may fire up to one tick
+		 * (4 ms) before the boundary: wait for the rest rather than poll early (not when the
+		 * wall clock was set back: then the boundary is far ahead, and the poll is due) */
+		int64_t now = time_now_ms();
+		if (now < st->due_ms && st->due_ms - now <= STATION_EARLY_MS) {
+			ptimer_start(st->poll_timer, (int)(st->due_ms - now));
+			return;
+		}
+	}
 	st->polls++;
 	st->line->ops->on_poll(st);
 	if (st->sc->period_ms && st->polling)

@@ -309,11 +309,14 @@ mb_reply_free(struct mb_reply *r)
 }
 
 /* Send one answer (an ADU of len bytes), counted as a frame and, an exception response
- * (clause 7: the function code with its high bit set), by its exception code. */
+ * (clause 7: the function code with its high bit set), by its exception code; not counted
+ * when the session is closing (the write dropped it, or it was the write that closed it). */
 static void
 mb_server_send(struct session *s, const uint8_t *adu, size_t len)
 {
 	session_write(s, adu, len);
+	if (session_closing(s))
+		return;
 	session_count_frame(s, true);
 	if (len > MB_MBAP_LEN + 1 && adu[MB_MBAP_LEN] & 0x80)
 		mb_count_exception_code(session_line(s), adu[MB_MBAP_LEN + 1]);

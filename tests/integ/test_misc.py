@@ -134,6 +134,24 @@ def test_polling_period_offset():
     peer.close()
 
 
+def test_polling_period_once_per_boundary():
+    """A period's poll runs once per boundary: libevent's coarse clock fires timers up to a
+    tick (4 ms) early, and a poll started then must not be followed by a second one for the
+    same boundary. The station's polls counter over at least 1.5 s of wall clock may not
+    exceed the boundaries passed (+2 for the edges)."""
+    peer = KtPeer("127.0.0.1")
+    with Komd(poll_conf(peer.port, "period = 0.05;")).start() as k:
+        k.until(lambda: k.line("cli")["stations"][0]["polls"] >= 1, 5, "first poll")
+        p0, t0 = k.line("cli")["stations"][0]["polls"], time.time()
+        k.until(lambda: time.time() - t0 >= 1.5 and len(peer.received("PING")) >= 10, 10, "1.5 s of polling")
+        p1, t1 = k.line("cli")["stations"][0]["polls"], time.time()
+        bound = int((t1 - t0) / 0.05) + 2
+        check(p1 - p0 <= bound, "%d polls in %.2f s of a 50 ms period: at most %d" % (p1 - p0, t1 - t0, bound))
+        check(len(peer.received("PING")) <= int((t1 - t0 + 1) / 0.05) + 2, "no extra requests either")
+        print("    %d polls in %.2f s (period 50 ms, at most %d)" % (p1 - p0, t1 - t0, bound))
+    peer.close()
+
+
 def test_polling_delay_waits_for_answer():
     peer = KtPeer("127.0.0.1", answer=False)
     with Komd(poll_conf(peer.port, "delay = 0.05;")).start() as k:
@@ -223,5 +241,5 @@ def test_name_resolution_failure():
 
 if __name__ == "__main__":
     main([test_man_pages, test_documented_configurations_load, test_install, test_control_socket_mode, test_emfile_pauses_accepting,
-          test_polling_period_offset, test_polling_delay_waits_for_answer, test_polling_continuous, test_drop_in_line,
+          test_polling_period_offset, test_polling_period_once_per_boundary, test_polling_delay_waits_for_answer, test_polling_continuous, test_drop_in_line,
           test_write_timeout_and_json, test_name_resolution_failure])

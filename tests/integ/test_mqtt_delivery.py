@@ -156,7 +156,7 @@ def test_inflight_window_and_receive_maximum():
 
 def test_acknowledgements_one_at_a_time():
     """A full window of QoS 1 messages makes komd wait for half a window of PUBACKs before it
-    reads (SO_RCVLOWAT, at most 2 ms): a broker that sends one PUBACK at a time must still
+    reads (SO_RCVLOWAT; what there is after 2 ms without a read): a broker that sends one PUBACK at a time must still
     get the next PUBLISH for each at once (the mark's timer, then every byte again after
     three misses), and every message in the end."""
     b = ScriptedBroker()
