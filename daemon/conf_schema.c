@@ -56,7 +56,7 @@ const struct conf_key conf_http_keys[] = {
 	{ .name = "auth_file", .type = CK_STRING, .off = offsetof(struct http_conf, auth_file),
 	  .help = "string: a file of \"user:hash\" lines (SHA-512-crypt, $6$); every request must then "
 	  "authenticate (HTTP basic); default: none" },
-	{ .name = "max_clients", .type = CK_INT, .min = 1, .max = 1000, .def = "16",
+	{ .name = "max_clients", .type = CK_INT, .min = 1, .max = 1000, .def = "64",
 	  .off = offsetof(struct http_conf, max_clients),
 	  .help = "most HTTP connections at once; more are answered 503 and closed" },
 	{ .name = "timeout", .type = CK_SECONDS, .min = 0.1, .max = 3600, .def = "10",
