@@ -269,6 +269,10 @@ void session_close_all(struct line *l, const char *reason);
 void session_linger_free_all(void);
 /* The event loop's cached time, ms (no system call): for per-frame bookkeeping. */
 int64_t session_loop_ms(void);
+/* A TCP socket bound to h:port (h wildcard: every address of its family; IPv6 sockets are
+ * IPV6_V6ONLY) and listening with backlog, non-blocking, SO_REUSEADDR. name gets
+ * "host:port" for messages. The descriptor, or -1 with errno (EINVAL: h is not an address). */
+int listen_socket(const struct hostspec *h, int port, int backlog, char *name, size_t namelen);
 void ptimer_free_list(struct ptimer_list *list);
 
 int station_setup(struct station *st, struct line *l, const struct station_conf *sc);

@@ -851,40 +851,11 @@ http_request_cb(struct evhttp_request *req, void *arg)
 static int
 http_listen_one(const struct hostspec *h, int port)
 {
-	struct sockaddr_storage ss;
-	socklen_t sslen;
-	int fd, on = 1, family = h->family == AF_INET6 ? AF_INET6 : AF_INET;
+	int fd;
 	char name[300];
 
-	memset(&ss, 0, sizeof(ss));
-	if (family == AF_INET6) {
-		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)port);
-		s6->sin6_addr = in6addr_any;
-		if (!h->wildcard && inet_pton(AF_INET6, h->name, &s6->sin6_addr) != 1)
-			return -1;
-		sslen = sizeof(*s6);
-	} else {
-		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)port);
-		s4->sin_addr.s_addr = htonl(INADDR_ANY);
-		if (!h->wildcard && inet_pton(AF_INET, h->name, &s4->sin_addr) != 1)
-			return -1;
-		sslen = sizeof(*s4);
-	}
-	hostspec_format(h, port, name, sizeof(name));
-	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-		log_warn("http: listen %s: socket", name);
-		return -1;
-	}
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-	if (family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 128) != 0) {
+	if ((fd = listen_socket(h, port, 128, name, sizeof(name))) < 0) {
 		log_warn("http: listen %s", name);
-		close(fd);
 		return -1;
 	}
 	if (!(H.bound[H.nbound] = evhttp_accept_socket_with_handle(H.http, fd))) {

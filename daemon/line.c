@@ -652,45 +652,59 @@ line_accept_error_cb(struct evconnlistener *lst, void *arg)
 	}
 }
 
-static int
-line_listen_one(struct line *l, const struct hostspec *h)
+int
+listen_socket(const struct hostspec *h, int port, int backlog, char *name, size_t namelen)
 {
 	struct sockaddr_storage ss;
 	socklen_t sslen;
-	int fd, on = 1;
+	int fd, on = 1, err;
 	int family = h->family == AF_INET6 ? AF_INET6 : AF_INET;
-	char name[300];
 
+	hostspec_format(h, port, name, namelen);
 	memset(&ss, 0, sizeof(ss));
 	if (family == AF_INET6) {
 		struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
 		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)l->lc->port);
+		s6->sin6_port = htons((uint16_t)port);
 		s6->sin6_addr = in6addr_any;
-		if (!h->wildcard && inet_pton(AF_INET6, h->name, &s6->sin6_addr) != 1)
-			return -1;
 		sslen = sizeof(*s6);
+		if (!h->wildcard && inet_pton(AF_INET6, h->name, &s6->sin6_addr) != 1)
+			goto bad_address;
 	} else {
 		struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
 		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)l->lc->port);
+		s4->sin_port = htons((uint16_t)port);
 		s4->sin_addr.s_addr = htonl(INADDR_ANY);
-		if (!h->wildcard && inet_pton(AF_INET, h->name, &s4->sin_addr) != 1)
-			return -1;
 		sslen = sizeof(*s4);
+		if (!h->wildcard && inet_pton(AF_INET, h->name, &s4->sin_addr) != 1)
+			goto bad_address;
 	}
-	hostspec_format(h, l->lc->port, name, sizeof(name));
-	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0) {
-		log_warn("line %s: listen %s: socket", l->lc->name, name);
+	if ((fd = socket(family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) < 0)
 		return -1;
-	}
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
 	if (family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &on, sizeof(on));
-	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, 511) != 0) {
+	if (bind(fd, (struct sockaddr *)&ss, sslen) != 0 || listen(fd, backlog) != 0) {
+		err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	return fd;
+bad_address:
+	errno = EINVAL;
+	return -1;
+}
+
+static int
+line_listen_one(struct line *l, const struct hostspec *h)
+{
+	int fd;
+	char name[300];
+
+	if ((fd = listen_socket(h, l->lc->port, 511, name, sizeof(name))) < 0) {
 		snprintf(l->last_error, sizeof(l->last_error), "listen %s: %s", name, strerror(errno));
 		log_warn("line %s: listen %s", l->lc->name, name);
-		close(fd);
 		return -1;
 	}
 	/* backlog 0: the socket listens already (with 511; -1 would set 128 again) */
