@@ -11,7 +11,6 @@ test allows: $__rate_interval 10s (scrapes every second), template variables .*.
 import json
 import os
 import re
-import tempfile
 
 import tlspki
 from iec104peer import PeerServer
@@ -98,7 +97,7 @@ def test_dashboard_model():
 
 
 def test_every_query_has_series():
-    d = tempfile_pki()
+    d = tlspki.server_pki("komdgrafana-")
     hport, mbport, iport, kport = free_port(), free_port(), free_port(), free_port()
     dash = json.load(open(DASHBOARD))
     bad = PeerServer(name="no STARTDT con", answer_startdt=False)
@@ -133,13 +132,6 @@ def test_every_query_has_series():
     finally:
         broker.stop()
         bad.close()
-
-
-def tempfile_pki():
-    d = tempfile.mkdtemp(prefix="komdgrafana-")
-    tlspki.ca(d, "ca")
-    tlspki.cert(d, "srv", "ca")
-    return d
 
 
 if __name__ == "__main__":

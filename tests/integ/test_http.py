@@ -69,10 +69,7 @@ lines = (
 
 
 def pki():
-    d = tempfile.mkdtemp(prefix="komdhttp-")
-    tlspki.ca(d, "ca")
-    tlspki.cert(d, "srv", "ca")
-    return d
+    return tlspki.server_pki("komdhttp-")
 
 
 def test_metrics_match_status_and_promtool():

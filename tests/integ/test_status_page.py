@@ -16,7 +16,6 @@ import os
 import re
 import socket
 import subprocess
-import tempfile
 import time
 
 import tlspki
@@ -254,9 +253,7 @@ def test_page_in_chromium():
 
 
 def test_headers_and_rules():
-    d = tempfile.mkdtemp(prefix="komdpage-")
-    tlspki.ca(d, "ca")
-    tlspki.cert(d, "srv", "ca")
+    d = tlspki.server_pki("komdpage-")
     hash_ = subprocess.run(["openssl", "passwd", "-6", "-salt", "komdpagesalt", "pw"], capture_output=True,
                            text=True, check=True).stdout.strip()
     with open(os.path.join(d, "users"), "w") as f:

@@ -3,6 +3,7 @@ second (untrusted) CA, server and client certificates, an expired one, an encryp
 import os
 import re
 import subprocess
+import tempfile
 import threading
 
 from komdtest import WAIT
@@ -28,6 +29,15 @@ def cert(d, name, issuer, san="DNS:localhost,IP:127.0.0.1,IP:::1", days="825", c
         f.write("subjectAltName=%s\nextendedKeyUsage=%s\n" % (san, "clientAuth" if client else "serverAuth"))
     run("openssl", "x509", "-req", "-in", name + ".csr", "-CA", issuer + ".pem", "-CAkey", issuer + ".key",
         "-CAcreateserial", "-days", days, "-out", name + ".pem", "-extfile", ext, cwd=d)
+
+
+def server_pki(prefix):
+    """A new temporary directory with a CA (ca.pem, ca.key) and a server certificate it
+    signed (srv.pem, srv.key); its path."""
+    d = tempfile.mkdtemp(prefix=prefix)
+    ca(d, "ca")
+    cert(d, "srv", "ca")
+    return d
 
 
 def expired(d, name, issuer):
