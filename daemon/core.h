@@ -197,7 +197,7 @@ struct session {
 	int lowat_wait_ms;           /* its wait, from the mark's setting or the last read */
 	int64_t lowat_off_until_ms;  /* marks missed too often: none before this loop time */
 	int lowat_off_ms;            /* the last such pause (8 s, doubling to 256 s); 0: none */
-	int64_t lowat_count_ms;      /* start of the second in which marks are counted */
+	int64_t lowat_count_ms;      /* start of the quarter second in which marks are counted */
 	int lowat_reached, lowat_misses; /* marks reached, and not reached in time, in it */
 	TAILQ_ENTRY(session) link;
 };

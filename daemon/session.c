@@ -27,6 +27,7 @@ static const struct timeval session_write_tv = { SESSION_WRITE_TIMEOUT_S, 0 };
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
 #define SESSION_READ_MAX 16384  /* bytes one plain read takes (session_raw_read_cb) */
+#define SESSION_LOWAT_JUDGE_MS 250 /* session_read_batch's marks are judged over this long */
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_raw_read_cb(evutil_socket_t fd, short ev, void *arg);
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms); /* line.c */
@@ -736,27 +737,26 @@ session_lowat(struct session *s, int bytes)
 
 /* The mark was not reached in time: every byte again. A peer whose replies come one at a
  * time (e.g. held back by its Nagle algorithm until we acknowledge what it sent) makes
- * every mark wait for its timer: when more than 20 marks, and more than a fifth of them,
- * miss within a second, none for a while (8 s, doubling up to 256 s while it goes on). A
- * few misses among many reached marks (a busy moment) change nothing. */
+ * every mark wait for its timer: when in a quarter of a second more than 20 marks, and more
+ * than a fifth of them, missed, none for a while (8 s, doubling up to 256 s while it goes
+ * on). Judged at the end of the quarter: a burst of misses while the loop was busy
+ * elsewhere (a connection's first moments) among many reached marks changes nothing. */
 static void
 session_lowat_end_cb(void *arg)
 {
 	struct session *s = arg;
 	int64_t now = session_loop_ms();
 
-	if (now - s->lowat_count_ms >= 1000) {
-		if (s->lowat_misses * 5 <= s->lowat_reached + s->lowat_misses)
+	if (now - s->lowat_count_ms >= SESSION_LOWAT_JUDGE_MS) {
+		if (s->lowat_misses > 20 && s->lowat_misses * 5 > s->lowat_reached + s->lowat_misses) {
+			s->lowat_off_ms = s->lowat_off_ms ? (s->lowat_off_ms < 256000 ? s->lowat_off_ms * 2 : 256000) : 8000;
+			s->lowat_off_until_ms = now + s->lowat_off_ms;
+		} else
 			s->lowat_off_ms = 0; /* a good second: the back-off starts again at 8 s */
 		s->lowat_count_ms = now;
 		s->lowat_reached = s->lowat_misses = 0;
 	}
-	if (++s->lowat_misses > 20 && s->lowat_misses * 5 > s->lowat_reached + s->lowat_misses) {
-		s->lowat_off_ms = s->lowat_off_ms ? (s->lowat_off_ms < 256000 ? s->lowat_off_ms * 2 : 256000) : 8000;
-		s->lowat_off_until_ms = now + s->lowat_off_ms;
-		s->lowat_count_ms = now;
-		s->lowat_reached = s->lowat_misses = 0;
-	}
+	s->lowat_misses++;
 	session_lowat(s, 1);
 }
 
@@ -766,8 +766,10 @@ session_read_batch(struct session *s, size_t bytes, int wait_ms)
 	if (s->closing)
 		return;
 	if (bytes <= 1 || wait_ms <= 0 || session_loop_ms() < s->lowat_off_until_ms) {
-		ptimer_stop(s->lowat_end);
-		session_lowat(s, 1);
+		if (s->rcvlowat > 1) { /* nothing to undo otherwise: the common case, every pump */
+			ptimer_stop(s->lowat_end);
+			session_lowat(s, 1);
+		}
 		return;
 	}
 	if (!s->lowat_end && (s->lowat_end = session_timer(s, session_lowat_end_cb, s)) == NULL)

@@ -160,9 +160,10 @@ size_t session_output_pending(const struct session *s);
  * again; then, or with bytes <= 1 or wait_ms <= 0, every byte again. For a protocol that waits for many small
  * replies at once (MQTT: the acknowledgements of a full in-flight window) and would
  * otherwise spend a loop pass, and a wake-up, on each. The end of the stream and errors
- * are reported at once whatever the mark. When more than 20 marks, and more than a fifth
- * of them, are not reached within wait_ms in a second, the session reads every byte for 8 s
- * (doubling up to 256 s while it goes on) whatever is asked: a peer that sends one reply at
+ * are reported at once whatever the mark. When in a quarter of a second (judged at its
+ * end) more than 20 marks, and more than a fifth of them, were not reached within wait_ms,
+ * the session reads every byte for 8 s (doubling up to 256 s while it goes on) whatever is
+ * asked: a peer that sends one reply at
  * a time, e.g. with Nagle's algorithm waiting for our acknowledgement, must not wait for
  * the timer each time. A setsockopt call only when the mark changes; if the kernel
  * refuses it, every byte is reported as before (no error). */
