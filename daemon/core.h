@@ -193,12 +193,10 @@ struct session {
 	uint64_t last_req_seq;       /* its order among all sessions' (line_evict_idlest) */
 	struct ptimer *renew;        /* TLS: renegotiate_interval */
 	int rcvlowat;                /* SO_RCVLOWAT set (session_read_batch); 0: the kernel's 1 */
-	struct ptimer *lowat_end;    /* back to every byte when it fires */
-	int lowat_wait_ms;           /* its wait, from the mark's setting or the last read */
-	int64_t lowat_off_until_ms;  /* marks missed too often: none before this loop time */
-	int lowat_off_ms;            /* the last such pause (8 s, doubling to 256 s); 0: none */
-	int64_t lowat_count_ms;      /* start of the quarter second in which marks are counted */
-	int lowat_reached, lowat_misses; /* marks reached, and not reached in time, in it */
+	struct event *batch_ev;      /* session_read_batch's wait: a timerfd's event (us precision); NULL until first asked */
+	int batch_fd;                /* that timerfd */
+	bool batch_armed;            /* the wait is running */
+	int batch_wait_us;           /* its length, from the mark's setting or the last read */
 	TAILQ_ENTRY(session) link;
 };
 

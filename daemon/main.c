@@ -78,7 +78,8 @@ komd_fd_limit(const struct config *c)
 		if (lc->ops->transport == PROTO_LISTEN)
 			servers += lc->max_clients + lc->hosts.n;
 		else
-			clients += lc->type == LINE_TCP_REDUNDANT ? 2 : 1;
+			/* a connection, and a timerfd if its protocol reads in batches (session_read_batch) */
+			clients += 2 * (lc->type == LINE_TCP_REDUNDANT ? 2 : 1);
 	}
 	/* the HTTP endpoint's connections and listeners in the margin's part */
 	need = (rlim_t)(servers + clients + c->control_max_clients + KOMD_FD_RESERVE + FD_MARGIN +
@@ -99,7 +100,7 @@ komd_fd_limit(const struct config *c)
 			    (unsigned long long)old, (unsigned long long)rl.rlim_cur);
 	}
 	if (rl.rlim_max < need)
-		log_warnx("descriptors: the configuration needs %llu (server lines %ld, client connections %ld, "
+		log_warnx("descriptors: the configuration needs %llu (server lines %ld, client connections and their timers %ld, "
 		    "control clients %d, reserve %d, margin %d), but the hard limit of RLIMIT_NOFILE is %llu: "
 		    "server lines will refuse clients below max_clients (raise LimitNOFILE= or ulimit -Hn)",
 		    (unsigned long long)need, servers, clients, c->control_max_clients, KOMD_FD_RESERVE, FD_MARGIN,

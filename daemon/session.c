@@ -15,6 +15,8 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
 
 #include "core.h"
 #include "tls.h"
@@ -26,8 +28,8 @@
 static const struct timeval session_write_tv = { SESSION_WRITE_TIMEOUT_S, 0 };
 
 static void session_read_cb(struct bufferevent *bev, void *arg);
+static void session_batch_arm(struct session *s);
 #define SESSION_READ_MAX 16384  /* bytes one plain read takes (session_raw_read_cb) */
-#define SESSION_LOWAT_JUDGE_MS 250 /* session_read_batch's marks are judged over this long */
 static void session_event_cb(struct bufferevent *bev, short what, void *arg);
 static void session_raw_read_cb(evutil_socket_t fd, short ev, void *arg);
 void path_session_closed(struct path *p, const char *reason, int64_t lived_ms); /* line.c */
@@ -376,6 +378,10 @@ session_free_cb(evutil_socket_t fd, short ev, void *arg)
 	if (s->bev)
 		session_linger(s->bev);
 	ptimer_free_list(&s->timers);
+	if (s->batch_ev) {
+		event_free(s->batch_ev);
+		close(s->batch_fd);
+	}
 	free(s->priv);
 	free(s);
 }
@@ -520,10 +526,8 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
-	if (s->rcvlowat > 1) {
-		s->lowat_reached++; /* read with a mark set: it was reached; its wait starts again */
-		ptimer_start(s->lowat_end, s->lowat_wait_ms);
-	}
+	if (s->rcvlowat > 1)
+		session_batch_arm(s); /* read with a mark set: it was reached; its wait starts again */
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
 	if (!s->line->ops->on_frame) {
@@ -735,50 +739,87 @@ session_lowat(struct session *s, int bytes)
 		log_debug("line %s: %s: SO_RCVLOWAT %d: %s", s->line->lc->name, s->peer, bytes, strerror(errno));
 }
 
-/* The mark was not reached in time: every byte again. A peer whose replies come one at a
- * time (e.g. held back by its Nagle algorithm until we acknowledge what it sent) makes
- * every mark wait for its timer: when in a quarter of a second more than 20 marks, and more
- * than a fifth of them, missed, none for a while (8 s, doubling up to 256 s while it goes
- * on). Judged at the end of the quarter: a burst of misses while the loop was busy
- * elsewhere (a connection's first moments) among many reached marks changes nothing. */
+/* session_read_batch's wait: a timerfd, since the loop's timers have the kernel's tick
+ * (4 ms; libevent's coarse clock) and the wait that pays is well under a millisecond */
 static void
-session_lowat_end_cb(void *arg)
+session_batch_arm(struct session *s)
+{
+	struct itimerspec it = { .it_value = { s->batch_wait_us / 1000000, (long)(s->batch_wait_us % 1000000) * 1000 } };
+
+	if (timerfd_settime(s->batch_fd, 0, &it, NULL) == 0)
+		s->batch_armed = true;
+}
+
+static void
+session_batch_disarm(struct session *s)
+{
+	static const struct itimerspec zero;
+
+	if (s->batch_armed && timerfd_settime(s->batch_fd, 0, &zero, NULL) == 0)
+		s->batch_armed = false;
+}
+
+/* The wait is over: every byte again, so what came is read in this loop pass. A peer
+ * whose replies come one at a time (e.g. held back by its Nagle algorithm until we
+ * acknowledge what it sent: mosquitto's default) ends every wait this way; that is the
+ * point of a short one, the replies gathered meanwhile are read together. */
+static void
+session_batch_cb(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
-	int64_t now = session_loop_ms();
+	uint64_t expirations;
 
-	if (now - s->lowat_count_ms >= SESSION_LOWAT_JUDGE_MS) {
-		if (s->lowat_misses > 20 && s->lowat_misses * 5 > s->lowat_reached + s->lowat_misses) {
-			s->lowat_off_ms = s->lowat_off_ms ? (s->lowat_off_ms < 256000 ? s->lowat_off_ms * 2 : 256000) : 8000;
-			s->lowat_off_until_ms = now + s->lowat_off_ms;
-		} else
-			s->lowat_off_ms = 0; /* a good second: the back-off starts again at 8 s */
-		s->lowat_count_ms = now;
-		s->lowat_reached = s->lowat_misses = 0;
+	(void)what;
+	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_debug("line %s: %s: timerfd read: %s", s->line->lc->name, s->peer, strerror(errno));
+	s->batch_armed = false;
+	if (!s->closing)
+		session_lowat(s, 1);
+}
+
+/* The timerfd and its event, on first use; -1 when there is none (no descriptor left
+ * outside KOMD_FD_RESERVE, or no memory): the session then reads every byte. */
+static int
+session_batch_init(struct session *s)
+{
+	int fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+
+	if (fd < 0 || komd_fd_reserved(fd)) {
+		if (fd >= 0)
+			close(fd);
+		return -1;
 	}
-	s->lowat_misses++;
-	session_lowat(s, 1);
+	if ((s->batch_ev = event_new(komd.base, fd, EV_READ | EV_PERSIST, session_batch_cb, s)) == NULL ||
+	    event_add(s->batch_ev, NULL) != 0) {
+		if (s->batch_ev)
+			event_free(s->batch_ev);
+		s->batch_ev = NULL;
+		close(fd);
+		return -1;
+	}
+	s->batch_fd = fd;
+	return 0;
 }
 
 void
-session_read_batch(struct session *s, size_t bytes, int wait_ms)
+session_read_batch(struct session *s, size_t bytes, int wait_us)
 {
 	if (s->closing)
 		return;
-	if (bytes <= 1 || wait_ms <= 0 || session_loop_ms() < s->lowat_off_until_ms) {
+	if (bytes <= 1 || wait_us <= 0) {
 		if (s->rcvlowat > 1) { /* nothing to undo otherwise: the common case, every pump */
-			ptimer_stop(s->lowat_end);
+			session_batch_disarm(s);
 			session_lowat(s, 1);
 		}
 		return;
 	}
-	if (!s->lowat_end && (s->lowat_end = session_timer(s, session_lowat_end_cb, s)) == NULL)
-		return; /* out of memory: every byte, as before */
+	if (!s->batch_ev && session_batch_init(s) != 0)
+		return; /* every byte, as before */
 	/* the wait runs from the mark's setting or the last read, however often it is asked
 	 * for again (a producer asking on every message must not put it off) */
-	s->lowat_wait_ms = wait_ms > 1000 ? 1000 : wait_ms;
-	if (!ptimer_pending(s->lowat_end))
-		ptimer_start(s->lowat_end, s->lowat_wait_ms);
+	s->batch_wait_us = wait_us > 1000000 ? 1000000 : wait_us;
+	if (!s->batch_armed)
+		session_batch_arm(s);
 	/* no more than one read takes (session_raw_read_cb's buffer): bytes left after a read
 	 * must not wait below the mark */
 	session_lowat(s, bytes > SESSION_READ_MAX ? SESSION_READ_MAX : (int)bytes);

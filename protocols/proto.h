@@ -155,19 +155,20 @@ void session_set_max_frame(struct session *s, size_t max);
  * session whose peer leaves more than 4 MiB unread. */
 size_t session_output_pending(const struct session *s);
 /* Report this connection readable only once at least bytes (1 to 16384; more counts as
- * 16384) are queued by the kernel (SO_RCVLOWAT, socket(7)), waiting at most wait_ms (1 to
- * 1000) from the mark's first setting or from the last read, however often it is asked for
- * again; then, or with bytes <= 1 or wait_ms <= 0, every byte again. For a protocol that waits for many small
+ * 16384) are queued by the kernel (SO_RCVLOWAT, socket(7)), waiting at most wait_us
+ * (microseconds, 1 to 1,000,000; a timerfd, not the loop's 4 ms timers) from the mark's
+ * first setting or from the last read, however often it is asked for again; then, or with
+ * bytes <= 1 or wait_us <= 0, every byte again. For a protocol that waits for many small
  * replies at once (MQTT: the acknowledgements of a full in-flight window) and would
- * otherwise spend a loop pass, and a wake-up, on each. The end of the stream and errors
- * are reported at once whatever the mark. When in a quarter of a second (judged at its
- * end) more than 20 marks, and more than a fifth of them, were not reached within wait_ms,
- * the session reads every byte for 8 s (doubling up to 256 s while it goes on) whatever is
- * asked: a peer that sends one reply at
- * a time, e.g. with Nagle's algorithm waiting for our acknowledgement, must not wait for
- * the timer each time. A setsockopt call only when the mark changes; if the kernel
- * refuses it, every byte is reported as before (no error). */
-void session_read_batch(struct session *s, size_t bytes, int wait_ms);
+ * otherwise spend a loop pass, and a wake-up, on each: a wait shorter than the peer's work
+ * on what is in flight gathers its replies without slowing it. A peer that sends one reply
+ * at a time until we answer (Nagle's algorithm waiting for our TCP acknowledgement) ends
+ * every wait by the timer; what it sent meanwhile is then read at once. The end of the
+ * stream and errors are reported at once whatever the mark. A setsockopt call only when the
+ * mark changes, a timerfd_settime per wait; the timerfd is made on first use (one
+ * descriptor per such session, counted in komd's RLIMIT_NOFILE need); if it or the mark
+ * cannot be had, every byte is reported as before (no error). */
+void session_read_batch(struct session *s, size_t bytes, int wait_us);
 /* Closed (by us, the peer, or a write that found the peer not reading): stop reading
  * frames and sending; the session is freed after the current callback. */
 bool session_closing(const struct session *s);

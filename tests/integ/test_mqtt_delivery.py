@@ -156,9 +156,9 @@ def test_inflight_window_and_receive_maximum():
 
 def test_acknowledgements_one_at_a_time():
     """A full window of QoS 1 messages makes komd wait for half a window of PUBACKs before it
-    reads (SO_RCVLOWAT; what there is after 2 ms without a read): a broker that sends one PUBACK at a time must still
-    get the next PUBLISH for each at once (the mark's timer, then every byte again after
-    three misses), and every message in the end."""
+    reads (SO_RCVLOWAT; what there is after 0.5 ms without a read, a timerfd): a broker that
+    sends one PUBACK at a time must still get the next PUBLISH for each at once (the mark's
+    timer ends each wait), and every message in the end."""
     b = ScriptedBroker()
     with Komd(conf([mqtt_line(b.port, out_station(), extra="max_inflight = 20; keepalive = 30; reply_timeout = 30;")],
                    TAGS)).start() as k:
