@@ -734,6 +734,15 @@ mqtt_frames_done(struct session *s)
 		return;
 	ms->in_read = false;
 	mqtt_flush(ms);
+	/* Two PUBLISH packets or more in one read: the broker has a backlog for us (a flood
+	 * of subscribed messages, its Nagle algorithm gathering them meanwhile). Read about
+	 * eight at a time then, rather than waking up for each (at most 0.5 ms later, so
+	 * never more than that late); one or none: every byte again. */
+	ms->rx_mark = ms->rx_publishes >= 2 ? 8 * (ms->rx_publish_bytes / ms->rx_publishes) : 0;
+	ms->rx_publishes = 0;
+	ms->rx_publish_bytes = 0;
+	if (!session_closing(s))
+		mqtt_read_mark(ms);
 }
 
 static long
@@ -775,6 +784,8 @@ mqtt_on_frame(struct session *s, const uint8_t *frame, size_t len)
 		}
 		return mqtt_on_connack(ms, &pk) == 0 || session_closing(s) ? 0 : -1;
 	case MQTT_PUBLISH:
+		ms->rx_publishes++;
+		ms->rx_publish_bytes += len;
 		return mqtt_on_publish(ms, &pk);
 	case MQTT_PUBACK:
 	case MQTT_PUBREC:

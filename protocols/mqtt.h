@@ -259,6 +259,10 @@ struct mqtt_session {
 	size_t out_len;
 	struct ptimer *flush;
 	bool in_read;               /* handling the frames of a read: on_frames_done flushes */
+	unsigned rx_publishes;      /* PUBLISH packets in the frames of this read */
+	size_t rx_publish_bytes;    /* and their bytes */
+	size_t ack_mark, rx_mark;   /* bytes to read at once: acknowledgements of a full window;
+	                             * a stream of PUBLISH (mqtt_read_mark); 0: none */
 	bool cur_active, cur_sp, cur_busy; /* the current values after CONNACK: where they are */
 	int cur_st, cur_tag;
 };
@@ -358,6 +362,10 @@ void mqtt_enqueue(struct mqtt_line *ml, int i, const char *topic, const void *pa
     bool retain, const void *corr, size_t corr_len, struct mqtt_src *src);
 /* Send queued messages in order within the in-flight and flow windows. */
 void mqtt_pump(struct mqtt_session *ms);
+/* Ask the core to report the connection readable only once max(ack_mark, rx_mark) bytes
+ * are there, or MQTT_ACK_BATCH_US (0.5 ms) after the mark was set or the last read
+ * (session_read_batch); every byte when both are 0. */
+void mqtt_read_mark(struct mqtt_session *ms);
 /* PUBACK, PUBREC or PUBCOMP received: 0, or -1 after a protocol error. */
 int mqtt_on_ack(struct mqtt_session *ms, const struct mqtt_packet *pk);
 

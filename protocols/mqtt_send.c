@@ -441,11 +441,18 @@ mqtt_pump(struct mqtt_session *ms)
 	 * sends one acknowledgement and holds the rest until the TCP acknowledgement of what
 	 * we sent, so with it every wait ends by the timer: it is short for that reason, and
 	 * what the broker gathered meanwhile comes in one segment after our next write. */
-	if (window_full && ms->window >= 4 && !session_closing(ms->s))
-		session_read_batch(ms->s, 4 * (size_t)(ms->window / 2), MQTT_ACK_BATCH_US);
-	else
-		session_read_batch(ms->s, 1, 0);
+	ms->ack_mark = window_full && ms->window >= 4 ? 4 * (size_t)(ms->window / 2) : 0;
+	mqtt_read_mark(ms);
 	mqtt_gauges(ms->ml);
+}
+
+void
+mqtt_read_mark(struct mqtt_session *ms)
+{
+	size_t bytes = ms->ack_mark > ms->rx_mark ? ms->ack_mark : ms->rx_mark;
+
+	if (!session_closing(ms->s))
+		session_read_batch(ms->s, bytes, bytes > 1 ? MQTT_ACK_BATCH_US : 0);
 }
 
 /* ---- acknowledgements of our publishes (4.3.2, 4.3.3) ---- */

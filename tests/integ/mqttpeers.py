@@ -467,6 +467,10 @@ class ScriptedBroker(_Proc):
     def send(self, packet):
         self.cmd(cmd="send", packet=packet)
 
+    def send_together(self, packets):
+        """Several packets in one write."""
+        self.cmd(cmd="send", packets=packets)
+
     def publish(self, topic, payload, qos=0, mid=None, **props):
         p = {"cmd": "publish", "topic": topic, "payload": payload, "qos": qos, "retain": False, "dup": False}
         if qos:

@@ -189,6 +189,34 @@ def test_acknowledgements_one_at_a_time():
     b.stop()
 
 
+def test_subscribed_burst_then_one():
+    """Two PUBLISH packets or more in one read make komd read the next ones about eight at a
+    time (SO_RCVLOWAT, at most 0.5 ms later): a burst of 50 in one segment, then a single
+    message far below that mark must still be taken at once (the wait's timer), and every
+    message of both acknowledged in order and delivered."""
+    b = ScriptedBroker()
+    st = out_station() + """, { name = "in"; address = "in/#"; qos = 1; tags = (
+        { name = "d.in"; address = "T=in/v"; type = "int"; } ); }"""
+    with Komd(conf([mqtt_line(b.port, st, extra="keepalive = 30; reply_timeout = 30;")], TAGS)).start() as k:
+        k.wait_log(r"MQTT connected")
+        b.wait_packet("subscribe")
+        for rnd in range(3):
+            base = 1000 * (rnd + 1)
+            b.send_together([{"cmd": "publish", "topic": "in/v", "payload": str(base + i), "qos": 1,
+                              "messageId": base + i, "retain": False, "dup": False} for i in range(50)])
+            k.until(lambda: k.tag("d.in")["value"] == base + 49, 5, "the burst's last value")
+            t0 = time.monotonic()
+            b.publish("in/v", str(base + 50), qos=1, mid=base + 50)
+            k.until(lambda: k.tag("d.in")["value"] == base + 50, 5, "the single message after the burst")
+            took = time.monotonic() - t0
+            WAIT.until(lambda: any(p["messageId"] == base + 50 for p in b.packets("puback")), 5, "its PUBACK")
+            ids = [p["messageId"] for p in b.packets("puback") if base <= p["messageId"] <= base + 50]
+            check(ids == list(range(base, base + 51)), "PUBACKs in order, each once: %s" % ids)
+        print("    3 bursts of 50 PUBLISH in one segment, each followed by one alone: all acknowledged in "
+              "order; the last one in %.0f ms" % (took * 1000))
+    b.stop()
+
+
 def _unfinished(b, k):
     """Leave a QoS 2 message PUBREC'd (PUBCOMP held) and then a QoS 1 message unacknowledged;
     returns (q2 PUBLISH, q1 PUBLISH)."""
@@ -365,4 +393,5 @@ def test_oversize_on_311_no_reconnect_loop():
 if __name__ == "__main__":
     main([test_qos_both_ways_exact_ids, test_inflight_window_and_receive_maximum, test_session_present_1_and_0,
           test_stopped_broker_found_while_publishing_qos0, test_queue_bounds_and_drops, test_queue_bytes_bound,
-          test_oversize_on_311_no_reconnect_loop, test_acknowledgements_one_at_a_time])
+          test_oversize_on_311_no_reconnect_loop, test_acknowledgements_one_at_a_time,
+          test_subscribed_burst_then_one])

@@ -17,6 +17,7 @@
 // stdin, one JSON object a line:
 //   {"cmd": "send", "packet": {...}}      any packet (mqtt-packet's object form; payload and
 //                                         correlationData as text, or as {"hex": "..."})
+//   {"cmd": "send", "packets": [...]}     several, in one write (one TCP segment on loopback)
 //   {"cmd": "ack"}                        send the held acknowledgements, in order
 //   {"cmd": "ack", "n": N}                the first N of them only
 //   {"cmd": "set", "options": {...}}      change options
@@ -165,7 +166,12 @@ readline.createInterface({ input: process.stdin }).on('line', line => {
   const m = JSON.parse(line)
   switch (m.cmd) {
     case 'send':
-      for (const c of conns.values()) send(c, bufs(m.packet))
+      for (const c of conns.values()) {
+        if (!m.packets) send(c, bufs(m.packet))
+        else if (!c.sock.destroyed) {
+          c.sock.write(Buffer.concat(m.packets.map(p => mqtt.generate(bufs(p), { protocolVersion: c.version }))))
+        }
+      }
       break
     case 'ack':
       for (const c of conns.values()) {
