@@ -27,12 +27,14 @@ LDLIBS   = $(PKG_LIBS) -lcrypt -lm
 # Debian packages the build and the tests need (the deps step installs what is missing).
 # Peers we did not write, for the tests (../shared/PEERS.md): pymodbus, libmodbus, tshark,
 # mosquitto and its clients, paho-mqtt, libmosquitto (bench peers), chromium (a real browser
-# for the status page, headless); JSON is jansson.
+# for the status page, headless), ActiveMQ (a broker that loses nothing it acknowledged, for
+# test_mqtt_loss; its MQTT transport needs libmqtt-client-java, which the package does not
+# pull in; no instance is enabled, so installing it starts no service); JSON is jansson.
 DEB_PKGS := gcc make pkg-config libevent-dev libconfig-dev libssl-dev libsystemd-dev \
 	openssl python3 iproute2 procps man-db systemd bc clang libclang-rt-14-dev \
 	python3-pymodbus python3-serial-asyncio python3-aiohttp libmodbus-dev tshark socat \
 	python3-scapy valgrind libjansson-dev mosquitto mosquitto-clients python3-paho-mqtt \
-	libmosquitto-dev debhelper lintian debootstrap chromium
+	libmosquitto-dev debhelper lintian debootstrap chromium activemq libmqtt-client-java
 
 CORE_SRCS := $(filter-out daemon/main.c daemon/komctl.c,$(wildcard daemon/*.c)) $(wildcard protocols/*.c)
 # Generated sources: the status page (daemon/status.html) as a C array, by od and sed alone.

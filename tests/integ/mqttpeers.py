@@ -10,7 +10,10 @@ Mosquitto       mosquitto 2.0 on a free loopback port with a store that survives
 SeqSubscriber   paho-mqtt with a persistent session counting a numbered sequence (payloads
                 that carry a number): duplicates, gaps, order.
 Sub, pub()      mosquitto_sub / mosquitto_pub, MQTT 3.1.1 or -V 5.
+ActiveMQ        ActiveMQ 5.17 (Debian's activemq) with only an MQTT transport and a KahaDB
+                store that syncs every journal write; same interface as Mosquitto.
 MqttCapture     mbpeers.Capture for MQTT on any port: malformed packets and MQTT expert errors.
+ledger(), deliveries()  what a publisher handed over to a broker, what a broker delivered.
 ScriptedBroker  tests/peers/node/broker.js (npm mqtt-packet): sends topic aliases, announces
                 Receive Maximum, Maximum QoS, Maximum Packet Size, Server Keep Alive, says
                 Session Present 1, holds acknowledgements, reports every packet komd sends.
@@ -171,6 +174,120 @@ class Mosquitto:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+AMQ_HOME = "/usr/share/activemq"
+# the MQTT transport of Debian's activemq needs these (packages libmqtt-client-java,
+# libhawtdispatch-java), which the package does not put on its class path
+AMQ_JARS = ["/usr/share/java/mqtt-client.jar", "/usr/share/java/hawtdispatch.jar",
+            "/usr/share/java/hawtdispatch-transport.jar"]
+
+
+class ActiveMQ:
+    """ActiveMQ 5.17 (Debian's activemq) as a plain child process: only an MQTT transport on
+    127.0.0.1:port (free when not given), no JMX, no web console, a KahaDB store in its own
+    directory that syncs its journal on every write (journalDiskSyncStrategy always, the
+    default made explicit). Same interface as Mosquitto: start() polls until the port
+    accepts (about 2 s: a JVM), kill() is SIGKILL, start() again restarts on the same port
+    with the same store."""
+
+    # A subscriber with a persistent session need not SUBSCRIBE again after reconnecting:
+    # ActiveMQ restores its subscriptions at CONNECT (though its CONNACK says Session Present
+    # 0), and by its source a SUBSCRIBE to a topic the session has makes it dispatch again
+    # (AbstractMQTTSubscriptionStrategy.onReSubscribe: recoverRetroactiveMessages,
+    # dispatchPending), beyond the retained messages of MQTT 3.1.1 3.8.4.
+    resubscribe = False
+
+    def __init__(self, port=None, heap_mb=256):
+        self.port = port or free_port()
+        self.dir = tempfile.mkdtemp(prefix="amq-")
+        self.lines = []
+        self.proc = None
+        self.starts = 0
+        self.heap_mb = heap_mb
+        with open(os.path.join(self.dir, "activemq.xml"), "w") as f:
+            f.write("""<beans xmlns="http://www.springframework.org/schema/beans"
+  xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"
+  xsi:schemaLocation="http://www.springframework.org/schema/beans http://www.springframework.org/schema/beans/spring-beans-2.0.xsd
+  http://activemq.apache.org/schema/core http://activemq.apache.org/schema/core/activemq-core.xsd">
+  <broker xmlns="http://activemq.apache.org/schema/core" brokerName="komdtest" useJmx="false"
+          persistent="true" advisorySupport="false" schedulerSupport="false" useShutdownHook="false"
+          dataDirectory="%(d)s/data">
+    <persistenceAdapter><kahaDB directory="%(d)s/kahadb" journalDiskSyncStrategy="always"/></persistenceAdapter>
+    <transportConnectors>
+      <transportConnector name="mqtt" uri="mqtt://127.0.0.1:%(port)d"/>
+    </transportConnectors>
+  </broker>
+</beans>
+""" % {"d": self.dir, "port": self.port})
+        with open(os.path.join(self.dir, "log4j.properties"), "w") as f:
+            f.write("log4j.rootLogger=INFO, out\nlog4j.appender.out=org.apache.log4j.ConsoleAppender\n"
+                    "log4j.appender.out.layout=org.apache.log4j.PatternLayout\n"
+                    "log4j.appender.out.layout.ConversionPattern=%d{HH:mm:ss,SSS} %-5p %m%n\n")
+
+    def start(self, timeout=30):
+        """Start (or restart, same port and store) and wait until the port accepts."""
+        check(self.proc is None or self.proc.poll() is not None, "activemq already running")
+        missing = [j for j in [os.path.join(AMQ_HOME, "bin", "activemq.jar")] + AMQ_JARS if not os.path.exists(j)]
+        check(not missing, "activemq: %s missing: run make (its deps step installs activemq, "
+              "libmqtt-client-java)" % missing)
+        self.starts += 1
+        argv = ["java", "-Xms64m", "-Xmx%dm" % self.heap_mb, "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                "-Dactivemq.classpath=%s" % ":".join([self.dir] + AMQ_JARS),
+                "-Dactivemq.home=%s" % AMQ_HOME, "-Dactivemq.base=%s" % self.dir,
+                "-Dactivemq.conf=%s" % self.dir, "-Dactivemq.data=%s" % os.path.join(self.dir, "data"),
+                "-jar", os.path.join(AMQ_HOME, "bin", "activemq.jar"),
+                "start", "xbean:file:%s" % os.path.join(self.dir, "activemq.xml")]
+        self.proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                     text=True, errors="replace", bufsize=1, cwd=self.dir)
+        threading.Thread(target=self._read, args=(self.proc,), daemon=True).start()
+        t0 = time.monotonic()
+        WAIT.until(lambda: self.proc.poll() is not None or accepts(self.port), timeout,
+                   "activemq accepting on %d" % self.port)
+        self.start_s = time.monotonic() - t0
+        check(self.proc.poll() is None, "activemq exited at start:\n" + self.log())
+        return self
+
+    def _read(self, proc):
+        for line in proc.stdout:
+            self.lines.append(line.rstrip("\n"))
+            WAIT.kick()
+        WAIT.kick()
+
+    def log(self):
+        return "\n".join(self.lines)
+
+    def wait_saved(self, timeout=5):
+        """Nothing to wait for: ActiveMQ stores a durable subscription (an MQTT subscription
+        with clean session false and QoS 1 or 2) while it handles the SUBSCRIBE, before its
+        SUBACK."""
+
+    def running(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def kill(self):
+        """SIGKILL: no clean exit, so only what KahaDB's journal already holds survives."""
+        if self.running():
+            self.proc.kill()
+            self.proc.wait(10)
+
+    def stop(self):
+        if self.running():
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if exc[0] is not None:
+            print("---- activemq %d log (last 60 lines) ----\n%s" % (self.port, "\n".join(self.lines[-60:])))
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
 def number(payload):
     """The sequence number in a payload: a text number ("17", "17.0") or a JSON object's
     "value" (komd's JSON payload), or the number before the first space (tests/peers/mqtt_pub);
@@ -195,7 +312,7 @@ class SeqSubscriber:
     session expiry) that records every number it receives, in order, and reconnects by
     itself after a broker restart."""
 
-    def __init__(self, port, topic, qos=1, client_id=None, version=4, parse=number, tls=None):
+    def __init__(self, port, topic, qos=1, client_id=None, version=4, parse=number, tls=None, resubscribe=True):
         import paho.mqtt.client as paho
         self.paho = paho
         self.got = []               # numbers in arrival order (None: a payload without one)
@@ -205,6 +322,7 @@ class SeqSubscriber:
         self.lock = threading.Lock()
         self.parse = parse
         self.topic, self.qos = topic, qos
+        self.resubscribe = resubscribe
         cid = client_id or "seqsub-%d-%d" % (os.getpid(), free_port())
         if version == 5:
             self.c = paho.Client(client_id=cid, protocol=paho.MQTTv5)
@@ -234,8 +352,10 @@ class SeqSubscriber:
 
     def _on_connect(self, c, userdata, flags, rc, properties=None):
         self.connacks.append(flags.get("session present", 0))
-        # subscribe again each time (a restarted broker without a store has forgotten it)
-        c.subscribe(self.topic, self.qos)
+        # subscribe again each time (a restarted broker without a store has forgotten it),
+        # unless told not to (ActiveMQ: see ActiveMQ.resubscribe)
+        if self.resubscribe or len(self.connacks) == 1:
+            c.subscribe(self.topic, self.qos)
         WAIT.kick()
 
     def _on_message(self, c, userdata, m):
@@ -416,6 +536,29 @@ def ledger(packets, broker_port, topic, parse=None):
         elif p["type"] == 6 and p["dst"] == broker_port and p["msgid"] in recd:
             taken.add(recd.pop(p["msgid"]))
     return sends, taken, again
+
+
+def deliveries(packets, broker_port, topic, parse=None):
+    """What the broker on broker_port delivered on topic, from a capture: per number, the
+    PUBLISH packets that carried it to a client ((stream, msgid, dup, done) in order). done:
+    the client answered it with PUBACK (QoS 1), or the broker sent PUBREL for it (QoS 2: the
+    client has it then, paho hands it on at PUBREL, and the broker must not send that PUBLISH
+    again, MQTT 3.1.1 4.3.3). A PUBLISH of a number after a done one is a repeat of the
+    broker's making."""
+    parse = parse or number
+    out, pending = {}, {}
+    for p in packets:
+        if p["type"] == 3 and p["src"] == broker_port and p["topic"] == topic:
+            n = parse(p["payload"] or b"")
+            out.setdefault(n, []).append([p["stream"], p["msgid"], p["dup"], p["qos"] == 0])
+            if p["qos"]:
+                pending[(p["stream"], p["msgid"])] = (out[n][-1], p["qos"])
+        elif (p["type"] == 4 and p["dst"] == broker_port) or (p["type"] == 6 and p["src"] == broker_port):
+            d, qos = pending.get((p["stream"], p["msgid"]), (None, 0))
+            if d is not None and qos == (1 if p["type"] == 4 else 2):
+                d[3] = True
+                del pending[(p["stream"], p["msgid"])]
+    return {n: [tuple(d) for d in v] for n, v in out.items()}
 
 
 class ScriptedBroker(_Proc):
