@@ -500,10 +500,17 @@ session_frames(struct session *s, struct evbuffer *in)
 		if (flen == 0 && want < max)
 			break; /* the rest of the frame is still on its way */
 		if (flen <= 0 || (size_t)flen > want) {
+			bool oversize = flen >= 0; /* 0 with max bytes there, or a length above them */
+
 			if (!err[0] && flen == 0)
 				snprintf(err, sizeof(err), "no frame within the %zu bytes a frame may have%s", max,
 				    max < ops->max_frame ? " on this connection" : "");
-			session_protocol_error(s, "%s", err[0] ? err : "frame length out of range");
+			if (!err[0])
+				snprintf(err, sizeof(err), "frame length out of range");
+			if (ops->on_frame_error)
+				ops->on_frame_error(s, oversize, err);
+			if (!s->closing)
+				session_protocol_error(s, "%s", err);
 			rc = -1;
 			break;
 		}

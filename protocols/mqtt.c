@@ -653,8 +653,8 @@ mqtt_on_connect(struct session *s)
 	if (ms->p->s && ms->p->s != s)
 		ms->p->s = NULL; /* an older session of this path, closing */
 	/* the Maximum Packet Size komd announces (3.1.2.11.4) bounds what the core buffers: a
-	 * broker cannot make komd hold 256 MiB; a larger packet closes the connection there
-	 * (the core's protocol error, before komd could read it: no DISCONNECT 0x95) */
+	 * broker cannot make komd hold 256 MiB; a larger packet closes the connection there,
+	 * with DISCONNECT 0x95 first on v5 (mqtt_on_frame_error) */
 	session_set_max_frame(s, (size_t)ml->c->max_packet_size);
 	mqtt_send_connect(ms);
 	ptimer_start(ms->tick, 20);
@@ -743,6 +743,19 @@ mqtt_frames_done(struct session *s)
 	ms->rx_publish_bytes = 0;
 	if (!session_closing(s))
 		mqtt_read_mark(ms);
+}
+
+/* The core found no packet where one should be: with v5, DISCONNECT with the reason first
+ * (4.13): 0x95 Packet too large for one above the Maximum Packet Size komd announced
+ * (3.1.2.11.4), else 0x81 Malformed Packet (a Remaining Length of more than four bytes,
+ * 1.5.5). */
+static void
+mqtt_on_frame_error(struct session *s, bool oversize, const char *err)
+{
+	struct mqtt_session *ms = session_priv(s);
+
+	if (ms->inited)
+		mqtt_proto_error(ms, oversize ? 0x95 : 0x81, "%s", err);
 }
 
 static long
@@ -997,6 +1010,7 @@ const struct proto_ops mqtt_client_ops = {
 	.frame_len = mqtt_frame_len_cb,
 	.on_frame = mqtt_on_frame,
 	.on_frames_done = mqtt_frames_done,
+	.on_frame_error = mqtt_on_frame_error,
 	.on_close = mqtt_on_close,
 	.on_takeover = mqtt_on_takeover,
 	.on_tag_change = mqtt_tag_change,

@@ -114,6 +114,12 @@ struct proto_ops {
 	long (*frame_len)(const uint8_t *buf, size_t len, char *err, size_t errlen);
 	int (*on_frame)(struct session *s, const uint8_t *frame, size_t len);
 	void (*on_frames_done)(struct session *s);
+	/* Optional: the input breaks the framing (err says how; oversize: no frame fits in the
+	 * max_frame bytes this connection allows, session_set_max_frame). The protocol may send
+	 * its last word before the core closes (MQTT 5: DISCONNECT 0x95 Packet too large,
+	 * 3.1.2.11.4, or 0x81 Malformed Packet, 4.13) and close with session_protocol_error;
+	 * if the session is still open afterwards, the core closes it with err. */
+	void (*on_frame_error)(struct session *s, bool oversize, const char *err);
 	/* The session is going away (any reason); release what refers to it. */
 	void (*on_close)(struct session *s);
 	/* Client lines, parallel or dual: s takes over as the active session because the active

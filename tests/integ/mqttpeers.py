@@ -610,6 +610,10 @@ class ScriptedBroker(_Proc):
     def send(self, packet):
         self.cmd(cmd="send", packet=packet)
 
+    def send_raw(self, hexbytes):
+        """Raw bytes (a broken packet)."""
+        self.cmd(cmd="send", hex=hexbytes)
+
     def send_together(self, packets):
         """Several packets in one write."""
         self.cmd(cmd="send", packets=packets)

@@ -110,7 +110,19 @@ def test_max_packet_size_komd_announces():
         WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 1], 5, "connection 1 closed")
         check(not [p for p in b.packets("puback", 1) if p["messageId"] == 31], "the oversize PUBLISH not acknowledged")
         check(k.tag("v.in")["value"] == 5, "the oversize value not taken: %s" % k.tag("v.in"))
-        print("    max_packet_size 200: 160 bytes taken, 5000 bytes closes the connection")
+        d = b.packets("disconnect", 1)
+        check([x.get("reasonCode") for x in d] == [0x95], "DISCONNECT 0x95 Packet too large before the close "
+              "(3.1.2.11.4): %s" % d)
+        # a Remaining Length of five bytes (1.5.5: four at most): DISCONNECT 0x81 Malformed Packet
+        WAIT.until(lambda: b.conns() >= 2 and b.packets("subscribe", 2), 10, "second connection")
+        n = len(k.lines)
+        b.send_raw("30ffffffff7f")
+        k.wait_log(r"protocol error: .*[Rr]emaining [Ll]ength", 5, since=n)
+        WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 2], 5, "connection 2 closed")
+        d = b.packets("disconnect", 2)
+        check([x.get("reasonCode") for x in d] == [0x81], "DISCONNECT 0x81 Malformed Packet: %s" % d)
+        print("    max_packet_size 200: 160 bytes taken, 5000 bytes: DISCONNECT 0x95 and closed; a 5-byte "
+              "Remaining Length: DISCONNECT 0x81")
     b.stop()
 
 

@@ -18,6 +18,7 @@
 //   {"cmd": "send", "packet": {...}}      any packet (mqtt-packet's object form; payload and
 //                                         correlationData as text, or as {"hex": "..."})
 //   {"cmd": "send", "packets": [...]}     several, in one write (one TCP segment on loopback)
+//   {"cmd": "send", "hex": "..."}         raw bytes (a broken packet)
 //   {"cmd": "ack"}                        send the held acknowledgements, in order
 //   {"cmd": "ack", "n": N}                the first N of them only
 //   {"cmd": "set", "options": {...}}      change options
@@ -167,7 +168,9 @@ readline.createInterface({ input: process.stdin }).on('line', line => {
   switch (m.cmd) {
     case 'send':
       for (const c of conns.values()) {
-        if (!m.packets) send(c, bufs(m.packet))
+        if (m.hex !== undefined) {
+          if (!c.sock.destroyed) c.sock.write(Buffer.from(m.hex, 'hex'))
+        } else if (!m.packets) send(c, bufs(m.packet))
         else if (!c.sock.destroyed) {
           c.sock.write(Buffer.concat(m.packets.map(p => mqtt.generate(bufs(p), { protocolVersion: c.version }))))
         }
