@@ -195,8 +195,13 @@ struct session {
 	int rcvlowat;                /* SO_RCVLOWAT set (session_read_batch); 0: the kernel's 1 */
 	struct event *batch_ev;      /* session_read_batch's wait: a timerfd's event (us precision); NULL until first asked */
 	int batch_fd;                /* that timerfd */
-	bool batch_armed;            /* the wait is running */
-	int batch_wait_us;           /* its length, from the mark's setting or the last read */
+	enum {
+		SB_IDLE,             /* no wait running */
+		SB_WAITING,          /* a mark set, its wait running */
+		SB_DUE,              /* the wait ran out: no mark again before the next read */
+		SB_NONE,             /* no timerfd to be had: every byte, always */
+	} batch;
+	int batch_wait_us;           /* the wait, from the mark's setting or the last read */
 	TAILQ_ENTRY(session) link;
 };
 

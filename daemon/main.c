@@ -78,7 +78,8 @@ komd_fd_limit(const struct config *c)
 		if (lc->ops->transport == PROTO_LISTEN)
 			servers += lc->max_clients + lc->hosts.n;
 		else
-			/* a connection, and a timerfd if its protocol reads in batches (session_read_batch) */
+			/* a connection, and a timerfd if its protocol reads in batches (session_read_batch;
+			 * MQTT; counted for every client line, which is at most a few too many) */
 			clients += 2 * (lc->type == LINE_TCP_REDUNDANT ? 2 : 1);
 	}
 	/* the HTTP endpoint's connections and listeners in the margin's part */

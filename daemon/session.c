@@ -533,7 +533,9 @@ session_read_cb(struct bufferevent *bev, void *arg)
 	struct evbuffer *in = bufferevent_get_input(bev);
 	size_t len = evbuffer_get_length(in);
 
-	if (s->rcvlowat > 1)
+	if (s->batch == SB_DUE)
+		s->batch = SB_IDLE; /* what the wait let in is being read: marks again after it */
+	else if (s->rcvlowat > 1)
 		session_batch_arm(s); /* read with a mark set: it was reached; its wait starts again */
 	/* count only what arrived since the last call: a partial frame stays in the buffer */
 	s->line->cnt.bytes_in += len - s->in_left;
@@ -754,7 +756,7 @@ session_batch_arm(struct session *s)
 	struct itimerspec it = { .it_value = { s->batch_wait_us / 1000000, (long)(s->batch_wait_us % 1000000) * 1000 } };
 
 	if (timerfd_settime(s->batch_fd, 0, &it, NULL) == 0)
-		s->batch_armed = true;
+		s->batch = SB_WAITING;
 }
 
 static void
@@ -762,12 +764,13 @@ session_batch_disarm(struct session *s)
 {
 	static const struct itimerspec zero;
 
-	if (s->batch_armed && timerfd_settime(s->batch_fd, 0, &zero, NULL) == 0)
-		s->batch_armed = false;
+	if (s->batch == SB_WAITING && timerfd_settime(s->batch_fd, 0, &zero, NULL) == 0)
+		s->batch = SB_IDLE;
 }
 
-/* The wait is over: every byte again, so what came is read in this loop pass. A peer
- * whose replies come one at a time (e.g. held back by its Nagle algorithm until we
+/* The wait is over: every byte again, so what came is read in this loop pass, and no new
+ * mark before that read (a producer in the same pass must not hide the socket again). A
+ * peer whose replies come one at a time (e.g. held back by its Nagle algorithm until we
  * acknowledge what it sent: mosquitto's default) ends every wait this way; that is the
  * point of a short one, the replies gathered meanwhile are read together. */
 static void
@@ -777,11 +780,12 @@ session_batch_cb(evutil_socket_t fd, short what, void *arg)
 	uint64_t expirations;
 
 	(void)what;
-	if (read(fd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
-		log_debug("line %s: %s: timerfd read: %s", s->line->lc->name, s->peer, strerror(errno));
-	s->batch_armed = false;
-	if (!s->closing)
-		session_lowat(s, 1);
+	if (read(fd, &expirations, sizeof(expirations)) != (ssize_t)sizeof(expirations))
+		return; /* set again or stopped since it ran out: nothing is due */
+	if (s->batch != SB_WAITING || s->closing)
+		return;
+	s->batch = SB_DUE;
+	session_lowat(s, 1);
 }
 
 /* The timerfd and its event, on first use; -1 when there is none (no descriptor left
@@ -813,23 +817,31 @@ session_read_batch(struct session *s, size_t bytes, int wait_us)
 {
 	if (s->closing)
 		return;
-	if (bytes <= 1 || wait_us <= 0) {
+	/* TLS: OpenSSL's bufferevent reads a record or two a readiness and leaves the rest in
+	 * the kernel, where a mark would hide it (and the mark would count ciphertext) */
+	if (bytes <= 1 || wait_us <= 0 || s->line->tls) {
 		if (s->rcvlowat > 1) { /* nothing to undo otherwise: the common case, every pump */
 			session_batch_disarm(s);
 			session_lowat(s, 1);
 		}
 		return;
 	}
-	if (!s->batch_ev && session_batch_init(s) != 0)
-		return; /* every byte, as before */
+	if (s->batch == SB_DUE || s->batch == SB_NONE)
+		return;
+	if (!s->batch_ev && session_batch_init(s) != 0) {
+		s->batch = SB_NONE; /* not tried again on every call */
+		log_debug("line %s: %s: no timerfd for reading in batches: every byte", s->line->lc->name, s->peer);
+		return;
+	}
 	/* the wait runs from the mark's setting or the last read, however often it is asked
 	 * for again (a producer asking on every message must not put it off) */
 	s->batch_wait_us = wait_us > 1000000 ? 1000000 : wait_us;
-	if (!s->batch_armed)
+	if (s->batch != SB_WAITING)
 		session_batch_arm(s);
 	/* no more than one read takes (session_raw_read_cb's buffer): bytes left after a read
 	 * must not wait below the mark */
-	session_lowat(s, bytes > SESSION_READ_MAX ? SESSION_READ_MAX : (int)bytes);
+	if (s->batch == SB_WAITING)
+		session_lowat(s, bytes > SESSION_READ_MAX ? SESSION_READ_MAX : (int)bytes);
 }
 
 bool session_closing(const struct session *s) { return s->closing; }

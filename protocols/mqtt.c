@@ -735,10 +735,13 @@ mqtt_frames_done(struct session *s)
 	ms->in_read = false;
 	mqtt_flush(ms);
 	/* Two PUBLISH packets or more in one read: the broker has a backlog for us (a flood
-	 * of subscribed messages, its Nagle algorithm gathering them meanwhile). Read about
-	 * eight at a time then, rather than waking up for each (at most 0.5 ms later, so
-	 * never more than that late); one or none: every byte again. */
-	ms->rx_mark = ms->rx_publishes >= 2 ? 8 * (ms->rx_publish_bytes / ms->rx_publishes) : 0;
+	 * of subscribed messages, its Nagle algorithm gathering them meanwhile). Read as many
+	 * at a time as it just sent together, up to eight, rather than waking up for each (at
+	 * most 0.5 ms later, so never more than that late): a broker that may send only a few
+	 * before our PUBACKs (its in-flight window; our Receive Maximum) sent no more than
+	 * that, so the mark stays within its reach. One or none: every byte again. */
+	ms->rx_mark = ms->rx_publishes >= 2 ?
+	    (ms->rx_publishes < 8 ? ms->rx_publishes : 8) * (ms->rx_publish_bytes / ms->rx_publishes) : 0;
 	ms->rx_publishes = 0;
 	ms->rx_publish_bytes = 0;
 	if (!session_closing(s))

@@ -169,11 +169,13 @@ size_t session_output_pending(const struct session *s);
  * otherwise spend a loop pass, and a wake-up, on each: a wait shorter than the peer's work
  * on what is in flight gathers its replies without slowing it. A peer that sends one reply
  * at a time until we answer (Nagle's algorithm waiting for our TCP acknowledgement) ends
- * every wait by the timer; what it sent meanwhile is then read at once. The end of the
- * stream and errors are reported at once whatever the mark. A setsockopt call only when the
- * mark changes, a timerfd_settime per wait; the timerfd is made on first use (one
- * descriptor per such session, counted in komd's RLIMIT_NOFILE need); if it or the mark
- * cannot be had, every byte is reported as before (no error). */
+ * every wait by the timer; what it sent meanwhile is then read at once, and no mark is
+ * set again before that read. The end of the stream and errors are reported at once
+ * whatever the mark. A setsockopt call only when the mark changes, a timerfd_settime per
+ * wait; the timerfd is made on first use (one descriptor per such session, counted in
+ * komd's RLIMIT_NOFILE need). TLS sessions read every byte whatever is asked (OpenSSL's
+ * bufferevent leaves records in the kernel that a mark would hide); if the timerfd or
+ * the mark cannot be had, every byte as well (no error). */
 void session_read_batch(struct session *s, size_t bytes, int wait_us);
 /* Closed (by us, the peer, or a write that found the peer not reading): stop reading
  * frames and sending; the session is freed after the current callback. */

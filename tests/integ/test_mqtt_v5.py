@@ -97,7 +97,8 @@ def test_receive_maximum_komd_announces():
 
 def test_max_packet_size_komd_announces():
     """max_packet_size = 200: a packet within it is taken; a 5000-byte PUBLISH closes the
-    connection after at most 200 bytes buffered (3.1.2.11.4), its value not taken."""
+    connection after at most 200 bytes buffered (3.1.2.11.4), its value not taken, after a
+    DISCONNECT 0x95 (a broken Remaining Length: 0x81); MQTT 3.1.1 closes without one."""
     b = ScriptedBroker()
     with Komd(conf([line(b, "max_packet_size = 200;")], TAGS)).start() as k:
         k.wait_log(r"MQTT connected \(5")
@@ -121,9 +122,28 @@ def test_max_packet_size_komd_announces():
         WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 2], 5, "connection 2 closed")
         d = b.packets("disconnect", 2)
         check([x.get("reasonCode") for x in d] == [0x81], "DISCONNECT 0x81 Malformed Packet: %s" % d)
-        print("    max_packet_size 200: 160 bytes taken, 5000 bytes: DISCONNECT 0x95 and closed; a 5-byte "
-              "Remaining Length: DISCONNECT 0x81")
     b.stop()
+    # MQTT 3.1.1 has no reason codes: the same packets close the connection without a DISCONNECT
+    b = ScriptedBroker()
+    l311 = mqtt_line(b.port, OUT + ", " + IN, extra="keepalive = 30; reply_timeout = 5; max_packet_size = 200;")
+    with Komd(conf([l311], TAGS)).start() as k:
+        k.wait_log(r"MQTT connected \(3\.1\.1")
+        b.wait_packet("subscribe")
+        n = len(k.lines)
+        b.send({"cmd": "publish", "topic": "in/v", "payload": "7" * 5000, "qos": 1, "messageId": 32,
+                "retain": False, "dup": False})
+        k.wait_log(r"protocol error: no frame within the 200 bytes", 5, since=n)
+        WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 1], 5, "3.1.1 connection 1 closed")
+        WAIT.until(lambda: b.conns() >= 2 and b.packets("subscribe", 2), 10, "3.1.1 second connection")
+        n = len(k.lines)
+        b.send_raw("30ffffffff7f")
+        k.wait_log(r"protocol error: .*[Rr]emaining [Ll]ength", 5, since=n)
+        WAIT.until(lambda: [e for e in b.events("close") if e["conn"] == 2], 5, "3.1.1 connection 2 closed")
+        check(not b.packets("disconnect"), "3.1.1: no DISCONNECT from a client for a protocol error: %s"
+              % b.packets("disconnect"))
+    b.stop()
+    print("    max_packet_size 200: 160 bytes taken, 5000 bytes: DISCONNECT 0x95 and closed; a 5-byte "
+          "Remaining Length: DISCONNECT 0x81; with 3.1.1 both closed without a DISCONNECT")
 
 
 def test_aliases_komd_sends():
