@@ -503,19 +503,21 @@ class MqttCapture(Capture):
 
 
 def ledger(packets, broker_port, topic, parse=None):
-    """What a client published to the broker on broker_port on topic, from a capture: per
-    number, the PUBLISH packets that carried it ((stream, msgid, dup) in order) and whether
-    the broker took it over: a PUBACK for it (QoS 1), or a PUBREC for it and then the
-    client's PUBREL with that packet id to that broker (QoS 2: mosquitto hands a message on
-    at PUBREL; one PUBREC'd and never released stays with the broker unseen). A number lost
-    though the broker took it over is the broker's loss; one lost without that is the
-    publisher's. Returns (sends, taken, again): again holds the numbers published as a new
-    message (DUP 0) after the broker had PUBACK'd or PUBREC'd them: a duplicate of the
-    publisher's making (at QoS 1 allowed, at QoS 2 a fault)."""
+    """What a client published to the broker on broker_port (a port, or several: the brokers
+    of one session that moves, an `alternate` line) on topic, from a capture: per number,
+    the PUBLISH packets that carried it ((stream, msgid, dup) in order) and whether a broker
+    took it over: a PUBACK for it (QoS 1), or a PUBREC for it and then the client's PUBREL
+    with that packet id to that broker (QoS 2: mosquitto hands a message on at PUBREL; one
+    PUBREC'd and never released stays with the broker unseen). A number lost though a
+    broker took it over is the broker's loss; one lost without that is the publisher's.
+    Returns (sends, taken, again): again holds the numbers published as a new message
+    (DUP 0, to any of the brokers) after one had PUBACK'd or PUBREC'd them: a duplicate of
+    the publisher's making (at QoS 1 allowed, at QoS 2 a fault)."""
     parse = parse or number
+    ports = {broker_port} if isinstance(broker_port, int) else set(broker_port)
     sends, taken, pending, again, recd, acked = {}, set(), {}, set(), {}, set()
     for p in packets:
-        if p["type"] == 3 and p["dst"] == broker_port and p["topic"] == topic:
+        if p["type"] == 3 and p["dst"] in ports and p["topic"] == topic:
             n = parse(p["payload"] or b"")
             sends.setdefault(n, []).append((p["stream"], p["msgid"], p["dup"]))
             if n in acked and not p["dup"]:
@@ -524,7 +526,7 @@ def ledger(packets, broker_port, topic, parse=None):
                 taken.add(n)
             else:
                 pending[(p["stream"], p["msgid"])] = (n, p["qos"])
-        elif p["type"] in (4, 5) and p["src"] == broker_port:
+        elif p["type"] in (4, 5) and p["src"] in ports:
             n, qos = pending.pop((p["stream"], p["msgid"]), (None, 0))
             if n is None:
                 continue
@@ -532,9 +534,9 @@ def ledger(packets, broker_port, topic, parse=None):
             if qos == 1:
                 taken.add(n)
             else:
-                recd[p["msgid"]] = n
-        elif p["type"] == 6 and p["dst"] == broker_port and p["msgid"] in recd:
-            taken.add(recd.pop(p["msgid"]))
+                recd[(p["src"], p["msgid"])] = n
+        elif p["type"] == 6 and (p["dst"], p["msgid"]) in recd:
+            taken.add(recd.pop((p["dst"], p["msgid"])))
     return sends, taken, again
 
 
