@@ -8,7 +8,8 @@ Mosquitto       mosquitto 2.0 on a free loopback port with a store that survives
                 start() polls until it accepts; kill() is SIGKILL; start() again restarts it
                 on the same port with the same store; pause()/resume() are SIGSTOP/SIGCONT.
 SeqSubscriber   paho-mqtt with a persistent session counting a numbered sequence (payloads
-                that carry a number): duplicates, gaps, order.
+                that carry a number): duplicates, gaps, order; pause()/resume() leave and
+                take up the session again.
 Sub, pub()      mosquitto_sub / mosquitto_pub, MQTT 3.1.1 or -V 5.
 ActiveMQ        ActiveMQ 5.17 (Debian's activemq) with only an MQTT transport and a KahaDB
                 store that syncs every journal write; same interface as Mosquitto.
@@ -387,6 +388,19 @@ class SeqSubscriber:
         except TestFailure:
             pass
         return self.missing(first, last)
+
+    def pause(self):
+        """Disconnect (DISCONNECT: the broker keeps the session and queues what it gets for
+        it) and stay away until resume()."""
+        self.close()
+
+    def resume(self, timeout=10):
+        """Connect again with the same session (paho keeps its QoS 2 state: a PUBREL for a
+        message received before pause() still hands it on) and wait for the CONNACK."""
+        n = len(self.connacks)
+        self.c.reconnect()
+        self.c.loop_start()
+        WAIT.until(lambda: len(self.connacks) > n, timeout, "subscriber's CONNACK")
 
     def close(self):
         self.c.disconnect()

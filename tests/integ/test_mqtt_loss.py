@@ -13,8 +13,9 @@ it acknowledged: the mosquitto tests fail on a number komd never handed over and
 the broker's losses. The test_activemq_* variants of the same three scenarios show the
 literal count: ActiveMQ acknowledges only what KahaDB has synced, and there every number
 must arrive (SIGKILLs: at its subscribers; alternate line: at the subscribers of both
-brokers together, the primary started again at the end; dual line: at each broker's
-subscribers), and each QoS 2 repeat must be one the capture shows to be of the broker's
+brokers together, those of the primary away from before its kill until it is started
+again at the end, so that part of the sequence reaches them only from its store; dual
+line: at each broker's subscribers), and each QoS 2 repeat must be one the capture shows to be of the broker's
 making (broker_repeats()). Each test prints the counts it proves."""
 import collections
 import os
@@ -211,8 +212,9 @@ def killed_and_restarted(broker, name, literal=False, rate=RATE):
 def switched_to_backup(broker, name, literal=False, rate=RATE):
     """An alternate line: the primary is SIGKILLed for good a third of the way through, komd
     goes on with the backup; the primary is started again once the publishers are done, so
-    that its subscribers get what it had acknowledged. The subscribers of both brokers
-    together must see every number. literal: see finish()."""
+    that its subscribers get what it had acknowledged (they were away from a quarter of the
+    way through until then: numbers about N/4 to N/3 reach them only from its store). The
+    subscribers of both brokers together must see every number. literal: see finish()."""
     with broker() as a, broker() as b:
         subs = subscribers([a, b], "alt")
         line = mqtt_line(a.port, station(), extra=LINE_KEYS, backup_port=b.port, redundancy="alternate")
@@ -220,16 +222,25 @@ def switched_to_backup(broker, name, literal=False, rate=RATE):
             k.wait_log(r"127\.0\.0\.1:%d: MQTT connected" % a.port)
             cap = MqttCapture([a.port, b.port], os.path.join(k.dir, "cap.pcapng"))
             pubs = publishers(k, rate)
+            # the primary's subscribers go away for a while before the kill: what the primary
+            # takes meanwhile they can get only from its store, after its restart
+            WAIT.until(lambda: pubs[0].last >= N // 4, 30, "publisher progress")
+            for q in subs:
+                subs[q][0].pause()
             WAIT.until(lambda: pubs[0].last >= N // 3, 30, "publisher progress")
             a.kill()
             k.wait_log(r"127\.0\.0\.1:%d: MQTT connected" % b.port, 15)
             for p in pubs:
                 WAIT.until(p.done, 60, "publisher of %s done" % p.tag)
-            a.start()       # its subscribers get what it had acknowledged before the kill
+            a.start()
+            away = {q: len(subs[q][0].numbers()) for q in subs}
+            for q in subs:
+                subs[q][0].resume()
             finish(k, cap, pubs, [("", subs, [a.port, b.port])], "alternate line of %s, primary killed" % name,
                    literal=literal)
             for q in (1, 2):
                 check(subs[q][1].numbers(), "the backup broker got messages at QoS %d" % q)
+                check(len(subs[q][0].numbers()) > away[q], "the primary's store held no messages at QoS %d" % q)
         close(subs)
 
 
@@ -296,7 +307,7 @@ def test_activemq_alternate_switch_to_backup():
     the rest the backup's; every number must arrive. ActiveMQ hands a QoS 2 message on at
     PUBLISH, so one the primary stored but had not answered before the kill, which komd
     must send to the backup in its new session, would arrive twice (once through each
-    broker): broker_repeats() counts it as the broker's (not seen in 5 runs here). 100
+    broker): broker_repeats() counts it as the broker's (not seen in 10 runs here). 100
     values a second (6 s); the test takes about 15 s."""
     switched_to_backup(ActiveMQ, "activemq", literal=True, rate=ALT_RATE)
 
