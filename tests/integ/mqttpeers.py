@@ -8,7 +8,8 @@ Mosquitto       mosquitto 2.0 on a free loopback port with a store that survives
                 start() polls until it accepts; kill() is SIGKILL; start() again restarts it
                 on the same port with the same store; pause()/resume() are SIGSTOP/SIGCONT.
 SeqSubscriber   paho-mqtt with a persistent session counting a numbered sequence (payloads
-                that carry a number): duplicates, gaps, order.
+                that carry a number): duplicates, gaps, order; pause()/resume() leave and
+                take up the session again.
 Sub, pub()      mosquitto_sub / mosquitto_pub, MQTT 3.1.1 or -V 5.
 ActiveMQ        ActiveMQ 5.17 (Debian's activemq) with only an MQTT transport and a KahaDB
                 store that syncs every journal write; same interface as Mosquitto.
@@ -388,6 +389,19 @@ class SeqSubscriber:
             pass
         return self.missing(first, last)
 
+    def pause(self):
+        """Disconnect (DISCONNECT: the broker keeps the session and queues what it gets for
+        it) and stay away until resume()."""
+        self.close()
+
+    def resume(self, timeout=10):
+        """Connect again with the same session (paho keeps its QoS 2 state: a PUBREL for a
+        message received before pause() still hands it on) and wait for the CONNACK."""
+        n = len(self.connacks)
+        self.c.reconnect()
+        self.c.loop_start()
+        WAIT.until(lambda: len(self.connacks) > n, timeout, "subscriber's CONNACK")
+
     def close(self):
         self.c.disconnect()
         self.c.loop_stop()
@@ -503,19 +517,21 @@ class MqttCapture(Capture):
 
 
 def ledger(packets, broker_port, topic, parse=None):
-    """What a client published to the broker on broker_port on topic, from a capture: per
-    number, the PUBLISH packets that carried it ((stream, msgid, dup) in order) and whether
-    the broker took it over: a PUBACK for it (QoS 1), or a PUBREC for it and then the
-    client's PUBREL with that packet id to that broker (QoS 2: mosquitto hands a message on
-    at PUBREL; one PUBREC'd and never released stays with the broker unseen). A number lost
-    though the broker took it over is the broker's loss; one lost without that is the
-    publisher's. Returns (sends, taken, again): again holds the numbers published as a new
-    message (DUP 0) after the broker had PUBACK'd or PUBREC'd them: a duplicate of the
-    publisher's making (at QoS 1 allowed, at QoS 2 a fault)."""
+    """What a client published to the broker on broker_port (a port, or several: the brokers
+    of one session that moves, an `alternate` line) on topic, from a capture: per number,
+    the PUBLISH packets that carried it ((stream, msgid, dup) in order) and whether a broker
+    took it over: a PUBACK for it (QoS 1), or a PUBREC for it and then the client's PUBREL
+    with that packet id to that broker (QoS 2: mosquitto hands a message on at PUBREL; one
+    PUBREC'd and never released stays with the broker unseen). A number lost though a
+    broker took it over is the broker's loss; one lost without that is the publisher's.
+    Returns (sends, taken, again): again holds the numbers published as a new message
+    (DUP 0, to any of the brokers) after one had PUBACK'd or PUBREC'd them: a duplicate of
+    the publisher's making (at QoS 1 allowed, at QoS 2 a fault)."""
     parse = parse or number
+    ports = {broker_port} if isinstance(broker_port, int) else set(broker_port)
     sends, taken, pending, again, recd, acked = {}, set(), {}, set(), {}, set()
     for p in packets:
-        if p["type"] == 3 and p["dst"] == broker_port and p["topic"] == topic:
+        if p["type"] == 3 and p["dst"] in ports and p["topic"] == topic:
             n = parse(p["payload"] or b"")
             sends.setdefault(n, []).append((p["stream"], p["msgid"], p["dup"]))
             if n in acked and not p["dup"]:
@@ -524,7 +540,7 @@ def ledger(packets, broker_port, topic, parse=None):
                 taken.add(n)
             else:
                 pending[(p["stream"], p["msgid"])] = (n, p["qos"])
-        elif p["type"] in (4, 5) and p["src"] == broker_port:
+        elif p["type"] in (4, 5) and p["src"] in ports:
             n, qos = pending.pop((p["stream"], p["msgid"]), (None, 0))
             if n is None:
                 continue
@@ -532,9 +548,9 @@ def ledger(packets, broker_port, topic, parse=None):
             if qos == 1:
                 taken.add(n)
             else:
-                recd[p["msgid"]] = n
-        elif p["type"] == 6 and p["dst"] == broker_port and p["msgid"] in recd:
-            taken.add(recd.pop(p["msgid"]))
+                recd[(p["src"], p["msgid"])] = n
+        elif p["type"] == 6 and (p["dst"], p["msgid"]) in recd:
+            taken.add(recd.pop((p["dst"], p["msgid"])))
     return sends, taken, again
 
 
