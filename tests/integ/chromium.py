@@ -25,6 +25,9 @@ import tempfile
 import threading
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from komdtest import records  # noqa: E402
+
 CHROMIUM = os.environ.get("KOMD_CHROMIUM", "/usr/bin/chromium")
 
 
@@ -79,24 +82,14 @@ class Chromium:
         return self
 
     def _read(self):
-        buf = b""
-        while True:
-            try:
-                d = os.read(self.from_chrome, 1 << 20)
-            except OSError:
-                d = b""
-            if not d:
-                break
-            buf += d
-            while b"\0" in buf:
-                msg, buf = buf.split(b"\0", 1)
-                m = json.loads(msg)
-                with self.lock:
-                    if "id" in m:
-                        self.replies[m["id"]] = m
-                    else:
-                        self.events.append(m)
-                    self.lock.notify_all()
+        for msg in records(lambda n: os.read(self.from_chrome, n), b"\0", 1 << 20):
+            m = json.loads(msg)
+            with self.lock:
+                if "id" in m:
+                    self.replies[m["id"]] = m
+                else:
+                    self.events.append(m)
+                self.lock.notify_all()
         with self.lock:
             self.closed = True
             self.lock.notify_all()

@@ -22,6 +22,23 @@ KOMD = os.path.join(BUILD, "komd")
 KOMCTL = os.path.join(BUILD, "komctl")
 
 
+def records(read, sep, size=65536):
+    """The records of a byte stream split at sep, as they arrive (sep not included): read(n)
+    gives the next bytes, b"" or an OSError at the end."""
+    buf = b""
+    while True:
+        try:
+            d = read(size)
+        except OSError:
+            d = b""
+        if not d:
+            return
+        buf += d
+        while sep in buf:
+            rec, buf = buf.split(sep, 1)
+            yield rec
+
+
 class TestFailure(AssertionError):
     pass
 
@@ -247,32 +264,22 @@ class KtPeer:
             self._add(s)
 
     def _serve(self, s):
-        buf = b""
-        while True:
+        for line in records(s.recv, b"\n"):
+            text = line.decode(errors="replace")
+            with self.lock:
+                self.frames.append(text)
+            w = text.split(" ")
             try:
-                d = s.recv(65536)
+                if self.answer and w[0] == "PING":
+                    s.sendall(("PONG %s\n" % w[1]).encode())
+                elif self.answer and w[0] == "SET":
+                    if self.nak:
+                        s.sendall(("NAK %s %s\n" % (w[1], self.nak)).encode())
+                    else:
+                        s.sendall(("ACK %s\n" % w[1]).encode())
             except OSError:
-                d = b""
-            if not d:
-                break
-            buf += d
-            while b"\n" in buf:
-                line, buf = buf.split(b"\n", 1)
-                text = line.decode(errors="replace")
-                with self.lock:
-                    self.frames.append(text)
-                w = text.split(" ")
-                try:
-                    if self.answer and w[0] == "PING":
-                        s.sendall(("PONG %s\n" % w[1]).encode())
-                    elif self.answer and w[0] == "SET":
-                        if self.nak:
-                            s.sendall(("NAK %s %s\n" % (w[1], self.nak)).encode())
-                        else:
-                            s.sendall(("ACK %s\n" % w[1]).encode())
-                except OSError:
-                    pass
-                WAIT.kick()
+                pass
+            WAIT.kick()
         with self.lock:
             if s in self.conns:
                 self.conns.remove(s)

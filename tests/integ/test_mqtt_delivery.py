@@ -110,11 +110,13 @@ def _hold_and_count(b, k, tag, count, conn, window):
     return most, len(publishes(b, "out/q1", conn)) - first
 
 
-def _current_values_done(b, k):
-    """The current values after CONNACK acknowledged (the QoS 2 one's PUBCOMP too): a message
-    still in flight would take a place of the window the test measures."""
+def _current_values_then_hold(b, k):
+    """The current values after CONNACK acknowledged (the QoS 2 one's PUBCOMP too: a message
+    still in flight would take a place of the window the test measures); then the broker
+    holds its acknowledgements."""
     WAIT.until(lambda: len(b.packets("publish")) >= 3, 5, "current values")
     k.until(lambda: counters(k).get("mqtt_queued_messages", 1) == 0, 5, "current values acknowledged")
+    b.set(ack=False)
 
 
 def test_inflight_window_and_receive_maximum():
@@ -124,8 +126,7 @@ def test_inflight_window_and_receive_maximum():
     with Komd(conf([mqtt_line(b.port, out_station(), extra="max_inflight = 5; keepalive = 30; reply_timeout = 30;")],
                    TAGS)).start() as k:
         k.wait_log(r"MQTT connected")
-        _current_values_done(b, k)
-        b.set(ack=False)
+        _current_values_then_hold(b, k)
         most, n = _hold_and_count(b, k, "d.q1", 23, 1, 5)
         check(n == 23, "all 23 delivered, got %d" % n)
         check(most == 5, "in flight at most max_inflight = 5, and the window used: %d" % most)
@@ -135,8 +136,7 @@ def test_inflight_window_and_receive_maximum():
     with Komd(conf([mqtt_line(b.port, out_station(), version="5",
                               extra="max_inflight = 20; keepalive = 30; reply_timeout = 30;")], TAGS)).start() as k:
         k.wait_log(r"MQTT connected \(5")
-        _current_values_done(b, k)
-        b.set(ack=False)
+        _current_values_then_hold(b, k)
         most, n = _hold_and_count(b, k, "d.q1", 12, 1, 2)
         check(n == 12 and most == 2, "Receive Maximum 2: %d delivered, at most %d in flight" % (n, most))
         b.ack()
@@ -145,8 +145,7 @@ def test_inflight_window_and_receive_maximum():
         b.close_conns()
         k.wait_log(r"MQTT connected \(5", 10, since=nl)
         WAIT.until(lambda: b.conns() >= 2 and len(b.packets("publish", 2)) >= 1, 5, "second connection")
-        _current_values_done(b, k)
-        b.set(ack=False)
+        _current_values_then_hold(b, k)
         most, n = _hold_and_count(b, k, "d.q1", 12, 2, 3)
         check(n == 12 and most == 3, "Receive Maximum 3 at the next CONNACK: %d delivered, at most %d in flight"
               % (n, most))
@@ -163,8 +162,7 @@ def test_acknowledgements_one_at_a_time():
     with Komd(conf([mqtt_line(b.port, out_station(), extra="max_inflight = 20; keepalive = 30; reply_timeout = 30;")],
                    TAGS)).start() as k:
         k.wait_log(r"MQTT connected")
-        _current_values_done(b, k)
-        b.set(ack=False)
+        _current_values_then_hold(b, k)
         first = len(publishes(b, "out/q1"))
         for i in range(40):
             ctl_set(k.sock, "d.q1", 2000 + i)
